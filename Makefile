@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Each creates .venv and
+# installs what it needs; a stamp file makes the second run fast.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: run test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(VENV)/bin/trackmon $(ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check app tests benchmarks
+
+test: $(VENV)/.test-installed lint
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

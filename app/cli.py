@@ -1,0 +1,385 @@
+"""The `trackmon` command: the desktop window by default, plus headless subcommands.
+
+Every failure a user can cause (bad arguments, a busy port, an unreadable file) ends in one
+line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import platformdirs
+
+from app.core.normalize import parse_timestamp
+
+DEFAULT_PORT = 8585
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_db() -> Path:
+    """Where recordings go when --db is not given: the platform's per-user data directory."""
+    return Path(platformdirs.user_data_dir("trackmon", appauthor=False)) / "trackmon.sqlite"
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def _time(text: str) -> float:
+    value = parse_timestamp(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a Unix time or ISO 8601 time: {text!r}")
+    return value
+
+
+def add_listener_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `record` and the desktop window: where and how to listen."""
+    group = parser.add_argument_group("listener")
+    group.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; "
+                       "0.0.0.0 for every interface, which requires a token)")
+    group.add_argument("--port", type=_port, default=None,
+                       help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    group.add_argument("--path", default=None, help="URL path the stream posts to (default /)")
+    group.add_argument("--db", type=Path, default=None, help=f"recording file (default {default_db()})")
+    group.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    group.add_argument("--auth-header", default=None, metavar="'NAME: VALUE'",
+                       help="require this exact header instead of a bearer token")
+    group.add_argument("--insecure-no-token", action="store_true",
+                       help="allow binding beyond loopback without any token (not recommended)")
+    group.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (chain) for HTTPS")
+    group.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
+    group.add_argument("--max-body", type=_positive_int, default=64, metavar="MIB",
+                       help="largest accepted request body in MiB, after decompression (default 64)")
+    group.add_argument("--messages-path", default="", metavar="DOTTED.PATH",
+                       help="where the message array sits when the body is a JSON object")
+    group.add_argument("--sync", choices=("normal", "full"), default="normal",
+                       help="'full' makes each commit survive a power cut too (slower)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, subcommand by subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="trackmon",
+        description="Live monitor and recorder for flespi HTTP streams. Without a command, "
+                    "opens the desktop window.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gui = commands.add_parser("gui", help="open the desktop window (the default)")
+    add_listener_options(gui)
+
+    record = commands.add_parser("record", help="listen and record headless (no window)",
+                                 description="Listen for a flespi HTTP stream and record every "
+                                             "batch to SQLite, without a window.")
+    add_listener_options(record)
+    record.add_argument("--append", action="store_true",
+                        help="record into the most recent session instead of starting a new one")
+    record.add_argument("--session-name", default="", help="name for the new session")
+
+    simulate = commands.add_parser("simulate", help="send a simulated fleet like a flespi stream",
+                                   description="Send plausible tracker messages to a listener "
+                                               "exactly like a flespi HTTP stream does.")
+    simulate.add_argument("--to", required=True, metavar="URL", help="listener URL")
+    simulate.add_argument("--devices", type=_positive_int, default=10)
+    simulate.add_argument("--batch", type=_positive_int, default=100,
+                          help="messages per request at most, like limit_messages (default 100)")
+    simulate.add_argument("--rate", type=_non_negative_float, default=1.0,
+                          help="messages per second over the fleet; 0 = as fast as acknowledged")
+    simulate.add_argument("--count", type=_positive_int, default=None, help="stop after N messages")
+    simulate.add_argument("--duration", type=_non_negative_float, default=None, help="stop after S seconds")
+    simulate.add_argument("--nested", action="store_true", help="nested JSON like a convert_message mapping")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--interval", type=_non_negative_float, default=5.0,
+                          help="seconds between a device's messages with --rate 0 (default 5)")
+    simulate.add_argument("--start", type=_time, default=None, help="timestamp of the first message")
+    simulate.add_argument("--bad-fix-rate", type=_non_negative_float, default=0.01)
+    simulate.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
+    simulate.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                          help="extra header (repeatable)")
+    simulate.add_argument("--cafile", type=Path, default=None, help="CA/certificate to trust for HTTPS")
+    simulate.add_argument("--insecure", action="store_true", help="do not verify HTTPS certificates")
+    simulate.add_argument("--max-attempts", type=_positive_int, default=None,
+                          help="give up on a batch after N attempts (default: keep trying, like flespi)")
+
+    sessions = commands.add_parser("sessions", help="list recorded sessions")
+    sessions.add_argument("--db", type=Path, default=None)
+    sessions.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+# -- commands -------------------------------------------------------------------------------
+def _listener_setup(args: argparse.Namespace):
+    """Validate listener options into (host, port, ListenerConfig, ssl_context)."""
+    from app.server.auth import HeaderAuth
+    from app.server.listener import ListenerConfig
+    from app.server.service import server_ssl_context
+
+    host = args.host or "127.0.0.1"
+    port = DEFAULT_PORT if args.port is None else args.port
+    auth = None
+    if args.token and args.auth_header:
+        raise CliError("use either --token or --auth-header, not both", EXIT_USAGE)
+    if args.token:
+        auth = HeaderAuth.bearer(args.token)
+    elif args.auth_header:
+        try:
+            auth = HeaderAuth.parse(args.auth_header)
+        except ValueError as exc:
+            raise CliError(f"--auth-header: {exc}", EXIT_USAGE) from None
+    if auth is None and not _is_loopback(host) and not args.insecure_no_token:
+        raise CliError(f"refusing to listen on {host} without a token: anyone on the network "
+                       "could write to your recording. Pass --token (or --insecure-no-token).",
+                       EXIT_USAGE)
+    try:
+        config = ListenerConfig(path=args.path or "/", auth=auth,
+                                max_body=args.max_body * 1024 * 1024,
+                                messages_path=args.messages_path)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    ssl_context = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CliError("HTTPS needs both --tls-cert and --tls-key", EXIT_USAGE)
+        try:
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot load TLS certificate/key: {exc}") from None
+    return host, port, config, ssl_context
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _open_recorder(db: Path, sync_full: bool):
+    from app.store.recorder import Recorder
+    from app.store.schema import SchemaTooNew
+    try:
+        return Recorder(db, sync_full=sync_full)
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise CliError(f"cannot open recording {db}: {exc}") from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Listen and record until interrupted (Ctrl-C or SIGTERM)."""
+    from app.server.listener import Listener, RequestEvent
+    from app.server.service import ListenerService, PortInUse
+
+    host, port, config, ssl_context = _listener_setup(args)
+    db = args.db or default_db()
+    recorder = _open_recorder(db, args.sync == "full")
+    session = recorder.start_session(args.session_name, append=args.append)
+    listener = Listener(recorder, config)
+
+    def report(event: RequestEvent) -> None:
+        if event.status != 200:
+            print(f"rejected {event.status} from {event.peer}: {event.reason}", file=sys.stderr,
+                  flush=True)
+
+    listener.on_request(report)
+    service = ListenerService(listener, host, port, ssl_context=ssl_context)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            urls = await service.start()
+        except PortInUse as exc:
+            raise CliError(str(exc)) from None
+        print(f"recording session {session} to {db}", flush=True)
+        for url in urls:
+            print(f"listening on {url}", flush=True)
+        last = None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=5.0)
+            except TimeoutError:
+                figures = (listener.stats.messages, listener.stats.rejects, listener.stats.retries)
+                if figures != last:
+                    print(f"{figures[0]} messages in {listener.stats.batches} batches, "
+                          f"{figures[2]} re-sent, {figures[1]} rejected", flush=True)
+                    last = figures
+        await service.stop()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        recorder.close()
+    stats = listener.stats
+    print(f"stopped: {stats.messages} messages in {stats.batches} batches, {stats.retries} "
+          f"re-sent, {stats.rejects} rejected", flush=True)
+    return 0
+
+
+def _client_ssl(args: argparse.Namespace):
+    import ssl
+    if not args.to.startswith("https://"):
+        return None
+    if args.insecure:
+        return False
+    if args.cafile:
+        try:
+            return ssl.create_default_context(cafile=str(args.cafile))
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"cannot load --cafile: {exc}") from None
+    return None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run the emulator against a listener and print what was delivered."""
+    from app.server.auth import HeaderAuth
+    from app.server.emulator import EmulatorOptions, run_emulator
+    from app.server.stream_client import GiveUp, StreamSender
+
+    if not args.to.startswith(("http://", "https://")):
+        raise CliError(f"--to must be an http:// or https:// URL, got {args.to!r}", EXIT_USAGE)
+    if args.count is None and args.duration is None and args.rate == 0:
+        raise CliError("--rate 0 sends as fast as possible: give --count or --duration", EXIT_USAGE)
+    headers: dict[str, str] = {}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+    for spec in args.header:
+        try:
+            extra = HeaderAuth.parse(spec)
+        except ValueError as exc:
+            raise CliError(f"--header: {exc}", EXIT_USAGE) from None
+        headers[extra.name] = extra.value
+    options = EmulatorOptions(devices=args.devices, batch=args.batch, rate=args.rate,
+                              count=args.count, duration=args.duration, nested=args.nested,
+                              seed=args.seed, interval=args.interval or 5.0, start=args.start,
+                              bad_fix_rate=args.bad_fix_rate, headers=headers)
+    ssl_context = _client_ssl(args)
+
+    def warn(error: str) -> None:
+        print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=warn,
+                                max_attempts=args.max_attempts) as sender:
+            started = time.perf_counter()
+            try:
+                stats = await run_emulator(sender, options, stop)
+            except GiveUp as exc:
+                raise CliError(str(exc)) from None
+            elapsed = time.perf_counter() - started
+        print(f"sent {stats.messages} messages in {stats.batches} batches to {args.to} in "
+              f"{elapsed:.1f} s ({stats.retries} re-sends)", flush=True)
+
+    asyncio.run(run())
+    return 0
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """Print the sessions of a recording file."""
+    from app.store.queries import list_sessions
+    from app.store.schema import SchemaTooNew, connect
+
+    db = args.db or default_db()
+    if not db.exists():
+        raise CliError(f"no recording at {db}")
+    try:
+        conn = connect(db, readonly=True)
+        sessions = list_sessions(conn)
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read {db}: {exc}") from None
+    if args.json:
+        print(orjson.dumps([asdict(s) for s in sessions], option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if not sessions:
+        print(f"no sessions in {db}")
+        return 0
+    header = (f"{'id':>4}  {'name':<16} {'devices':>7} {'messages':>9} {'re-sent':>7} {'rejects':>7}  "
+              f"{'first (UTC)':<19}  {'last (UTC)':<19}  state")
+    print(header)
+    for s in sessions:
+        state = "recording/interrupted" if s.ended_at is None else "closed"
+        print(f"{s.id:>4}  {s.name[:16]:<16} {s.devices:>7} {s.messages:>9} {s.retries:>7} "
+              f"{s.rejects:>7}  {_fmt_time(s.first_ts):<19}  {_fmt_time(s.last_ts):<19}  {state}")
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open the desktop window."""
+    from app.ui.launch import launch
+    return launch(args)
+
+
+COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
+            "gui": cmd_gui}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `trackmon` console script and `python -m app`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"trackmon: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

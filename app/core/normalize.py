@@ -1,0 +1,258 @@
+"""Turn any flespi-shaped message into one flat, dotted form with an extracted fix.
+
+flespi sends flat dotted keys by default (``"position.latitude"``); a ``convert_message``
+mapping can send nested objects or a mix of both. Everything downstream (fleet state,
+health checks, exports) reads only the flat form produced here, so the three shapes are
+indistinguishable after this module. Nothing is dropped: unknown parameters are kept
+verbatim and problems are recorded as bit flags instead of raising.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# --- flags: one bit per kind of problem a message can have --------------------------------
+NO_IDENT = 1 << 0  # ident missing, null, empty or not a string/number
+NO_TIMESTAMP = 1 << 1  # timestamp missing: receive time used instead
+BAD_TIMESTAMP = 1 << 2  # timestamp present but unusable: receive time used instead
+NO_POSITION = 1 << 3  # latitude or longitude missing
+POSITION_RANGE = 1 << 4  # latitude outside ±90 or longitude outside ±180
+POSITION_ZERO = 1 << 5  # latitude and longitude both exactly 0 ("null island")
+POSITION_INVALID = 1 << 6  # the device itself says position.valid == false
+BAD_VALUE = 1 << 7  # a fix field is non-numeric, NaN or infinite
+VALUE_RANGE = 1 << 8  # speed, direction, satellites, hdop or altitude out of range
+NOT_OBJECT = 1 << 9  # the array element was not a JSON object
+
+FLAG_NAMES: dict[int, str] = {
+    NO_IDENT: "no_ident",
+    NO_TIMESTAMP: "no_timestamp",
+    BAD_TIMESTAMP: "bad_timestamp",
+    NO_POSITION: "no_position",
+    POSITION_RANGE: "position_out_of_range",
+    POSITION_ZERO: "position_zero",
+    POSITION_INVALID: "position_invalid",
+    BAD_VALUE: "bad_value",
+    VALUE_RANGE: "value_out_of_range",
+    NOT_OBJECT: "not_an_object",
+}
+
+#: Flags that make a message's position unfit to draw or export as a track point.
+UNUSABLE_FIX = NO_POSITION | POSITION_RANGE | POSITION_ZERO | POSITION_INVALID
+
+# Plausible Unix-seconds window: 1970 .. year 5138. Anything else is flagged, not guessed.
+_MAX_TS = 1e11
+
+def flag_names(flags: int) -> list[str]:
+    """Name the flags set in ``flags``, for logs, JSON output and the inspector."""
+    return [name for bit, name in FLAG_NAMES.items() if flags & bit]
+
+
+@dataclass(slots=True)
+class Message:
+    """One normalized message: identity, times, the extracted fix, flags and all parameters.
+
+    ``params`` is the complete flat dotted form of the message (including the fields that were
+    extracted), so nothing the device sent is lost.
+    """
+
+    ident: str
+    ts: float
+    server_ts: float | None
+    lat: float | None
+    lon: float | None
+    alt: float | None
+    speed: float | None
+    direction: float | None
+    satellites: float | None
+    hdop: float | None
+    valid: bool | None
+    flags: int
+    params: dict[str, Any]
+
+    @property
+    def has_fix(self) -> bool:
+        """True when the position may be drawn or exported as a real location."""
+        return not self.flags & UNUSABLE_FIX
+
+
+def flatten(obj: dict[str, Any]) -> dict[str, Any]:
+    """Flatten nested objects into dotted keys; flat input is returned unchanged (no copy).
+
+    Empty objects and arrays are kept as values so that nothing the device sent disappears.
+    """
+    for value in obj.values():
+        if type(value) is dict and value:
+            break
+    else:
+        return obj
+    out: dict[str, Any] = {}
+    _flatten_into(out, "", obj)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, obj: dict[str, Any]) -> None:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if type(value) is dict and value:
+            _flatten_into(out, name + ".", value)
+        else:
+            out[name] = value
+
+
+def to_number(value: Any) -> tuple[float | None, bool]:
+    """Read a numeric field: returns (number or None, whether the input was unusable).
+
+    ``None`` counts as absent (not bad). Numeric strings are accepted, since mappings often
+    stringify numbers; booleans, NaN, infinities and other strings are unusable.
+    """
+    kind = type(value)
+    if kind is float:
+        return (value, False) if math.isfinite(value) else (None, True)
+    if kind is int:
+        return float(value), False
+    if value is None:
+        return None, False
+    if kind is str:
+        try:
+            number = float(value)
+        except ValueError:
+            return None, True
+        return (number, False) if math.isfinite(number) else (None, True)
+    return None, True
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Unix seconds (with fractions) from a number, numeric string or ISO 8601 string.
+
+    Returns None when the value cannot be read as a plausible time; naive ISO strings are UTC.
+    """
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+    elif kind is str:
+        try:
+            number = float(value)
+        except ValueError:
+            return _parse_iso(value)
+    else:
+        return None
+    if math.isfinite(number) and 0.0 <= number < _MAX_TS:
+        return number
+    return None
+
+
+def _parse_iso(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def normalize_ident(value: Any) -> str | None:
+    """The device identifier as a string; numbers (from an ident mapping) are accepted."""
+    kind = type(value)
+    if kind is str:
+        return value if value else None
+    if kind is int:
+        return str(value)
+    if kind is float and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def _fix_number(value: Any) -> tuple[float | None, bool]:
+    """`to_number` with the common case (a finite float) answered before any call."""
+    if type(value) is float and value - value == 0.0:
+        return value, False
+    return to_number(value)
+
+
+def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
+    """Normalize one element of a batch; never raises, whatever the element is.
+
+    ``flat=True`` is a promise from the caller that ``raw`` holds no nested objects (see
+    `normalize_batch`), which skips the per-key scan.
+    """
+    if type(raw) is not dict:
+        return Message("", received_at, None, None, None, None, None, None, None, None, None,
+                       NOT_OBJECT | NO_IDENT | NO_TIMESTAMP | NO_POSITION, {"": raw})
+    params = raw if flat else flatten(raw)
+    get = params.get
+    flags = 0
+
+    ident = get("ident")
+    if type(ident) is not str or not ident:
+        ident = normalize_ident(ident)
+        if ident is None:
+            ident = ""
+            flags |= NO_IDENT
+
+    ts = get("timestamp")
+    if type(ts) is not float or not 0.0 <= ts < _MAX_TS:
+        if ts is None:
+            ts, flags = received_at, flags | NO_TIMESTAMP
+        else:
+            ts = parse_timestamp(ts)
+            if ts is None:
+                ts, flags = received_at, flags | BAD_TIMESTAMP
+    server_ts = get("server.timestamp")
+    if server_ts is not None and (type(server_ts) is not float or not 0.0 <= server_ts < _MAX_TS):
+        server_ts = parse_timestamp(server_ts)
+
+    lat, bad_lat = _fix_number(get("position.latitude"))
+    lon, bad_lon = _fix_number(get("position.longitude"))
+    if bad_lat or bad_lon:
+        flags |= BAD_VALUE
+    if lat is None or lon is None:
+        flags |= NO_POSITION
+    elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        flags |= POSITION_RANGE
+    elif lat == 0.0 and lon == 0.0:
+        flags |= POSITION_ZERO
+
+    # Unrolled on purpose: this runs once per message on the ingest hot path.
+    alt, bad_alt = _fix_number(get("position.altitude"))
+    speed, bad_speed = _fix_number(get("position.speed"))
+    direction, bad_direction = _fix_number(get("position.direction"))
+    satellites, bad_satellites = _fix_number(get("position.satellites"))
+    hdop, bad_hdop = _fix_number(get("position.hdop"))
+    if bad_alt or bad_speed or bad_direction or bad_satellites or bad_hdop:
+        flags |= BAD_VALUE
+    if ((alt is not None and not -12_000.0 <= alt <= 100_000.0)
+            or (speed is not None and not 0.0 <= speed <= 2_000.0)
+            or (direction is not None and not 0.0 <= direction <= 360.0)
+            or (satellites is not None and not 0.0 <= satellites <= 255.0)
+            or (hdop is not None and not 0.0 <= hdop <= 1_000.0)):
+        flags |= VALUE_RANGE
+
+    valid = get("position.valid")
+    if valid is not True and valid is not False and valid is not None:
+        if type(valid) in (int, float) and valid in (0, 1):
+            valid = bool(valid)
+        else:
+            valid, flags = None, flags | BAD_VALUE
+    if valid is False:
+        flags |= POSITION_INVALID
+
+    return Message(ident, ts, server_ts, lat, lon, alt, speed, direction, satellites, hdop, valid,
+                   flags, params)
+
+
+def normalize_batch(raws: list[Any], received_at: float, body: bytes | None = None) -> list[Message]:
+    """Normalize every element of a batch, in order.
+
+    With the batch's JSON ``body`` at hand, one C-speed count of ``{`` proves a flat batch (a
+    nested object or a brace inside a string only ever adds to the count), which lets every
+    message skip the nested-object scan. That is flespi's default notation, the hot path.
+    """
+    flat = False
+    if body is not None:
+        objects = sum(1 for raw in raws if type(raw) is dict)
+        flat = objects == len(raws) and body.count(b"{") == objects
+    return [normalize(raw, received_at, flat) for raw in raws]

@@ -1,0 +1,179 @@
+"""A fleet of simulated trackers that move plausibly and report like flespi devices.
+
+Vehicles drive along a street grid (turning at intersections), accelerate, stop at junctions,
+park with the ignition off, drain and charge batteries, and occasionally report bad fixes
+(0/0, ``position.valid: false``, missing position, few satellites) — the things an engineer
+bringing up a tracker needs to see handled. Pure and deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+#: Default centre: the coordinates of flespi's own example message.
+DEFAULT_CENTER = (49.069782, 28.632826)
+BLOCK_M = 400.0  # street grid spacing
+_M_PER_DEG_LAT = 111_320.0
+_HEADINGS = (0.0, 90.0, 180.0, 270.0)
+_NAMES = ("Truck", "Van", "Bus", "Courier", "Tractor", "Taxi", "Ambulance", "Loader")
+
+
+@dataclass(slots=True)
+class _Vehicle:
+    ident: str
+    name: str
+    x: float  # metres east of the centre
+    y: float  # metres north of the centre
+    heading: float
+    to_corner: float
+    speed: float  # km/h
+    cruise: float
+    pause: float  # seconds left standing still
+    ignition: bool
+    battery: float
+    mileage: float
+    satellites: int
+
+
+class FleetSimulator:
+    """Generates messages in flespi's flat notation, round-robin over ``devices`` vehicles."""
+
+    def __init__(self, devices: int, *, seed: int = 1, start: float, interval: float = 5.0,
+                 center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01) -> None:
+        if devices < 1:
+            raise ValueError("need at least one device")
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.rng = random.Random(seed)
+        self.interval = interval
+        self.start = start
+        self.center = center
+        self.bad_fix_rate = bad_fix_rate
+        self.produced = 0
+        self.vehicles = [self._new_vehicle(i) for i in range(devices)]
+
+    def _new_vehicle(self, number: int) -> _Vehicle:
+        rng = self.rng
+        spread = 12
+        return _Vehicle(
+            ident=f"{352625000000000 + number * 7919:015d}",
+            name=f"{_NAMES[number % len(_NAMES)]} {number + 1:03d}",
+            x=rng.randint(-spread, spread) * BLOCK_M, y=rng.randint(-spread, spread) * BLOCK_M,
+            heading=rng.choice(_HEADINGS), to_corner=BLOCK_M, speed=0.0,
+            cruise=rng.uniform(30.0, 80.0), pause=rng.uniform(0.0, 30.0), ignition=True,
+            battery=rng.uniform(60.0, 100.0), mileage=rng.uniform(1_000.0, 90_000.0),
+            satellites=rng.randint(8, 18))
+
+    def next_messages(self, count: int) -> list[dict[str, Any]]:
+        """The next ``count`` messages; message k is due at ``start + k * interval / devices``."""
+        step = self.interval / len(self.vehicles)
+        out = []
+        for _ in range(count):
+            k = self.produced
+            vehicle = self.vehicles[k % len(self.vehicles)]
+            self._advance(vehicle, self.interval)
+            out.append(self._report(vehicle, self.start + k * step))
+            self.produced += 1
+        return out
+
+    def _advance(self, v: _Vehicle, dt: float) -> None:
+        rng = self.rng
+        if v.pause > 0.0:
+            v.pause -= dt
+            v.speed = 0.0
+            v.battery = min(100.0, v.battery + (0.02 if v.ignition else -0.005) * dt)
+            if v.pause <= 0.0:
+                v.ignition = True
+                v.cruise = rng.uniform(30.0, 80.0)
+            return
+        v.speed += max(-20.0, min(12.0, v.cruise - v.speed)) * min(1.0, dt / 5.0) + rng.gauss(0, 2)
+        v.speed = max(3.0, min(130.0, v.speed))
+        travel = v.speed / 3.6 * dt
+        while travel > 0.0:
+            leg = min(travel, v.to_corner)
+            rad = math.radians(v.heading)
+            v.x += leg * math.sin(rad)
+            v.y += leg * math.cos(rad)
+            v.mileage += leg / 1000.0
+            v.to_corner -= leg
+            travel -= leg
+            if v.to_corner <= 1e-6:
+                v.to_corner = BLOCK_M
+                v.heading = (v.heading + rng.choice((0.0, 0.0, 90.0, -90.0))) % 360.0
+                if rng.random() < 0.15:  # junction: wait at the lights
+                    v.pause, travel = rng.uniform(10.0, 60.0), 0.0
+                elif rng.random() < 0.03:  # park with the engine off
+                    v.pause, v.ignition, travel = rng.uniform(120.0, 600.0), False, 0.0
+        v.battery = min(100.0, v.battery + 0.01 * dt)
+        v.satellites = max(3, min(22, v.satellites + rng.choice((-1, 0, 0, 0, 1))))
+
+    def _report(self, v: _Vehicle, ts: float) -> dict[str, Any]:
+        rng = self.rng
+        lat0, lon0 = self.center
+        lat = lat0 + v.y / _M_PER_DEG_LAT
+        lon = lon0 + v.x / (_M_PER_DEG_LAT * math.cos(math.radians(lat0)))
+        moving = v.speed > 0.0
+        message: dict[str, Any] = {
+            "ident": v.ident,
+            "timestamp": round(ts, 3),
+            "server.timestamp": round(ts + rng.uniform(0.2, 1.5), 6),
+            "position.latitude": round(lat + rng.gauss(0, 2e-6), 6),
+            "position.longitude": round(lon + rng.gauss(0, 2e-6), 6),
+            "position.altitude": round(270.0 + v.y / 400.0 + rng.gauss(0, 1.5), 1),
+            "position.speed": round(v.speed if moving else 0.0, 1),
+            "position.direction": v.heading,
+            "position.satellites": v.satellites,
+            "position.hdop": round(max(0.5, 12.0 / v.satellites + rng.gauss(0, 0.1)), 2),
+            "position.valid": True,
+            "device.name": v.name,
+            "device.type.id": 123,
+            "channel.id": 1111,
+            "protocol.id": 10,
+            "engine.ignition.status": v.ignition,
+            "movement.status": moving,
+            "external.powersource.voltage": round(13.8 if v.ignition else 12.4 + rng.gauss(0, 0.05), 2),
+            "battery.level": int(v.battery),
+            "battery.voltage": round(3.5 + v.battery / 150.0, 3),
+            "gsm.signal.level": rng.randint(40, 100),
+            "vehicle.mileage": round(v.mileage, 3),
+            "ain#1": round(rng.uniform(0.0, 0.2) + (12.0 if v.ignition else 0.0), 2),
+            "din": 1 if v.ignition else 0,
+            "custom.state": "driving" if moving else ("parked" if not v.ignition else "stopped"),
+        }
+        if self.bad_fix_rate and rng.random() < self.bad_fix_rate:
+            kind = rng.randrange(4)
+            if kind == 0:
+                message["position.latitude"] = message["position.longitude"] = 0.0
+            elif kind == 1:
+                message["position.valid"] = False
+            elif kind == 2:
+                for key in ("position.latitude", "position.longitude"):
+                    del message[key]
+            else:
+                message["position.satellites"] = 2
+                message["position.hdop"] = 9.9
+        return message
+
+
+def nest(message: dict[str, Any], keep_flat: tuple[str, ...] = ("external.powersource.voltage",)) -> dict[str, Any]:
+    """Rewrite a flat message the way a flespi ``convert_message`` mapping nests it.
+
+    Keys in ``keep_flat`` stay dotted, giving the mixed shape seen in real mappings.
+    """
+    out: dict[str, Any] = {}
+    for key, value in message.items():
+        if key in keep_flat or "." not in key:
+            out[key] = value
+            continue
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return out

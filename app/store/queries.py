@@ -1,0 +1,112 @@
+"""Read-side questions about a recording: sessions, messages, rejects.
+
+Everything a front end (CLI, UI, exporters, tests) asks of a recording file goes through here,
+so the storage layout (raw batch bodies + packed per-device track rows) stays one module's
+business.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.core.normalize import Message, normalize
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One session with the figures a user picks a recording by."""
+
+    id: int
+    name: str
+    note: str
+    started_at: float
+    ended_at: float | None
+    batches: int
+    messages: int
+    retries: int
+    devices: int
+    rejects: int
+    first_ts: float | None
+    last_ts: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A recorded message with where and when it arrived."""
+
+    batch_id: int
+    index: int
+    received_at: float
+    message: Message
+
+
+def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
+    """Every session, oldest first, with counts and the device-time span of its data."""
+    rows = conn.execute(
+        """
+        SELECT s.id, s.name, s.note, s.started_at, s.ended_at,
+               (SELECT count(*) FROM batches b WHERE b.session_id = s.id),
+               (SELECT coalesce(sum(count), 0) FROM batches b WHERE b.session_id = s.id),
+               (SELECT coalesce(sum(retries), 0) FROM batches b WHERE b.session_id = s.id),
+               (SELECT count(DISTINCT ident) FROM tracks t WHERE t.session_id = s.id),
+               (SELECT count(*) FROM rejects r WHERE r.session_id = s.id),
+               (SELECT min(t_min) FROM tracks t WHERE t.session_id = s.id),
+               (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id)
+        FROM sessions s ORDER BY s.id
+        """).fetchall()
+    return [SessionSummary(*row) for row in rows]
+
+
+def latest_session_id(conn: sqlite3.Connection) -> int | None:
+    """The most recent session, which CLI commands use when none is named."""
+    row = conn.execute("SELECT max(id) FROM sessions").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def session_exists(conn: sqlite3.Connection, session_id: int) -> bool:
+    """Whether ``session_id`` names a session in this file."""
+    return conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+
+def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredMessage]:
+    """Every message of a session in arrival order, normalized again from its raw JSON.
+
+    Re-sent batches were never stored twice, so each message appears exactly once.
+    """
+    cursor = conn.execute(
+        "SELECT id, received_at, body FROM batches WHERE session_id = ? ORDER BY id",
+        (session_id,))
+    for batch_id, received_at, body in cursor:
+        for index, raw in enumerate(orjson.loads(body)):
+            yield StoredMessage(batch_id, index, received_at, normalize(raw, received_at))
+
+
+def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
+    """The exact JSON value a device sent, as stored in its batch."""
+    row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no batch {batch_id}")
+    return orjson.loads(row[0])[index]
+
+
+def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:
+    """Refused requests (newest last) with status, reason, redacted headers and body."""
+    sql = ("SELECT id, session_id, received_at, peer, method, path, status, reason, headers,"
+           " body, body_bytes FROM rejects")
+    args: tuple[Any, ...] = ()
+    if session_id is not None:
+        sql += " WHERE session_id = ?"
+        args = (session_id,)
+    names = ("id", "session_id", "received_at", "peer", "method", "path", "status", "reason",
+             "headers", "body", "body_bytes")
+    out = []
+    for row in conn.execute(sql + " ORDER BY id", args):
+        item = dict(zip(names, row, strict=True))
+        item["headers"] = orjson.loads(item["headers"])
+        out.append(item)
+    return out

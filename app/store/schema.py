@@ -1,0 +1,155 @@
+"""The SQLite schema, its migrations, and how every connection is opened.
+
+Layout, chosen for ingest speed (see docs/architecture.md and docs/benchmarks.md):
+
+* ``batches`` keeps each accepted request body once, exactly as received (the raw JSON array),
+  with a digest so a re-sent batch is recognised and counted as a retry instead of stored again.
+* ``tracks`` holds one row per device per batch: the extracted fix columns of that device's
+  messages packed as a JSON array of rows (see ``TRACK_COLUMNS``). The indexes answer "messages of
+  device X in session S ordered by time" and "everything in session S between t0 and t1".
+* ``messages`` is a view that unpacks ``tracks`` into one row per message with its raw JSON, for
+  people poking at a recording with the sqlite3 shell. The application reads ``tracks`` directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+#: Order of the values in each packed row of ``tracks.rows``.
+TRACK_COLUMNS: tuple[str, ...] = (
+    "idx", "ts", "server_ts", "lat", "lon", "alt", "speed", "direction", "satellites", "hdop",
+    "valid", "flags",
+)
+
+_V1 = """
+CREATE TABLE sessions (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL DEFAULT '',
+    note        TEXT NOT NULL DEFAULT '',
+    started_at  REAL NOT NULL,
+    ended_at    REAL
+);
+CREATE TABLE batches (
+    id           INTEGER PRIMARY KEY,
+    session_id   INTEGER NOT NULL REFERENCES sessions(id),
+    received_at  REAL NOT NULL,
+    peer         TEXT NOT NULL DEFAULT '',
+    wire_bytes   INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    flagged      INTEGER NOT NULL DEFAULT 0,
+    process_ms   REAL NOT NULL DEFAULT 0,
+    retries      INTEGER NOT NULL DEFAULT 0,
+    digest       BLOB NOT NULL,
+    body         BLOB NOT NULL
+);
+CREATE INDEX batches_digest ON batches(digest);
+CREATE INDEX batches_session ON batches(session_id, received_at);
+CREATE TABLE tracks (
+    id          INTEGER PRIMARY KEY,
+    session_id  INTEGER NOT NULL REFERENCES sessions(id),
+    batch_id    INTEGER NOT NULL REFERENCES batches(id),
+    ident       TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    t_min       REAL NOT NULL,
+    t_max       REAL NOT NULL,
+    rows        BLOB NOT NULL
+);
+CREATE INDEX tracks_device_time ON tracks(session_id, ident, t_min);
+CREATE INDEX tracks_time ON tracks(session_id, t_min);
+CREATE TABLE rejects (
+    id           INTEGER PRIMARY KEY,
+    session_id   INTEGER REFERENCES sessions(id),
+    received_at  REAL NOT NULL,
+    peer         TEXT NOT NULL DEFAULT '',
+    method       TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    body_bytes   INTEGER NOT NULL
+);
+CREATE INDEX rejects_session ON rejects(session_id, received_at);
+CREATE VIEW messages AS
+SELECT t.session_id AS session_id,
+       t.batch_id   AS batch_id,
+       t.ident      AS ident,
+       json_extract(r.value, '$[1]')  AS ts,
+       json_extract(r.value, '$[2]')  AS server_ts,
+       b.received_at                  AS received_at,
+       json_extract(r.value, '$[3]')  AS lat,
+       json_extract(r.value, '$[4]')  AS lon,
+       json_extract(r.value, '$[5]')  AS alt,
+       json_extract(r.value, '$[6]')  AS speed,
+       json_extract(r.value, '$[7]')  AS direction,
+       json_extract(r.value, '$[8]')  AS satellites,
+       json_extract(r.value, '$[9]')  AS hdop,
+       json_extract(r.value, '$[10]') AS valid,
+       json_extract(r.value, '$[11]') AS flags,
+       json_extract(b.body, '$[' || json_extract(r.value, '$[0]') || ']') AS raw
+FROM tracks t
+JOIN json_each(t.rows) r
+JOIN batches b ON b.id = t.batch_id;
+"""
+
+#: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer trackmon; refusing to touch it protects the data."""
+
+
+def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and create or migrate) a recording file with the pragmas trackmon relies on.
+
+    WAL lets readers (replay, exports, the UI) run while the recorder writes. With the default
+    ``synchronous=NORMAL`` a commit survives the process being killed; ``sync_full`` also makes
+    it survive a power cut, at the price of an fsync per batch.
+    """
+    if readonly:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if sync_full else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    else:
+        check_version(conn)
+    return conn
+
+
+def check_version(conn: sqlite3.Connection) -> int:
+    """Return the file's schema version, refusing files from a newer trackmon."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"this recording uses schema version {version}; this trackmon understands up to "
+            f"{SCHEMA_VERSION}. Upgrade trackmon to open it.")
+    return version
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration the file has not seen yet, each in its own transaction."""
+    version = check_version(conn)
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";\n") if part.strip()]
