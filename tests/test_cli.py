@@ -1,0 +1,58 @@
+"""What a user sees when a command cannot do what was asked: one line and an exit code."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.processes import trackmon
+
+
+def assert_one_line_error(result, code: int, *needles: str) -> None:
+    assert result.returncode == code
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "an error message was printed"
+    for needle in needles:
+        assert needle in lines[-1]
+
+
+def test_occupied_port_is_a_one_line_error(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = trackmon("record", "--db", str(tmp_path / "x.sqlite"), "--port", str(port))
+    assert_one_line_error(result, 1, f"port {port}", "already in use", "--port")
+
+
+def test_bad_arguments_give_usage_errors() -> None:
+    assert_one_line_error(trackmon("record", "--port", "99999"), 2, "port must be 0-65535")
+    assert_one_line_error(trackmon("simulate", "--to", "ftp://x"), 2, "http:// or https://")
+    assert_one_line_error(trackmon("simulate", "--to", "http://127.0.0.1:1/", "--rate", "0"), 2,
+                          "--count or --duration")
+    assert_one_line_error(trackmon("simulate", "--to", "http://h/", "--header", "nocolon"), 2, "Name: value")
+    assert_one_line_error(trackmon("nonsense"), 2, "invalid choice")
+
+
+def test_listening_beyond_loopback_without_a_token_is_refused(tmp_path) -> None:
+    result = trackmon("record", "--db", str(tmp_path / "x.sqlite"), "--host", "0.0.0.0")
+    assert_one_line_error(result, 2, "without a token", "--token")
+
+
+def test_reserved_path_and_half_tls_options_are_refused(tmp_path) -> None:
+    db = str(tmp_path / "x.sqlite")
+    assert_one_line_error(trackmon("record", "--db", db, "--path", "/status"), 2, "reserved")
+    assert_one_line_error(trackmon("record", "--db", db, "--tls-cert", "a.pem"), 2, "both")
+
+
+def test_sessions_of_a_missing_or_foreign_file(tmp_path) -> None:
+    assert_one_line_error(trackmon("sessions", "--db", str(tmp_path / "none.sqlite")), 1, "no recording")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    assert_one_line_error(trackmon("sessions", "--db", str(junk)), 1, "cannot read")
+
+
+def test_simulate_gives_up_only_when_asked(tmp_path) -> None:
+    result = trackmon("simulate", "--to", "http://127.0.0.1:9/", "--count", "5", "--rate", "0",
+                      "--max-attempts", "2")
+    assert_one_line_error(result, 1, "gave up after 2 attempts")
