@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from app.core.normalize import Message, normalize
+from app.store.codec import decompress_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredM
         "SELECT id, received_at, body FROM batches WHERE session_id = ? ORDER BY id",
         (session_id,))
     for batch_id, received_at, body in cursor:
-        for index, raw in enumerate(orjson.loads(body)):
+        for index, raw in enumerate(orjson.loads(decompress_body(body))):
             yield StoredMessage(batch_id, index, received_at, normalize(raw, received_at))
 
 
@@ -91,7 +92,7 @@ def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
     row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
     if row is None:
         raise KeyError(f"no batch {batch_id}")
-    return orjson.loads(row[0])[index]
+    return orjson.loads(decompress_body(row[0]))[index]
 
 
 def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ the listener answers 200 after that and not before.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import xxhash
 
 from app.core.normalize import Message
+from app.store.codec import compress_body
 from app.store.schema import connect
 
 
@@ -48,8 +49,8 @@ class Reject:
 
 
 def batch_digest(body: bytes) -> bytes:
-    """Identity of a batch body; a re-sent batch has the same one."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+    """Identity of a batch body; a re-sent batch has the same one (128-bit, ~30 µs per MB)."""
+    return xxhash.xxh3_128_digest(body)
 
 
 def pack_tracks(messages: list[Message]) -> list[tuple[str, int, float, float, bytes]]:
@@ -130,7 +131,7 @@ class Recorder:
                 "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
                 " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
-                 digest, body)).lastrowid
+                 digest, compress_body(body))).lastrowid
             conn.executemany(
                 "INSERT INTO tracks (session_id, batch_id, ident, n, t_min, t_max, rows)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -3,12 +3,14 @@
 Layout, chosen for ingest speed (see docs/architecture.md and docs/benchmarks.md):
 
 * ``batches`` keeps each accepted request body once, exactly as received (the raw JSON array),
-  with a digest so a re-sent batch is recognised and counted as a retry instead of stored again.
+  zstd-compressed (see ``store/codec.py``), with a digest so a re-sent batch is recognised and
+  counted as a retry instead of stored again.
 * ``tracks`` holds one row per device per batch: the extracted fix columns of that device's
   messages packed as a JSON array of rows (see ``TRACK_COLUMNS``). The indexes answer "messages of
   device X in session S ordered by time" and "everything in session S between t0 and t1".
-* ``messages`` is a view that unpacks ``tracks`` into one row per message with its raw JSON, for
-  people poking at a recording with the sqlite3 shell. The application reads ``tracks`` directly.
+* ``messages`` is a view that unpacks ``tracks`` into one row per message (without the raw JSON,
+  which is compressed), for people poking at a recording with the sqlite3 shell. The application
+  reads ``tracks`` directly.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ SELECT t.session_id AS session_id,
        json_extract(r.value, '$[9]')  AS hdop,
        json_extract(r.value, '$[10]') AS valid,
        json_extract(r.value, '$[11]') AS flags,
-       json_extract(b.body, '$[' || json_extract(r.value, '$[0]') || ']') AS raw
+       json_extract(r.value, '$[0]')  AS batch_index
 FROM tracks t
 JOIN json_each(t.rows) r
 JOIN batches b ON b.id = t.batch_id;
