@@ -1,0 +1,156 @@
+"""Live fleet state: what each device last said, how often it talks, where it has been.
+
+Batches are applied as they are committed; views pull "what changed since the last frame" on
+their own timer, so the screen never works per message. Pure Python: no Qt, no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.normalize import Message
+
+#: Parameters shown as table columns when a device sends them.
+NAME_KEY = "device.name"
+IGNITION_KEY = "engine.ignition.status"
+POWER_KEY = "external.powersource.voltage"
+BATTERY_KEYS = ("battery.level", "battery.voltage")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusThresholds:
+    """Seconds since the last message after which a device counts as stale, then offline."""
+
+    stale_after: float = 60.0
+    offline_after: float = 600.0
+
+    def status(self, age: float) -> str:
+        """'online', 'stale' or 'offline' for a device last heard ``age`` seconds ago."""
+        if age < self.stale_after:
+            return "online"
+        return "stale" if age < self.offline_after else "offline"
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Everything the views show about one device."""
+
+    ident: str
+    first_seen: float
+    last_seen: float
+    count: int = 0
+    flagged: int = 0
+    name: str = ""
+    latest: Message | None = None  # newest by device time
+    previous: Message | None = None  # the one before ``latest``
+    fix: Message | None = None  # newest message with a usable position
+    trail: deque[tuple[float, float]] = field(default_factory=deque)
+    trail_total: int = 0  # positions ever appended; lets a view send only the new ones
+    arrivals: deque[tuple[float, int]] = field(default_factory=deque)  # (receive time, messages)
+
+    def rate_per_min(self, now: float, window: float = 60.0) -> float:
+        """Messages per minute received over the last ``window`` seconds."""
+        arrivals = self.arrivals
+        while arrivals and arrivals[0][0] < now - window:
+            arrivals.popleft()
+        return sum(n for _, n in arrivals) * 60.0 / window
+
+    def param(self, key: str) -> Any:
+        """A parameter of the latest message, or None."""
+        return None if self.latest is None else self.latest.params.get(key)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One message as the log shows it; ``seq`` orders all messages seen by this fleet."""
+
+    seq: int
+    received_at: float
+    message: Message
+    batch_id: int | None = None  # where the raw JSON is stored, with ``index``
+    index: int = 0
+
+
+class Fleet:
+    """Applies batches; remembers which devices changed for the next frame."""
+
+    def __init__(self, *, trail_length: int = 200, log_size: int = 20_000) -> None:
+        self.devices: dict[str, DeviceState] = {}
+        self.trail_length = trail_length
+        self.log: deque[LogEntry] = deque(maxlen=log_size)
+        self.total = 0
+        self._seq = itertools.count(1)
+        self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._new_log: list[LogEntry] = []
+
+    def apply(self, messages: list[Message], received_at: float, batch_id: int | None = None) -> None:
+        """Fold one batch into the state. Messages older than a device's latest become history
+        (counted and logged) without moving the device back in time."""
+        devices = self.devices
+        changed = self._changed
+        per_device: dict[str, int] = {}
+        seq = self._seq
+        entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in enumerate(messages)]
+        for m in messages:
+            ident = m.ident
+            state = devices.get(ident)
+            if state is None:
+                state = devices[ident] = DeviceState(ident, received_at, received_at,
+                                                     trail=deque(maxlen=self.trail_length))
+            state.count += 1
+            state.last_seen = received_at
+            if m.flags:
+                state.flagged += 1
+            per_device[ident] = per_device.get(ident, 0) + 1
+            latest = state.latest
+            if latest is None or m.ts >= latest.ts:
+                state.previous, state.latest = latest, m
+                name = m.params.get(NAME_KEY)
+                if name is not None:
+                    state.name = str(name)
+                if m.has_fix:
+                    state.fix = m
+                    state.trail.append((m.lat, m.lon))  # type: ignore[arg-type]
+                    state.trail_total += 1
+            changed[ident] = None
+        for ident, n in per_device.items():
+            devices[ident].arrivals.append((received_at, n))
+        self.total += len(messages)
+        self.log.extend(entries)
+        self._new_log.extend(entries)
+
+    def take_changes(self) -> tuple[list[str], list[LogEntry]]:
+        """Devices changed and log entries added since the previous call (for one frame)."""
+        changed, self._changed = list(self._changed), {}
+        entries, self._new_log = self._new_log, []
+        if len(entries) > self.log.maxlen:  # type: ignore[operator]
+            entries = entries[-self.log.maxlen:]  # type: ignore[operator]
+        return changed, entries
+
+    def set_trail_length(self, length: int) -> None:
+        """Change how many positions each trail keeps (existing trails are trimmed)."""
+        self.trail_length = length
+        for state in self.devices.values():
+            state.trail = deque(state.trail, maxlen=length)
+
+    def clear(self) -> None:
+        """Forget everything (a new session, or switching to replay)."""
+        self.devices.clear()
+        self.log.clear()
+        self.total = 0
+        self._changed.clear()
+        self._new_log.clear()
+
+
+def changed_params(latest: Message, previous: Message | None) -> dict[str, str]:
+    """Which parameters differ from the previous message: key → 'added', 'removed', 'changed'."""
+    if previous is None:
+        return {}
+    old, new = previous.params, latest.params
+    out = {key: "added" for key in new.keys() - old.keys()}
+    out.update({key: "removed" for key in old.keys() - new.keys()})
+    out.update({key: "changed" for key in new.keys() & old.keys() if new[key] != old[key]})
+    return out

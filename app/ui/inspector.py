@@ -1,0 +1,142 @@
+"""The inspector: every parameter of one message, what changed since the device's previous
+one, and the raw JSON one click away."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.display import utc_text, value_text
+from app.core.fleet import LogEntry, changed_params
+from app.core.normalize import Message, flag_names
+
+CHANGE_COLORS = {"changed": QColor("#fff59d"), "added": QColor("#c8e6c9"), "removed": QColor("#ffcdd2")}
+RawLoader = Callable[[LogEntry], Any]
+
+
+class RawJsonDialog(QDialog):
+    """Shows JSON as plain text with a Copy button."""
+
+    def __init__(self, title: str, text: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(560, 520)
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(text))
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+
+
+class Inspector(QWidget):
+    """Parameter table for the message being inspected."""
+
+    def __init__(self, raw_loader: RawLoader, parent=None) -> None:
+        super().__init__(parent)
+        self.raw_loader = raw_loader
+        self.entry: LogEntry | None = None
+        self.title = QLabel("Select a device or a message")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.title.setWordWrap(True)
+        self.title.setStyleSheet("font-weight: 600; padding: 2px 0;")
+        self.search = QLineEdit(placeholderText="Search parameters…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._apply_search)
+        self.raw_button = QPushButton("Raw JSON")
+        self.raw_button.setEnabled(False)
+        self.raw_button.clicked.connect(self.show_raw)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Parameter", "Value", "Previous"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.legend = QLabel("yellow: changed · green: new · red: gone since the previous message")
+        self.legend.setStyleSheet("color: #607d8b;")
+        self.legend.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.raw_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.legend)
+
+    def show_entry(self, entry: LogEntry | None, previous: Message | None, label: str = "") -> None:
+        """Inspect ``entry``, highlighting differences from ``previous`` (same device)."""
+        self.entry = entry
+        self.raw_button.setEnabled(entry is not None and entry.batch_id is not None)
+        if entry is None:
+            self.title.setText("Select a device or a message")
+            self.table.setRowCount(0)
+            return
+        m = entry.message
+        flags = ", ".join(flag_names(m.flags)) or "none"
+        self.title.setText(f"{label or m.ident or '(no ident)'}\n"
+                           f"device time {utc_text(m.ts, True)} UTC · received {utc_text(entry.received_at, True)}"
+                           f" UTC · flags: {flags}")
+        changes = changed_params(m, previous)
+        keys = sorted(set(m.params) | {k for k, v in changes.items() if v == "removed"})
+        self.table.setUpdatesEnabled(False)
+        self.table.setRowCount(len(keys))
+        for row, key in enumerate(keys):
+            change = changes.get(key)
+            value = "" if change == "removed" else value_text(m.params[key])
+            before = value_text(previous.params[key]) if previous and key in previous.params else ""
+            items = [QTableWidgetItem(key), QTableWidgetItem(value),
+                     QTableWidgetItem(before if change in ("changed", "removed") else "")]
+            for column, item in enumerate(items):
+                if change:
+                    item.setBackground(QBrush(CHANGE_COLORS[change]))
+                    item.setToolTip(change)
+                self.table.setItem(row, column, item)
+        self.table.setUpdatesEnabled(True)
+        self._apply_search(self.search.text())
+
+    def _apply_search(self, text: str) -> None:
+        needle = text.strip().lower()
+        for row in range(self.table.rowCount()):
+            key = self.table.item(row, 0).text().lower()
+            value = self.table.item(row, 1).text().lower()
+            self.table.setRowHidden(row, bool(needle) and needle not in key and needle not in value)
+
+    def raw_text(self) -> str:
+        """The inspected message exactly as the device sent it, pretty-printed."""
+        if self.entry is None:
+            return ""
+        raw = self.raw_loader(self.entry)
+        return orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+
+    def show_raw(self) -> None:
+        """Open the raw JSON in a dialog with a Copy button."""
+        if self.entry is not None:
+            RawJsonDialog("Raw message JSON", self.raw_text(), self).exec()

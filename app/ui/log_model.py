@@ -1,0 +1,78 @@
+"""The message log: newest messages across devices, in a bounded window (older ones stay in SQLite)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from app.core.display import number_text, position_text, utc_text
+from app.core.fleet import NAME_KEY, LogEntry
+from app.core.normalize import flag_names
+from app.ui.bounded_model import BoundedListModel
+
+FLAGGED = QBrush(QColor("#fff3e0"))
+
+
+def _name(entry: LogEntry) -> str:
+    name = entry.message.params.get(NAME_KEY)
+    return "" if name is None else str(name)
+
+
+class MessageLogModel(BoundedListModel[LogEntry]):
+    """Rows are log entries, oldest first."""
+
+    headers = ("#", "Received (UTC)", "Device time (UTC)", "Ident", "Name", "Position", "Speed", "Params", "Flags")
+
+    def cell(self, entry: LogEntry, column: int, role: int) -> Any:
+        m = entry.message
+        if role == Qt.ItemDataRole.DisplayRole:
+            if column == 0:
+                return str(entry.seq)
+            if column == 1:
+                return utc_text(entry.received_at, millis=True)
+            if column == 2:
+                return utc_text(m.ts, millis=True)
+            if column == 3:
+                return m.ident
+            if column == 4:
+                return _name(entry)
+            if column == 5:
+                return position_text(m.lat, m.lon) if m.has_fix else "no fix"
+            if column == 6:
+                return number_text(m.speed, "km/h")
+            if column == 7:
+                return str(len(m.params))
+            return ", ".join(flag_names(m.flags))
+        if role == Qt.ItemDataRole.BackgroundRole and m.flags:
+            return FLAGGED
+        return None
+
+
+class LogFilterProxy(QSortFilterProxyModel):
+    """Narrows the log to one device and/or a quick text filter over ident, name and flags."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.ident: str | None = None
+        self.text = ""
+
+    def set_ident(self, ident: str | None) -> None:
+        """Show only this device's messages (None: every device)."""
+        self.ident = ident
+        self.invalidateFilter()
+
+    def set_text(self, text: str) -> None:
+        """Show only rows whose ident, name or flags contain ``text``."""
+        self.text = text.strip().lower()
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        entry: LogEntry = self.sourceModel().items[row]  # type: ignore[attr-defined]
+        m = entry.message
+        if self.ident is not None and m.ident != self.ident:
+            return False
+        if not self.text:
+            return True
+        return self.text in f"{m.ident} {_name(entry)} {' '.join(flag_names(m.flags))}".lower()

@@ -1,0 +1,588 @@
+"""The main window: device table, map, message log, requests, inspector and status bar.
+
+The listener runs on this window's asyncio loop (qasync). Committed batches are folded into the
+`Fleet` as they arrive; the views refresh from the fleet's changes on a 10 Hz frame timer, and
+the map gets one JavaScript call per frame carrying only the devices that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import ssl
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.display import number_text, utc_text
+from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
+from app.server.addresses import listening_urls
+from app.server.auth import HeaderAuth
+from app.server.emulator import EmulatorOptions, run_emulator
+from app.server.listener import Listener, ListenerConfig, RequestEvent
+from app.server.service import ListenerService, PortInUse
+from app.server.stream_client import StreamSender
+from app.store.queries import list_rejects, raw_message
+from app.store.recorder import Recorder
+from app.ui.bounded_model import ITEM_ROLE
+from app.ui.connection_panel import ConnectionPanel
+from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
+from app.ui.inspector import Inspector, RawJsonDialog
+from app.ui.log_model import LogFilterProxy, MessageLogModel
+from app.ui.map_view import MapView
+from app.ui.requests_model import RequestsModel
+from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
+from app.ui.settings_dialog import SettingsDialog
+
+log = logging.getLogger(__name__)
+FRAME_MS = 100
+TICK_MS = 1000
+LOG_CAPACITY = 20_000
+
+
+def _table(model) -> QTableView:
+    view = QTableView()
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.setAlternatingRowColors(True)
+    view.setWordWrap(False)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(22)
+    view.horizontalHeader().setHighlightSections(False)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    view.horizontalHeader().setStretchLastSection(True)
+    return view
+
+
+class MainWindow(QMainWindow):
+    """One recording session shown live."""
+
+    def __init__(self, settings: AppSettings, db: Path, *, store: QSettings | None = None,
+                 auth_override: HeaderAuth | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.db = db
+        self.auth_override = auth_override
+        self.ssl_context = ssl_context
+        self.setWindowTitle("trackmon")
+        self.resize(1440, 900)
+
+        self.recorder = Recorder(db)
+        self.recorder.start_session()
+        self.reader = sqlite3.connect(db, check_same_thread=False)
+        self.fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
+        self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
+        self.listener: Listener | None = None
+        self.service: ListenerService | None = None
+        self.listen_error = ""
+        self.pending_requests: list[RequestEvent] = []
+        self.sent_trail: dict[str, int] = {}
+        self.sent_status: dict[str, str] = {}
+        self.selected: str | None = None
+        self.inspecting_latest = True
+        self.demo_stop: asyncio.Event | None = None
+        self.demo_task: asyncio.Task | None = None
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._rate_mark = (time.monotonic(), 0)
+        self.rate = 0.0
+
+        self._build_views()
+        self._build_actions()
+        self._build_status_bar()
+        self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self.frame)
+        self.tick_timer = QTimer(self, interval=TICK_MS, timeout=self.tick)
+
+    # -- construction ---------------------------------------------------------------------------
+    def _build_views(self) -> None:
+        self.device_model = DeviceTableModel(self.fleet, self.thresholds, self)
+        self.device_proxy = DeviceFilterProxy(self)
+        self.device_proxy.setSourceModel(self.device_model)
+        self.device_table = _table(self.device_proxy)
+        self.device_table.setSortingEnabled(True)
+        self.device_table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        for column, width in ((0, 62), (1, 128), (2, 110), (3, 70), (4, 58), (5, 64), (6, 150)):
+            self.device_table.setColumnWidth(column, width)
+        self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
+        self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
+        self.device_filter.setClearButtonEnabled(True)
+        self.device_filter.textChanged.connect(self.device_proxy.setFilterFixedString)
+        self.device_count = QLabel("")
+        self.device_count.setStyleSheet("color: #607d8b;")
+        devices = QWidget()
+        devices_layout = QVBoxLayout(devices)
+        devices_layout.setContentsMargins(4, 4, 4, 4)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(self.device_filter, 1)
+        filter_row.addWidget(self.device_count)
+        devices_layout.addLayout(filter_row)
+        devices_layout.addWidget(self.device_table)
+
+        self.connection = ConnectionPanel()
+        self.connection.demo_requested.connect(self.toggle_demo)
+        self.connection.change_port_requested.connect(self.open_settings)
+        self.left = QStackedWidget()
+        self.left.addWidget(self.connection)
+        self.left.addWidget(devices)
+
+        tile_url, attribution = self._tiles()
+        self.map = MapView(tile_url, attribution)
+        self.map.device_clicked.connect(self._map_clicked)
+        self.map.follow_changed.connect(lambda on: self.follow_action.setChecked(on))
+        self.map.ready.connect(self._map_ready)
+        self.map.call("setTrailLength", self.settings.trail_length)
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.left)
+        top.addWidget(self.map)
+        top.setStretchFactor(0, 0)
+        top.setStretchFactor(1, 1)
+        top.setSizes([540, 900])
+
+        self.log_model = MessageLogModel(LOG_CAPACITY, self)
+        self.log_proxy = LogFilterProxy(self)
+        self.log_proxy.setSourceModel(self.log_model)
+        self.log_table = _table(self.log_proxy)
+        for column, width in ((0, 60), (1, 170), (2, 170), (3, 130), (4, 110), (5, 160), (6, 80), (7, 52)):
+            self.log_table.setColumnWidth(column, width)
+        self.log_table.selectionModel().currentRowChanged.connect(self._log_row_changed)
+        self.log_filter = QLineEdit(placeholderText="Quick filter (ident, name, flag)…")
+        self.log_filter.setClearButtonEnabled(True)
+        self.log_filter.textChanged.connect(self.log_proxy.set_text)
+        self.log_selected_only = QCheckBox("Selected device only")
+        self.log_selected_only.toggled.connect(self._log_scope_changed)
+        self.autoscroll = QCheckBox("Follow newest")
+        self.autoscroll.setChecked(True)
+        self.log_count = QLabel("")
+        self.log_count.setStyleSheet("color: #607d8b;")
+        log_bar = QHBoxLayout()
+        log_bar.addWidget(self.log_filter, 1)
+        log_bar.addWidget(self.log_selected_only)
+        log_bar.addWidget(self.autoscroll)
+        log_bar.addWidget(self.log_count)
+        log_page = QWidget()
+        log_layout = QVBoxLayout(log_page)
+        log_layout.setContentsMargins(4, 4, 4, 4)
+        log_layout.addLayout(log_bar)
+        log_layout.addWidget(self.log_table)
+
+        self.requests_model = RequestsModel(5000, self)
+        self.requests_table = _table(self.requests_model)
+        for column, width in ((0, 170), (1, 110), (2, 90), (3, 52), (4, 70), (5, 90), (6, 60)):
+            self.requests_table.setColumnWidth(column, width)
+        self.requests_table.doubleClicked.connect(self._request_details)
+        requests_hint = QLabel("Every POST that reached the listener. Refused ones are red — double-click a row "
+                               "to see the headers and body that were sent.")
+        requests_hint.setStyleSheet("color: #607d8b;")
+        requests_page = QWidget()
+        requests_layout = QVBoxLayout(requests_page)
+        requests_layout.setContentsMargins(4, 4, 4, 4)
+        requests_layout.addWidget(requests_hint)
+        requests_layout.addWidget(self.requests_table)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(log_page, "Messages")
+        self.tabs.addTab(requests_page, "Requests")
+
+        main = QSplitter(Qt.Orientation.Vertical)
+        main.addWidget(top)
+        main.addWidget(self.tabs)
+        main.setStretchFactor(0, 3)
+        main.setStretchFactor(1, 2)
+        main.setSizes([560, 300])
+        self.setCentralWidget(main)
+
+        self.inspector = Inspector(self._load_raw)
+        dock = QDockWidget("Inspector", self)
+        dock.setObjectName("inspector")
+        dock.setWidget(self.inspector)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.resizeDocks([dock], [330], Qt.Orientation.Horizontal)
+
+    def _build_actions(self) -> None:
+        bar = self.addToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        bar.setMovable(False)
+        self.demo_action = QAction("Start demo feed", self, triggered=self.toggle_demo)
+        self.connection_action = QAction("Connection", self, checkable=True, toggled=self._show_connection)
+        self.fit_action = QAction("Fit all", self, triggered=lambda: self.map.call("fitAll"))
+        self.fit_action.setShortcut(QKeySequence("Ctrl+0"))
+        self.follow_action = QAction("Follow selected", self, checkable=True,
+                                     toggled=lambda on: self.map.call("setFollow", on))
+        self.follow_action.setShortcut(QKeySequence("Ctrl+F"))
+        self.settings_action = QAction("Settings…", self, triggered=self.open_settings)
+        for action in (self.demo_action, self.connection_action, self.fit_action, self.follow_action,
+                       self.settings_action):
+            bar.addAction(action)
+
+    def _build_status_bar(self) -> None:
+        self.status_urls = QLabel("")
+        self.status_rate = QLabel("")
+        self.status_totals = QLabel("")
+        self.status_file = QLabel("")
+        for label in (self.status_urls, self.status_rate, self.status_totals, self.status_file):
+            label.setTextFormat(Qt.TextFormat.PlainText)
+        self.status_urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bar = self.statusBar()
+        bar.addWidget(self.status_urls, 1)
+        bar.addPermanentWidget(self.status_rate)
+        bar.addPermanentWidget(self.status_totals)
+        bar.addPermanentWidget(self.status_file)
+
+    def _tiles(self) -> tuple[str, str]:
+        url = self.settings.tile_url
+        return url, (OSM_ATTRIBUTION if url == OSM_TILES else "")
+
+    # -- lifetime -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the listener and the frame timers."""
+        await self.start_listener()
+        self.frame_timer.start()
+        self.tick_timer.start()
+        self._update_status_bar()
+
+    async def start_listener(self) -> None:
+        """(Re)start the listener with the current settings; a busy port is shown, not raised."""
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+        s = self.settings
+        auth = self.auth_override or (HeaderAuth.bearer(s.auth_token) if s.auth_token else None)
+        self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
+        self.listener.on_batch(lambda event, messages: self.fleet.apply(messages, event.received_at,
+                                                                        event.batch_id))
+        self.listener.on_request(self.pending_requests.append)
+        service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
+        try:
+            await service.start()
+        except (PortInUse, OSError) as exc:
+            self.listen_error = str(exc).replace(" with --port", " in Settings")
+            log.warning("listener not started: %s", exc)
+        else:
+            self.listen_error = ""
+            self.service = service
+        self._show_listener()
+
+    def urls(self) -> list[str]:
+        """Where the listener can be reached, or where it would be once the port is free."""
+        if self.service is not None:
+            return self.service.urls()
+        scheme = "https" if self.ssl_context else "http"
+        return listening_urls(self.settings.host, self.settings.port, self.settings.path, scheme)
+
+    def auth_header(self) -> str | None:
+        """The header a stream must send, written out in full (the user needs the real token)."""
+        if self.auth_override is not None:
+            return f"{self.auth_override.name}: {self.auth_override.value}"
+        token = self.settings.auth_token
+        return f"Authorization: Bearer {token}" if token else None
+
+    def _show_listener(self) -> None:
+        self.connection.show_listener(self.urls(), self.auth_header(), self.listen_error)
+        self._update_status_bar()
+
+    async def shutdown(self) -> None:
+        """Stop the demo feed and the listener, close the session."""
+        self.frame_timer.stop()
+        self.tick_timer.stop()
+        await self.stop_demo()
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+        self.reader.close()
+        self.recorder.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.closed.set()
+        super().closeEvent(event)
+
+    def _background(self, coroutine) -> asyncio.Task:
+        """Run ``coroutine`` on the loop, keeping a reference until it finishes."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- demo feed ------------------------------------------------------------------------------
+    def toggle_demo(self) -> None:
+        """Start the in-process stream emulator against our own listener, or stop it."""
+        if self.demo_task is not None and not self.demo_task.done():
+            self._background(self.stop_demo())
+            return
+        if self.service is None:
+            self.statusBar().showMessage("The listener is not running: " + self.listen_error, 8000)
+            return
+        url = self.service.urls()[0]
+        headers = {}
+        header = self.auth_header()
+        if header:
+            name, _, value = header.partition(": ")
+            headers[name] = value
+        self.demo_stop = asyncio.Event()
+        options = EmulatorOptions(devices=24, batch=50, rate=12.0, seed=int(time.time()) % 1000,
+                                  bad_fix_rate=0.01, headers=headers)
+        self.demo_task = self._background(self._run_demo(url, headers, options, self.demo_stop))
+        self._demo_changed(True)
+
+    async def _run_demo(self, url: str, headers: dict[str, str], options: EmulatorOptions,
+                        stop: asyncio.Event) -> None:
+        ssl_context = False if url.startswith("https") else None
+        try:
+            async with StreamSender(url, headers, ssl_context=ssl_context) as sender:
+                await run_emulator(sender, options, stop)
+        except Exception as exc:  # shown to the user, never a crash
+            log.exception("demo feed failed")
+            self.statusBar().showMessage(f"Demo feed stopped: {exc}", 10000)
+        finally:
+            self._demo_changed(False)
+
+    async def stop_demo(self) -> None:
+        """Stop the demo feed if it runs."""
+        if self.demo_stop is not None:
+            self.demo_stop.set()
+        if self.demo_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self.demo_task, 10)
+            self.demo_task = None
+
+    def _demo_changed(self, running: bool) -> None:
+        self.demo_action.setText("Stop demo feed" if running else "Start demo feed")
+        self.connection.set_demo_running(running)
+
+    # -- frames ---------------------------------------------------------------------------------
+    def frame(self) -> None:
+        """Show everything that changed since the previous frame (called at ≤10 Hz)."""
+        changed, entries = self.fleet.take_changes()
+        requests, self.pending_requests = self.pending_requests, []
+        now = time.time()
+        if changed:
+            self.device_model.refresh(changed, now)
+            self._send_to_map(changed, now)
+            if self.left.currentIndex() == 0 and not self.connection_action.isChecked():
+                self.left.setCurrentIndex(1)
+            if self.selected in changed and self.inspecting_latest:
+                self._inspect_latest(self.selected)
+        if entries:
+            self.log_model.append(entries)
+            if self.autoscroll.isChecked():
+                self.log_table.scrollToBottom()
+        if requests:
+            self.requests_model.append(requests)
+            self.requests_table.scrollToBottom()
+        if changed or requests:
+            self._update_status_bar()
+
+    def tick(self) -> None:
+        """Once a second: ages, statuses and rates move on even without new messages."""
+        now = time.time()
+        self.device_model.tick(now)
+        moved = [ident for ident, d in self.fleet.devices.items()
+                 if d.fix is not None and self.sent_status.get(ident) != self.thresholds.status(now - d.last_seen)]
+        if moved:
+            self._send_to_map(moved, now)
+        mark_time, mark_total = self._rate_mark
+        elapsed = time.monotonic() - mark_time
+        self.rate = (self.fleet.total - mark_total) / elapsed if elapsed > 0 else 0.0
+        self._rate_mark = (time.monotonic(), self.fleet.total)
+        self._update_status_bar()
+
+    def _device_payload(self, d: DeviceState, now: float) -> dict[str, Any] | None:
+        fix = d.fix
+        if fix is None:  # never drawn without a usable position
+            return None
+        status = self.thresholds.status(now - d.last_seen)
+        self.sent_status[d.ident] = status
+        latest = d.latest or fix
+        payload: dict[str, Any] = {
+            "id": d.ident, "name": d.name, "lat": fix.lat, "lon": fix.lon, "heading": fix.direction,
+            "status": status,
+            "fields": [["Status", status], ["Last fix (UTC)", utc_text(fix.ts)],
+                       ["Speed", number_text(fix.speed, "km/h")], ["Heading", number_text(fix.direction, "°")],
+                       ["Satellites", number_text(latest.satellites)], ["Messages", str(d.count)]],
+        }
+        sent = self.sent_trail.get(d.ident, 0)
+        fresh = d.trail_total - sent
+        if fresh > 0:
+            if sent == 0 or fresh >= len(d.trail):
+                payload["trail"] = [list(p) for p in d.trail]
+            else:
+                payload["append"] = [list(p) for p in list(d.trail)[-fresh:]]
+            self.sent_trail[d.ident] = d.trail_total
+        return payload
+
+    def _send_to_map(self, idents: list[str], now: float) -> None:
+        devices = self.fleet.devices
+        payload = [p for ident in idents if (p := self._device_payload(devices[ident], now)) is not None]
+        if payload:
+            self.map.call("update", payload)
+
+    def _map_ready(self) -> None:
+        self.map.call("setTrailLength", self.settings.trail_length)
+        self.sent_trail.clear()  # the page is new: send whole trails again
+        self._send_to_map(list(self.fleet.devices), time.time())
+
+    def _update_status_bar(self) -> None:
+        urls = self.urls()
+        if self.listen_error:
+            self.status_urls.setText(f"Not listening: {self.listen_error}")
+            self.status_urls.setStyleSheet("color: #b71c1c; font-weight: 600;")
+        else:
+            self.status_urls.setText("Listening on " + "  ·  ".join(urls))
+            self.status_urls.setStyleSheet("")
+        stats = self.listener.stats if self.listener else None
+        self.status_rate.setText(f"{self.rate:,.0f} msg/s")
+        if stats is not None:
+            self.status_totals.setText(f"{self.fleet.total:,} messages · {len(self.fleet.devices)} devices · "
+                                       f"{stats.rejects} rejected · {stats.retries} re-sent")
+        try:
+            size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
+        except OSError:
+            size = 0
+        self.status_file.setText(f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
+        self.status_file.setToolTip(str(self.db))
+        self.device_count.setText(f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
+        self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
+
+    # -- selection ------------------------------------------------------------------------------
+    def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:
+        """Make ``ident`` the selected device everywhere (table, map, log scope, inspector)."""
+        self.selected = ident
+        self.map.call("select", ident, focus_map)
+        if self.log_selected_only.isChecked():
+            self.log_proxy.set_ident(ident)
+        self.inspecting_latest = True
+        if ident is not None:
+            self._inspect_latest(ident)
+
+    def _device_row_changed(self, current, previous) -> None:
+        ident = current.data(IDENT_ROLE) if current.isValid() else None
+        if ident != self.selected:
+            self.select_device(ident)
+
+    def _map_clicked(self, ident: str) -> None:
+        if ident not in self.device_model.rows:
+            return
+        source = self.device_model.index(self.device_model.rows[ident], 0)
+        index = self.device_proxy.mapFromSource(source)
+        if index.isValid():
+            self.selected = ident  # the map already knows; do not jump the view
+            self.device_table.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+            self.device_table.scrollTo(index)
+        self.select_device(ident, focus_map=False)
+
+    def _log_scope_changed(self, only_selected: bool) -> None:
+        self.log_proxy.set_ident(self.selected if only_selected else None)
+
+    def _log_row_changed(self, current, previous) -> None:
+        if not current.isValid():
+            return
+        entry: LogEntry = current.data(ITEM_ROLE)
+        self.inspecting_latest = False
+        self.inspector.show_entry(entry, self._previous_of(entry), self._label(entry.message.ident))
+
+    def _previous_of(self, entry: LogEntry):
+        """The same device's message that arrived before ``entry`` (within the kept window)."""
+        ident = entry.message.ident
+        for other in reversed(self.fleet.log):
+            if other.seq < entry.seq and other.message.ident == ident:
+                return other.message
+        return None
+
+    def _label(self, ident: str) -> str:
+        device = self.fleet.devices.get(ident)
+        name = device.name if device else ""
+        return f"{name} · {ident}" if name else (ident or "(no ident)")
+
+    def _inspect_latest(self, ident: str) -> None:
+        device = self.fleet.devices.get(ident)
+        if device is None or device.latest is None:
+            return
+        entry = next((e for e in reversed(self.fleet.log) if e.message is device.latest), None)
+        if entry is None:
+            entry = LogEntry(0, device.last_seen, device.latest)
+        self.inspector.show_entry(entry, device.previous, self._label(ident) + " — latest")
+
+    def _load_raw(self, entry: LogEntry) -> Any:
+        if entry.batch_id is None:
+            return entry.message.params
+        return raw_message(self.reader, entry.batch_id, entry.index)
+
+    # -- panels and dialogs -----------------------------------------------------------------------
+    def _show_connection(self, shown: bool) -> None:
+        if shown:
+            self.left.setCurrentIndex(0)
+        elif self.fleet.devices:
+            self.left.setCurrentIndex(1)
+
+    def _request_details(self, index) -> None:
+        event: RequestEvent = self.requests_model.data(index, ITEM_ROLE)
+        if event.reject_id is None:
+            text = (f"HTTP {event.status} · {event.count} messages · batch {event.batch_id}\n"
+                    f"{event.reason or 'accepted'}")
+        else:
+            [reject] = [r for r in list_rejects(self.reader) if r["id"] == event.reject_id] or [None]
+            if reject is None:
+                return
+            headers = "\n".join(f"{k}: {v}" for k, v in reject["headers"].items())
+            body = reject["body"].decode("utf-8", errors="replace")
+            text = (f"{reject['method']} {reject['path']} from {reject['peer']}\n"
+                    f"HTTP {reject['status']}: {reject['reason']}\n\n{headers}\n\n"
+                    f"{body}{'…' if reject['body_bytes'] > len(reject['body']) else ''}")
+        RawJsonDialog("Request details", text, self).exec()
+
+    def open_settings(self) -> None:
+        """Edit settings; listener changes restart it, view changes apply at once."""
+        dialog = SettingsDialog(self.settings, self)
+        if not dialog.exec():
+            return
+        self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, new: AppSettings) -> None:
+        """Use ``new`` from now on (and save it)."""
+        old, self.settings = self.settings, new
+        if self.store is not None:
+            save_settings(self.store, new)
+        self.thresholds = StatusThresholds(new.stale_after, new.offline_after)
+        self.device_model.thresholds = self.thresholds
+        if new.trail_length != old.trail_length:
+            self.fleet.set_trail_length(new.trail_length)
+            self.map.call("setTrailLength", new.trail_length)
+        if new.tile_url != old.tile_url:
+            url, attribution = self._tiles()
+            self.map.call("setBaseLayer", url, attribution, 19)
+        listener_keys = ("host", "port", "path", "token", "require_token")
+        if any(getattr(new, k) != getattr(old, k) for k in listener_keys):
+            self._background(self.start_listener())
+        self.tick()
+
+    def with_settings(self, **changes: Any) -> AppSettings:
+        """A copy of the current settings with ``changes`` (for callers and tests)."""
+        return replace(self.settings, **changes)

@@ -1,0 +1,82 @@
+"""The map widget: a QWebEngineView showing the folium page, driven through resources/map.js."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineSettings
+from PySide6.QtWebEngineWidgets import QWebEngineView
+
+from app.ui.map_page import build_map_page
+
+log = logging.getLogger(__name__)
+PREFIX = "trackmon:"
+
+
+class _Page(QWebEnginePage):
+    """Receives the page's messages (console lines starting with 'trackmon:')."""
+
+    message = Signal(dict)
+
+    def javaScriptConsoleMessage(self, level, text: str, line: int, source: str) -> None:
+        if text.startswith(PREFIX):
+            try:
+                payload = orjson.loads(text[len(PREFIX):])
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(payload, dict):
+                self.message.emit(payload)
+        elif level == QWebEnginePage.JavaScriptConsoleMessageLevel.ErrorMessageLevel:
+            log.warning("map page: %s (%s:%s)", text, source, line)
+
+
+class MapView(QWebEngineView):
+    """Calls into the map's JS API; emits what the user does on the map."""
+
+    ready = Signal()
+    device_clicked = Signal(str)
+    follow_changed = Signal(bool)
+
+    def __init__(self, tile_url: str, attribution: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._pending: list[str] = []
+        self.is_ready = False
+        page = _Page(self)
+        page.message.connect(self._on_message)
+        self.setPage(page)
+        settings = page.settings()
+        settings.setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessFileUrls, True)
+        settings.setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessRemoteUrls, True)
+        self._dir = tempfile.TemporaryDirectory(prefix="trackmon-map-")
+        html = build_map_page(Path(self._dir.name) / "map.html", tile_url=tile_url, attribution=attribution)
+        self.load(QUrl.fromLocalFile(str(html)))
+
+    def _on_message(self, payload: dict) -> None:
+        if payload.get("ready"):
+            self.is_ready = True
+            for script in self._pending:
+                self.page().runJavaScript(script)
+            self._pending.clear()
+            self.ready.emit()
+        elif isinstance(payload.get("select"), str):
+            self.device_clicked.emit(payload["select"])
+        elif isinstance(payload.get("follow"), bool):
+            self.follow_changed.emit(payload["follow"])
+
+    def call(self, function: str, *args: Any) -> None:
+        """Run ``trackmon.<function>(args...)`` with arguments passed as JSON data."""
+        script = f"trackmon.{function}({','.join(orjson.dumps(a).decode() for a in args)});"
+        if self.is_ready:
+            self.page().runJavaScript(script)
+        else:
+            self._pending.append(script)
+
+    def query_state(self, callback: Callable[[dict], None]) -> None:
+        """Ask the page what it shows (markers, selection, view); for tests and diagnostics."""
+        self.page().runJavaScript("trackmon.state()", 0, lambda text: callback(orjson.loads(text)))

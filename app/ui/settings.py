@@ -1,0 +1,66 @@
+"""Settings that persist between runs (QSettings), and the command-line overrides for one run."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """What the user can change in the Settings dialog."""
+
+    host: str = "127.0.0.1"
+    port: int = 8585
+    path: str = "/"
+    token: str = ""
+    require_token: bool = True
+    stale_after: float = 60.0
+    offline_after: float = 600.0
+    trail_length: int = 200
+    tile_url: str = OSM_TILES
+    mbtiles: str = ""
+
+    @property
+    def auth_token(self) -> str | None:
+        """The token the listener requires, or None when authentication is off."""
+        return self.token if self.require_token and self.token else None
+
+
+def new_token() -> str:
+    """A fresh random token for the Authorization header."""
+    return secrets.token_urlsafe(18)
+
+
+def load_settings(store: QSettings) -> AppSettings:
+    """Read saved settings; a first run gets (and saves) a generated token."""
+    defaults = AppSettings()
+    values: dict[str, Any] = {}
+    for item in fields(AppSettings):
+        default = getattr(defaults, item.name)
+        raw = store.value(item.name, default)
+        try:
+            if isinstance(default, bool):
+                values[item.name] = raw if isinstance(raw, bool) else str(raw).lower() == "true"
+            else:
+                values[item.name] = type(default)(raw)
+        except (TypeError, ValueError):
+            values[item.name] = default
+    settings = AppSettings(**values)
+    if not settings.token:
+        settings = replace(settings, token=new_token())
+        save_settings(store, settings)
+    return settings
+
+
+def save_settings(store: QSettings, settings: AppSettings) -> None:
+    """Persist every setting."""
+    for item in fields(AppSettings):
+        store.setValue(item.name, getattr(settings, item.name))
+    store.sync()
