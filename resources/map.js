@@ -194,6 +194,8 @@
       else if (points.length) map.fitBounds(L.latLngBounds(points), { padding: [30, 30], maxZoom: 16, animate: false });
     },
 
+    openPopup(id) { if (markers.has(id)) markers.get(id).openPopup(); },
+
     setTrailLength(n) { trailLength = n; },
 
     state() {

@@ -47,7 +47,9 @@ class MapView(QWebEngineView):
         super().__init__(parent)
         self._pending: list[str] = []
         self.is_ready = False
-        page = _Page(self)
+        # Keep a Python reference: otherwise the wrapper of this subclass can be collected while
+        # Qt still calls its javaScriptConsoleMessage override (a crash).
+        self._page = page = _Page(self)
         page.message.connect(self._on_message)
         self.setPage(page)
         settings = page.settings()

@@ -1,0 +1,106 @@
+"""Fixtures for the desktop window: a real MainWindow offscreen on a qasync loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # tests may run as root
+
+import aiohttp
+import orjson
+import pytest
+import qasync
+from PySide6.QtTest import QTest
+
+from app.ui.main_window import MainWindow
+from app.ui.settings import AppSettings
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+def loop(qapp) -> Iterator[asyncio.AbstractEventLoop]:
+    """The asyncio loop on Qt's event processing, as in the app. It is marked running from the
+    start and driven by processing Qt events, because every `run_until_complete` would end with
+    QApplication.exit(), whose aboutToQuit tears QtWebEngine down."""
+    event_loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(event_loop)
+    yield event_loop
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+
+
+def run(loop: asyncio.AbstractEventLoop, coroutine: Any, timeout: float = 60) -> Any:
+    """Run a test coroutine on the Qt-integrated loop, failing fast if it hangs."""
+    task = loop.create_task(coroutine)
+    deadline = time.monotonic() + timeout
+    while not task.done():
+        if time.monotonic() > deadline:
+            task.cancel()
+            QTest.qWait(50)
+            raise AssertionError(f"timed out after {timeout} s")
+        QTest.qWait(5)
+    return task.result()
+
+
+async def wait_until(condition: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Let the loop (and Qt) run until ``condition()`` is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def js(window: MainWindow, script: str) -> Any:
+    """Evaluate ``script`` in the map page and return its result."""
+    future: asyncio.Future = asyncio.get_running_loop().create_future()
+    window.map.page().runJavaScript(script, 0, lambda result: future.done() or future.set_result(result))
+    return await asyncio.wait_for(future, 10)
+
+
+async def map_state(window: MainWindow) -> dict:
+    """What the map page shows, from its own API."""
+    return orjson.loads(await js(window, "trackmon.state()"))
+
+
+async def post(url: str, payload: Any = None, *, raw: bytes | None = None,
+               headers: dict[str, str] | None = None, token: str | None = TOKEN) -> int:
+    """POST like a stream would; returns the status."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    body = raw if raw is not None else orjson.dumps(payload)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=sent) as reply:
+        await reply.read()
+        return reply.status
+
+
+@pytest.fixture
+def make_window(loop, tmp_path: Path, qtbot) -> Iterator[Callable[..., MainWindow]]:
+    """Build and start windows (offline: no tiles); each is shut down after the test."""
+    windows: list[MainWindow] = []
+
+    def make(**changes: Any) -> MainWindow:
+        settings = AppSettings(**{"port": 0, "token": TOKEN, "tile_url": "", **changes})
+        window = MainWindow(settings, tmp_path / f"gui{len(windows)}.sqlite")
+        window.resize(1440, 900)
+        window.show()
+        run(loop, window.start())
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        run(loop, window.shutdown())
+        window.close()
+        window.deleteLater()
+    QTest.qWait(10)

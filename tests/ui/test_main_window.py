@@ -1,0 +1,240 @@
+"""The desktop window, offscreen, fed over real loopback HTTP."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+from PySide6.QtCore import Qt
+
+from app.ui.device_model import COLUMNS
+from tests.ui.conftest import TOKEN, js, map_state, post, run, wait_until
+
+FLAT = {"ident": "352625333222111", "timestamp": 1700000000.5, "device.name": "Truck 7",
+        "position.latitude": 49.069782, "position.longitude": 28.632826, "position.speed": 42.5,
+        "position.direction": 90, "position.satellites": 11, "engine.ignition.status": True,
+        "external.powersource.voltage": 13.7, "battery.level": 87}
+NESTED = {"ident": "352625333222999", "timestamp": 1700000000.5, "device": {"name": "Truck 7"},
+          "position": {"latitude": 49.069782, "longitude": 28.632826, "speed": 42.5, "direction": 90,
+                       "satellites": 11},
+          "engine": {"ignition": {"status": True}}, "external.powersource.voltage": 13.7,
+          "battery": {"level": 87}}
+COLUMN = {title: i for i, (title, _) in enumerate(COLUMNS)}
+
+
+def row_texts(window, ident: str) -> dict[str, str]:
+    model = window.device_model
+    row = model.rows[ident]
+    return {title: model.index(row, i).data() for title, i in COLUMN.items()}
+
+
+def test_posted_batch_makes_rows_appear_with_the_right_values(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        assert await post(url, [FLAT, FLAT | {"ident": "2", "device.name": "Van", "timestamp": 1700000001}]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 2, what="two rows")
+
+    run(loop, scenario())
+    row = row_texts(window, FLAT["ident"])
+    assert row["Name"] == "Truck 7" and row["Status"] == "online"
+    assert row["Position"] == "49.069782, 28.632826"
+    assert row["Speed"] == "42 km/h" and row["Heading"] == "90 °" and row["Sats"] == "11"
+    assert row["Ignition"] == "on" and row["Ext. power"] == "13.70 V" and row["Battery"] == "87 %"
+    assert row["Msgs"] == "1"
+    assert window.left.currentIndex() == 1  # the empty state gave way to the table
+
+
+def test_nested_and_flat_batches_show_identically(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        assert await post(url, [FLAT]) == 200
+        assert await post(url, [NESTED]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 2, what="both rows")
+
+    run(loop, scenario())
+    flat, nested = row_texts(window, FLAT["ident"]), row_texts(window, NESTED["ident"])
+    del flat["Ident"], nested["Ident"], flat["Last seen"], nested["Last seen"]
+    assert flat == nested
+
+
+def test_selecting_a_row_focuses_the_map_and_a_marker_click_selects_the_row(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    far = FLAT | {"ident": "far", "device.name": "Far away", "position.latitude": -33.9, "position.longitude": 18.4}
+
+    async def scenario() -> None:
+        assert await post(url, [FLAT, far]) == 200
+        await wait_until(lambda: window.map.is_ready, what="map page")
+        state = await wait_until_state(window, lambda s: s["devices"] == 2)
+        assert state["positions"]["far"] == [-33.9, 18.4]
+        await wait_until(lambda: window.device_proxy.rowCount() == 2, what="both rows in the table")
+        source = window.device_model.index(window.device_model.rows["far"], 0)
+        window.device_table.selectRow(window.device_proxy.mapFromSource(source).row())
+        state = await wait_until_state(window, lambda s: s["selected"] == "far")
+        assert abs(state["center"][0] + 33.9) < 0.01 and abs(state["center"][1] - 18.4) < 0.01
+        assert state["zoom"] >= 15
+        # Clicking the other marker on the page selects its row in the table.
+        await js(window, "document.querySelectorAll('.leaflet-marker-icon')[0].click()")  # FLAT's, added first
+        await wait_until(lambda: window.selected == FLAT["ident"], what="selection from the map")
+        current = window.device_table.currentIndex()
+        assert current.siblingAtColumn(COLUMN["Ident"]).data() == FLAT["ident"]
+
+    run(loop, scenario())
+
+
+async def wait_until_state(window, predicate, timeout: float = 20) -> dict:
+    latest: dict = {}
+
+    async def check() -> bool:
+        latest.update(await map_state(window))
+        return predicate(latest)
+
+    import asyncio
+    import time
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"map state never matched: {latest}"
+        await asyncio.sleep(0.1)
+    return latest
+
+
+def test_invalid_fixes_are_never_drawn(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    bad = [FLAT | {"ident": "zero", "position.latitude": 0, "position.longitude": 0},
+           FLAT | {"ident": "invalid", "position.valid": False},
+           {k: v for k, v in FLAT.items() if not k.startswith("position.l")} | {"ident": "missing"}]
+
+    async def scenario() -> None:
+        assert await post(url, [*bad, FLAT]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 4, what="four rows")
+        state = await wait_until_state(window, lambda s: s["devices"] >= 1)
+        await __import__("asyncio").sleep(0.5)
+        state = await map_state(window)
+        assert set(state["positions"]) == {FLAT["ident"]}
+
+    run(loop, scenario())
+    assert row_texts(window, "zero")["Position"] == "no fix"
+
+
+def test_requests_panel_lists_a_401_and_a_400_with_reasons(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        assert await post(url, [FLAT], token=None) == 401
+        assert await post(url, raw=b'[{"ident": ', token=TOKEN) == 400
+        assert await post(url, [FLAT]) == 200
+        await wait_until(lambda: window.requests_model.rowCount() == 3, what="three requests")
+
+    run(loop, scenario())
+    model = window.requests_model
+    rows = [[model.index(r, c).data() for c in range(model.columnCount())] for r in range(3)]
+    assert [r[3] for r in rows] == ["401", "400", "200"]
+    assert "missing header Authorization" in rows[0][7]
+    assert "invalid JSON" in rows[1][7]
+    assert model.index(0, 0).data(Qt.ItemDataRole.BackgroundRole) is not None  # highlighted
+    assert model.index(2, 0).data(Qt.ItemDataRole.BackgroundRole) is None
+
+
+def test_hostile_device_strings_render_as_text_everywhere(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    name = '<img src=x onerror="window.__xss=1">'
+    ident = "<b>id</b><script>window.__xss=2</script>"
+    evil = FLAT | {"ident": ident, "device.name": name, "custom.note": "<i>note</i>"}
+
+    async def scenario() -> None:
+        assert await post(url, [evil]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 1, what="the row")
+        await wait_until(lambda: window.map.is_ready, what="map page")
+        state = await wait_until_state(window, lambda s: s["devices"] == 1)
+        assert state["labels"] == [name]
+        window.map.call("openPopup", ident)
+        popup = await wait_until_js(window, "document.querySelector('.tm-popup') && "
+                                            "document.querySelector('.tm-popup').textContent")
+        assert name in popup and ident in popup
+        window.device_table.selectRow(0)
+        await wait_until(lambda: window.inspector.table.rowCount() > 5, what="inspector")
+        await __import__("asyncio").sleep(0.3)
+        assert await js(window, "document.querySelectorAll('img[src=x], .leaflet-pane b, i').length") == 0
+        assert await js(window, "typeof window.__xss") == "undefined"
+
+    run(loop, scenario())
+    row = row_texts(window, ident)
+    assert row["Ident"] == ident and row["Name"] == name
+    tooltip = window.device_model.index(0, COLUMN["Name"]).data(Qt.ItemDataRole.ToolTipRole)
+    assert "&lt;img" in tooltip and "<img" not in tooltip
+    table = window.inspector.table
+    values = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert values["device.name"] == name and values["custom.note"] == "<i>note</i>"
+    assert window.inspector.title.textFormat() == Qt.TextFormat.PlainText
+    assert orjson.loads(window.inspector.raw_text()) == evil  # exactly what was sent
+
+
+async def wait_until_js(window, script: str, timeout: float = 10):
+    import asyncio
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await js(window, script)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"never true: {script}"
+        await asyncio.sleep(0.1)
+
+
+def test_window_starts_offline_and_shows_the_map(loop, make_window) -> None:
+    window = make_window()
+
+    async def scenario() -> None:
+        await wait_until(lambda: window.map.is_ready, what="map page ready without network")
+        assert await js(window, "!!document.querySelector('.leaflet-container .leaflet-control-scale')")
+        assert await js(window, "[...document.scripts].every(s => !s.src || s.src.startsWith('file:'))")
+        assert (await map_state(window))["devices"] == 0
+
+    run(loop, scenario())
+    assert window.left.currentIndex() == 0  # the connection panel until data arrives
+    urls = [window.connection.urls_box.itemAt(i).layout().itemAt(0).widget().text()
+            for i in range(window.connection.urls_box.count())]
+    assert urls == window.urls() and urls[0].startswith("http://127.0.0.1:")
+    header = window.connection.header_box.itemAt(0).layout().itemAt(0).widget().text()
+    assert header == f"Authorization: Bearer {TOKEN}"
+
+
+def test_occupied_port_is_reported_and_another_can_be_chosen(loop, make_window) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        window = make_window(port=port)
+        assert window.service is None
+        assert f"port {port}" in window.listen_error and "in use" in window.listen_error
+        assert not window.connection.error_box.isHidden()
+        assert "Not listening" in window.status_urls.text()
+        window.apply_settings(window.with_settings(port=0))
+
+        async def scenario() -> None:
+            await wait_until(lambda: window.service is not None, what="listener on a new port")
+            assert await post(window.urls()[0], [FLAT]) == 200
+
+        run(loop, scenario())
+    assert window.listen_error == "" and window.connection.error_box.isHidden()
+
+
+def test_demo_feed_fills_the_window_and_stops(loop, make_window) -> None:
+    window = make_window()
+
+    async def scenario() -> None:
+        window.toggle_demo()
+        await wait_until(lambda: window.device_model.rowCount() >= 5, timeout=30, what="demo devices")
+        await window.stop_demo()
+        window.frame()
+
+    run(loop, scenario())
+    assert window.demo_task is None and "Start" in window.demo_action.text()
+    assert window.fleet.total > 0 and window.log_model.rowCount() == window.fleet.total
