@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--interval", type=_non_negative_float, default=5.0,
                           help="seconds between a device's messages with --rate 0 (default 5)")
     simulate.add_argument("--start", type=_time, default=None, help="timestamp of the first message")
+    simulate.add_argument("--backfill", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                          help="with --rate: first send this much history at once, then continue live")
     simulate.add_argument("--bad-fix-rate", type=_non_negative_float, default=0.01)
     simulate.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
     simulate.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -295,7 +297,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options = EmulatorOptions(devices=args.devices, batch=args.batch, rate=args.rate,
                               count=args.count, duration=args.duration, nested=args.nested,
                               seed=args.seed, interval=args.interval or 5.0, start=args.start,
-                              bad_fix_rate=args.bad_fix_rate, headers=headers)
+                              bad_fix_rate=args.bad_fix_rate, backfill=args.backfill, headers=headers)
     ssl_context = _client_ssl(args)
 
     def warn(error: str) -> None:

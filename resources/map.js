@@ -63,9 +63,25 @@
 
   function label(d) { return el("span", null, d.name || d.id); }
 
+  function overlaps(r, p) { return r.left < p.right && r.right > p.left && r.top < p.bottom && r.bottom > p.top; }
+
+  /* Many devices and zoomed out: no labels at all. Otherwise hide each label that would cover one
+   * already placed, placing the selected device's label first. */
   function declutter() {
     const crowded = markers.size > MANY && map.getZoom() < LABEL_ZOOM;
     map.getContainer().classList.toggle("tm-many", crowded);
+    if (crowded) return;
+    const placed = [];
+    const order = [...markers.entries()].sort(([a], [b]) => (b === selected) - (a === selected));
+    for (const [, m] of order) {
+      const node = m.getTooltip() && m.getTooltip().getElement();
+      if (!node) continue;
+      node.style.visibility = "";
+      const r = node.getBoundingClientRect();
+      if (!r.width) continue;
+      if (placed.some((p) => overlaps(r, p))) node.style.visibility = "hidden";
+      else placed.push(r);
+    }
   }
 
   function upsert(d) {
@@ -134,7 +150,7 @@
         }
       });
       new Toolbar({ position: "topleft" }).addTo(map);
-      map.on("zoomend", declutter);
+      map.on("zoomend moveend", declutter);
       map.on("dragstart", () => { if (follow) { api.setFollow(false); send({ follow: false }); } });
       send({ ready: true });
     },
@@ -143,7 +159,15 @@
       if (baseLayer) { map.removeLayer(baseLayer); baseLayer = null; }
       if (url) {
         baseLayer = L.tileLayer(url, { attribution: attribution, maxZoom: maxZoom || 19, zIndex: 1 });
+        let loaded = false;
+        baseLayer.on("tileload", () => { loaded = true; api.setBanner(""); });
+        baseLayer.on("tileerror", () => {
+          if (!loaded) api.setBanner("Map tiles unavailable — positions and trails are still shown");
+        });
         baseLayer.addTo(map);
+        api.setBanner("");
+      } else {
+        api.setBanner("No map tiles — choose a tile URL or an MBTiles file in Settings");
       }
     },
 
@@ -179,6 +203,7 @@
         if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm); }
       }
       if (id && focus && markers.has(id)) map.setView(markers.get(id).getLatLng(), Math.max(map.getZoom(), 15), { animate: false });
+      declutter();
     },
 
     setFollow(on) {
@@ -206,7 +231,10 @@
       for (const [id, t] of trails) trailSizes[id] = t.getLatLngs().length;
       return JSON.stringify({ devices: markers.size, selected: selected, follow: follow, zoom: map.getZoom(),
                               center: [c.lat, c.lng], positions: positions, trails: trailSizes,
-                              labels: [...document.querySelectorAll(".tm-label")].map((n) => n.textContent) });
+                              labels: [...document.querySelectorAll(".tm-label")].map((n) => n.textContent),
+                              visibleLabels: [...document.querySelectorAll(".tm-label")]
+                                .filter((n) => n.style.visibility !== "hidden" && getComputedStyle(n).display !== "none")
+                                .map((n) => n.textContent) });
     },
   };
   window.trackmon = api;

@@ -27,6 +27,7 @@ class EmulatorOptions:
     interval: float = 5.0  # seconds between one device's messages when rate is 0
     start: float | None = None  # first device timestamp; default: now (or earlier, see below)
     bad_fix_rate: float = 0.01
+    backfill: float = 0.0  # with a rate: first send this many seconds of history, then go on live
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -34,7 +35,7 @@ def build_simulator(options: EmulatorOptions, now: float) -> FleetSimulator:
     """The fleet for ``options``; in max-rate mode with a count, history ends about ``now``."""
     if options.rate > 0:
         interval = options.devices / options.rate
-        start = options.start if options.start is not None else now
+        start = options.start if options.start is not None else now - options.backfill
     else:
         interval = options.interval
         span = (options.count or 0) * interval / options.devices
@@ -54,7 +55,7 @@ async def run_emulator(sender: StreamSender, options: EmulatorOptions,
     began = time.time()
     fleet = build_simulator(options, began)
     deadline = None if options.duration is None else time.monotonic() + options.duration
-    t0 = time.monotonic()
+    t0 = time.monotonic() - (options.backfill if options.rate > 0 else 0.0)  # backfill is due at once
     while True:
         if stop is not None and stop.is_set():
             break

@@ -58,10 +58,12 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.raw_loader = raw_loader
         self.entry: LogEntry | None = None
+        self.heading = QLabel("Inspector")
+        self.heading.setStyleSheet("font-size: 13px; font-weight: 700; color: #263238;")
         self.title = QLabel("Select a device or a message")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setWordWrap(True)
-        self.title.setStyleSheet("font-weight: 600; padding: 2px 0;")
+        self.title.setStyleSheet("color: #37474f; padding: 2px 0;")
         self.search = QLineEdit(placeholderText="Search parameters…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._apply_search)
@@ -86,6 +88,7 @@ class Inspector(QWidget):
         top.addWidget(self.raw_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.heading)
         layout.addWidget(self.title)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)

@@ -42,6 +42,9 @@ def launch(args: argparse.Namespace) -> int:
 
     from app.ui.main_window import MainWindow
     from app.ui.settings import load_settings
+    from app.ui.tile_scheme import register_scheme
+
+    register_scheme()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("trackmon")

@@ -22,7 +22,6 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QDockWidget,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -44,6 +43,7 @@ from app.server.emulator import EmulatorOptions, run_emulator
 from app.server.listener import Listener, ListenerConfig, RequestEvent
 from app.server.service import ListenerService, PortInUse
 from app.server.stream_client import StreamSender
+from app.store.mbtiles import MBTiles, MBTilesError
 from app.store.queries import list_rejects, raw_message
 from app.store.recorder import Recorder
 from app.ui.bounded_model import ITEM_ROLE
@@ -150,8 +150,8 @@ class MainWindow(QMainWindow):
         self.left.addWidget(self.connection)
         self.left.addWidget(devices)
 
-        tile_url, attribution = self._tiles()
-        self.map = MapView(tile_url, attribution)
+        self.map = MapView("")
+        self._apply_tiles()
         self.map.device_clicked.connect(self._map_clicked)
         self.map.follow_changed.connect(lambda on: self.follow_action.setChecked(on))
         self.map.ready.connect(self._map_ready)
@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.map)
         top.setStretchFactor(0, 0)
         top.setStretchFactor(1, 1)
-        top.setSizes([540, 900])
+        top.setSizes([560, 880])
 
         self.log_model = MessageLogModel(LOG_CAPACITY, self)
         self.log_proxy = LogFilterProxy(self)
@@ -209,22 +209,21 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(log_page, "Messages")
         self.tabs.addTab(requests_page, "Requests")
 
+        self.inspector = Inspector(self._load_raw)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.tabs)
+        bottom.addWidget(self.inspector)
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+        bottom.setSizes([860, 580])
+
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
-        main.addWidget(self.tabs)
+        main.addWidget(bottom)
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 2)
-        main.setSizes([560, 300])
+        main.setSizes([540, 320])
         self.setCentralWidget(main)
-
-        self.inspector = Inspector(self._load_raw)
-        dock = QDockWidget("Inspector", self)
-        dock.setObjectName("inspector")
-        dock.setWidget(self.inspector)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([dock], [330], Qt.Orientation.Horizontal)
 
     def _build_actions(self) -> None:
         bar = self.addToolBar("Main")
@@ -256,9 +255,16 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.status_totals)
         bar.addPermanentWidget(self.status_file)
 
-    def _tiles(self) -> tuple[str, str]:
+    def _apply_tiles(self) -> None:
+        """Base layer from settings: the MBTiles file if one is chosen and usable, else the URL."""
+        mbtiles = None
+        if self.settings.mbtiles:
+            try:
+                mbtiles = MBTiles(self.settings.mbtiles)
+            except MBTilesError as exc:
+                self.statusBar().showMessage(f"Offline map not used: {exc}", 15000)
         url = self.settings.tile_url
-        return url, (OSM_ATTRIBUTION if url == OSM_TILES else "")
+        self.map.set_base_layer(url, OSM_ATTRIBUTION if url == OSM_TILES else "", mbtiles)
 
     # -- lifetime -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -346,8 +352,8 @@ class MainWindow(QMainWindow):
             name, _, value = header.partition(": ")
             headers[name] = value
         self.demo_stop = asyncio.Event()
-        options = EmulatorOptions(devices=24, batch=50, rate=12.0, seed=int(time.time()) % 1000,
-                                  bad_fix_rate=0.01, headers=headers)
+        options = EmulatorOptions(devices=24, batch=200, rate=12.0, seed=int(time.time()) % 1000,
+                                  bad_fix_rate=0.01, backfill=600.0, headers=headers)
         self.demo_task = self._background(self._run_demo(url, headers, options, self.demo_stop))
         self._demo_changed(True)
 
@@ -575,9 +581,8 @@ class MainWindow(QMainWindow):
         if new.trail_length != old.trail_length:
             self.fleet.set_trail_length(new.trail_length)
             self.map.call("setTrailLength", new.trail_length)
-        if new.tile_url != old.tile_url:
-            url, attribution = self._tiles()
-            self.map.call("setBaseLayer", url, attribution, 19)
+        if (new.tile_url, new.mbtiles) != (old.tile_url, old.mbtiles):
+            self._apply_tiles()
         listener_keys = ("host", "port", "path", "token", "require_token")
         if any(getattr(new, k) != getattr(old, k) for k in listener_keys):
             self._background(self.start_listener())

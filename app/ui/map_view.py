@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from PySide6.QtCore import QUrl, Signal
-from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineSettings
+from PySide6.QtCore import QByteArray, QUrl, Signal
+from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineProfile, QWebEngineSettings
 from PySide6.QtWebEngineWidgets import QWebEngineView
 
+from app.store.mbtiles import MBTiles
 from app.ui.map_page import build_map_page
+from app.ui.tile_scheme import SCHEME, TILE_URL, TileSchemeHandler
 
 log = logging.getLogger(__name__)
 PREFIX = "trackmon:"
@@ -47,11 +49,17 @@ class MapView(QWebEngineView):
         super().__init__(parent)
         self._pending: list[str] = []
         self.is_ready = False
+        # A private, off-the-record profile: its own tile handler, nothing written to disk. The
+        # profile is parented to the page so that the page is destroyed first, as Qt requires.
+        profile = QWebEngineProfile()
         # Keep a Python reference: otherwise the wrapper of this subclass can be collected while
         # Qt still calls its javaScriptConsoleMessage override (a crash).
-        self._page = page = _Page(self)
+        self._page = page = _Page(profile, self)
+        profile.setParent(page)
         page.message.connect(self._on_message)
         self.setPage(page)
+        self.tile_handler = TileSchemeHandler(profile)
+        profile.installUrlSchemeHandler(QByteArray(SCHEME), self.tile_handler)
         settings = page.settings()
         settings.setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessFileUrls, True)
         settings.setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessRemoteUrls, True)
@@ -78,6 +86,14 @@ class MapView(QWebEngineView):
             self.page().runJavaScript(script)
         else:
             self._pending.append(script)
+
+    def set_base_layer(self, tile_url: str, attribution: str = "", mbtiles: MBTiles | None = None) -> None:
+        """Show tiles from ``mbtiles`` when given, else from ``tile_url`` ('' for the plain grid)."""
+        self.tile_handler.tiles = mbtiles
+        if mbtiles is not None:
+            self.call("setBaseLayer", TILE_URL, mbtiles.attribution, mbtiles.max_zoom)
+        else:
+            self.call("setBaseLayer", tile_url, attribution, 19)
 
     def query_state(self, callback: Callable[[dict], None]) -> None:
         """Ask the page what it shows (markers, selection, view); for tests and diagnostics."""

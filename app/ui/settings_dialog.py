@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -53,6 +54,17 @@ class SettingsDialog(QDialog):
         tiles_row = QHBoxLayout()
         tiles_row.addWidget(self.tiles, 1)
         tiles_row.addWidget(osm)
+        self.mbtiles = QLineEdit(settings.mbtiles)
+        self.mbtiles.setPlaceholderText("none")
+        self.mbtiles.setReadOnly(True)
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(self._choose_mbtiles)
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.mbtiles.clear)
+        mbtiles_row = QHBoxLayout()
+        mbtiles_row.addWidget(self.mbtiles, 1)
+        mbtiles_row.addWidget(choose)
+        mbtiles_row.addWidget(clear)
         self.problem = QLabel("")
         self.problem.setStyleSheet("color: #b71c1c;")
 
@@ -66,6 +78,7 @@ class SettingsDialog(QDialog):
         form.addRow("Offline after", self.offline)
         form.addRow("Trail length (positions)", self.trail)
         form.addRow("Map tiles URL", tiles_row)
+        form.addRow("Offline map (MBTiles)", mbtiles_row)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
@@ -80,7 +93,12 @@ class SettingsDialog(QDialog):
                        path=self.path.text().strip() or "/", token=self.token.text().strip(),
                        require_token=self.require_token.isChecked(), stale_after=self.stale.value(),
                        offline_after=self.offline.value(), trail_length=self.trail.value(),
-                       tile_url=self.tiles.text().strip())
+                       tile_url=self.tiles.text().strip(), mbtiles=self.mbtiles.text())
+
+    def _choose_mbtiles(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Offline map", "", "MBTiles (*.mbtiles);;All files (*)")
+        if path:
+            self.mbtiles.setText(path)
 
     def _accept(self) -> None:
         s = self.result_settings()

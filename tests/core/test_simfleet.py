@@ -53,3 +53,4 @@ def test_nested_rendering_keeps_the_mixed_key_like_the_setup_guide() -> None:
     assert nested["engine"]["ignition"]["status"] == flat["engine.ignition.status"]
     assert nested["external.powersource.voltage"] == flat["external.powersource.voltage"]
     assert normalize(nested, 0) == normalize(flat, 0)
+

@@ -19,6 +19,9 @@ from PySide6.QtTest import QTest
 
 from app.ui.main_window import MainWindow
 from app.ui.settings import AppSettings
+from app.ui.tile_scheme import register_scheme
+
+register_scheme()  # as the app does, before pytest-qt creates the QApplication
 
 TOKEN = "test-token-0123456789"
 

@@ -238,3 +238,61 @@ def test_demo_feed_fills_the_window_and_stops(loop, make_window) -> None:
     run(loop, scenario())
     assert window.demo_task is None and "Start" in window.demo_action.text()
     assert window.fleet.total > 0 and window.log_model.rowCount() == window.fleet.total
+
+
+def make_mbtiles(path, image_png: bytes) -> None:
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE metadata (name TEXT, value TEXT);"
+                       "CREATE TABLE tiles (zoom_level INT, tile_column INT, tile_row INT, tile_data BLOB);")
+    conn.executemany("INSERT INTO metadata VALUES (?, ?)", [("name", "test"), ("format", "png"),
+                                                            ("attribution", "local test tiles")])
+    for z in range(0, 4):
+        for x in range(1 << z):
+            for y in range(1 << z):
+                conn.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, y, image_png))
+    conn.commit()
+    conn.close()
+
+
+def test_offline_mbtiles_file_is_the_base_layer(loop, make_window, tmp_path) -> None:
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+    from PySide6.QtGui import QColor, QImage
+    image = QImage(256, 256, QImage.Format.Format_RGB32)
+    image.fill(QColor("#4caf50"))
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    path = tmp_path / "offline.mbtiles"
+    make_mbtiles(path, bytes(data))
+    window = make_window(mbtiles=str(path))
+
+    async def scenario() -> None:
+        await wait_until(lambda: window.map.is_ready, what="map page")
+        loaded = await wait_until_js(window, "[...document.querySelectorAll('img.leaflet-tile-loaded')]"
+                                             ".filter(t => t.src.startsWith('mbtiles:')).length")
+        assert loaded > 0
+        assert "local test tiles" in await js(window, "document.querySelector('.leaflet-control-attribution')"
+                                                      ".textContent")
+
+    run(loop, scenario())
+
+
+def test_unusable_mbtiles_file_falls_back_with_a_message(loop, make_window, tmp_path) -> None:
+    junk = tmp_path / "junk.mbtiles"
+    junk.write_text("not sqlite")
+    window = make_window(mbtiles=str(junk))
+    assert "Offline map not used" in window.statusBar().currentMessage()
+
+
+def test_without_tiles_the_map_says_so(loop, make_window) -> None:
+    window = make_window()
+
+    async def scenario() -> None:
+        await wait_until(lambda: window.map.is_ready, what="map page")
+        banner = await wait_until_js(window, "document.querySelector('.tm-banner') && "
+                                             "document.querySelector('.tm-banner').textContent")
+        assert "No map tiles" in banner
+
+    run(loop, scenario())

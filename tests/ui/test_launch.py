@@ -1,0 +1,48 @@
+"""Starting the window: the errors a user can hit before it opens, and persisted settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+from PySide6.QtCore import QSettings
+
+from app.ui import launch
+from app.ui.settings import AppSettings, load_settings, save_settings
+from tests.processes import ROOT
+
+
+def test_no_display_is_a_one_line_error_pointing_to_record() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "no display" in result.stderr and "trackmon record" in result.stderr
+
+
+def test_root_disables_the_webengine_sandbox_and_says_so(monkeypatch, caplog) -> None:
+    monkeypatch.delenv("QTWEBENGINE_DISABLE_SANDBOX", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with caplog.at_level(logging.WARNING):
+        launch.prepare_webengine()
+    assert os.environ["QTWEBENGINE_DISABLE_SANDBOX"] == "1"
+    assert "sandbox disabled" in caplog.text
+    monkeypatch.delenv("QTWEBENGINE_DISABLE_SANDBOX")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    launch.prepare_webengine()
+    assert "QTWEBENGINE_DISABLE_SANDBOX" not in os.environ
+
+
+def test_settings_persist_and_a_first_run_gets_a_token(qapp, tmp_path) -> None:
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    first = load_settings(store)
+    assert len(first.token) >= 20 and first.require_token
+    assert load_settings(store).token == first.token  # generated once, then kept
+    changed = AppSettings(host="0.0.0.0", port=9000, path="/flespi", token="t", require_token=False,
+                          stale_after=30, offline_after=300, trail_length=50, tile_url="")
+    save_settings(store, changed)
+    again = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    assert load_settings(again) == changed

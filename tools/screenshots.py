@@ -1,0 +1,64 @@
+"""Regenerate the screenshots in docs/ from the real window, offscreen.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python tools/screenshots.py
+
+Starts the window on a temporary recording, takes the empty state, starts the demo feed (which
+begins with ten minutes of history, so trails show) and grabs the window again. No network: the
+map shows its offline grid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.ui.launch import prepare_webengine  # noqa: E402
+
+prepare_webengine()
+
+import qasync  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.ui.main_window import MainWindow  # noqa: E402
+from app.ui.settings import AppSettings  # noqa: E402
+from app.ui.tile_scheme import register_scheme  # noqa: E402
+
+
+async def shoot(window: MainWindow, docs: Path) -> None:
+    await window.start()
+    await asyncio.sleep(2.5)
+    window.grab().save(str(docs / "screenshot-empty.png"))
+    window.toggle_demo()  # the demo feed starts with ten minutes of history, so trails show
+    await asyncio.sleep(6)
+    window.map.call("fitAll")
+    window.device_table.selectRow(3)
+    await asyncio.sleep(0.5)
+    window.map.call("fitAll")
+    await asyncio.sleep(3)
+    window.grab().save(str(docs / "screenshot-live.png"))
+    await window.shutdown()
+
+
+def main() -> None:
+    register_scheme()
+    app = QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with tempfile.TemporaryDirectory() as tmp:
+        window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),
+                            Path(tmp) / "screenshots.sqlite")
+        window.resize(1440, 900)
+        window.show()
+        with loop:
+            loop.run_until_complete(shoot(window, ROOT / "docs"))
+
+
+if __name__ == "__main__":
+    main()
