@@ -198,11 +198,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _open_recorder(db: Path, sync_full: bool):
-    from app.store.recorder import Recorder
+    from app.store.recorder import Recorder, RecordingInUse
     from app.store.schema import SchemaTooNew
     try:
         return Recorder(db, sync_full=sync_full)
-    except SchemaTooNew as exc:
+    except (SchemaTooNew, RecordingInUse) as exc:
         raise CliError(str(exc)) from None
     except (sqlite3.Error, OSError) as exc:
         raise CliError(f"cannot open recording {db}: {exc}") from None

@@ -25,6 +25,14 @@ def test_occupied_port_is_a_one_line_error(tmp_path) -> None:
     assert_one_line_error(result, 1, f"port {port}", "already in use", "--port")
 
 
+def test_second_recorder_on_the_same_file_is_refused(tmp_path) -> None:
+    from tests.processes import recorder_process
+    db = tmp_path / "shared.sqlite"
+    with recorder_process(db):
+        result = trackmon("record", "--db", str(db), "--port", "0")
+    assert_one_line_error(result, 1, "being recorded by another trackmon", "--db")
+
+
 def test_bad_arguments_give_usage_errors() -> None:
     assert_one_line_error(trackmon("record", "--port", "99999"), 2, "port must be 0-65535")
     assert_one_line_error(trackmon("simulate", "--to", "ftp://x"), 2, "http:// or https://")

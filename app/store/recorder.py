@@ -9,6 +9,7 @@ the listener answers 200 after that and not before.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ from typing import Any
 
 import orjson
 import xxhash
+from filelock import FileLock, Timeout
 
-from app.core.normalize import Message
-from app.store.codec import compress_body
+from app.core.normalize import Message, normalize_batch
+from app.store.codec import compress_body, decompress_body
 from app.store.schema import connect
 
 
@@ -48,28 +50,49 @@ class Reject:
     body_bytes: int
 
 
+class RecordingInUse(RuntimeError):
+    """Another process is already recording into this file."""
+
+
 def batch_digest(body: bytes) -> bytes:
     """Identity of a batch body; a re-sent batch has the same one (128-bit, ~30 µs per MB)."""
     return xxhash.xxh3_128_digest(body)
 
 
-def pack_tracks(messages: list[Message]) -> list[tuple[str, int, float, float, bytes]]:
-    """Group a batch's messages per device into packed rows for the ``tracks`` table.
+#: Chunks are written when this many messages are waiting, or after FLUSH_SECONDS.
+FLUSH_MESSAGES = 20_000
+FLUSH_SECONDS = 2.0
 
-    Returns (ident, count, t_min, t_max, rows_json) per device, in first-seen order.
-    """
-    groups: dict[str, list[tuple[Any, ...]]] = {}
+TrackRows = dict[str, list[tuple[Any, ...]]]
+
+
+def track_rows(batch_id: int, messages: list[Message]) -> TrackRows:
+    """A batch's messages as packed track rows (see schema.TRACK_COLUMNS), grouped per device."""
+    groups: TrackRows = {}
     for index, m in enumerate(messages):
         rows = groups.get(m.ident)
         if rows is None:
             rows = groups[m.ident] = []
-        rows.append((index, m.ts, m.server_ts, m.lat, m.lon, m.alt, m.speed, m.direction,
+        rows.append((batch_id, index, m.ts, m.server_ts, m.lat, m.lon, m.alt, m.speed, m.direction,
                      m.satellites, m.hdop, m.valid, m.flags))
-    packed = []
-    for ident, rows in groups.items():
-        times = [row[1] for row in rows]
-        packed.append((ident, len(rows), min(times), max(times), orjson.dumps(rows)))
-    return packed
+    return groups
+
+
+def merge_rows(into: TrackRows, more: TrackRows) -> None:
+    """Append ``more``'s rows to ``into``, device by device."""
+    for ident, rows in more.items():
+        existing = into.get(ident)
+        if existing is None:
+            into[ident] = list(rows)
+        else:
+            existing.extend(rows)
+
+
+def _write_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows) -> None:
+    conn.executemany(
+        "INSERT INTO tracks (session_id, ident, n, t_min, t_max, rows) VALUES (?, ?, ?, ?, ?, ?)",
+        [(session_id, ident, len(rows), min(r[2] for r in rows), max(r[2] for r in rows), orjson.dumps(rows))
+         for ident, rows in groups.items()])
 
 
 class Recorder:
@@ -77,9 +100,44 @@ class Recorder:
 
     def __init__(self, path: Path | str, *, sync_full: bool = False) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per file: the OS drops the lock if this process dies.
+        self._lock = FileLock(f"{self.path}.lock")
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise RecordingInUse(f"{self.path} is being recorded by another trackmon; choose another "
+                                 "file with --db") from None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackmon-writer")
         self._conn = self._executor.submit(connect, self.path, sync_full=sync_full).result()
         self.session_id: int | None = None
+        self._pending: TrackRows = {}  # committed batches whose chunks are not written yet
+        self._pending_count = 0
+        self._last_flush = time.monotonic()
+        self._executor.submit(self._recover).result()
+
+    def _recover(self) -> None:
+        """Write the chunks of batches committed after the last chunk flush (the process died
+        before it could). The raw bodies are the truth; chunks are derived from them."""
+        conn = self._conn
+        behind = conn.execute(
+            "SELECT s.id, s.indexed_batch, max(b.id) FROM sessions s JOIN batches b ON b.session_id = s.id "
+            "GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
+        for session_id, indexed, last in behind:
+            groups: TrackRows = {}
+            cursor = conn.execute("SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? "
+                                  "ORDER BY id", (session_id, indexed))
+            for batch_id, received_at, body in cursor.fetchall():
+                raw = decompress_body(body)
+                merge_rows(groups, track_rows(batch_id, normalize_batch(orjson.loads(raw), received_at, raw)))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _write_chunks(conn, session_id, groups)
+                conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (last, session_id))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     # -- sessions ---------------------------------------------------------------------------
     def start_session(self, name: str = "", *, append: bool = False) -> int:
@@ -88,6 +146,7 @@ class Recorder:
         return self.session_id
 
     def _start_session(self, name: str, append: bool) -> int:
+        self._flush_now()
         conn = self._conn
         if append:
             row = conn.execute("SELECT id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
@@ -118,6 +177,7 @@ class Recorder:
         session_id = self._require_session()
         conn = self._conn
         digest = batch_digest(body)
+        flush = False
         flagged = sum(1 for m in messages if m.flags)
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -132,15 +192,49 @@ class Recorder:
                 " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
                  digest, compress_body(body))).lastrowid
-            conn.executemany(
-                "INSERT INTO tracks (session_id, batch_id, ident, n, t_min, t_max, rows)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(session_id, batch_id, *track) for track in pack_tracks(messages)])
+            rows = track_rows(int(batch_id or 0), messages)
+            flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
+                     or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
+            if flush:
+                merge_rows(self._pending, rows)
+                self._flush_pending(session_id, int(batch_id or 0))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            if flush:  # the chunks went with the rollback; rebuild what is pending from the file
+                self._pending.clear()
+                self._pending_count = 0
+                self._recover()
             raise
+        if flush:
+            self._pending.clear()
+            self._pending_count = 0
+            self._last_flush = time.monotonic()
+        else:
+            merge_rows(self._pending, rows)
+            self._pending_count += len(messages)
         return BatchResult(int(batch_id or 0), False, len(messages), flagged)
+
+    def _flush_now(self) -> None:
+        """Write whatever chunks are pending, in their own transaction."""
+        if not self._pending or self.session_id is None:
+            return
+        last = self._conn.execute("SELECT max(id) FROM batches WHERE session_id = ?", (self.session_id,)).fetchone()
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._flush_pending(self.session_id, int(last[0]))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._pending.clear()
+        self._pending_count = 0
+        self._last_flush = time.monotonic()
+
+    def _flush_pending(self, session_id: int, through_batch: int) -> None:
+        """Write pending chunks inside the caller's transaction."""
+        _write_chunks(self._conn, session_id, self._pending)
+        self._conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
     # -- rejects ----------------------------------------------------------------------------
     async def record_reject(self, reject: Reject) -> int:
@@ -162,9 +256,13 @@ class Recorder:
     def close(self) -> None:
         """Mark the session as ended and release the file."""
         def _close() -> None:
+            self._flush_now()
             if self.session_id is not None:
                 self._conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?",
                                    (time.time(), self.session_id))
             self._conn.close()
-        self._executor.submit(_close).result()
-        self._executor.shutdown(wait=True)
+        try:
+            self._executor.submit(_close).result()
+        finally:
+            self._executor.shutdown(wait=True)
+            self._lock.release()

@@ -5,9 +5,12 @@ Layout, chosen for ingest speed (see docs/architecture.md and docs/benchmarks.md
 * ``batches`` keeps each accepted request body once, exactly as received (the raw JSON array),
   zstd-compressed (see ``store/codec.py``), with a digest so a re-sent batch is recognised and
   counted as a retry instead of stored again.
-* ``tracks`` holds one row per device per batch: the extracted fix columns of that device's
-  messages packed as a JSON array of rows (see ``TRACK_COLUMNS``). The indexes answer "messages of
-  device X in session S ordered by time" and "everything in session S between t0 and t1".
+* ``tracks`` holds chunks of one device's messages: the extracted fix columns packed as a JSON
+  array of rows (see ``TRACK_COLUMNS``), accumulated across batches and written every couple of
+  seconds, so a chunk holds many messages even when a batch holds one per device. The indexes
+  answer "messages of device X in session S ordered by time" and "everything in session S between
+  t0 and t1". ``sessions.indexed_batch`` says up to which batch the chunks are complete; later
+  batches are indexed again from their raw bodies when the file is next opened.
 * ``messages`` is a view that unpacks ``tracks`` into one row per message (without the raw JSON,
   which is compressed), for people poking at a recording with the sqlite3 shell. The application
   reads ``tracks`` directly.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 #: Order of the values in each packed row of ``tracks.rows``.
 TRACK_COLUMNS: tuple[str, ...] = (
-    "idx", "ts", "server_ts", "lat", "lon", "alt", "speed", "direction", "satellites", "hdop",
+    "batch_id", "idx", "ts", "server_ts", "lat", "lon", "alt", "speed", "direction", "satellites", "hdop",
     "valid", "flags",
 )
 
@@ -30,7 +33,8 @@ CREATE TABLE sessions (
     name        TEXT NOT NULL DEFAULT '',
     note        TEXT NOT NULL DEFAULT '',
     started_at  REAL NOT NULL,
-    ended_at    REAL
+    ended_at    REAL,
+    indexed_batch INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE batches (
     id           INTEGER PRIMARY KEY,
@@ -50,7 +54,6 @@ CREATE INDEX batches_session ON batches(session_id, received_at);
 CREATE TABLE tracks (
     id          INTEGER PRIMARY KEY,
     session_id  INTEGER NOT NULL REFERENCES sessions(id),
-    batch_id    INTEGER NOT NULL REFERENCES batches(id),
     ident       TEXT NOT NULL,
     n           INTEGER NOT NULL,
     t_min       REAL NOT NULL,
@@ -75,24 +78,22 @@ CREATE TABLE rejects (
 CREATE INDEX rejects_session ON rejects(session_id, received_at);
 CREATE VIEW messages AS
 SELECT t.session_id AS session_id,
-       t.batch_id   AS batch_id,
+       json_extract(r.value, '$[0]')  AS batch_id,
+       json_extract(r.value, '$[1]')  AS batch_index,
        t.ident      AS ident,
-       json_extract(r.value, '$[1]')  AS ts,
-       json_extract(r.value, '$[2]')  AS server_ts,
-       b.received_at                  AS received_at,
-       json_extract(r.value, '$[3]')  AS lat,
-       json_extract(r.value, '$[4]')  AS lon,
-       json_extract(r.value, '$[5]')  AS alt,
-       json_extract(r.value, '$[6]')  AS speed,
-       json_extract(r.value, '$[7]')  AS direction,
-       json_extract(r.value, '$[8]')  AS satellites,
-       json_extract(r.value, '$[9]')  AS hdop,
-       json_extract(r.value, '$[10]') AS valid,
-       json_extract(r.value, '$[11]') AS flags,
-       json_extract(r.value, '$[0]')  AS batch_index
+       json_extract(r.value, '$[2]')  AS ts,
+       json_extract(r.value, '$[3]')  AS server_ts,
+       json_extract(r.value, '$[4]')  AS lat,
+       json_extract(r.value, '$[5]')  AS lon,
+       json_extract(r.value, '$[6]')  AS alt,
+       json_extract(r.value, '$[7]')  AS speed,
+       json_extract(r.value, '$[8]')  AS direction,
+       json_extract(r.value, '$[9]')  AS satellites,
+       json_extract(r.value, '$[10]') AS hdop,
+       json_extract(r.value, '$[11]') AS valid,
+       json_extract(r.value, '$[12]') AS flags
 FROM tracks t
-JOIN json_each(t.rows) r
-JOIN batches b ON b.id = t.batch_id;
+JOIN json_each(t.rows) r;
 """
 
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.

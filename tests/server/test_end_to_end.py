@@ -81,6 +81,11 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(tmp_path) -
     assert max(keys.values()) == 1, "and none of them twice"
     sessions = list_sessions(sqlite3.connect(db))
     assert len(sessions) == 2 and sessions[0].ended_at is None  # the killed run never closed
+    # The per-device track chunks the killed run had not written yet were rebuilt on restart.
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT sum(n) FROM tracks").fetchone()[0] == total
+    assert conn.execute("SELECT count(*) FROM (SELECT DISTINCT batch_id, batch_index FROM messages)"
+                        ).fetchone()[0] == total
 
 
 def test_append_records_into_the_previous_session(tmp_path) -> None:

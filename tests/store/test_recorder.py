@@ -1,0 +1,40 @@
+"""The recorder's chunking of per-device track rows across batches."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import orjson
+import pytest
+
+from app.core.normalize import normalize_batch
+from app.store import recorder as recorder_module
+from app.store.recorder import Recorder, RecordingInUse
+
+
+def write(rec: Recorder, batch: list[dict], received_at: float = 100.0) -> None:
+    body = orjson.dumps(batch)
+    rec.write_batch(received_at, "127.0.0.1", len(body), body, normalize_batch(batch, received_at, body), 1.0)
+
+
+def test_chunks_gather_a_device_across_batches_and_close_writes_the_rest(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(recorder_module, "FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(recorder_module, "FLUSH_MESSAGES", 10)
+    rec = Recorder(tmp_path / "c.sqlite")
+    rec.start_session()
+    for b in range(5):  # 2 devices, 2 messages per batch: a flush after 10 messages
+        write(rec, [{"ident": d, "timestamp": b * 10 + i} for d in ("x", "y") for i in range(2)])
+    conn = sqlite3.connect(tmp_path / "c.sqlite")
+    assert conn.execute("SELECT ident, n FROM tracks ORDER BY ident").fetchall() == [("x", 6), ("y", 6)]
+    rec.close()
+    chunks = conn.execute("SELECT ident, n, t_min, t_max FROM tracks ORDER BY id").fetchall()
+    assert chunks == [("x", 6, 0, 21), ("y", 6, 0, 21), ("x", 4, 30, 41), ("y", 4, 30, 41)]
+    assert conn.execute("SELECT indexed_batch FROM sessions").fetchone()[0] == 5
+
+
+def test_a_second_recorder_on_the_same_file_is_refused(tmp_path) -> None:
+    first = Recorder(tmp_path / "one.sqlite")
+    with pytest.raises(RecordingInUse, match="another trackmon"):
+        Recorder(tmp_path / "one.sqlite")
+    first.close()
+    Recorder(tmp_path / "one.sqlite").close()  # free again once the first has closed
