@@ -51,7 +51,16 @@
     const box = el("div", "tm-popup");
     box.appendChild(el("div", "tm-title", d.name ? d.name + " · " + d.id : d.id));
     const table = el("table");
-    for (const [label, value] of d.fields || []) {
+    const num = (v, unit, digits) => (typeof v === "number" ? v.toFixed(digits || 0) + (unit ? " " + unit : "") : "");
+    const fields = [
+      ["Status", d.status],
+      ["Last fix (UTC)", typeof d.ts === "number" ? new Date(d.ts * 1000).toISOString().slice(0, 19).replace("T", " ") : ""],
+      ["Speed", num(d.speed, "km/h")],
+      ["Heading", num(d.heading, "°")],
+      ["Satellites", num(d.sats)],
+      ["Messages", num(d.count)],
+    ];
+    for (const [label, value] of fields) {
       const row = el("tr");
       row.appendChild(el("th", null, label));
       row.appendChild(el("td", null, value));
@@ -185,6 +194,14 @@
       for (const d of devices) upsert(d);
       declutter();
       if (follow && selected && markers.has(selected)) map.panTo(markers.get(selected).getLatLng(), { animate: false });
+    },
+
+    /* The same as update(), from compact arrays (what Python sends each frame):
+     * [id, name, lat, lon, heading, status, ts, speed, sats, count, trail|null, append|null] */
+    updatePacked(rows) {
+      api.update(rows.map((r) => ({ id: r[0], name: r[1], lat: r[2], lon: r[3], heading: r[4], status: r[5],
+                                    ts: r[6], speed: r[7], sats: r[8], count: r[9], trail: r[10],
+                                    append: r[11] })));
     },
 
     remove(ids) {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 
@@ -25,11 +25,10 @@ def utc_text(ts: float | None, millis: bool = False) -> str:
     if ts is None or not math.isfinite(ts):
         return ""
     try:
-        moment = datetime.fromtimestamp(ts, UTC)
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))  # no per-call import, unlike datetime
     except (OverflowError, OSError, ValueError):
         return str(ts)
-    text = moment.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{text}.{moment.microsecond // 1000:03d}" if millis else text
+    return f"{text}.{int(ts * 1000) % 1000:03d}" if millis else text
 
 
 def position_text(lat: float | None, lon: float | None) -> str:

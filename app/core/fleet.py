@@ -50,13 +50,19 @@ class DeviceState:
     trail: deque[tuple[float, float]] = field(default_factory=deque)
     trail_total: int = 0  # positions ever appended; lets a view send only the new ones
     arrivals: deque[tuple[float, int]] = field(default_factory=deque)  # (receive time, messages)
+    arrived: int = 0  # messages in ``arrivals``
+
+    def note_arrival(self, received_at: float, count: int) -> None:
+        """Count ``count`` messages received at ``received_at`` towards the rate."""
+        self.arrivals.append((received_at, count))
+        self.arrived += count
 
     def rate_per_min(self, now: float, window: float = 60.0) -> float:
         """Messages per minute received over the last ``window`` seconds."""
         arrivals = self.arrivals
         while arrivals and arrivals[0][0] < now - window:
-            arrivals.popleft()
-        return sum(n for _, n in arrivals) * 60.0 / window
+            self.arrived -= arrivals.popleft()[1]
+        return self.arrived * 60.0 / window
 
     def param(self, key: str) -> Any:
         """A parameter of the latest message, or None."""
@@ -117,7 +123,7 @@ class Fleet:
                     state.trail_total += 1
             changed[ident] = None
         for ident, n in per_device.items():
-            devices[ident].arrivals.append((received_at, n))
+            devices[ident].note_arrival(received_at, n)
         self.total += len(messages)
         self.log.extend(entries)
         self._new_log.extend(entries)

@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.display import number_text, utc_text
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
@@ -131,7 +130,7 @@ class MainWindow(QMainWindow):
         self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
         self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
         self.device_filter.setClearButtonEnabled(True)
-        self.device_filter.textChanged.connect(self.device_proxy.setFilterFixedString)
+        self.device_filter.textChanged.connect(self._filter_devices)
         self.device_count = QLabel("")
         self.device_count.setStyleSheet("color: #607d8b;")
         devices = QWidget()
@@ -284,7 +283,7 @@ class MainWindow(QMainWindow):
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
         self.listener.on_batch(lambda event, messages: self.fleet.apply(messages, event.received_at,
                                                                         event.batch_id))
-        self.listener.on_request(self.pending_requests.append)
+        self.listener.on_request(self._on_request)
         service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
         try:
             await service.start()
@@ -295,6 +294,9 @@ class MainWindow(QMainWindow):
             self.listen_error = ""
             self.service = service
         self._show_listener()
+
+    def _on_request(self, event: RequestEvent) -> None:
+        self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
 
     def urls(self) -> list[str]:
         """Where the listener can be reached, or where it would be once the port is free."""
@@ -389,7 +391,10 @@ class MainWindow(QMainWindow):
         requests, self.pending_requests = self.pending_requests, []
         now = time.time()
         if changed:
+            known = self.device_model.rowCount()
             self.device_model.refresh(changed, now)
+            if known == 0:
+                self.device_model.resort()  # the first rows: sort right away
             self._send_to_map(changed, now)
             if self.left.currentIndex() == 0 and not self.connection_action.isChecked():
                 self.left.setCurrentIndex(1)
@@ -409,6 +414,7 @@ class MainWindow(QMainWindow):
         """Once a second: ages, statuses and rates move on even without new messages."""
         now = time.time()
         self.device_model.tick(now)
+        self.device_model.resort()
         moved = [ident for ident, d in self.fleet.devices.items()
                  if d.fix is not None and self.sent_status.get(ident) != self.thresholds.status(now - d.last_seen)]
         if moved:
@@ -419,35 +425,30 @@ class MainWindow(QMainWindow):
         self._rate_mark = (time.monotonic(), self.fleet.total)
         self._update_status_bar()
 
-    def _device_payload(self, d: DeviceState, now: float) -> dict[str, Any] | None:
+    def _device_payload(self, d: DeviceState, now: float) -> list[Any] | None:
+        """One device for the map, as map.js's compact array (see `unpack` there)."""
         fix = d.fix
         if fix is None:  # never drawn without a usable position
             return None
         status = self.thresholds.status(now - d.last_seen)
         self.sent_status[d.ident] = status
-        latest = d.latest or fix
-        payload: dict[str, Any] = {
-            "id": d.ident, "name": d.name, "lat": fix.lat, "lon": fix.lon, "heading": fix.direction,
-            "status": status,
-            "fields": [["Status", status], ["Last fix (UTC)", utc_text(fix.ts)],
-                       ["Speed", number_text(fix.speed, "km/h")], ["Heading", number_text(fix.direction, "°")],
-                       ["Satellites", number_text(latest.satellites)], ["Messages", str(d.count)]],
-        }
         sent = self.sent_trail.get(d.ident, 0)
         fresh = d.trail_total - sent
+        trail = append = None
         if fresh > 0:
             if sent == 0 or fresh >= len(d.trail):
-                payload["trail"] = [list(p) for p in d.trail]
+                trail = list(d.trail)
             else:
-                payload["append"] = [list(p) for p in list(d.trail)[-fresh:]]
+                append = list(d.trail)[-fresh:]
             self.sent_trail[d.ident] = d.trail_total
-        return payload
+        return [d.ident, d.name, fix.lat, fix.lon, fix.direction, status, fix.ts, fix.speed, fix.satellites,
+                d.count, trail, append]
 
     def _send_to_map(self, idents: list[str], now: float) -> None:
         devices = self.fleet.devices
         payload = [p for ident in idents if (p := self._device_payload(devices[ident], now)) is not None]
         if payload:
-            self.map.call("update", payload)
+            self.map.call("updatePacked", payload)
 
     def _map_ready(self) -> None:
         self.map.call("setTrailLength", self.settings.trail_length)
@@ -486,6 +487,10 @@ class MainWindow(QMainWindow):
         self.inspecting_latest = True
         if ident is not None:
             self._inspect_latest(ident)
+
+    def _filter_devices(self, text: str) -> None:
+        self.device_proxy.setFilterFixedString(text)
+        self._update_status_bar()
 
     def _device_row_changed(self, current, previous) -> None:
         ident = current.data(IDENT_ROLE) if current.isValid() else None

@@ -19,7 +19,7 @@ NESTED = {"ident": "352625333222999", "timestamp": 1700000000.5, "device": {"nam
                        "satellites": 11},
           "engine": {"ignition": {"status": True}}, "external.powersource.voltage": 13.7,
           "battery": {"level": 87}}
-COLUMN = {title: i for i, (title, _) in enumerate(COLUMNS)}
+COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
 
 
 def row_texts(window, ident: str) -> dict[str, str]:
@@ -139,6 +139,19 @@ def test_requests_panel_lists_a_401_and_a_400_with_reasons(loop, make_window) ->
     assert "invalid JSON" in rows[1][7]
     assert model.index(0, 0).data(Qt.ItemDataRole.BackgroundRole) is not None  # highlighted
     assert model.index(2, 0).data(Qt.ItemDataRole.BackgroundRole) is None
+
+
+def test_requests_keep_appearing_frame_after_frame(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        for i in range(4):
+            assert await post(url, [FLAT | {"timestamp": 1700000000 + i}]) == 200
+            await __import__("asyncio").sleep(0.25)  # several frames pass between requests
+        await wait_until(lambda: window.requests_model.rowCount() == 4, what="all four requests")
+
+    run(loop, scenario())
 
 
 def test_hostile_device_strings_render_as_text_everywhere(loop, make_window) -> None:
