@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 FRAME_MS = 100
 TICK_MS = 1000
 LOG_CAPACITY = 20_000
+MAP_SLICE = 250  # devices per JavaScript call within a frame
 
 
 def _table(model) -> QTableView:
@@ -114,7 +116,8 @@ class MainWindow(QMainWindow):
         self._build_views()
         self._build_actions()
         self._build_status_bar()
-        self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self.frame)
+        self._frame_task: asyncio.Task | None = None
+        self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
         self.tick_timer = QTimer(self, interval=TICK_MS, timeout=self.tick)
 
     # -- construction ---------------------------------------------------------------------------
@@ -386,7 +389,22 @@ class MainWindow(QMainWindow):
 
     # -- frames ---------------------------------------------------------------------------------
     def frame(self) -> None:
-        """Show everything that changed since the previous frame (called at ≤10 Hz)."""
+        """Show everything that changed since the previous frame, in one go."""
+        for _ in self._frame_steps():
+            pass
+
+    def _next_frame(self) -> None:
+        """Timer tick (≤10 Hz): render a frame in slices, letting the loop serve requests between
+        them; a frame still rendering makes this tick a no-op (its changes go in the next one)."""
+        if self._frame_task is None or self._frame_task.done():
+            self._frame_task = self._background(self._sliced_frame())
+
+    async def _sliced_frame(self) -> None:
+        for _ in self._frame_steps():
+            await asyncio.sleep(0)
+
+    def _frame_steps(self) -> Iterator[None]:
+        """One frame as a series of short steps (table, log, requests, map in slices)."""
         changed, entries = self.fleet.take_changes()
         requests, self.pending_requests = self.pending_requests, []
         now = time.time()
@@ -395,20 +413,24 @@ class MainWindow(QMainWindow):
             self.device_model.refresh(changed, now)
             if known == 0:
                 self.device_model.resort()  # the first rows: sort right away
-            self._send_to_map(changed, now)
             if self.left.currentIndex() == 0 and not self.connection_action.isChecked():
                 self.left.setCurrentIndex(1)
             if self.selected in changed and self.inspecting_latest:
                 self._inspect_latest(self.selected)
+            yield
         if entries:
             self.log_model.append(entries)
             if self.autoscroll.isChecked():
                 self.log_table.scrollToBottom()
+            yield
         if requests:
             self.requests_model.append(requests)
             self.requests_table.scrollToBottom()
         if changed or requests:
             self._update_status_bar()
+        for start in range(0, len(changed), MAP_SLICE):
+            yield
+            self._send_to_map(changed[start:start + MAP_SLICE], now)
 
     def tick(self) -> None:
         """Once a second: ages, statuses and rates move on even without new messages."""
