@@ -64,6 +64,7 @@ FLUSH_MESSAGES = 20_000
 FLUSH_SECONDS = 2.0
 
 TrackRows = dict[str, list[tuple[Any, ...]]]
+NAME_KEY = "device.name"
 
 
 def track_rows(batch_id: int, messages: list[Message]) -> TrackRows:
@@ -88,11 +89,19 @@ def merge_rows(into: TrackRows, more: TrackRows) -> None:
             existing.extend(rows)
 
 
-def _write_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows) -> None:
+def _write_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows, names: dict[str, str]) -> None:
     conn.executemany(
-        "INSERT INTO tracks (session_id, ident, n, t_min, t_max, rows) VALUES (?, ?, ?, ?, ?, ?)",
-        [(session_id, ident, len(rows), min(r[2] for r in rows), max(r[2] for r in rows), orjson.dumps(rows))
-         for ident, rows in groups.items()])
+        "INSERT INTO tracks (session_id, ident, name, n, t_min, t_max, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(session_id, ident, names.get(ident, ""), len(rows), min(r[2] for r in rows), max(r[2] for r in rows),
+          orjson.dumps(rows)) for ident, rows in groups.items()])
+
+
+def device_names(messages: list[Message], into: dict[str, str]) -> None:
+    """Remember the latest ``device.name`` each device sent (chunks carry it for exports)."""
+    for m in messages:
+        name = m.params.get(NAME_KEY)
+        if name is not None:
+            into[m.ident] = str(name)
 
 
 class Recorder:
@@ -112,6 +121,7 @@ class Recorder:
         self._conn = self._executor.submit(connect, self.path, sync_full=sync_full).result()
         self.session_id: int | None = None
         self._pending: TrackRows = {}  # committed batches whose chunks are not written yet
+        self._names: dict[str, str] = {}
         self._pending_count = 0
         self._last_flush = time.monotonic()
         self._executor.submit(self._recover).result()
@@ -125,14 +135,17 @@ class Recorder:
             "GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
         for session_id, indexed, last in behind:
             groups: TrackRows = {}
+            names: dict[str, str] = {}
             cursor = conn.execute("SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? "
                                   "ORDER BY id", (session_id, indexed))
             for batch_id, received_at, body in cursor.fetchall():
                 raw = decompress_body(body)
-                merge_rows(groups, track_rows(batch_id, normalize_batch(orjson.loads(raw), received_at, raw)))
+                messages = normalize_batch(orjson.loads(raw), received_at, raw)
+                merge_rows(groups, track_rows(batch_id, messages))
+                device_names(messages, names)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _write_chunks(conn, session_id, groups)
+                _write_chunks(conn, session_id, groups, names)
                 conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (last, session_id))
                 conn.execute("COMMIT")
             except BaseException:
@@ -193,6 +206,7 @@ class Recorder:
                 (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
                  digest, compress_body(body))).lastrowid
             rows = track_rows(int(batch_id or 0), messages)
+            device_names(messages, self._names)
             flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
                      or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
             if flush:
@@ -233,7 +247,7 @@ class Recorder:
 
     def _flush_pending(self, session_id: int, through_batch: int) -> None:
         """Write pending chunks inside the caller's transaction."""
-        _write_chunks(self._conn, session_id, self._pending)
+        _write_chunks(self._conn, session_id, self._pending, self._names)
         self._conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
     # -- rejects ----------------------------------------------------------------------------

@@ -55,6 +55,7 @@ CREATE TABLE tracks (
     id          INTEGER PRIMARY KEY,
     session_id  INTEGER NOT NULL REFERENCES sessions(id),
     ident       TEXT NOT NULL,
+    name        TEXT NOT NULL DEFAULT '',
     n           INTEGER NOT NULL,
     t_min       REAL NOT NULL,
     t_max       REAL NOT NULL,

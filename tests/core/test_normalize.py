@@ -15,13 +15,12 @@ from app.core.normalize import Message, flag_names, flatten, normalize, normaliz
 from app.core.simfleet import nest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 NOW = 1_700_000_000.0
 
 
 def test_kb_seed_message_values_match_the_article() -> None:
-    # The example is taken from the flespi article in shared/seeds; check it is still there.
-    assert "352625333222111" in (SEEDS / "flespi-http-stream-kb.txt").read_text()
+    # tests/data/flespi_kb_example.json is the example batch of flespi's HTTP stream article
+    # (shared/seeds/flespi-http-stream-kb.txt), without the article's "..." placeholders.
     [m] = normalize_batch(orjson.loads((DATA / "flespi_kb_example.json").read_bytes()), NOW)
     assert m.ident == "352625333222111"
     assert m.ts == pytest.approx(1650636570.426424)
