@@ -142,6 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--max-attempts", type=_positive_int, default=None,
                           help="give up on a batch after N attempts (default: keep trying, like flespi)")
 
+    export = commands.add_parser("export", help="export a session to GPX, CSV, KML or GeoJSON",
+                                 description="Export recorded tracks. Streams: memory stays flat however "
+                                             "large the session.")
+    export.add_argument("--db", type=Path, default=None)
+    export.add_argument("--format", required=True, choices=("gpx", "csv", "kml", "geojson"))
+    export.add_argument("--session", type=int, default=None, help="session id (default: the most recent)")
+    export.add_argument("--device", action="append", default=None, metavar="IDENT",
+                        help="only this device (repeatable)")
+    export.add_argument("--from", dest="t_from", type=_time, default=None, metavar="TIME", help="Unix or ISO 8601 time")
+    export.add_argument("--to", dest="t_to", type=_time, default=None, metavar="TIME")
+    fixes = export.add_mutually_exclusive_group()
+    fixes.add_argument("--all-fixes", action="store_true",
+                       help="include flagged positions (0/0, valid=false...); default for CSV")
+    fixes.add_argument("--valid-only", action="store_true", help="only usable fixes; default for GPX, KML, GeoJSON")
+    export.add_argument("--param", action="append", default=[], metavar="KEY",
+                        help="CSV: add this parameter as a column (repeatable)")
+    export.add_argument("--all-params", action="store_true", help="CSV: every parameter as a column (sorted)")
+    export.add_argument("--points", action="store_true", help="GeoJSON: a Point feature per message too")
+    export.add_argument("--gap", type=_non_negative_float, default=300.0, metavar="SECONDS",
+                        help="GPX: start a new track segment after a gap this long (default 300)")
+    export.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
+
+    imp = commands.add_parser("import", help="import a GPX or CSV file as a new session")
+    imp.add_argument("file", type=Path, help=".gpx (from any tool) or .csv (as trackmon exports it)")
+    imp.add_argument("--db", type=Path, default=None)
+    imp.add_argument("--name", default="", help="session name (default: 'import <file>')")
+
     sessions = commands.add_parser("sessions", help="list recorded sessions")
     sessions.add_argument("--db", type=Path, default=None)
     sessions.add_argument("--json", action="store_true", help="machine-readable output")
@@ -332,18 +359,14 @@ def _fmt_time(ts: float | None) -> str:
 def cmd_sessions(args: argparse.Namespace) -> int:
     """Print the sessions of a recording file."""
     from app.store.queries import list_sessions
-    from app.store.schema import SchemaTooNew, connect
 
-    db = args.db or default_db()
-    if not db.exists():
-        raise CliError(f"no recording at {db}")
+    db, conn = _open_readonly(args.db)
     try:
-        conn = connect(db, readonly=True)
         sessions = list_sessions(conn)
-    except SchemaTooNew as exc:
-        raise CliError(str(exc)) from None
     except sqlite3.Error as exc:
         raise CliError(f"cannot read {db}: {exc}") from None
+    finally:
+        conn.close()
     if args.json:
         print(orjson.dumps([asdict(s) for s in sessions], option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -360,6 +383,96 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_readonly(db: Path | None):
+    from app.store.schema import SchemaTooNew, connect
+    db = db or default_db()
+    if not db.exists():
+        raise CliError(f"no recording at {db}")
+    try:
+        return db, connect(db, readonly=True)
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read {db}: {exc}") from None
+
+
+def _pick_session(conn, session: int | None) -> int:
+    from app.store.queries import latest_session_id, session_exists
+    if session is None:
+        latest = latest_session_id(conn)
+        if latest is None:
+            raise CliError("the recording has no sessions")
+        return latest
+    if not session_exists(conn, session):
+        raise CliError(f"no session {session}; see `trackmon sessions`")
+    return session
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a session, with a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    from app.store.exporters import collect_param_keys, run_export
+    from app.store.points import PointFilter
+
+    if (args.param or args.all_params) and args.format != "csv":
+        raise CliError("--param and --all-params apply to --format csv", EXIT_USAGE)
+    if args.points and args.format != "geojson":
+        raise CliError("--points applies to --format geojson", EXIT_USAGE)
+    db, conn = _open_readonly(args.db)
+    try:
+        session = _pick_session(conn, args.session)
+        valid_only = args.valid_only or (args.format != "csv" and not args.all_fixes)
+        f = PointFilter(session, tuple(args.device) if args.device else None, args.t_from, args.t_to, valid_only)
+        params = list(args.param)
+        if args.all_params:
+            params = collect_param_keys(conn, f)
+        to_stdout = args.output == "-"
+        show = sys.stderr.isatty() and not to_stdout
+        bar = tqdm(total=0, unit=" msg", unit_scale=True, disable=not show, file=sys.stderr, desc=args.format)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc}") from None
+        try:
+            exporter = run_export(conn, args.format, f, out, title=f"{db.stem} session {session}", params=params,
+                                  points=args.points, gap=args.gap, progress=progress)
+        finally:
+            if not to_stdout:
+                out.close()
+            bar.close()
+    finally:
+        conn.close()
+    if not to_stdout:
+        skipped = f", {exporter.skipped} without a position skipped" if exporter.skipped else ""
+        print(f"wrote {exporter.written} points of session {session} to {args.output}{skipped}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a file into a new session."""
+    from app.store.importers import ImportError_, import_file
+
+    if not args.file.is_file():
+        raise CliError(f"no such file: {args.file}")
+    db = args.db or default_db()
+    _open_recorder(db, False).close()  # same one-line errors as `record` for a busy or foreign file
+    try:
+        session, count = import_file(db, args.file, args.name)
+    except ImportError_ as exc:
+        raise CliError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from None
+    print(f"imported {count} points from {args.file} into session {session} of {db}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     """Open the desktop window."""
     from app.ui.launch import launch
@@ -367,7 +480,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
-            "gui": cmd_gui}
+            "export": cmd_export, "import": cmd_import, "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

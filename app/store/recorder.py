@@ -250,6 +250,26 @@ class Recorder:
         _write_chunks(self._conn, session_id, self._pending, self._names)
         self._conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
+    def delete_session(self, session_id: int) -> None:
+        """Remove a session and everything recorded in it."""
+        self._executor.submit(self._delete_session, session_id).result()
+
+    def _delete_session(self, session_id: int) -> None:
+        if session_id == self.session_id:
+            self._flush_now()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("tracks", "batches", "rejects"):
+                conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if session_id == self.session_id:
+            self.session_id = None
+
     # -- rejects ----------------------------------------------------------------------------
     async def record_reject(self, reject: Reject) -> int:
         """Keep a refused request with its reason; returns its row id."""

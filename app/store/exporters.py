@@ -1,0 +1,349 @@
+"""Streaming writers for GPX 1.1, CSV, KML and GeoJSON.
+
+Each writer receives points one at a time (see `app.store.points`) and writes as it goes, so
+memory stays flat however large the export. Every string from a device is escaped for the
+format (XML text and attributes, CSV quoting, JSON), and characters XML cannot hold at all are
+dropped rather than breaking the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+from xml.sax.saxutils import escape, quoteattr
+
+import orjson
+
+from app.core.normalize import flatten
+from app.store.points import TrackPoint
+
+GPX_NS = "http://www.topografix.com/GPX/1/1"
+TPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
+TRACKMON_NS = "https://github.com/trackmon/trackmon/gpx/1"  # identifies our own <trk> extension
+KML_NS = "http://www.opengis.net/kml/2.2"
+FORMATS = ("gpx", "csv", "kml", "geojson")
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+RawLookup = Callable[[TrackPoint], Any]
+
+
+def iso_time(ts: float) -> str:
+    """ISO 8601 UTC ('2026-01-02T03:04:05Z', with milliseconds when the time has them)."""
+    whole = int(ts // 1)
+    millis = round((ts - whole) * 1000)
+    if millis == 1000:
+        whole, millis = whole + 1, 0
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def xml_text(value: Any) -> str:
+    """Text safe inside an XML element."""
+    return escape(_XML_INVALID.sub("", str(value)))
+
+
+def xml_attr(value: Any) -> str:
+    """A quoted XML attribute value."""
+    return quoteattr(_XML_INVALID.sub("", str(value)))
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+class Exporter:
+    """Receives points (device by device when ``by_device``) and writes one file."""
+
+    by_device = True
+    valid_only_default = True
+
+    def __init__(self, out: TextIO, title: str = "trackmon") -> None:
+        self.out = out
+        self.title = title
+        self.written = 0
+        self.skipped = 0
+
+    def begin(self) -> None:
+        """Write whatever comes before the first point."""
+
+    def point(self, p: TrackPoint) -> None:
+        """Write one point."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Close everything that is open."""
+
+
+class _PerDevice(Exporter):
+    """Tracks device changes in the point stream: `open_device` / `close_device` hooks."""
+
+    def __init__(self, out: TextIO, title: str = "trackmon") -> None:
+        super().__init__(out, title)
+        self.ident: str | None = None
+
+    def open_device(self, p: TrackPoint) -> None:
+        raise NotImplementedError
+
+    def close_device(self) -> None:
+        raise NotImplementedError
+
+    def point(self, p: TrackPoint) -> None:
+        if p.lat is None or p.lon is None:
+            self.skipped += 1
+            return
+        if p.ident != self.ident:
+            if self.ident is not None:
+                self.close_device()
+            self.ident = p.ident
+            self.open_device(p)
+        self.device_point(p)
+        self.written += 1
+
+    def device_point(self, p: TrackPoint) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        if self.ident is not None:
+            self.close_device()
+        self.finish()
+
+    def finish(self) -> None:
+        """Write whatever comes after the last device."""
+
+
+class GpxExporter(_PerDevice):
+    """GPX 1.1: one <trk> per device, a new <trkseg> after a gap; speed and course in the Garmin
+    TrackPointExtension v2; the device ident in a trackmon extension of <trk>."""
+
+    def __init__(self, out: TextIO, title: str = "trackmon", gap: float = 300.0) -> None:
+        super().__init__(out, title)
+        self.gap = gap
+        self.last_ts: float | None = None
+
+    def begin(self) -> None:
+        self.out.write(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<gpx version="1.1" creator="trackmon" xmlns="{GPX_NS}" xmlns:gpxtpx="{TPX_NS}" '
+            f'xmlns:trackmon="{TRACKMON_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            f'xsi:schemaLocation="{GPX_NS} http://www.topografix.com/GPX/1/1/gpx.xsd">\n'
+            f"<metadata><name>{xml_text(self.title)}</name><time>{iso_time(time.time())}</time></metadata>\n")
+
+    def open_device(self, p: TrackPoint) -> None:
+        self.out.write(f"<trk><name>{xml_text(p.name or p.ident)}</name>"
+                       f"<extensions><trackmon:ident>{xml_text(p.ident)}</trackmon:ident></extensions>\n<trkseg>\n")
+        self.last_ts = None
+
+    def close_device(self) -> None:
+        self.out.write("</trkseg>\n</trk>\n")
+
+    def device_point(self, p: TrackPoint) -> None:
+        if self.last_ts is not None and p.ts - self.last_ts > self.gap:
+            self.out.write("</trkseg>\n<trkseg>\n")
+        self.last_ts = p.ts
+        lon = -180.0 if p.lon == 180.0 else p.lon  # the schema's longitude excludes +180
+        parts = [f"<trkpt lat=\"{_num(p.lat)}\" lon=\"{_num(lon)}\">"]
+        if p.alt is not None:
+            parts.append(f"<ele>{_num(p.alt)}</ele>")
+        parts.append(f"<time>{iso_time(p.ts)}</time>")
+        if p.satellites is not None:
+            parts.append(f"<sat>{int(p.satellites)}</sat>")
+        if p.hdop is not None:
+            parts.append(f"<hdop>{_num(p.hdop)}</hdop>")
+        if p.speed is not None or p.direction is not None:
+            parts.append("<extensions><gpxtpx:TrackPointExtension>")
+            if p.speed is not None:
+                parts.append(f"<gpxtpx:speed>{_num(p.speed / 3.6)}</gpxtpx:speed>")
+            if p.direction is not None:
+                parts.append(f"<gpxtpx:course>{_num(p.direction % 360.0)}</gpxtpx:course>")
+            parts.append("</gpxtpx:TrackPointExtension></extensions>")
+        parts.append("</trkpt>\n")
+        self.out.write("".join(parts))
+
+    def finish(self) -> None:
+        self.out.write("</gpx>\n")
+
+
+class KmlExporter(_PerDevice):
+    """KML 2.2: a Placemark with a LineString per device (Google Earth opens it)."""
+
+    def begin(self) -> None:
+        self.out.write(
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="{KML_NS}">\n<Document>\n'
+            f"<name>{xml_text(self.title)}</name>\n"
+            '<Style id="track"><LineStyle><color>ffe5881e</color><width>3</width></LineStyle></Style>\n')
+
+    def open_device(self, p: TrackPoint) -> None:
+        self.out.write(f"<Placemark><name>{xml_text(p.name or p.ident)}</name>"
+                       f"<description>{xml_text('ident ' + p.ident)}</description>"
+                       f"<TimeSpan><begin>{iso_time(p.ts)}</begin></TimeSpan><styleUrl>#track</styleUrl>"
+                       "<LineString><tessellate>1</tessellate><coordinates>\n")
+
+    def close_device(self) -> None:
+        self.out.write("</coordinates></LineString></Placemark>\n")
+
+    def device_point(self, p: TrackPoint) -> None:
+        alt = "" if p.alt is None else f",{_num(p.alt)}"
+        self.out.write(f"{_num(p.lon)},{_num(p.lat)}{alt}\n")
+
+    def finish(self) -> None:
+        self.out.write("</Document>\n</kml>\n")
+
+
+class GeoJsonExporter(_PerDevice):
+    """A FeatureCollection: a LineString per device, plus optionally a Point per message."""
+
+    def __init__(self, out: TextIO, title: str = "trackmon", points: bool = False) -> None:
+        super().__init__(out, title)
+        self.points = points
+        self.features = 0
+        self.coords: Any = None
+        self.device: dict[str, Any] = {}
+
+    def _feature(self, text: str) -> None:
+        self.out.write(("," if self.features else "") + "\n" + text)
+        self.features += 1
+
+    def begin(self) -> None:
+        self.out.write('{"type":"FeatureCollection","name":' + orjson.dumps(self.title).decode() + ',"features":[')
+
+    def open_device(self, p: TrackPoint) -> None:
+        # Coordinates wait in a spooled file (memory up to 4 MB, then disk) while point features,
+        # if asked for, are written straight through.
+        self.coords = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+")  # noqa: SIM115 (closed in close_device)
+        self.device = {"ident": p.ident, "name": p.name, "start": iso_time(p.ts), "points": 0}
+
+    def device_point(self, p: TrackPoint) -> None:
+        position = [p.lon, p.lat] if p.alt is None else [p.lon, p.lat, p.alt]
+        self.coords.write(("," if self.device["points"] else "") + orjson.dumps(position).decode())
+        self.device["points"] += 1
+        self.device["end"] = iso_time(p.ts)
+        if self.points:
+            properties = {"ident": p.ident, "name": p.name, "time": iso_time(p.ts), "speed_kmh": p.speed,
+                          "direction": p.direction, "satellites": p.satellites, "hdop": p.hdop,
+                          "valid": p.valid, "flags": p.flags}
+            self._feature('{"type":"Feature","geometry":' + orjson.dumps({"type": "Point", "coordinates": position})
+                          .decode() + ',"properties":' + orjson.dumps(properties).decode() + "}")
+
+    def close_device(self) -> None:
+        self.coords.seek(0)
+        self._feature('{"type":"Feature","geometry":{"type":"LineString","coordinates":[')
+        while block := self.coords.read(1 << 16):
+            self.out.write(block)
+        self.out.write(']},"properties":' + orjson.dumps(self.device).decode() + "}")
+        self.coords.close()
+
+    def finish(self) -> None:
+        self.out.write("\n]}\n")
+
+
+CSV_COLUMNS = ("ident", "name", "time_utc", "server_time_utc", "latitude", "longitude", "altitude",
+               "speed_kmh", "direction", "satellites", "hdop", "valid", "flags")
+
+
+def csv_value(value: Any) -> str:
+    """A parameter value as a CSV cell: JSON spelling for booleans, arrays and objects."""
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class CsvExporter(Exporter):
+    """One row per message in time order: the fix columns, then the chosen parameters."""
+
+    by_device = False
+    valid_only_default = False
+
+    def __init__(self, out: TextIO, title: str = "trackmon", params: list[str] | None = None,
+                 raw: RawLookup | None = None) -> None:
+        super().__init__(out, title)
+        self.params = params or []
+        if self.params and raw is None:
+            raise ValueError("parameters need the raw messages")
+        self.raw = raw
+        self.writer = csv.writer(out, lineterminator="\n")
+
+    def begin(self) -> None:
+        self.writer.writerow([*CSV_COLUMNS, *self.params])
+
+    def point(self, p: TrackPoint) -> None:
+        row = [p.ident, p.name, iso_time(p.ts), "" if p.server_ts is None else iso_time(p.server_ts),
+               *(csv_value(v) for v in (p.lat, p.lon, p.alt, p.speed, p.direction)),
+               "" if p.satellites is None else str(int(p.satellites)), csv_value(p.hdop), csv_value(p.valid),
+               str(p.flags)]
+        if self.params:
+            raw = self.raw(p)  # type: ignore[misc]
+            params = flatten(raw) if isinstance(raw, dict) else {}
+            row.extend(csv_value(params.get(key)) for key in self.params)
+        self.writer.writerow(row)
+        self.written += 1
+
+
+class Cancelled(Exception):
+    """The user cancelled an export; the partial file should be removed."""
+
+
+#: Message keys the fixed CSV columns already hold (not repeated as parameter columns).
+CSV_FIXED_KEYS = frozenset({"ident", "device.name", "timestamp", "server.timestamp", "position.latitude",
+                            "position.longitude", "position.altitude", "position.speed", "position.direction",
+                            "position.satellites", "position.hdop", "position.valid"})
+
+
+def collect_param_keys(conn: Any, f: Any) -> list[str]:
+    """Every parameter key the filtered messages carry beyond the fixed columns, sorted: the
+    stable CSV column order."""
+    from app.store.points import RawCache, iter_points
+    keys: set[str] = set()
+    cache = RawCache(conn)
+    for p in iter_points(conn, f):
+        raw = cache.raw(p)
+        if isinstance(raw, dict):
+            keys.update(flatten(raw))
+    return sorted(keys - CSV_FIXED_KEYS)
+
+
+def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
+               points: bool = False, gap: float = 300.0,
+               progress: Callable[[int, int], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> Exporter:
+    """Write the filtered points of a session in ``fmt``; returns the writer with its counts.
+
+    ``progress(done, total)`` is called every few thousand points; ``cancelled()`` is polled
+    as often and raises `Cancelled` when it returns True.
+    """
+    from app.store.points import RawCache, count_points, iter_points
+    exporter: Exporter
+    if fmt == "gpx":
+        exporter = GpxExporter(out, title, gap=gap)
+    elif fmt == "kml":
+        exporter = KmlExporter(out, title)
+    elif fmt == "geojson":
+        exporter = GeoJsonExporter(out, title, points=points)
+    elif fmt == "csv":
+        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn).raw if params else None)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    total = count_points(conn, f)
+    exporter.begin()
+    done = 0
+    for p in iter_points(conn, f, by_device=exporter.by_device):
+        exporter.point(p)
+        done += 1
+        if done % 5000 == 0:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            if progress is not None:
+                progress(done, total)
+    exporter.end()
+    if progress is not None:
+        progress(done, done)
+    return exporter
