@@ -31,14 +31,23 @@ _XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010
 RawLookup = Callable[[TrackPoint], Any]
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def iso_time(ts: float) -> str:
-    """ISO 8601 UTC ('2026-01-02T03:04:05Z', with milliseconds when the time has them)."""
+    """ISO 8601 UTC ('2026-01-02T03:04:05Z', with milliseconds when the time has them).
+
+    Called for every exported point, mostly in time order: recent whole seconds are cached."""
     whole = int(ts // 1)
     millis = round((ts - whole) * 1000)
     if millis == 1000:
         whole, millis = whole + 1, 0
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+    text = _SECONDS.get(whole)
+    if text is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        text = _SECONDS[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
 
 
 def xml_text(value: Any) -> str:
@@ -276,10 +285,13 @@ class CsvExporter(Exporter):
         self.writer.writerow([*CSV_COLUMNS, *self.params])
 
     def point(self, p: TrackPoint) -> None:
+        # None becomes an empty cell and floats keep their shortest exact spelling (csv writes
+        # floats with repr), so most fields go to the writer as they are.
+        valid = p.valid
         row = [p.ident, p.name, iso_time(p.ts), "" if p.server_ts is None else iso_time(p.server_ts),
-               *(csv_value(v) for v in (p.lat, p.lon, p.alt, p.speed, p.direction)),
-               "" if p.satellites is None else str(int(p.satellites)), csv_value(p.hdop), csv_value(p.valid),
-               str(p.flags)]
+               p.lat, p.lon, p.alt, p.speed, p.direction,
+               None if p.satellites is None else int(p.satellites), p.hdop,
+               None if valid is None else ("true" if valid else "false"), p.flags]
         if self.params:
             raw = self.raw(p)  # type: ignore[misc]
             params = flatten(raw) if isinstance(raw, dict) else {}

@@ -115,15 +115,28 @@ def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[TrackPoint]:
     heap: list[tuple[float, int, int, TrackPoint]] = []
     t_from = float("-inf") if f.t_from is None else f.t_from
     t_to = float("inf") if f.t_to is None else f.t_to
-    for chunk in chunks:
-        while heap and heap[0][0] < chunk.t_min:
-            yield heapq.heappop(heap)[3]
+    unusable = UNUSABLE_FIX if f.valid_only else 0
+    make = TrackPoint._make
+    iterator = iter(chunks)
+    chunk = next(iterator, None)
+    while chunk is not None:
+        following = next(iterator, None)
         rows = orjson.loads(chunk.rows) if isinstance(chunk.rows, (bytes, str)) else chunk.rows
-        for row in rows:
-            point = TrackPoint(chunk.ident, chunk.name, *row)
-            if not t_from <= point.ts <= t_to or (f.valid_only and point.flags & UNUSABLE_FIX):
-                continue
-            heapq.heappush(heap, (point.ts, point.batch_id, point.idx, point))
+        head = (chunk.ident, chunk.name)
+        points = [make(head + tuple(row)) for row in rows
+                  if t_from <= row[2] <= t_to and not row[12] & unusable]
+        last = max((p.ts for p in points), default=chunk.t_min)
+        if not heap and (following is None or following.t_min >= last):
+            # Nothing earlier can follow: emit this chunk directly (the usual case per device).
+            points.sort(key=lambda p: (p.ts, p.batch_id, p.idx))
+            yield from points
+        else:
+            for point in points:
+                heapq.heappush(heap, (point.ts, point.batch_id, point.idx, point))
+            limit = float("inf") if following is None else following.t_min
+            while heap and heap[0][0] < limit:
+                yield heapq.heappop(heap)[3]
+        chunk = following
     while heap:
         yield heapq.heappop(heap)[3]
 

@@ -1,0 +1,91 @@
+"""Export speed and memory: a generated 1,000,000-message session written to each format.
+
+Each export runs in its own process so its peak RSS (VmHWM) is its own. Baseline in the same
+run: reading the same points without writing anything.
+
+    .venv/bin/python benchmarks/export.py [--messages 1000000] [--devices 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from app.core.normalize import normalize_batch  # noqa: E402
+from app.core.simfleet import FleetSimulator  # noqa: E402
+from app.store.recorder import Recorder  # noqa: E402
+
+CHILD = """
+import io, os, sqlite3, sys, time
+sys.path.insert(0, {root!r})
+from app.store.exporters import run_export
+from app.store.points import PointFilter, iter_points
+db, fmt, out, valid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+conn = sqlite3.connect(db)
+f = PointFilter(1, valid_only=valid)
+started = time.perf_counter()
+if fmt == "read":
+    n = sum(1 for _ in iter_points(conn, f))
+else:
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        n = run_export(conn, fmt, f, handle).written
+elapsed = time.perf_counter() - started
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
+print(n, elapsed, int(hwm) / 1024)
+"""
+
+
+def build(db: Path, messages: int, devices: int) -> float:
+    fleet = FleetSimulator(devices, seed=3, start=time.time() - messages * 5.0 / devices, interval=5.0)
+    rec = Recorder(db)
+    rec.start_session("export benchmark")
+    started = time.perf_counter()
+    for _ in range(messages // 1000):
+        batch = fleet.next_messages(1000)
+        body = orjson.dumps(batch)
+        now = time.time()
+        rec.write_batch(now, "bench", len(body), body, normalize_batch(batch, now, body), 0.0)
+    rec.close()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--devices", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "big.sqlite"
+        built = build(db, args.messages, args.devices)
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
+        print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+              f"{args.messages:,} messages, {args.devices} devices; built in {built:.1f} s, file {size:.0f} MB")
+        child = CHILD.format(root=str(ROOT))
+        results = {}
+        for fmt, valid in (("read", False), ("csv", False), ("gpx", True), ("kml", True), ("geojson", True)):
+            out = Path(tmp) / f"out.{fmt}"
+            done = subprocess.run([sys.executable, "-c", child, str(db), fmt, str(out), "1" if valid else "0"],
+                                  capture_output=True, text=True, check=True)
+            n, seconds, rss = done.stdout.split()
+            rate = int(n) / float(seconds)
+            results[fmt] = rate
+            written = f"{out.stat().st_size / 1e6:6.0f} MB" if out.exists() else "       -"
+            ratio = f"{rate / results['read']:.2f}" if fmt != "read" else "1.00"
+            print(f"{fmt:8} {int(n):>9,} points  {float(seconds):6.2f} s  {rate:>9,.0f} msg/s  peak RSS "
+                  f"{float(rss):5.0f} MB  output {written}  vs read {ratio}")
+            out.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
