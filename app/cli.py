@@ -164,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GPX: start a new track segment after a gap this long (default 300)")
     export.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
 
+    replay = commands.add_parser("replay", help="re-send a recorded session like a flespi stream",
+                                 description="Send a recorded session to a listener (another server, another "
+                                             "trackmon) with flespi's rules: one request in flight, re-send until 200.")
+    replay.add_argument("--db", type=Path, default=None)
+    replay.add_argument("--session", type=int, default=None, help="session id (default: the most recent)")
+    replay.add_argument("--to", required=True, metavar="URL")
+    replay.add_argument("--speed", default="1", help="time factor (1, 2, 10, 600...) or 'max' (default 1)")
+    replay.add_argument("--batch", type=_positive_int, default=1000, help="messages per request at most")
+    replay.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
+    replay.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
+    replay.add_argument("--cafile", type=Path, default=None)
+    replay.add_argument("--insecure", action="store_true")
+
     imp = commands.add_parser("import", help="import a GPX or CSV file as a new session")
     imp.add_argument("file", type=Path, help=".gpx (from any tool) or .csv (as trackmon exports it)")
     imp.add_argument("--db", type=Path, default=None)
@@ -304,7 +317,6 @@ def _client_ssl(args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run the emulator against a listener and print what was delivered."""
-    from app.server.auth import HeaderAuth
     from app.server.emulator import EmulatorOptions, run_emulator
     from app.server.stream_client import GiveUp, StreamSender
 
@@ -312,15 +324,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise CliError(f"--to must be an http:// or https:// URL, got {args.to!r}", EXIT_USAGE)
     if args.count is None and args.duration is None and args.rate == 0:
         raise CliError("--rate 0 sends as fast as possible: give --count or --duration", EXIT_USAGE)
-    headers: dict[str, str] = {}
-    if args.token:
-        headers["Authorization"] = f"Bearer {args.token}"
-    for spec in args.header:
-        try:
-            extra = HeaderAuth.parse(spec)
-        except ValueError as exc:
-            raise CliError(f"--header: {exc}", EXIT_USAGE) from None
-        headers[extra.name] = extra.value
+    headers = _sender_headers(args)
     options = EmulatorOptions(devices=args.devices, batch=args.batch, rate=args.rate,
                               count=args.count, duration=args.duration, nested=args.nested,
                               seed=args.seed, interval=args.interval or 5.0, start=args.start,
@@ -455,6 +459,59 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sender_headers(args: argparse.Namespace) -> dict[str, str]:
+    from app.server.auth import HeaderAuth
+    headers: dict[str, str] = {}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+    for spec in args.header:
+        try:
+            extra = HeaderAuth.parse(spec)
+        except ValueError as exc:
+            raise CliError(f"--header: {exc}", EXIT_USAGE) from None
+        headers[extra.name] = extra.value
+    return headers
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-send a recorded session to a listener."""
+    from app.server.replay_sender import replay_session
+    from app.server.stream_client import StreamSender
+
+    if not args.to.startswith(("http://", "https://")):
+        raise CliError(f"--to must be an http:// or https:// URL, got {args.to!r}", EXIT_USAGE)
+    try:
+        speed = None if args.speed == "max" else float(args.speed)
+    except ValueError:
+        raise CliError(f"--speed takes a number or 'max', got {args.speed!r}", EXIT_USAGE) from None
+    if speed is not None and not speed > 0:
+        raise CliError("--speed must be positive", EXIT_USAGE)
+    headers = _sender_headers(args)
+    ssl_context = _client_ssl(args)
+    _db, conn = _open_readonly(args.db)
+    session = _pick_session(conn, args.session)
+
+    def warn(error: str) -> None:
+        print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=warn) as sender:
+            started = time.perf_counter()
+            stats = await replay_session(conn, session, sender, batch=args.batch, speed=speed, stop=stop)
+        print(f"replayed {stats.messages} messages of session {session} in {stats.batches} batches to {args.to} "
+              f"in {time.perf_counter() - started:.1f} s ({stats.retries} re-sends)", flush=True)
+
+    try:
+        asyncio.run(run())
+    finally:
+        conn.close()
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Import a file into a new session."""
     from app.store.importers import ImportError_, import_file
@@ -480,7 +537,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
-            "export": cmd_export, "import": cmd_import, "gui": cmd_gui}
+            "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,8 @@ import sys
 import time
 from collections import Counter
 
+import orjson
+
 from app.store.queries import iter_messages, list_sessions
 from tests.conftest import http
 from tests.processes import ROOT, free_port, recorder_process, trackmon
@@ -111,3 +113,41 @@ def test_sessions_command_lists_counts_and_span(tmp_path) -> None:
     assert "closed" in listing.stdout
     as_json = trackmon("sessions", "--db", str(db), "--json")
     assert '"messages": 40' in as_json.stdout
+
+
+def test_replay_to_a_second_trackmon_delivers_every_message_once(tmp_path) -> None:
+    source = tmp_path / "source.sqlite"
+    with recorder_process(source) as rec:
+        assert trackmon("simulate", "--to", rec.url, "--rate", "0", "--count", "2500", "--batch", "300",
+                        "--devices", "6", "--seed", "12", "--nested").returncode == 0
+    target = tmp_path / "target.sqlite"
+    with recorder_process(target, "--token", "second") as second:
+        result = trackmon("replay", "--db", str(source), "--to", second.url, "--token", "second",
+                          "--speed", "max", "--batch", "700")
+        assert result.returncode == 0, result.stderr
+        assert "replayed 2500 messages of session 1 in 4 batches" in result.stdout
+    sent = [orjson.dumps(raw) for _, raw in raw_messages(source)]
+    received = [orjson.dumps(raw) for _, raw in raw_messages(target)]
+    assert sorted(received) == sorted(sent) and len(set(received)) == 2500
+
+
+def test_replay_keeps_the_original_pace_scaled_by_speed(tmp_path) -> None:
+    source = tmp_path / "paced.sqlite"
+    with recorder_process(source) as rec:
+        assert trackmon("simulate", "--to", rec.url, "--rate", "20", "--duration", "1.5",
+                        "--batch", "5").returncode == 0
+    target = tmp_path / "paced-target.sqlite"
+    with recorder_process(target) as second:
+        started = time.monotonic()
+        assert trackmon("replay", "--db", str(source), "--to", second.url, "--speed", "3").returncode == 0
+        elapsed = time.monotonic() - started
+    assert 0.4 < elapsed < 5  # ~1.5 s of recording at 3x, plus process start-up
+
+
+def raw_messages(db) -> list:
+    from app.server.replay_sender import recorded_messages
+    conn = sqlite3.connect(db)
+    try:
+        return [(None, raw) for _, raw in recorded_messages(conn, 1)]
+    finally:
+        conn.close()
