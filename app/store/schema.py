@@ -63,6 +63,7 @@ CREATE TABLE tracks (
 );
 CREATE INDEX tracks_device_time ON tracks(session_id, ident, t_min);
 CREATE INDEX tracks_time ON tracks(session_id, t_min);
+CREATE INDEX tracks_device_end ON tracks(session_id, ident, t_max);
 CREATE TABLE rejects (
     id           INTEGER PRIMARY KEY,
     session_id   INTEGER REFERENCES sessions(id),

@@ -1,0 +1,161 @@
+"""Replay a recorded session: the state of every device at any instant, and what happens next.
+
+Seeking needs no scan: for each device, the chunk index `(session, ident, t_min)` finds the
+chunks just before t, which hold its latest message and its trail. Playing forward streams points
+in time order from t. Messages are rebuilt from their raw JSON, so the inspector and table show
+exactly what was recorded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.core.normalize import UNUSABLE_FIX, Message, normalize
+from app.store.codec import decompress_body
+from app.store.points import PointFilter, TrackPoint, iter_points, session_idents
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedMessage:
+    """A recorded message with where it came from."""
+
+    message: Message
+    received_at: float
+    batch_id: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """A device at an instant: its latest message, the one before, and its trail up to then."""
+
+    latest: ReplayedMessage
+    previous: ReplayedMessage | None
+    fix: ReplayedMessage | None
+    trail: list[tuple[float, float]]
+
+
+class ReplaySource:
+    """One session opened for replay (optionally a subset of its devices)."""
+
+    def __init__(self, conn: sqlite3.Connection, session_id: int, idents: tuple[str, ...] | None = None) -> None:
+        self.conn = conn
+        self.session_id = session_id
+        self.filter = PointFilter(session_id, idents)
+        self.idents = session_idents(conn, self.filter)
+        where = "session_id = ?" + ("" if idents is None else f" AND ident IN ({','.join('?' * len(idents))})")
+        self._where = where
+        self._args: list[Any] = [session_id, *(idents or ())]
+        first, last = conn.execute(f"SELECT min(t_min), max(t_max) FROM tracks WHERE {where}", self._args).fetchone()
+        tail = [p.ts for p in iter_points(conn, PointFilter(session_id, idents, t_from=last))] if last else []
+        if first is None:  # nothing chunked yet: look at the raw tail only
+            times = [p.ts for p in iter_points(conn, self.filter)]
+            first, last = (min(times), max(times)) if times else (0.0, 0.0)
+        self.start = float(first)
+        self.end = float(max([last, *tail]))
+        self._batches: dict[int, tuple[float, list[Any]]] = {}
+
+    # -- raw messages ---------------------------------------------------------------------------
+    def _batch(self, batch_id: int) -> tuple[float, list[Any]]:
+        found = self._batches.get(batch_id)
+        if found is None:
+            received_at, body = self.conn.execute("SELECT received_at, body FROM batches WHERE id = ?",
+                                                  (batch_id,)).fetchone()
+            found = (received_at, orjson.loads(decompress_body(body)))
+            if len(self._batches) >= 64:
+                self._batches.pop(next(iter(self._batches)))
+            self._batches[batch_id] = found
+        return found
+
+    def message(self, point: TrackPoint) -> ReplayedMessage:
+        """The full message behind a point (all parameters), normalized from its raw JSON."""
+        received_at, raws = self._batch(point.batch_id)
+        return ReplayedMessage(normalize(raws[point.idx], received_at), received_at, point.batch_id, point.idx)
+
+    def raw(self, batch_id: int, index: int) -> Any:
+        """Exactly what the device sent."""
+        return self._batch(batch_id)[1][index]
+
+    # -- timeline -------------------------------------------------------------------------------
+    def density(self, bins: int) -> list[float]:
+        """Messages per time bin over the session (each chunk spread evenly over its span)."""
+        counts = [0.0] * bins
+        span = max(self.end - self.start, 1e-9)
+        for t_min, t_max, n in self.conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {self._where}",
+                                                 self._args):
+            first = min(bins - 1, max(0, int((t_min - self.start) / span * bins)))
+            last = min(bins - 1, max(0, int((t_max - self.start) / span * bins)))
+            share = n / (last - first + 1)
+            for b in range(first, last + 1):
+                counts[b] += share
+        return counts
+
+    def points_between(self, after: float, until: float) -> Iterator[TrackPoint]:
+        """Points with after < ts <= until, in time order."""
+        f = PointFilter(self.session_id, self.filter.idents, t_from=after, t_to=until)
+        return (p for p in iter_points(self.conn, f) if p.ts > after)
+
+    def next_time(self, after: float) -> float | None:
+        """The first message time after ``after`` (for stepping forward)."""
+        for window in (60.0, 3600.0, float("inf")):
+            for point in self.points_between(after, after + window):
+                return point.ts
+        return None
+
+    def previous_time(self, before: float) -> float | None:
+        """The last message time before ``before`` (for stepping back)."""
+        times = [rows[-1][2] for ident in self.idents if (rows := self._latest_rows(ident, before, 1, strict=True))]
+        return max(times) if times else None
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _latest_rows(self, ident: str, t: float, fixes_wanted: int, *, strict: bool = False) -> list[list[Any]]:
+        """A device's rows up to t (before t if ``strict``), oldest first: at least its latest two
+        and its last ``fixes_wanted`` usable fixes, when it has that many."""
+        before = (lambda r: r[2] < t) if strict else (lambda r: r[2] <= t)
+        rows: list[list[Any]] = []
+        fixes = 0
+        oldest_read = None
+        cursor = self.conn.execute(
+            "SELECT t_min, rows FROM tracks WHERE session_id = ? AND ident = ? AND t_min <= ? ORDER BY t_min DESC",
+            (self.session_id, ident, t))
+        for t_min, packed in cursor:
+            oldest_read = t_min
+            chunk = [r for r in orjson.loads(packed) if before(r)]
+            rows.extend(chunk)
+            fixes += sum(1 for r in chunk if not r[12] & UNUSABLE_FIX)
+            if len(rows) >= 2 and fixes >= fixes_wanted:
+                break
+        if not rows:
+            return []
+        rows.sort(key=lambda r: (r[2], r[0], r[1]))
+        # Chunks overlap when a tracker uploads buffered history: an older chunk may still hold
+        # rows later than some of those kept. Fetch the ones that reach into the kept range.
+        threshold = rows[-min(len(rows), max(2, fixes_wanted))][2]
+        extra = self.conn.execute(
+            "SELECT rows FROM tracks WHERE session_id = ? AND ident = ? AND t_max >= ? AND t_min < ?",
+            (self.session_id, ident, threshold, oldest_read))
+        seen = {(r[0], r[1]) for r in rows}
+        for (packed,) in extra:
+            rows.extend(r for r in orjson.loads(packed) if before(r) and (r[0], r[1]) not in seen)
+        rows.sort(key=lambda r: (r[2], r[0], r[1]))
+        return rows
+
+    def snapshot(self, t: float, trail_length: int) -> dict[str, DeviceSnapshot]:
+        """Every device as it was at ``t``: devices with no message yet are absent."""
+        out: dict[str, DeviceSnapshot] = {}
+        for ident in self.idents:
+            rows = self._latest_rows(ident, t, trail_length)
+            if not rows:
+                continue
+            latest = self.message(TrackPoint(ident, "", *rows[-1]))
+            previous = self.message(TrackPoint(ident, "", *rows[-2])) if len(rows) > 1 else None
+            fix_rows = [r for r in rows if not r[12] & UNUSABLE_FIX]
+            fix = self.message(TrackPoint(ident, "", *fix_rows[-1])) if fix_rows else None
+            trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
+            out[ident] = DeviceSnapshot(latest, previous, fix, trail)
+        return out
