@@ -10,7 +10,7 @@
   const MANY = 60;          // above this many markers, labels only when zoomed in
   const LABEL_ZOOM = 15;
   let map = null, markers = new Map(), trails = new Map(), selected = null, follow = false;
-  let trailLength = 200, baseLayer = null, gridLayer = null, banner = null;
+  let trailLength = 200, baseLayer = null, gridLayer = null, banner = null, stopsLayer = null;
 
   function send(message) { console.log("trackmon:" + JSON.stringify(message)); }
 
@@ -236,17 +236,32 @@
       else if (points.length) map.fitBounds(L.latLngBounds(points), { padding: [30, 30], maxZoom: 16, animate: false });
     },
 
+    /* Replay: stops as small squares with a tooltip ([lat, lon, label] each; labels are text). */
+    setStops(stops) {
+      if (!stopsLayer) stopsLayer = L.layerGroup().addTo(map);
+      stopsLayer.clearLayers();
+      for (const [lat, lon, label] of stops) {
+        const square = L.marker([lat, lon], { icon: L.divIcon({ html: el("div", "tm-stop"), className: "",
+                                                                 iconSize: [12, 12], iconAnchor: [6, 6] }),
+                                              keyboard: false, zIndexOffset: -1000 });
+        square.bindTooltip(el("span", null, label));
+        stopsLayer.addLayer(square);
+      }
+    },
+
     openPopup(id) { if (markers.has(id)) markers.get(id).openPopup(); },
 
     setTrailLength(n) { trailLength = n; },
 
     state() {
       const c = map.getCenter();
+      const stopCount = stopsLayer ? stopsLayer.getLayers().length : 0;
       const positions = {};
       for (const [id, m] of markers) { const p = m.getLatLng(); positions[id] = [p.lat, p.lng]; }
       const trailSizes = {};
       for (const [id, t] of trails) trailSizes[id] = t.getLatLngs().length;
       return JSON.stringify({ devices: markers.size, selected: selected, follow: follow, zoom: map.getZoom(),
+                              stops: stopCount,
                               center: [c.lat, c.lng], positions: positions, trails: trailSizes,
                               labels: [...document.querySelectorAll(".tm-label")].map((n) => n.textContent),
                               visibleLabels: [...document.querySelectorAll(".tm-label")]

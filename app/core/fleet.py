@@ -92,22 +92,29 @@ class Fleet:
         self._changed: dict[str, None] = {}  # insertion-ordered set
         self._new_log: list[LogEntry] = []
 
-    def apply(self, messages: list[Message], received_at: float, batch_id: int | None = None) -> None:
+    def apply(self, messages: list[Message], received_at: float, batch_id: int | None = None, *,
+              indexes: list[int] | None = None, seen_at: float | None = None) -> None:
         """Fold one batch into the state. Messages older than a device's latest become history
-        (counted and logged) without moving the device back in time."""
+        (counted and logged) without moving the device back in time.
+
+        ``indexes`` gives each message's position in its stored batch (default: its position in
+        ``messages``); ``seen_at`` is the clock statuses are measured on (default: receive time —
+        replay passes device time, since its clock is the recording's)."""
         devices = self.devices
         changed = self._changed
         per_device: dict[str, int] = {}
         seq = self._seq
-        entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in enumerate(messages)]
+        positions = indexes if indexes is not None else range(len(messages))
+        entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in zip(positions, messages, strict=True)]
+        if seen_at is None:
+            seen_at = received_at
         for m in messages:
             ident = m.ident
             state = devices.get(ident)
             if state is None:
-                state = devices[ident] = DeviceState(ident, received_at, received_at,
-                                                     trail=deque(maxlen=self.trail_length))
+                state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=self.trail_length))
             state.count += 1
-            state.last_seen = received_at
+            state.last_seen = seen_at
             if m.flags:
                 state.flagged += 1
             per_device[ident] = per_device.get(ident, 0) + 1
@@ -123,7 +130,7 @@ class Fleet:
                     state.trail_total += 1
             changed[ident] = None
         for ident, n in per_device.items():
-            devices[ident].note_arrival(received_at, n)
+            devices[ident].note_arrival(seen_at, n)
         self.total += len(messages)
         self.log.extend(entries)
         self._new_log.extend(entries)
@@ -135,6 +142,28 @@ class Fleet:
         if len(entries) > self.log.maxlen:  # type: ignore[operator]
             entries = entries[-self.log.maxlen:]  # type: ignore[operator]
         return changed, entries
+
+    def seed(self, latest: LogEntry, previous: Message | None, fix: Message | None,
+             trail: list[tuple[float, float]], seen_at: float) -> None:
+        """Put a device in a given state at once (replay seeking to an instant)."""
+        m = latest.message
+        state = self.devices[m.ident] = DeviceState(m.ident, seen_at, seen_at, count=1, flagged=int(bool(m.flags)),
+                                                    trail=deque(trail, maxlen=self.trail_length))
+        state.latest, state.previous, state.fix = m, previous, fix
+        state.trail_total = len(trail)
+        name = m.params.get(NAME_KEY)
+        if name is not None:
+            state.name = str(name)
+        entry = LogEntry(next(self._seq), latest.received_at, m, latest.batch_id, latest.index)
+        self.log.append(entry)
+        self._new_log.append(entry)
+        self._changed[m.ident] = None
+        self.total += 1
+
+    def mark_all_changed(self) -> None:
+        """Report every device and the whole log window as new (a view was emptied)."""
+        self._changed.update(dict.fromkeys(self.devices))
+        self._new_log = list(self.log)
 
     def set_trail_length(self, length: int) -> None:
         """Change how many positions each trail keeps (existing trails are trimmed)."""

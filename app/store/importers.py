@@ -4,7 +4,6 @@ recording. Each point becomes a flespi-style message and goes through the normal
 from __future__ import annotations
 
 import csv
-import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from app.core.normalize import normalize_batch, parse_timestamp
+from app.core.normalize import parse_timestamp
 from app.store.recorder import Recorder
 
 BATCH = 1000
@@ -129,8 +128,8 @@ def csv_messages(path: Path) -> Iterator[dict[str, Any]]:
             yield message
 
 
-def import_file(db: Path, path: Path, name: str = "") -> tuple[int, int]:
-    """Import ``path`` (.gpx or .csv) into a new session of ``db``; returns (session id, messages)."""
+def file_batches(path: Path) -> Iterator[list[dict[str, Any]]]:
+    """The file's points as batches of flespi-style messages (.gpx or .csv)."""
     suffix = path.suffix.lower()
     if suffix == ".gpx":
         messages = gpx_messages(path)
@@ -138,30 +137,32 @@ def import_file(db: Path, path: Path, name: str = "") -> tuple[int, int]:
         messages = csv_messages(path)
     else:
         raise ImportError_(f"{path.name}: import reads .gpx and .csv files")
+    batch: list[dict[str, Any]] = []
+    for message in messages:
+        batch.append(message)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def import_with(recorder: Recorder, path: Path, name: str = "") -> tuple[int, int]:
+    """Import ``path`` into a new session through an open recorder; returns (session id, messages)."""
+    batches = file_batches(path)  # raises at once for an unknown suffix
+    session, new, seen = recorder.import_session(name or f"import {path.name}", batches)
+    if new == 0:
+        recorder.delete_session(session)
+        if seen:
+            raise ImportError_(f"{path.name} was already imported into this recording")
+        raise ImportError_(f"{path.name} holds no track points")
+    return session, new
+
+
+def import_file(db: Path, path: Path, name: str = "") -> tuple[int, int]:
+    """Import ``path`` (.gpx or .csv) into a new session of ``db``; returns (session id, messages)."""
     recorder = Recorder(db)
     try:
-        session = recorder.start_session(name or f"import {path.name}")
-        new = seen = 0
-        batch: list[dict[str, Any]] = []
-        for message in messages:
-            batch.append(message)
-            if len(batch) >= BATCH:
-                new, seen = _write(recorder, batch, new, seen)
-                batch = []
-        if batch:
-            new, seen = _write(recorder, batch, new, seen)
-        if new == 0:
-            recorder.delete_session(session)
-            if seen:
-                raise ImportError_(f"{path.name} was already imported into this recording")
-            raise ImportError_(f"{path.name} holds no track points")
-        return session, new
+        return import_with(recorder, path, name)
     finally:
         recorder.close()
-
-
-def _write(recorder: Recorder, batch: list[dict[str, Any]], new: int, seen: int) -> tuple[int, int]:
-    body = orjson.dumps(batch)
-    now = time.time()
-    result = recorder.write_batch(now, "import", len(body), body, normalize_batch(batch, now, body), 0.0)
-    return (new, seen + len(batch)) if result.duplicate else (new + len(batch), seen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,8 @@ class Recorder:
     def _start_session(self, name: str, append: bool) -> int:
         self._flush_now()
         conn = self._conn
+        if self.session_id is not None:  # the session recorded so far ends here
+            conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time(), self.session_id))
         if append:
             row = conn.execute("SELECT id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
             if row is not None:
@@ -249,6 +252,56 @@ class Recorder:
         """Write pending chunks inside the caller's transaction."""
         _write_chunks(self._conn, session_id, self._pending, self._names)
         self._conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
+
+    def rename_session(self, session_id: int, name: str) -> None:
+        """Give a session a name."""
+        self._executor.submit(self._conn.execute, "UPDATE sessions SET name = ? WHERE id = ?",
+                              (name, session_id)).result()
+
+    def set_note(self, session_id: int, note: str) -> None:
+        """Attach a free-text note to a session."""
+        self._executor.submit(self._conn.execute, "UPDATE sessions SET note = ? WHERE id = ?",
+                              (note, session_id)).result()
+
+    def import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
+        """Record ``batches`` of raw messages into a new, closed session beside the live one
+        (which keeps recording). Returns (session id, new messages, messages already recorded).
+        Runs in the writer thread, so ``batches`` may be a generator that parses a file there."""
+        return self._executor.submit(self._import_session, name, batches).result()
+
+    def _import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
+        conn = self._conn
+        now = time.time()
+        session_id = int(conn.execute("INSERT INTO sessions (name, started_at, ended_at) VALUES (?, ?, ?)",
+                                      (name, now, now)).lastrowid or 0)
+        groups: TrackRows = {}
+        names: dict[str, str] = {}
+        new = seen = 0
+        last = 0
+        for raws in batches:
+            body = orjson.dumps(raws)
+            digest = batch_digest(body)
+            if conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone():
+                seen += len(raws)
+                continue
+            messages = normalize_batch(raws, now, body)
+            last = int(conn.execute(
+                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, digest, body)"
+                " VALUES (?, ?, 'import', ?, ?, ?, ?, ?)",
+                (session_id, now, len(body), len(raws), sum(1 for m in messages if m.flags), digest,
+                 compress_body(body))).lastrowid or 0)
+            merge_rows(groups, track_rows(last, messages))
+            device_names(messages, names)
+            new += len(raws)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _write_chunks(conn, session_id, groups, names)
+            conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (last, session_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return session_id, new, seen
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything recorded in it."""

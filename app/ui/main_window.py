@@ -46,15 +46,21 @@ from app.server.stream_client import StreamSender
 from app.store.mbtiles import MBTiles, MBTilesError
 from app.store.queries import list_rejects, raw_message
 from app.store.recorder import Recorder
+from app.store.replay import ReplaySource
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
+from app.ui.device_picker import DevicePicker
+from app.ui.export_dialog import ExportDialog
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
+from app.ui.replay import ReplayBar, ReplayController
 from app.ui.requests_model import RequestsModel
+from app.ui.session_browser import SessionBrowser
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.trip_panel import TripPanel, duration_text
 
 log = logging.getLogger(__name__)
 FRAME_MS = 100
@@ -96,7 +102,9 @@ class MainWindow(QMainWindow):
         self.recorder = Recorder(db)
         self.recorder.start_session()
         self.reader = sqlite3.connect(db, check_same_thread=False)
-        self.fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
+        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
+        self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
+        self.replay: ReplayController | None = None
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ListenerService | None = None
@@ -212,9 +220,13 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(requests_page, "Requests")
 
         self.inspector = Inspector(self._load_raw)
+        self.trip_panel = TripPanel()
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.inspector, "Inspector")
+        self.side_tabs.addTab(self.trip_panel, "Trip")
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.tabs)
-        bottom.addWidget(self.inspector)
+        bottom.addWidget(self.side_tabs)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
         bottom.setSizes([860, 580])
@@ -225,7 +237,17 @@ class MainWindow(QMainWindow):
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 2)
         main.setSizes([540, 320])
-        self.setCentralWidget(main)
+        self.replay_bar = ReplayBar()
+        self.replay_bar.hide()
+        self.replay_bar.back_to_live.connect(self.leave_replay)
+        self.replay_bar.devices_requested.connect(self._choose_replay_devices)
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.setSpacing(0)
+        central_layout.addWidget(self.replay_bar)
+        central_layout.addWidget(main, 1)
+        self.setCentralWidget(central)
 
     def _build_actions(self) -> None:
         bar = self.addToolBar("Main")
@@ -239,8 +261,13 @@ class MainWindow(QMainWindow):
                                      toggled=lambda on: self.map.call("setFollow", on))
         self.follow_action.setShortcut(QKeySequence("Ctrl+F"))
         self.settings_action = QAction("Settings…", self, triggered=self.open_settings)
-        for action in (self.demo_action, self.connection_action, self.fit_action, self.follow_action,
-                       self.settings_action):
+        self.sessions_action = QAction("Sessions…", self, triggered=self.open_sessions)
+        self.new_session_action = QAction("New session", self, triggered=self.new_session)
+        self.recording_action = QAction("Recording", self, checkable=True, checked=True,
+                                        toggled=self._recording_toggled)
+        self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
+        for action in (self.demo_action, self.connection_action, self.recording_action, self.new_session_action,
+                       self.sessions_action, self.fit_action, self.follow_action, self.settings_action):
             bar.addAction(action)
 
     def _build_status_bar(self) -> None:
@@ -284,8 +311,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         auth = self.auth_override or (HeaderAuth.bearer(s.auth_token) if s.auth_token else None)
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
-        self.listener.on_batch(lambda event, messages: self.fleet.apply(messages, event.received_at,
-                                                                        event.batch_id))
+        self.listener.on_batch(lambda event, messages: self.live_fleet.apply(messages, event.received_at,
+                                                                             event.batch_id))
         self.listener.on_request(self._on_request)
         service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
         try:
@@ -407,7 +434,7 @@ class MainWindow(QMainWindow):
         """One frame as a series of short steps (table, log, requests, map in slices)."""
         changed, entries = self.fleet.take_changes()
         requests, self.pending_requests = self.pending_requests, []
-        now = time.time()
+        now = self.clock()
         if changed:
             known = self.device_model.rowCount()
             self.device_model.refresh(changed, now)
@@ -432,9 +459,13 @@ class MainWindow(QMainWindow):
             yield
             self._send_to_map(changed[start:start + MAP_SLICE], now)
 
+    def clock(self) -> float:
+        """The time the views measure ages against: now, or the replay position."""
+        return self.replay.t if self.replay is not None else time.time()
+
     def tick(self) -> None:
         """Once a second: ages, statuses and rates move on even without new messages."""
-        now = time.time()
+        now = self.clock()
         self.device_model.tick(now)
         self.device_model.resort()
         moved = [ident for ident, d in self.fleet.devices.items()
@@ -443,8 +474,10 @@ class MainWindow(QMainWindow):
             self._send_to_map(moved, now)
         mark_time, mark_total = self._rate_mark
         elapsed = time.monotonic() - mark_time
-        self.rate = (self.fleet.total - mark_total) / elapsed if elapsed > 0 else 0.0
-        self._rate_mark = (time.monotonic(), self.fleet.total)
+        self.rate = (self.live_fleet.total - mark_total) / elapsed if elapsed > 0 else 0.0
+        self._rate_mark = (time.monotonic(), self.live_fleet.total)
+        if self.replay is not None:
+            self._show_trips()
         self._update_status_bar()
 
     def _device_payload(self, d: DeviceState, now: float) -> list[Any] | None:
@@ -475,7 +508,7 @@ class MainWindow(QMainWindow):
     def _map_ready(self) -> None:
         self.map.call("setTrailLength", self.settings.trail_length)
         self.sent_trail.clear()  # the page is new: send whole trails again
-        self._send_to_map(list(self.fleet.devices), time.time())
+        self._send_to_map(list(self.fleet.devices), self.clock())
 
     def _update_status_bar(self) -> None:
         urls = self.urls()
@@ -488,7 +521,7 @@ class MainWindow(QMainWindow):
         stats = self.listener.stats if self.listener else None
         self.status_rate.setText(f"{self.rate:,.0f} msg/s")
         if stats is not None:
-            self.status_totals.setText(f"{self.fleet.total:,} messages · {len(self.fleet.devices)} devices · "
+            self.status_totals.setText(f"{self.live_fleet.total:,} messages · {len(self.live_fleet.devices)} devices · "
                                        f"{stats.rejects} rejected · {stats.retries} re-sent")
         try:
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
@@ -614,6 +647,125 @@ class MainWindow(QMainWindow):
         if any(getattr(new, k) != getattr(old, k) for k in listener_keys):
             self._background(self.start_listener())
         self.tick()
+
+    # -- sessions, replay, export ----------------------------------------------------------------
+    def open_sessions(self) -> SessionBrowser:
+        """Show the session browser (non-modal); returns it."""
+        browser = SessionBrowser(self.reader, self.recorder, self)
+        browser.replay_requested.connect(self.enter_replay)
+        browser.export_requested.connect(self.open_export)
+        browser.show()
+        return browser
+
+    def open_export(self, session_id: int) -> ExportDialog:
+        """Show the export dialog for a session; returns it."""
+        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        dialog = ExportDialog(self.db, session_id, name[0] if name and name[0] else f"session {session_id}", self)
+        dialog.show()
+        return dialog
+
+    def new_session(self) -> None:
+        """Close the current session and record into a fresh one."""
+        session = self.recorder.start_session()
+        self.live_fleet.clear()
+        if self.replay is None:
+            self._reset_views()
+        self.statusBar().showMessage(f"Recording into new session {session}", 5000)
+
+    def _recording_toggled(self, on: bool) -> None:
+        if on:
+            self._background(self.start_listener())
+        elif self.service is not None:
+            self._background(self._stop_listening())
+
+    async def _stop_listening(self) -> None:
+        await self.stop_demo()
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+        self.listen_error = "recording stopped (tick Recording to start again)"
+        self._show_listener()
+
+    def _reset_views(self) -> None:
+        """Point every view at ``self.fleet`` afresh (a mode switch or a replay seek); the
+        selected device stays selected if it is still there."""
+        selected = self.selected
+        self.device_model.fleet = self.fleet
+        self.device_model.reset()
+        self.log_model.reset()
+        self.map.call("clear")
+        self.sent_trail.clear()
+        self.sent_status.clear()
+        self.selected = None
+        self.inspector.show_entry(None, None)
+        self.fleet.mark_all_changed()  # everything shows in the next frame
+        self.frame()
+        if selected in self.device_model.rows:
+            self._map_clicked(selected)
+
+    def enter_replay(self, session_id: int, idents: tuple[str, ...] | None = None) -> None:
+        """Show a recorded session at an instant, with the timeline bar (live recording goes on)."""
+        self.leave_replay(show_live=False)
+        source = ReplaySource(self.reader, session_id, idents)
+        fleet = Fleet(trail_length=self.settings.trail_length, log_size=LOG_CAPACITY)
+        self.replay = ReplayController(source, fleet, self.settings.trail_length, self)
+        self.replay.moved.connect(lambda _: self._replay_moved())
+        self.replay.seeked.connect(lambda _: self._reset_views())
+        self.fleet = fleet
+        self.replay.seek(source.start)
+        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        label = f"session {session_id}" + (f" · {name[0]}" if name and name[0] else "")
+        if idents is not None:
+            label += f" · {len(idents)} of {len(ReplaySource(self.reader, session_id).idents)} devices"
+        self.replay_bar.attach(self.replay, label)
+        self.replay_bar.show()
+        self.left.setCurrentIndex(1)
+        self.side_tabs.setCurrentWidget(self.trip_panel)
+        self.setWindowTitle(f"trackmon — REPLAY {label}")
+        self.map.call("fitAll")
+
+    def leave_replay(self, show_live: bool = True) -> None:
+        """Back to the live view."""
+        if self.replay is None:
+            return
+        self.replay.pause()
+        self.replay.deleteLater()
+        self.replay = None
+        self.replay_bar.controller = None
+        self.replay_bar.hide()
+        self.map.call("setStops", [])
+        self.trip_panel.show_trips({}, {})
+        self.setWindowTitle("trackmon")
+        if show_live:
+            self.fleet = self.live_fleet
+            self._reset_views()
+
+    def _replay_moved(self) -> None:
+        """The replay clock moved: statuses follow it; after a seek everything is sent again."""
+        self.device_model.now = self.clock()
+
+    def _show_trips(self) -> None:
+        if self.replay is None:
+            return
+        names = {ident: d.name for ident, d in self.fleet.devices.items()}
+        self.trip_panel.show_trips(self.replay.trips, names)
+        stops = []
+        for ident, trip in self.replay.trips.items():
+            for stop in [*trip.stops, *filter(None, [trip.open_stop()])]:
+                stops.append([stop.lat, stop.lon, f"{names.get(ident) or ident}: stopped "
+                                                  f"{duration_text(stop.duration)}"])
+        self.map.call("setStops", stops)
+
+    def _choose_replay_devices(self) -> None:
+        if self.replay is None:
+            return
+        session = self.replay.source.session_id
+        everyone = ReplaySource(self.reader, session).idents
+        current = set(self.replay.source.idents)
+        names = {i: d.name for i, d in self.fleet.devices.items()}
+        chosen = DevicePicker.pick(self, everyone, current, names)
+        if chosen is not None and set(chosen) != current:
+            self.enter_replay(session, None if len(chosen) == len(everyone) else tuple(chosen))
 
     def with_settings(self, **changes: Any) -> AppSettings:
         """A copy of the current settings with ``changes`` (for callers and tests)."""

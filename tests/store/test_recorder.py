@@ -38,3 +38,13 @@ def test_a_second_recorder_on_the_same_file_is_refused(tmp_path) -> None:
         Recorder(tmp_path / "one.sqlite")
     first.close()
     Recorder(tmp_path / "one.sqlite").close()  # free again once the first has closed
+
+
+def test_starting_a_new_session_closes_the_previous_one(tmp_path) -> None:
+    rec = Recorder(tmp_path / "s.sqlite")
+    first = rec.start_session()
+    second = rec.start_session()
+    rec.close()
+    conn = sqlite3.connect(tmp_path / "s.sqlite")
+    ended = dict(conn.execute("SELECT id, ended_at FROM sessions").fetchall())
+    assert ended[first] is not None and ended[second] is not None and ended[first] <= ended[second]

@@ -1,0 +1,186 @@
+"""The export dialog: format, devices, time range, valid fixes; progress bar and cancel.
+
+The export runs in a worker thread with its own SQLite connection, reporting progress through a
+Qt signal, so the window stays live (and keeps recording) while a large session is written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QDateTime, QObject, Qt, QTimeZone, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateTimeEdit,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from app.store.exporters import Cancelled, collect_param_keys, run_export
+from app.store.points import PointFilter, session_idents
+from app.store.replay import ReplaySource
+
+SUFFIX = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson"}
+
+
+class _Worker(QObject):
+    progress = Signal(int, int)
+    finished = Signal(str)  # '' on success, else the error
+    cancelled = False
+
+
+def _utc(ts: float) -> QDateTime:
+    return QDateTime.fromSecsSinceEpoch(int(ts), QTimeZone.utc())
+
+
+class ExportDialog(QDialog):
+    """Exports one session to a file."""
+
+    def __init__(self, db: Path, session_id: int, title: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Export session {session_id}")
+        self.db = db
+        self.session_id = session_id
+        self.title = title
+        conn = sqlite3.connect(db)
+        try:
+            source = ReplaySource(conn, session_id)
+            start, end = source.start, source.end
+            idents = session_idents(conn, PointFilter(session_id))
+        finally:
+            conn.close()
+        self.format = QComboBox()
+        self.format.addItems(["gpx", "csv", "kml", "geojson"])
+        self.format.currentTextChanged.connect(self._format_changed)
+        self.devices = QListWidget()
+        for ident in idents:
+            item = QListWidgetItem(ident)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            self.devices.addItem(item)
+        self.devices.setMaximumHeight(120)
+        self.t_from = QDateTimeEdit(_utc(start), displayFormat="yyyy-MM-dd HH:mm:ss 'UTC'")
+        self.t_to = QDateTimeEdit(_utc(end + 1), displayFormat="yyyy-MM-dd HH:mm:ss 'UTC'")
+        for edit in (self.t_from, self.t_to):
+            edit.setTimeZone(QTimeZone.utc())
+        self.valid_only = QCheckBox("Only valid fixes (no 0/0, valid=false, out-of-range positions)")
+        self.all_params = QCheckBox("Every parameter as a column (CSV)")
+        self.points = QCheckBox("A point feature per message too (GeoJSON)")
+        self.path = QLineEdit(str(Path.home() / f"trackmon-session-{session_id}.gpx"))
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(browse)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 100)
+        self.bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.start_button = QPushButton("Export")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Close")
+        self.cancel_button.clicked.connect(self._cancel_or_close)
+        form = QFormLayout()
+        form.addRow("Format", self.format)
+        form.addRow("Devices", self.devices)
+        form.addRow("From", self.t_from)
+        form.addRow("To", self.t_to)
+        form.addRow("", self.valid_only)
+        form.addRow("", self.all_params)
+        form.addRow("", self.points)
+        form.addRow("File", path_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.bar)
+        layout.addLayout(buttons)
+        self.worker: _Worker | None = None
+        self.thread: threading.Thread | None = None
+        self._format_changed("gpx")
+
+    def _format_changed(self, fmt: str) -> None:
+        self.valid_only.setChecked(fmt != "csv")
+        self.all_params.setEnabled(fmt == "csv")
+        self.points.setEnabled(fmt == "geojson")
+        path = Path(self.path.text())
+        self.path.setText(str(path.with_suffix(SUFFIX[fmt])))
+
+    def _browse(self) -> None:
+        fmt = self.format.currentText()
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), f"{fmt.upper()} (*{SUFFIX[fmt]})")
+        if path:
+            self.path.setText(path)
+
+    def point_filter(self) -> PointFilter:
+        """What the dialog's choices select."""
+        checked = [self.devices.item(i).text() for i in range(self.devices.count())
+                   if self.devices.item(i).checkState() == Qt.CheckState.Checked]
+        idents = None if len(checked) == self.devices.count() else tuple(checked)
+        return PointFilter(self.session_id, idents, float(self.t_from.dateTime().toSecsSinceEpoch()),
+                           float(self.t_to.dateTime().toSecsSinceEpoch()), self.valid_only.isChecked())
+
+    def start(self) -> None:
+        """Run the export in a worker thread."""
+        target = Path(self.path.text()).expanduser()
+        fmt = self.format.currentText()
+        f = self.point_filter()
+        worker = self.worker = _Worker()
+        worker.progress.connect(self._progress)
+        worker.finished.connect(self._finished)
+        all_params = self.all_params.isChecked() and fmt == "csv"
+        points = self.points.isChecked() and fmt == "geojson"
+
+        def run() -> None:
+            conn = sqlite3.connect(self.db)
+            try:
+                params = collect_param_keys(conn, f) if all_params else None
+                with open(target, "w", encoding="utf-8", newline="") as out:
+                    exporter = run_export(conn, fmt, f, out, title=self.title, params=params, points=points,
+                                          progress=worker.progress.emit, cancelled=lambda: worker.cancelled)
+                worker.finished.emit(f"Wrote {exporter.written:,} points to {target.name}")
+            except Cancelled:
+                target.unlink(missing_ok=True)
+                worker.finished.emit("Cancelled")
+            except Exception as exc:  # shown in the dialog
+                worker.finished.emit(f"Failed: {exc}")
+            finally:
+                conn.close()
+
+        self.start_button.setEnabled(False)
+        self.cancel_button.setText("Cancel")
+        self.status.setText("Exporting…")
+        self.thread = threading.Thread(target=run, name="trackmon-export", daemon=True)
+        self.thread.start()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.bar.setValue(100 if total <= 0 else min(100, round(done * 100 / total)))
+
+    def _finished(self, message: str) -> None:
+        if message.startswith("Wrote"):
+            self.bar.setValue(100)
+        self.status.setText(message)
+        self.start_button.setEnabled(True)
+        self.cancel_button.setText("Close")
+        self.thread = None
+
+    def _cancel_or_close(self) -> None:
+        if self.thread is not None and self.worker is not None:
+            self.worker.cancelled = True
+        else:
+            self.accept()

@@ -1,0 +1,266 @@
+"""Replay mode: a controller that moves a recording's clock and feeds the fleet, and its bar.
+
+The controller is another source for the same `Fleet` the live listener feeds, so the table,
+map, log and inspector need nothing special: seeking seeds the fleet from a snapshot, playing
+applies the points between two instants, and the frame timer shows the changes as usual.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+
+from app.core.display import utc_text
+from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
+from app.core.trips import TripStats
+from app.store.points import TrackPoint
+from app.store.replay import ReplaySource
+
+SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
+                                          ("600×", 600.0), ("As fast as possible", None)]
+TICK_MS = 100
+MAX_POINTS_PER_TICK = 2500  # "as fast as possible" still leaves the loop room to draw
+SLIDER_STEPS = 10_000
+
+
+class ReplayController(QObject):
+    """Moves the replay clock and keeps the fleet (and trip figures) at that instant."""
+
+    moved = Signal(float)
+    seeked = Signal(float)  # the fleet was rebuilt for a new instant: views start over
+    playing_changed = Signal(bool)
+
+    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.source = source
+        self.fleet = fleet
+        self.trail_length = trail_length
+        self.t = source.start
+        self.speed: float | None = 1.0
+        self.trips: dict[str, TripStats] = {}
+        self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
+
+    @property
+    def playing(self) -> bool:
+        return self.timer.isActive()
+
+    def seek(self, t: float) -> None:
+        """Show the recording as it was at ``t``; trip figures start again from here."""
+        t = min(max(t, self.source.start), self.source.end)
+        self.fleet.clear()
+        self.trips.clear()
+        for snap in self.source.snapshot(t, self.trail_length).values():
+            latest = snap.latest
+            entry = LogEntry(0, latest.received_at, latest.message, latest.batch_id, latest.index)
+            self.fleet.seed(entry, snap.previous.message if snap.previous else None,
+                            snap.fix.message if snap.fix else None, snap.trail, latest.message.ts)
+        self.t = t
+        self.seeked.emit(t)
+        self.moved.emit(t)
+
+    def play(self) -> None:
+        if self.t >= self.source.end:
+            self.seek(self.source.start)
+        self.timer.start()
+        self.playing_changed.emit(True)
+
+    def pause(self) -> None:
+        self.timer.stop()
+        self.playing_changed.emit(False)
+
+    def toggle(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def set_speed(self, speed: float | None) -> None:
+        self.speed = speed
+
+    def step_forward(self) -> None:
+        """Move to the next message (of any shown device)."""
+        following = self.source.next_time(self.t)
+        if following is not None:
+            self._advance(following)
+
+    def step_back(self) -> None:
+        """Move to the previous message."""
+        earlier = self.source.previous_time(self.t)
+        if earlier is not None:
+            self.seek(earlier)
+
+    def _tick(self) -> None:
+        if self.speed is None:
+            self._advance(self.source.end, limit=MAX_POINTS_PER_TICK)
+        else:
+            self._advance(min(self.source.end, self.t + TICK_MS / 1000 * self.speed))
+        if self.t >= self.source.end:
+            self.pause()
+
+    def _advance(self, target: float, limit: int | None = None) -> None:
+        points = list(itertools.islice(self.source.points_between(self.t, target), limit))
+        group: list[Any] = []
+        for point in points:
+            if group and group[0][1].batch_id != point.batch_id:
+                self._apply(group)
+                group = []
+            group.append((point, self.source.message(point)))
+            self._trip(point, group[-1][1].message.params.get(IGNITION_KEY))
+        if group:
+            self._apply(group)
+        self.t = points[-1].ts if limit is not None and len(points) == limit else target
+        self.moved.emit(self.t)
+
+    def _apply(self, group: list[Any]) -> None:
+        first = group[0][1]
+        self.fleet.apply([replayed.message for _, replayed in group], first.received_at, first.batch_id,
+                         indexes=[replayed.index for _, replayed in group], seen_at=group[-1][0].ts)
+
+    def _trip(self, point: TrackPoint, ignition: Any) -> None:
+        if point.has_fix:
+            trip = self.trips.get(point.ident)
+            if trip is None:
+                trip = self.trips[point.ident] = TripStats()
+            trip.add(point.ts, point.lat, point.lon, point.speed,  # type: ignore[arg-type]
+                     ignition if isinstance(ignition, bool) else None)
+
+
+class DensityStrip(QWidget):
+    """Where the recording has data: a bar per time bin, with the replay position marked."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFixedHeight(22)
+        self.bins: list[float] = []
+        self.position = 0.0  # 0..1
+
+    def set_density(self, bins: list[float]) -> None:
+        self.bins = bins
+        self.update()
+
+    def set_position(self, fraction: float) -> None:
+        self.position = fraction
+        self.update()
+
+    def paintEvent(self, event: Any) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#eceff1"))
+        if self.bins:
+            top = max(self.bins) or 1.0
+            width = self.width() / len(self.bins)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#90a4ae"))
+            for i, count in enumerate(self.bins):
+                if count:
+                    height = max(1.0, count / top * (self.height() - 2))
+                    painter.drawRect(QRectF(i * width, self.height() - height, max(width - 0.5, 0.5), height))
+        painter.setPen(QColor("#e65100"))
+        x = self.position * (self.width() - 1)
+        painter.drawLine(int(x), 0, int(x), self.height())
+        painter.end()
+
+
+class ReplayBar(QWidget):
+    """The timeline: transport buttons, speed, time, density strip and slider; clearly 'REPLAY'."""
+
+    back_to_live = Signal()
+    devices_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller: ReplayController | None = None
+        self.setObjectName("replayBar")
+        self.setStyleSheet("#replayBar { background: #fff3e0; border-top: 2px solid #ef6c00; }")
+        self.badge = QLabel("REPLAY")
+        self.badge.setStyleSheet("background: #ef6c00; color: white; font-weight: 700; padding: 2px 8px;"
+                                 " border-radius: 3px;")
+        self.title = QLabel("")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.title.setStyleSheet("font-weight: 600; color: #4e342e;")
+        self.back = QPushButton("⏮")
+        self.back.setToolTip("Previous message")
+        self.play = QPushButton("▶")
+        self.play.setToolTip("Play / pause (Space)")
+        self.play.setShortcut(Qt.Key.Key_Space)
+        self.forward = QPushButton("⏭")
+        self.forward.setToolTip("Next message")
+        for button in (self.back, self.play, self.forward):
+            button.setFixedWidth(38)
+        self.speed = QComboBox()
+        for label, _ in SPEEDS:
+            self.speed.addItem(label)
+        self.clock = QLabel("")
+        self.clock.setStyleSheet("font-family: monospace; color: #4e342e;")
+        self.devices = QPushButton("Devices…")
+        self.devices.clicked.connect(self.devices_requested)
+        self.live = QPushButton("Back to live")
+        self.live.clicked.connect(self.back_to_live)
+        self.strip = DensityStrip()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.start_label = QLabel("")
+        self.end_label = QLabel("")
+        for label in (self.start_label, self.end_label):
+            label.setStyleSheet("color: #6d4c41;")
+        self._seek_timer = QTimer(self, singleShot=True, interval=60, timeout=self._seek_to_slider)
+
+        top = QHBoxLayout()
+        for widget in (self.badge, self.title):
+            top.addWidget(widget)
+        top.addStretch(1)
+        for widget in (self.back, self.play, self.forward, self.speed, self.clock, self.devices, self.live):
+            top.addWidget(widget)
+        timeline = QVBoxLayout()
+        timeline.setSpacing(0)
+        timeline.addWidget(self.strip)
+        timeline.addWidget(self.slider)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.start_label)
+        bottom.addLayout(timeline, 1)
+        bottom.addWidget(self.end_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.addLayout(top)
+        layout.addLayout(bottom)
+
+        self.back.clicked.connect(lambda: self.controller and self.controller.step_back())
+        self.forward.clicked.connect(lambda: self.controller and self.controller.step_forward())
+        self.play.clicked.connect(lambda: self.controller and self.controller.toggle())
+        self.speed.currentIndexChanged.connect(
+            lambda i: self.controller and self.controller.set_speed(SPEEDS[i][1]))
+        self.slider.sliderMoved.connect(lambda _: self._seek_timer.start())
+        self.slider.sliderReleased.connect(self._seek_to_slider)
+
+    def attach(self, controller: ReplayController, title: str) -> None:
+        """Drive ``controller`` from this bar (replacing any previous one)."""
+        self.controller = controller
+        source = controller.source
+        self.title.setText(title)
+        self.start_label.setText(utc_text(source.start))
+        self.end_label.setText(utc_text(source.end))
+        self.strip.set_density(source.density(200))
+        controller.moved.connect(self._moved)
+        controller.playing_changed.connect(lambda on: self.play.setText("⏸" if on else "▶"))
+        controller.set_speed(SPEEDS[self.speed.currentIndex()][1])
+        self.play.setText("▶")
+        self._moved(controller.t)
+
+    def _fraction(self, t: float) -> float:
+        source = self.controller.source  # type: ignore[union-attr]
+        span = source.end - source.start
+        return 0.0 if span <= 0 else (t - source.start) / span
+
+    def _moved(self, t: float) -> None:
+        fraction = self._fraction(t)
+        self.clock.setText(utc_text(t) + " UTC")
+        self.strip.set_position(fraction)
+        if not self.slider.isSliderDown():
+            self.slider.blockSignals(True)
+            self.slider.setValue(round(fraction * SLIDER_STEPS))
+            self.slider.blockSignals(False)
+
+    def _seek_to_slider(self) -> None:
+        if self.controller is not None:
+            source = self.controller.source
+            self.controller.seek(source.start + self.slider.value() / SLIDER_STEPS * (source.end - source.start))

@@ -1,0 +1,160 @@
+"""The session browser: every recording session with its figures; rename, note, delete, replay,
+export and import."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from app.core.display import utc_text
+from app.store.importers import ImportError_, import_with
+from app.store.queries import SessionSummary, list_sessions
+from app.store.recorder import Recorder
+
+HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent",
+           "Rejects", "Stored", "State")
+
+
+def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:
+    """Bytes each session's batches take in the file (compressed bodies)."""
+    return dict(conn.execute("SELECT session_id, sum(length(body)) FROM batches GROUP BY session_id").fetchall())
+
+
+class SessionBrowser(QDialog):
+    """Lists sessions; the window reacts to `replay_requested` and `export_requested`."""
+
+    replay_requested = Signal(int)
+    export_requested = Signal(int)
+
+    def __init__(self, reader: sqlite3.Connection, recorder: Recorder, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Sessions")
+        self.resize(1100, 460)
+        self.reader = reader
+        self.recorder = recorder
+        self.sessions: list[SessionSummary] = []
+        self.file_label = QLabel("")
+        self.file_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.table = QTableWidget(0, len(HEADERS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.doubleClicked.connect(lambda _: self._replay())
+        buttons = QHBoxLayout()
+        self.actions: dict[str, QPushButton] = {}
+        for label, handler in (("Replay", self._replay), ("Rename…", self._rename), ("Note…", self._note),
+                               ("Export…", self._export), ("Delete…", self._delete), ("Import GPX/CSV…", self._import)):
+            button = QPushButton(label)
+            button.clicked.connect(handler)
+            buttons.addWidget(button)
+            self.actions[label] = button
+        buttons.addStretch(1)
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.file_label)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the sessions from the file."""
+        self.sessions = list_sessions(self.reader)
+        sizes = stored_sizes(self.reader)
+        self.file_label.setText(f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
+        self.table.setRowCount(len(self.sessions))
+        for row, s in enumerate(reversed(self.sessions)):
+            state = ("recording" if s.id == self.recorder.session_id
+                     else "closed" if s.ended_at is not None else "interrupted")
+            cells = (str(s.id), s.name, s.note, utc_text(s.first_ts), utc_text(s.last_ts), str(s.devices),
+                     f"{s.messages:,}", str(s.retries), str(s.rejects), f"{sizes.get(s.id, 0) / 1e6:.1f} MB", state)
+            for column, text in enumerate(cells):
+                self.table.setItem(row, column, QTableWidgetItem(text))  # plain text, never HTML
+        if self.sessions and not self.table.selectedItems():
+            self.table.selectRow(0)
+
+    def selected(self) -> SessionSummary | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        session_id = int(self.table.item(rows[0].row(), 0).text())
+        return next((s for s in self.sessions if s.id == session_id), None)
+
+    def _replay(self) -> None:
+        session = self.selected()
+        if session is not None:
+            self.replay_requested.emit(session.id)
+            self.accept()
+
+    def _export(self) -> None:
+        session = self.selected()
+        if session is not None:
+            self.export_requested.emit(session.id)
+
+    def _rename(self) -> None:
+        session = self.selected()
+        if session is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=session.name)
+        if ok:
+            self.recorder.rename_session(session.id, name.strip())
+            self.refresh()
+
+    def _note(self) -> None:
+        session = self.selected()
+        if session is None:
+            return
+        note, ok = QInputDialog.getMultiLineText(self, "Session note", "Note:", session.note)
+        if ok:
+            self.recorder.set_note(session.id, note.strip())
+            self.refresh()
+
+    def _delete(self) -> None:
+        session = self.selected()
+        if session is None:
+            return
+        if session.id == self.recorder.session_id:
+            QMessageBox.information(self, "Delete session", "This session is being recorded. Start a new "
+                                                            "session first, then delete this one.")
+            return
+        answer = QMessageBox.question(
+            self, "Delete session", f"Delete session {session.id} ({session.messages:,} messages)? "
+                                    "This cannot be undone.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.recorder.delete_session(session.id)
+            self.refresh()
+
+    def _import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import track", "", "Tracks (*.gpx *.csv);;All files (*)")
+        if path:
+            self.import_path(Path(path))
+
+    def import_path(self, path: Path) -> int | None:
+        """Import a file as a new session; errors are shown, not raised. Returns the session id."""
+        try:
+            session, _count = import_with(self.recorder, path)
+        except (ImportError_, OSError, UnicodeDecodeError) as exc:
+            QMessageBox.warning(self, "Import", str(exc))
+            return None
+        self.refresh()
+        return session

@@ -1,0 +1,135 @@
+"""Replay mode, the session browser and the export dialog in the real window."""
+
+from __future__ import annotations
+
+import csv
+
+from app.ui.device_model import COLUMNS
+from app.ui.replay import SLIDER_STEPS
+from tests.ui.conftest import map_state, post, run, wait_until
+
+T0 = 1_767_225_600.0
+COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
+
+
+def history() -> list[dict]:
+    """Three devices, 40 messages each, 10 s apart; 'c' parks with the engine off in the middle."""
+    out = []
+    for i in range(40):
+        for n, ident in enumerate(("a", "b", "c")):
+            parked = ident == "c" and 10 <= i < 30
+            out.append({"ident": ident, "device.name": f"Unit {ident.upper()}", "timestamp": T0 + i * 10 + n,
+                        "position.latitude": 50.0 + n + (10 if parked else i) * 0.001, "position.longitude": 10.0,
+                        "position.speed": 0.0 if parked else 36.0, "engine.ignition.status": not parked})
+    return out
+
+
+def expected_at(t: float) -> dict[str, str]:
+    latest = {}
+    for m in history():
+        if m["timestamp"] <= t:
+            latest[m["ident"]] = f"{m['position.latitude']:.6f}, {m['position.longitude']:.6f}"
+    return latest
+
+
+def table_positions(window) -> dict[str, str]:
+    model = window.device_model
+    return {ident: model.index(row, COLUMN["Position"]).data() for ident, row in model.rows.items()}
+
+
+def recorded_window(loop, make_window):
+    window = make_window()
+
+    async def feed() -> None:
+        messages = history()
+        for start in range(0, len(messages), 30):
+            assert await post(window.urls()[0], messages[start:start + 30]) == 200
+        await wait_until(lambda: window.live_fleet.total == len(messages), what="history recorded")
+
+    run(loop, feed())
+    window.new_session()  # close session 1 so its chunks are written; live goes on in session 2
+    return window
+
+
+def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
+    window = recorded_window(loop, make_window)
+    window.enter_replay(1)
+    assert window.replay_bar.isVisible() and "REPLAY" in window.windowTitle()
+    assert window.replay.source.start == T0 and window.replay.source.end == T0 + 392
+
+    async def scenario() -> None:
+        bar = window.replay_bar
+        target = T0 + 155.0
+        bar.slider.setValue(round((target - T0) / 392 * SLIDER_STEPS))
+        bar._seek_to_slider()
+        window.frame()
+        assert abs(window.replay.t - target) < 0.1
+        assert table_positions(window) == expected_at(window.replay.t)
+        await wait_until(lambda: window.map.is_ready, what="map")
+        state = await map_state(window)
+        for ident, text in expected_at(window.replay.t).items():
+            assert f"{state['positions'][ident][0]:.6f}, {state['positions'][ident][1]:.6f}" == text
+        # Step forward lands on the next message of any device.
+        before = window.replay.t
+        bar.forward.click()
+        assert window.replay.t == min(m["timestamp"] for m in history() if m["timestamp"] > before)
+        # Play as fast as possible to the end.
+        bar.speed.setCurrentIndex(bar.speed.count() - 1)
+        bar.play.click()
+        await wait_until(lambda: not window.replay.playing, timeout=30, what="replay to finish")
+        window.frame()
+        assert window.replay.t == T0 + 392
+        assert table_positions(window) == expected_at(T0 + 392)
+        trip_c = window.replay.trips["c"]
+        # "c" parks from T0+102 to T0+302; replayed from the seek at T0+155: one stop of ~130 s.
+        assert 120 <= trip_c.stopped_s <= 150 and len(trip_c.stops) == 1
+        window.tick()
+        assert (await map_state(window))["stops"] >= 1
+        assert window.trip_panel.table.rowCount() == 3
+
+    run(loop, scenario())
+    window.leave_replay()
+    assert not window.replay_bar.isVisible() and window.windowTitle() == "trackmon"
+    assert window.fleet is window.live_fleet and window.device_model.rowCount() == 0  # session 2 is empty
+
+
+def test_replay_of_a_subset_of_devices(loop, make_window) -> None:
+    window = recorded_window(loop, make_window)
+    window.enter_replay(1, ("b",))
+    window.replay.seek(T0 + 300)
+    window.frame()
+    assert list(window.device_model.rows) == ["b"]
+    assert "1 of 3 devices" in window.windowTitle()
+
+
+def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_window) -> None:
+    window = recorded_window(loop, make_window)
+    browser = window.open_sessions()
+    assert browser.table.rowCount() == 2
+    rows = {browser.table.item(r, 0).text(): [browser.table.item(r, c).text() for c in range(11)]
+            for r in range(2)}
+    assert rows["1"][5] == "3" and rows["1"][6] == "120" and rows["1"][10] == "closed"
+    assert rows["2"][10] == "recording"
+    window.recorder.rename_session(1, "<b>bench</b> run")
+    browser.refresh()
+    assert any(browser.table.item(r, 1).text() == "<b>bench</b> run" for r in range(2))
+    browser.close()
+
+
+def test_export_dialog_writes_the_chosen_devices(loop, make_window, tmp_path) -> None:
+    window = recorded_window(loop, make_window)
+    dialog = window.open_export(1)
+    dialog.format.setCurrentText("csv")
+    dialog.devices.item(0).setCheckState(dialog.devices.item(0).checkState().Unchecked)  # drop "a"
+    target = tmp_path / "out.csv"
+    dialog.path.setText(str(target))
+    dialog.start()
+
+    async def done() -> None:
+        await wait_until(lambda: dialog.thread is None, timeout=30, what="export to finish")
+
+    run(loop, done())
+    assert dialog.status.text().startswith("Wrote 80 points")
+    rows = list(csv.DictReader(target.open()))
+    assert {r["ident"] for r in rows} == {"b", "c"} and len(rows) == 80
+    dialog.close()
