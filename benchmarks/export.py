@@ -60,6 +60,31 @@ def build(db: Path, messages: int, devices: int) -> float:
     return time.perf_counter() - started
 
 
+def replay_figures(db: Path) -> None:
+    """Opening the session for replay (first frame) and seeking, as the window does them."""
+    import random
+    import sqlite3
+    import statistics
+
+    from app.store.replay import ReplaySource
+    conn = sqlite3.connect(db)
+    started = time.perf_counter()
+    source = ReplaySource(conn, 1)
+    source.density(200)
+    source.snapshot(source.start, 200)
+    first_frame = (time.perf_counter() - started) * 1000
+    rng = random.Random(1)
+    seeks = []
+    for _ in range(30):
+        t = rng.uniform(source.start, source.end)
+        started = time.perf_counter()
+        source.snapshot(t, 200)
+        seeks.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    print(f"replay: open + density + first frame {first_frame:.0f} ms; seek (snapshot of every device with a "
+          f"200-point trail) p50 {statistics.median(seeks):.0f} ms, max {max(seeks):.0f} ms over 30 random instants")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -71,6 +96,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
         print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"{args.messages:,} messages, {args.devices} devices; built in {built:.1f} s, file {size:.0f} MB")
+        replay_figures(db)
         child = CHILD.format(root=str(ROOT))
         results = {}
         for fmt, valid in (("read", False), ("csv", False), ("gpx", True), ("kml", True), ("geojson", True)):

@@ -3,8 +3,8 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python tools/screenshots.py
 
 Starts the window on a temporary recording, takes the empty state, starts the demo feed (which
-begins with ten minutes of history, so trails show) and grabs the window again. No network: the
-map shows its offline grid.
+begins with ten minutes of history, so trails show) and grabs the window again, then replays the
+demo's session. No network: the map shows its offline grid.
 """
 
 from __future__ import annotations
@@ -43,6 +43,20 @@ async def shoot(window: MainWindow, docs: Path) -> None:
     window.map.call("fitAll")
     await asyncio.sleep(3)
     window.grab().save(str(docs / "screenshot-live.png"))
+    # Replay: close the demo's session, open it on the timeline, play a little at 60x.
+    await window.stop_demo()
+    window.new_session()
+    window.enter_replay(1)
+    source = window.replay.source
+    window.replay.seek(source.start + (source.end - source.start) * 0.35)
+    window.replay_bar.speed.setCurrentIndex(4)
+    window.replay.play()
+    await asyncio.sleep(4)
+    window.replay.pause()
+    window.device_table.selectRow(2)
+    window.tick()
+    await asyncio.sleep(1.5)
+    window.grab().save(str(docs / "screenshot-replay.png"))
     await window.shutdown()
 
 

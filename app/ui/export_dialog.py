@@ -59,6 +59,8 @@ class ExportDialog(QDialog):
             source = ReplaySource(conn, session_id)
             start, end = source.start, source.end
             idents = session_idents(conn, PointFilter(session_id))
+            names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
+                                      (session_id,)).fetchall())
         finally:
             conn.close()
         self.format = QComboBox()
@@ -66,7 +68,8 @@ class ExportDialog(QDialog):
         self.format.currentTextChanged.connect(self._format_changed)
         self.devices = QListWidget()
         for ident in idents:
-            item = QListWidgetItem(ident)
+            item = QListWidgetItem(f"{names[ident]} · {ident}" if names.get(ident) else ident)
+            item.setData(Qt.ItemDataRole.UserRole, ident)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
             self.devices.addItem(item)
@@ -129,7 +132,7 @@ class ExportDialog(QDialog):
 
     def point_filter(self) -> PointFilter:
         """What the dialog's choices select."""
-        checked = [self.devices.item(i).text() for i in range(self.devices.count())
+        checked = [self.devices.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.devices.count())
                    if self.devices.item(i).checkState() == Qt.CheckState.Checked]
         idents = None if len(checked) == self.devices.count() else tuple(checked)
         return PointFilter(self.session_id, idents, float(self.t_from.dateTime().toSecsSinceEpoch()),

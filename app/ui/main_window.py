@@ -521,7 +521,9 @@ class MainWindow(QMainWindow):
         stats = self.listener.stats if self.listener else None
         self.status_rate.setText(f"{self.rate:,.0f} msg/s")
         if stats is not None:
-            self.status_totals.setText(f"{self.live_fleet.total:,} messages · {len(self.live_fleet.devices)} devices · "
+            live = "Live: " if self.replay is not None else ""
+            fleet = self.live_fleet
+            self.status_totals.setText(f"{live}{fleet.total:,} messages · {len(fleet.devices)} devices · "
                                        f"{stats.rejects} rejected · {stats.retries} re-sent")
         try:
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())

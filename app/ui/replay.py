@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QStyle, QVBoxLayout, QWidget
 
 from app.core.display import utc_text
 from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
@@ -178,12 +178,15 @@ class ReplayBar(QWidget):
         self.title = QLabel("")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setStyleSheet("font-weight: 600; color: #4e342e;")
-        self.back = QPushButton("⏮")
+        style = self.style()
+        self._icons = {"play": style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay),
+                       "pause": style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)}
+        self.back = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipBackward), "")
         self.back.setToolTip("Previous message")
-        self.play = QPushButton("▶")
+        self.play = QPushButton(self._icons["play"], "")
         self.play.setToolTip("Play / pause (Space)")
         self.play.setShortcut(Qt.Key.Key_Space)
-        self.forward = QPushButton("⏭")
+        self.forward = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipForward), "")
         self.forward.setToolTip("Next message")
         for button in (self.back, self.play, self.forward):
             button.setFixedWidth(38)
@@ -241,9 +244,9 @@ class ReplayBar(QWidget):
         self.end_label.setText(utc_text(source.end))
         self.strip.set_density(source.density(200))
         controller.moved.connect(self._moved)
-        controller.playing_changed.connect(lambda on: self.play.setText("⏸" if on else "▶"))
+        controller.playing_changed.connect(lambda on: self.play.setIcon(self._icons["pause" if on else "play"]))
         controller.set_speed(SPEEDS[self.speed.currentIndex()][1])
-        self.play.setText("▶")
+        self.play.setIcon(self._icons["play"])
         self._moved(controller.t)
 
     def _fraction(self, t: float) -> float:

@@ -57,7 +57,7 @@ class SessionBrowser(QDialog):
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _: self._replay())
         buttons = QHBoxLayout()
         self.actions: dict[str, QPushButton] = {}
@@ -91,7 +91,9 @@ class SessionBrowser(QDialog):
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))  # plain text, never HTML
         if self.sessions and not self.table.selectedItems():
-            self.table.selectRow(0)
+            # Newest session that is not being recorded: the one a user most likely wants to replay.
+            rows = [r for r in range(self.table.rowCount()) if self.table.item(r, 10).text() != "recording"]
+            self.table.selectRow(rows[0] if rows else 0)
 
     def selected(self) -> SessionSummary | None:
         rows = self.table.selectionModel().selectedRows()
