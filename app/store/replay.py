@@ -19,6 +19,15 @@ from app.core.normalize import UNUSABLE_FIX, Message, normalize
 from app.store.codec import decompress_body
 from app.store.points import PointFilter, TrackPoint, iter_points, session_idents
 
+SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
+
+
+def seek_trail(trail_length: int, devices: int) -> int:
+    """Trail points each device gets back on a seek: the full trail for small fleets, fewer for
+    large ones (1,000 devices × 200 points is too slow to rebuild and too dense to read); trails
+    grow back to full length as the replay plays."""
+    return min(trail_length, max(20, SEEK_TRAIL_BUDGET // max(devices, 1)))
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayedMessage:
@@ -118,30 +127,33 @@ class ReplaySource:
         and its last ``fixes_wanted`` usable fixes, when it has that many."""
         before = (lambda r: r[2] < t) if strict else (lambda r: r[2] <= t)
         rows: list[list[Any]] = []
-        fixes = 0
         oldest_read = None
         cursor = self.conn.execute(
-            "SELECT t_min, rows FROM tracks WHERE session_id = ? AND ident = ? AND t_min <= ? ORDER BY t_min DESC",
-            (self.session_id, ident, t))
-        for t_min, packed in cursor:
+            "SELECT t_min, t_max, rows FROM tracks WHERE session_id = ? AND ident = ? AND t_min <= ? "
+            "ORDER BY t_min DESC", (self.session_id, ident, t))
+        for t_min, t_max, packed in cursor:
             oldest_read = t_min
-            chunk = [r for r in orjson.loads(packed) if before(r)]
+            chunk = orjson.loads(packed)
+            if t_max > t or (strict and t_max == t):  # only the chunk straddling t needs filtering
+                chunk = [r for r in chunk if before(r)]
             rows.extend(chunk)
-            fixes += sum(1 for r in chunk if not r[12] & UNUSABLE_FIX)
-            if len(rows) >= 2 and fixes >= fixes_wanted:
+            # Counting usable fixes is a pass over the rows: only once there could be enough.
+            if len(rows) >= max(2, fixes_wanted) and (
+                    sum(1 for r in rows if not r[12] & UNUSABLE_FIX) >= fixes_wanted):
                 break
         if not rows:
             return []
-        rows.sort(key=lambda r: (r[2], r[0], r[1]))
         # Chunks overlap when a tracker uploads buffered history: an older chunk may still hold
-        # rows later than some of those kept. Fetch the ones that reach into the kept range.
-        threshold = rows[-min(len(rows), max(2, fixes_wanted))][2]
+        # rows later than some of those read. Fetch the ones that reach into the range read (as a
+        # rule there are none, so the common case costs one indexed query).
+        threshold = min(r[2] for r in rows)
         extra = self.conn.execute(
             "SELECT rows FROM tracks WHERE session_id = ? AND ident = ? AND t_max >= ? AND t_min < ?",
-            (self.session_id, ident, threshold, oldest_read))
-        seen = {(r[0], r[1]) for r in rows}
-        for (packed,) in extra:
-            rows.extend(r for r in orjson.loads(packed) if before(r) and (r[0], r[1]) not in seen)
+            (self.session_id, ident, threshold, oldest_read)).fetchall()
+        if extra:
+            seen = {(r[0], r[1]) for r in rows}
+            for (packed,) in extra:
+                rows.extend(r for r in orjson.loads(packed) if before(r) and (r[0], r[1]) not in seen)
         rows.sort(key=lambda r: (r[2], r[0], r[1]))
         return rows
 

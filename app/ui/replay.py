@@ -18,7 +18,7 @@ from app.core.display import utc_text
 from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
 from app.core.trips import TripStats
 from app.store.points import TrackPoint
-from app.store.replay import ReplaySource
+from app.store.replay import ReplaySource, seek_trail
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
                                           ("600×", 600.0), ("As fast as possible", None)]
@@ -53,7 +53,7 @@ class ReplayController(QObject):
         t = min(max(t, self.source.start), self.source.end)
         self.fleet.clear()
         self.trips.clear()
-        for snap in self.source.snapshot(t, self.trail_length).values():
+        for snap in self.source.snapshot(t, seek_trail(self.trail_length, len(self.source.idents))).values():
             latest = snap.latest
             entry = LogEntry(0, latest.received_at, latest.message, latest.batch_id, latest.index)
             self.fleet.seed(entry, snap.previous.message if snap.previous else None,

@@ -106,3 +106,10 @@ def test_a_subset_of_devices_replays_alone(session_db) -> None:
     source = ReplaySource(session_db, 1, idents=("b",))
     assert source.idents == ["b"] and set(source.snapshot(T0 + 200, 3)) == {"b"}
     assert {p.ident for p in source.points_between(T0, T0 + 400)} == {"b"}
+
+
+def test_seek_trails_fit_a_budget_for_large_fleets() -> None:
+    from app.store.replay import SEEK_TRAIL_BUDGET, seek_trail
+    assert seek_trail(200, 50) == 200
+    assert seek_trail(200, 1000) * 1000 <= SEEK_TRAIL_BUDGET
+    assert seek_trail(200, 100_000) == 20 and seek_trail(5, 1) == 5
