@@ -41,6 +41,7 @@ from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
 from app.server.listener import Listener, ListenerConfig, RequestEvent
+from app.server.replay_sender import replay_session
 from app.server.service import ListenerService, PortInUse
 from app.server.stream_client import StreamSender
 from app.store.mbtiles import MBTiles, MBTilesError
@@ -57,6 +58,7 @@ from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
 from app.ui.replay import ReplayBar, ReplayController
 from app.ui.requests_model import RequestsModel
+from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
@@ -656,6 +658,7 @@ class MainWindow(QMainWindow):
         browser = SessionBrowser(self.reader, self.recorder, self)
         browser.replay_requested.connect(self.enter_replay)
         browser.export_requested.connect(self.open_export)
+        browser.send_requested.connect(self._ask_send)
         browser.show()
         return browser
 
@@ -665,6 +668,28 @@ class MainWindow(QMainWindow):
         dialog = ExportDialog(self.db, session_id, name[0] if name and name[0] else f"session {session_id}", self)
         dialog.show()
         return dialog
+
+    def _ask_send(self, session_id: int) -> None:
+        dialog = SendDialog(session_id, self)
+        if dialog.exec():
+            token = dialog.token.text().strip()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            self.send_session(session_id, dialog.url.text().strip(), headers, dialog.chosen_speed())
+
+    def send_session(self, session_id: int, url: str, headers: dict[str, str], speed: float | None) -> asyncio.Task:
+        """Re-send a recorded session to a listener, like `trackmon replay`; progress in the status bar."""
+        async def send() -> None:
+            self.statusBar().showMessage(f"Sending session {session_id} to {url}…")
+            ssl_context = False if url.startswith("https") else None
+            try:
+                async with StreamSender(url, headers, ssl_context=ssl_context, max_attempts=20,
+                                        on_error=lambda e: self.statusBar().showMessage(f"Re-sending: {e}")) as sender:
+                    stats = await replay_session(self.reader, session_id, sender, speed=speed)
+            except Exception as exc:  # shown, never a crash
+                self.statusBar().showMessage(f"Sending session {session_id} failed: {exc}", 15000)
+                return
+            self.statusBar().showMessage(f"Sent {stats.messages:,} messages of session {session_id} to {url}", 15000)
+        return self._background(send())
 
     def new_session(self) -> None:
         """Close the current session and record into a fresh one."""

@@ -40,6 +40,7 @@ class SessionBrowser(QDialog):
 
     replay_requested = Signal(int)
     export_requested = Signal(int)
+    send_requested = Signal(int)
 
     def __init__(self, reader: sqlite3.Connection, recorder: Recorder, parent=None) -> None:
         super().__init__(parent)
@@ -62,7 +63,8 @@ class SessionBrowser(QDialog):
         buttons = QHBoxLayout()
         self.actions: dict[str, QPushButton] = {}
         for label, handler in (("Replay", self._replay), ("Rename…", self._rename), ("Note…", self._note),
-                               ("Export…", self._export), ("Delete…", self._delete), ("Import GPX/CSV…", self._import)):
+                               ("Export…", self._export), ("Send to URL…", self._send), ("Delete…", self._delete),
+                               ("Import GPX/CSV…", self._import)):
             button = QPushButton(label)
             button.clicked.connect(handler)
             buttons.addWidget(button)
@@ -112,6 +114,11 @@ class SessionBrowser(QDialog):
         session = self.selected()
         if session is not None:
             self.export_requested.emit(session.id)
+
+    def _send(self) -> None:
+        session = self.selected()
+        if session is not None:
+            self.send_requested.emit(session.id)
 
     def _rename(self) -> None:
         session = self.selected()

@@ -133,3 +133,22 @@ def test_export_dialog_writes_the_chosen_devices(loop, make_window, tmp_path) ->
     rows = list(csv.DictReader(target.open()))
     assert {r["ident"] for r in rows} == {"b", "c"} and len(rows) == 80
     dialog.close()
+
+
+def test_a_session_is_sent_to_another_listener_from_the_window(loop, make_window, tmp_path) -> None:
+    import sqlite3
+
+    from app.server.replay_sender import recorded_messages
+    from tests.conftest import running_listener
+    window = recorded_window(loop, make_window)
+    with running_listener(tmp_path / "other.sqlite") as other:
+        task = window.send_session(1, other.url, {}, None)
+
+        async def done() -> None:
+            await wait_until(task.done, timeout=30, what="send to finish")
+
+        run(loop, done())
+        assert "Sent 120 messages" in window.statusBar().currentMessage()
+    conn = sqlite3.connect(tmp_path / "other.sqlite")
+    assert sorted(m["timestamp"] for _, m in recorded_messages(conn, 1)) == sorted(m["timestamp"] for m in history())
+    conn.close()
