@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -37,9 +38,17 @@ class CliError(Exception):
         self.code = code
 
 
+def data_dir() -> Path:
+    """The per-user data directory (recordings, certificate, known SSH hosts).
+
+    TRACKMON_DATA_DIR overrides it, so tests and portable set-ups keep everything in one place."""
+    override = os.environ.get("TRACKMON_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir("trackmon", appauthor=False))
+
+
 def default_db() -> Path:
     """Where recordings go when --db is not given: the platform's per-user data directory."""
-    return Path(platformdirs.user_data_dir("trackmon", appauthor=False)) / "trackmon.sqlite"
+    return data_dir() / "trackmon.sqlite"
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -87,6 +96,8 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
                        help="allow binding beyond loopback without any token (not recommended)")
     group.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (chain) for HTTPS")
     group.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
+    group.add_argument("--tls-self-signed", action="store_true",
+                       help="HTTPS with a self-signed certificate kept in the data directory (see `trackmon cert`)")
     group.add_argument("--max-body", type=_positive_int, default=64, metavar="MIB",
                        help="largest accepted request body in MiB, after decompression (default 64)")
     group.add_argument("--messages-path", default="", metavar="DOTTED.PATH",
@@ -182,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--db", type=Path, default=None)
     imp.add_argument("--name", default="", help="session name (default: 'import <file>')")
 
+    cert = commands.add_parser("cert", help="the self-signed HTTPS certificate: show, export, regenerate",
+                               description="Manage the self-signed certificate used by --tls-self-signed.")
+    cert.add_argument("--export", type=Path, default=None, metavar="PATH",
+                      help="copy the certificate (not the key) here, e.g. for flespi's private CA field")
+    cert.add_argument("--regenerate", action="store_true", help="make a new key and certificate")
+
     sessions = commands.add_parser("sessions", help="list recorded sessions")
     sessions.add_argument("--db", type=Path, default=None)
     sessions.add_argument("--json", action="store_true", help="machine-readable output")
@@ -218,6 +235,12 @@ def _listener_setup(args: argparse.Namespace):
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     ssl_context = None
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise CliError("use either --tls-self-signed or --tls-cert/--tls-key", EXIT_USAGE)
+    if args.tls_self_signed:
+        from app.server.addresses import interface_addresses
+        from app.server.tls import make_self_signed
+        args.tls_cert, args.tls_key = make_self_signed(data_dir(), hosts=interface_addresses())
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
             raise CliError("HTTPS needs both --tls-cert and --tls-key", EXIT_USAGE)
@@ -277,6 +300,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         except PortInUse as exc:
             raise CliError(str(exc)) from None
         print(f"recording session {session} to {db}", flush=True)
+        if args.tls_cert:
+            from app.server.tls import fingerprint
+            print(f"HTTPS certificate {args.tls_cert}, SHA-256 {fingerprint(Path(args.tls_cert))}", flush=True)
         for url in urls:
             print(f"listening on {url}", flush=True)
         last = None
@@ -530,6 +556,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Show (making it if needed), export or regenerate the self-signed certificate."""
+    from app.server.addresses import interface_addresses
+    from app.server.tls import certificate_names, export_certificate, fingerprint, make_self_signed
+
+    try:
+        cert_path, _key = make_self_signed(data_dir(), hosts=interface_addresses(), regenerate=args.regenerate)
+        if args.export:
+            export_certificate(cert_path, args.export)
+    except OSError as exc:
+        raise CliError(f"certificate: {exc}") from None
+    print(f"certificate: {cert_path}")
+    print(f"SHA-256:     {fingerprint(cert_path)}")
+    print(f"valid for:   {', '.join(certificate_names(cert_path))}")
+    if args.export:
+        print(f"exported to: {args.export}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     """Open the desktop window."""
     from app.ui.launch import launch
@@ -537,7 +582,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
-            "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "gui": cmd_gui}
+            "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "cert": cmd_cert, "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
