@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -21,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import platformdirs
 
 from app.core.normalize import parse_timestamp
+from app.paths import data_dir, default_db
 
 DEFAULT_PORT = 8585
 EXIT_USAGE = 2
@@ -36,19 +35,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.code = code
-
-
-def data_dir() -> Path:
-    """The per-user data directory (recordings, certificate, known SSH hosts).
-
-    TRACKMON_DATA_DIR overrides it, so tests and portable set-ups keep everything in one place."""
-    override = os.environ.get("TRACKMON_DATA_DIR")
-    return Path(override) if override else Path(platformdirs.user_data_dir("trackmon", appauthor=False))
-
-
-def default_db() -> Path:
-    """Where recordings go when --db is not given: the platform's per-user data directory."""
-    return data_dir() / "trackmon.sqlite"
 
 
 # -- argument parsing ---------------------------------------------------------------------------

@@ -21,6 +21,9 @@ class ConnectionPanel(QWidget):
 
     demo_requested = Signal()
     change_port_requested = Signal()
+    tunnel_requested = Signal()
+    flespi_requested = Signal()
+    export_certificate_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -37,6 +40,25 @@ class ConnectionPanel(QWidget):
         self.error_box.hide()
         self.urls_box = QVBoxLayout()
         self.header_box = QVBoxLayout()
+        self.https = _plain("", "color: #2e7d32;")
+        self.export_cert = QPushButton("Export certificate…")
+        self.export_cert.setToolTip("Save the certificate to give flespi as the stream's private CA")
+        self.export_cert.clicked.connect(self.export_certificate_requested)
+        https_row = QHBoxLayout()
+        https_row.addWidget(self.https, 1)
+        https_row.addWidget(self.export_cert)
+        self.https_box = QFrame()
+        self.https_box.setLayout(https_row)
+        self.https_box.hide()
+        tunnel = QPushButton("Tunnel…")
+        tunnel.setToolTip("Reach this listener from the internet through SSH, cloudflared or ngrok")
+        tunnel.clicked.connect(self.tunnel_requested)
+        flespi = QPushButton("Set up flespi stream…")
+        flespi.clicked.connect(self.flespi_requested)
+        reach_row = QHBoxLayout()
+        reach_row.addWidget(tunnel)
+        reach_row.addWidget(flespi)
+        reach_row.addStretch(1)
         self.demo = QPushButton("▶  Start demo feed")
         self.demo.setStyleSheet("padding: 6px 14px; font-weight: 600;")
         self.demo.clicked.connect(self.demo_requested)
@@ -49,6 +71,8 @@ class ConnectionPanel(QWidget):
                                 "protocol http and paste one of these URLs as its URI.", "color: #455a64;"))
         layout.addWidget(self.error_box)
         layout.addLayout(self.urls_box)
+        layout.addWidget(self.https_box)
+        layout.addLayout(reach_row)
         layout.addWidget(_plain("Add this header to the stream's headers:", "color: #455a64; margin-top: 6px;"))
         layout.addLayout(self.header_box)
         layout.addWidget(_plain("The stream's limit_messages can stay at its default; every batch is "
@@ -83,14 +107,18 @@ class ConnectionPanel(QWidget):
             elif item.widget() is not None:
                 item.widget().deleteLater()
 
-    def show_listener(self, urls: list[str], header: str | None, error: str = "") -> None:
-        """Show where the listener is reachable (or why it is not)."""
+    def show_listener(self, urls: list[str], header: str | None, error: str = "", *,
+                      https_fingerprint: str | None = None) -> None:
+        """Show where the listener is reachable (public URL first), or why it is not."""
         self._clear(self.urls_box)
         self._clear(self.header_box)
         self.error.setText(error)
         self.error_box.setVisible(bool(error))
         for url in urls:
             self._copy_row(self.urls_box, url)
+        self.https_box.setVisible(https_fingerprint is not None)
+        if https_fingerprint:
+            self.https.setText(f"HTTPS certificate SHA-256 {https_fingerprint}")
         if header:
             self._copy_row(self.header_box, header)
         else:

@@ -38,7 +38,8 @@ def tune_gc() -> None:
 
 def launch(args: argparse.Namespace) -> int:
     """Run the window until it is closed; returns the exit code."""
-    from app.cli import CliError, _listener_setup, default_db
+    from app.cli import CliError, _listener_setup
+    from app.paths import default_db
 
     if not has_display():
         raise CliError("no display found (DISPLAY/WAYLAND_DISPLAY unset); for headless recording use "

@@ -18,11 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -37,13 +39,18 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
-from app.server.addresses import listening_urls
+from app.core.simfleet import FleetSimulator
+from app.paths import data_dir
+from app.server.addresses import interface_addresses, listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
+from app.server.flespi_api import FlespiError, create_or_update_stream
 from app.server.listener import Listener, ListenerConfig, RequestEvent
 from app.server.replay_sender import replay_session
-from app.server.service import ListenerService, PortInUse
-from app.server.stream_client import StreamSender
+from app.server.service import ListenerService, PortInUse, server_ssl_context
+from app.server.stream_client import GiveUp, StreamSender
+from app.server.tls import export_certificate, fingerprint, make_self_signed
+from app.server.tunnels import ExternalTunnel, SshTunnel, SshTunnelConfig, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
 from app.store.queries import list_rejects, raw_message
 from app.store.recorder import Recorder
@@ -53,6 +60,7 @@ from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
+from app.ui.flespi_dialog import FlespiDialog
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
@@ -63,6 +71,7 @@ from app.ui.session_browser import SessionBrowser
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.trip_panel import TripPanel, duration_text
+from app.ui.tunnel_dialog import TunnelDialog
 
 log = logging.getLogger(__name__)
 FRAME_MS = 100
@@ -120,6 +129,11 @@ class MainWindow(QMainWindow):
         self.demo_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self.cli_ssl_context = ssl_context  # a --tls-* option wins over Settings for this run
+        self.certificate: Path | None = None
+        self.tunnel: SshTunnel | ExternalTunnel | None = None
+        self.tunnel_state = TunnelState("stopped")
+        self.tunnel_dialog: TunnelDialog | None = None
         self._rate_mark = (time.monotonic(), 0)
         self.rate = 0.0
 
@@ -158,6 +172,9 @@ class MainWindow(QMainWindow):
         self.connection = ConnectionPanel()
         self.connection.demo_requested.connect(self.toggle_demo)
         self.connection.change_port_requested.connect(self.open_settings)
+        self.connection.tunnel_requested.connect(self.open_tunnel)
+        self.connection.flespi_requested.connect(self.open_flespi)
+        self.connection.export_certificate_requested.connect(self._export_certificate)
         self.left = QStackedWidget()
         self.left.addWidget(self.connection)
         self.left.addWidget(devices)
@@ -268,8 +285,11 @@ class MainWindow(QMainWindow):
         self.recording_action = QAction("Recording", self, checkable=True, checked=True,
                                         toggled=self._recording_toggled)
         self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
+        self.tunnel_action = QAction("Tunnel…", self, triggered=self.open_tunnel)
+        self.flespi_action = QAction("flespi…", self, triggered=self.open_flespi)
         for action in (self.demo_action, self.connection_action, self.recording_action, self.new_session_action,
-                       self.sessions_action, self.fit_action, self.follow_action, self.settings_action):
+                       self.sessions_action, self.tunnel_action, self.flespi_action, self.fit_action,
+                       self.follow_action, self.settings_action):
             bar.addAction(action)
 
     def _build_status_bar(self) -> None:
@@ -316,6 +336,13 @@ class MainWindow(QMainWindow):
         self.listener.on_batch(lambda event, messages: self.live_fleet.apply(messages, event.received_at,
                                                                              event.batch_id))
         self.listener.on_request(self._on_request)
+        try:
+            self.ssl_context, self.certificate = self._server_tls()
+        except (OSError, ValueError) as exc:
+            self.ssl_context, self.certificate = None, None
+            self.listen_error = f"HTTPS not available: {exc}"
+            self._show_listener()
+            return
         service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
         try:
             await service.start()
@@ -327,6 +354,19 @@ class MainWindow(QMainWindow):
             self.service = service
         self._show_listener()
 
+    def _server_tls(self) -> tuple[ssl.SSLContext | None, Path | None]:
+        """The listener's TLS context and certificate file from the CLI or Settings (None: HTTP)."""
+        if self.cli_ssl_context is not None:
+            return self.cli_ssl_context, None
+        mode = self.settings.tls_mode
+        if mode == "self-signed":
+            cert, key = make_self_signed(data_dir(), hosts=interface_addresses())
+        elif mode == "files":
+            cert, key = Path(self.settings.tls_cert), Path(self.settings.tls_key)
+        else:
+            return None, None
+        return server_ssl_context(cert, key), cert
+
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
 
@@ -337,6 +377,11 @@ class MainWindow(QMainWindow):
         scheme = "https" if self.ssl_context else "http"
         return listening_urls(self.settings.host, self.settings.port, self.settings.path, scheme)
 
+    def public_url(self) -> str | None:
+        """The tunnel's public address for the stream's URI (with the listener's path)."""
+        url = self.tunnel_state.public_url if self.tunnel_state.state == "connected" else None
+        return None if url is None else url.rstrip("/") + self.settings.path
+
     def auth_header(self) -> str | None:
         """The header a stream must send, written out in full (the user needs the real token)."""
         if self.auth_override is not None:
@@ -345,13 +390,17 @@ class MainWindow(QMainWindow):
         return f"Authorization: Bearer {token}" if token else None
 
     def _show_listener(self) -> None:
-        self.connection.show_listener(self.urls(), self.auth_header(), self.listen_error)
+        public = self.public_url()
+        fingerprint_text = fingerprint(self.certificate) if self.certificate else None
+        self.connection.show_listener(([public] if public else []) + self.urls(), self.auth_header(),
+                                      self.listen_error, https_fingerprint=fingerprint_text)
         self._update_status_bar()
 
     async def shutdown(self) -> None:
         """Stop the demo feed and the listener, close the session."""
         self.frame_timer.stop()
         self.tick_timer.stop()
+        await self.stop_tunnel()
         await self.stop_demo()
         if self.service is not None:
             await self.service.stop()
@@ -518,7 +567,9 @@ class MainWindow(QMainWindow):
             self.status_urls.setText(f"Not listening: {self.listen_error}")
             self.status_urls.setStyleSheet("color: #b71c1c; font-weight: 600;")
         else:
-            self.status_urls.setText("Listening on " + "  ·  ".join(urls))
+            public = self.public_url()
+            self.status_urls.setText(("Public " + public + "  ·  " if public else "") + "Listening on "
+                                     + "  ·  ".join(urls))
             self.status_urls.setStyleSheet("")
         stats = self.listener.stats if self.listener else None
         self.status_rate.setText(f"{self.rate:,.0f} msg/s")
@@ -647,10 +698,108 @@ class MainWindow(QMainWindow):
             self.map.call("setTrailLength", new.trail_length)
         if (new.tile_url, new.mbtiles) != (old.tile_url, old.mbtiles):
             self._apply_tiles()
-        listener_keys = ("host", "port", "path", "token", "require_token")
+        listener_keys = ("host", "port", "path", "token", "require_token", "tls_mode", "tls_cert", "tls_key")
         if any(getattr(new, k) != getattr(old, k) for k in listener_keys):
             self._background(self.start_listener())
         self.tick()
+
+    # -- reachability: tunnels, flespi, certificate ----------------------------------------------
+    def open_tunnel(self) -> TunnelDialog:
+        """Show the Tunnel dialog (non-modal); returns it."""
+        s = self.settings
+        dialog = TunnelDialog(s.ssh_target, s.ssh_key, s.ssh_remote_port, s.ssh_announce, self)
+        dialog.ssh_requested.connect(self.start_ssh_tunnel)
+        dialog.tool_requested.connect(lambda tool: self._background(self.start_tool_tunnel(tool)))
+        dialog.stop_requested.connect(lambda: self._background(self.stop_tunnel()))
+        dialog.show_state(self.tunnel_state)
+        self.tunnel_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _tunnel_changed(self, state: TunnelState) -> None:
+        self.tunnel_state = state
+        if self.tunnel_dialog is not None:
+            self.tunnel_dialog.show_state(state)
+        self._show_listener()
+
+    def start_ssh_tunnel(self, target: str, password: str, key: str, remote_port: int, announce: bool) -> None:
+        """Open an SSH reverse tunnel to the listener (remembered in Settings, password excepted)."""
+        user, host, port = SshTunnelConfig.parse_target(target)
+        self.apply_settings(self.with_settings(ssh_target=target, ssh_key=key, ssh_remote_port=remote_port,
+                                               ssh_announce=announce))
+        local_port = self.service.port if self.service is not None and self.service.port else self.settings.port
+        config = SshTunnelConfig(host=host, port=port, username=user, password=password or None,
+                                 key_path=key or None, remote_port=remote_port, announce=announce,
+                                 local_port=local_port, known_hosts=data_dir() / "known_hosts")
+
+        async def run() -> None:
+            await self.stop_tunnel()
+            tunnel = self.tunnel = SshTunnel(config, self._tunnel_changed)
+            await tunnel.run()
+
+        self._background(run())
+
+    async def start_tool_tunnel(self, tool: str) -> None:
+        """Start cloudflared or ngrok for the listener's port."""
+        await self.stop_tunnel()
+        port = self.service.port if self.service is not None and self.service.port else self.settings.port
+        tunnel = self.tunnel = ExternalTunnel(tool, port, self._tunnel_changed)
+        try:
+            await tunnel.start()
+        except OSError as exc:
+            self._tunnel_changed(TunnelState("failed", str(exc)))
+
+    async def stop_tunnel(self) -> None:
+        """Close the tunnel if one runs (also on exit, so no tool is left behind)."""
+        tunnel, self.tunnel = self.tunnel, None
+        if isinstance(tunnel, SshTunnel):
+            tunnel.stop()
+        elif isinstance(tunnel, ExternalTunnel):
+            await tunnel.stop()
+        if tunnel is not None:
+            self._tunnel_changed(TunnelState("stopped"))
+
+    def open_flespi(self) -> FlespiDialog:
+        """Show the flespi stream set-up dialog for the public URL (or the listener's URLs)."""
+        public = self.public_url()
+        header = self.auth_header()
+        headers = dict([header.split(": ", 1)]) if header else {}
+        ca_pem = self.certificate.read_text() if self.certificate else None
+        dialog = FlespiDialog(([public] if public else []) + self.urls(), headers, ca_pem, self.settings.flespi_api,
+                              self._create_stream, self._send_test_batch, self._background, self)
+        dialog.show()
+        return dialog
+
+    async def _create_stream(self, token: str, config: dict, api: str) -> str:
+        try:
+            stream_id, created = await create_or_update_stream(token, config, api or self.settings.flespi_api)
+        except FlespiError as exc:
+            return f"Not done: {exc}"
+        return f"{'Created' if created else 'Updated'} stream {stream_id}. Subscribe it to your devices in flespi."
+
+    async def _send_test_batch(self, url: str) -> str:
+        header = self.auth_header()
+        headers = dict([header.split(": ", 1)]) if header else {}
+        fleet = FleetSimulator(2, seed=1, start=time.time() - 10, interval=5.0, bad_fix_rate=0)
+        batch = fleet.next_messages(4)
+        ssl_context: ssl.SSLContext | bool | None = None
+        if url.startswith("https") and self.certificate:
+            ssl_context = ssl.create_default_context(cafile=str(self.certificate))
+        try:
+            async with StreamSender(url, headers, ssl_context=ssl_context, max_attempts=1, timeout=20) as sender:
+                await sender.send(orjson.dumps(batch), len(batch))
+        except GiveUp as exc:
+            return f"The test batch did not arrive: {exc}"
+        return f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200)."
+
+    def _export_certificate(self) -> None:
+        if self.certificate is None:
+            return
+        target, _ = QFileDialog.getSaveFileName(self, "Export certificate", str(Path.home() / "trackmon-ca.pem"),
+                                                "PEM certificate (*.pem)")
+        if target:
+            export_certificate(self.certificate, Path(target))
+            self.statusBar().showMessage(f"Certificate saved to {target}", 8000)
 
     # -- sessions, replay, export ----------------------------------------------------------------
     def open_sessions(self) -> SessionBrowser:

@@ -26,6 +26,14 @@ class AppSettings:
     trail_length: int = 200
     tile_url: str = OSM_TILES
     mbtiles: str = ""
+    tls_mode: str = "off"  # "off", "self-signed" or "files"
+    tls_cert: str = ""
+    tls_key: str = ""
+    ssh_target: str = ""  # user@host[:port]
+    ssh_key: str = ""
+    ssh_remote_port: int = 8585
+    ssh_announce: bool = False
+    flespi_api: str = "https://flespi.io"
 
     @property
     def auth_token(self) -> str | None:

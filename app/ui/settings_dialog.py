@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -65,6 +66,13 @@ class SettingsDialog(QDialog):
         mbtiles_row.addWidget(self.mbtiles, 1)
         mbtiles_row.addWidget(choose)
         mbtiles_row.addWidget(clear)
+        self.tls_mode = QComboBox()
+        self.tls_mode.addItem("Off (HTTP)", "off")
+        self.tls_mode.addItem("Self-signed certificate (made for you)", "self-signed")
+        self.tls_mode.addItem("My certificate and key files", "files")
+        self.tls_mode.setCurrentIndex(max(0, self.tls_mode.findData(settings.tls_mode)))
+        self.tls_cert = QLineEdit(settings.tls_cert, placeholderText="PEM certificate (chain)")
+        self.tls_key = QLineEdit(settings.tls_key, placeholderText="PEM private key")
         self.problem = QLabel("")
         self.problem.setStyleSheet("color: #b71c1c;")
 
@@ -79,6 +87,9 @@ class SettingsDialog(QDialog):
         form.addRow("Trail length (positions)", self.trail)
         form.addRow("Map tiles URL", tiles_row)
         form.addRow("Offline map (MBTiles)", mbtiles_row)
+        form.addRow("HTTPS", self.tls_mode)
+        form.addRow("Certificate file", self.tls_cert)
+        form.addRow("Key file", self.tls_key)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
@@ -93,7 +104,9 @@ class SettingsDialog(QDialog):
                        path=self.path.text().strip() or "/", token=self.token.text().strip(),
                        require_token=self.require_token.isChecked(), stale_after=self.stale.value(),
                        offline_after=self.offline.value(), trail_length=self.trail.value(),
-                       tile_url=self.tiles.text().strip(), mbtiles=self.mbtiles.text())
+                       tile_url=self.tiles.text().strip(), mbtiles=self.mbtiles.text(),
+                       tls_mode=self.tls_mode.currentData(), tls_cert=self.tls_cert.text().strip(),
+                       tls_key=self.tls_key.text().strip())
 
     def _choose_mbtiles(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Offline map", "", "MBTiles (*.mbtiles);;All files (*)")
@@ -108,6 +121,8 @@ class SettingsDialog(QDialog):
             self.problem.setText("'Offline after' must be longer than 'Stale after'.")
         elif s.require_token and not s.token:
             self.problem.setText("Enter or regenerate a token, or untick 'Require'.")
+        elif s.tls_mode == "files" and not (Path(s.tls_cert).is_file() and Path(s.tls_key).is_file()):
+            self.problem.setText("Choose an existing certificate file and key file for HTTPS.")
         elif s.host not in ("127.0.0.1", "localhost", "::1") and not s.auth_token:
             self.problem.setText("Listening beyond loopback requires a token.")
         else:
