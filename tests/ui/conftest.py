@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ def loop(qapp) -> Iterator[asyncio.AbstractEventLoop]:
     start and driven by processing Qt events, because every `run_until_complete` would end with
     QApplication.exit(), whose aboutToQuit tears QtWebEngine down."""
     event_loop = qasync.QEventLoop(qapp, already_running=True)
+    # DNS look-ups (aiohttp, asyncssh) run in the default executor; qasync's own is made of
+    # QThreads that outlive a loop which is never closed, and Qt aborts at exit over them.
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-loop")
+    event_loop.set_default_executor(executor)
     asyncio.set_event_loop(event_loop)
     yield event_loop
+    executor.shutdown(wait=True)
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
 
