@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlparse
 
 import orjson
 from PySide6.QtCore import Qt
@@ -31,6 +33,20 @@ def _text_box(height: int) -> QPlainTextEdit:
     box.setFixedHeight(height)
     box.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
     return box
+
+
+def reachability_warning(url: str) -> str:
+    """Why flespi (on the internet) may not reach ``url``, or '' when it looks public."""
+    host = urlparse(url.strip()).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "This address is only on this machine: flespi cannot reach it." if host == "localhost" else ""
+    if address.is_loopback:
+        return "This address is only on this machine: flespi cannot reach it. Start a tunnel, or use a public address."
+    if address.is_private or address.is_link_local:
+        return "A local-network address: flespi reaches it only if your router forwards the port to this machine."
+    return ""
 
 
 class FlespiDialog(QDialog):
@@ -63,11 +79,15 @@ class FlespiDialog(QDialog):
         self.test_button = QPushButton("Send test batch")
         self.test_button.setToolTip("Posts a sample batch to the chosen URL, as flespi would")
         self.test_button.clicked.connect(self._test_clicked)
+        self.reach = QLabel("")
+        self.reach.setWordWrap(True)
+        self.reach.setStyleSheet("color: #b26a00;")
         self.result = QLabel("")
         self.result.setTextFormat(Qt.TextFormat.PlainText)
         self.result.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Stream URI", self.url)
+        form.addRow("", self.reach)
         form.addRow("Stream name", self.name)
         form.addRow("limit_messages", self.limit)
         form.addRow("Configuration", self.json)
@@ -100,6 +120,7 @@ class FlespiDialog(QDialog):
                              limit_messages=self.limit.value(), ca_pem=self.ca_pem)
 
     def _refresh(self) -> None:
+        self.reach.setText(reachability_warning(self.url.currentText()))
         config = self.config()
         self.json.setPlainText(orjson.dumps(config, option=orjson.OPT_INDENT_2).decode())
         self.curl.setPlainText(curl_command(config, self.api.text().strip() or "https://flespi.io"))

@@ -92,3 +92,12 @@ def test_flespi_dialog_creates_the_stream_and_sends_a_test_batch(loop, make_wind
 
     run(loop, scenario())
     assert fake.streams[1000]["configuration"]["uri"] == window.urls()[0]
+
+
+def test_flespi_dialog_warns_about_addresses_flespi_cannot_reach() -> None:
+    from app.ui.flespi_dialog import reachability_warning
+    assert "cannot reach" in reachability_warning("http://127.0.0.1:8585/")
+    assert "cannot reach" in reachability_warning("https://localhost:8585/")
+    assert "router forwards" in reachability_warning("http://192.168.1.20:8585/")
+    assert reachability_warning("https://k7x2m9q4.serveo.net/") == ""
+    assert reachability_warning("http://8.8.8.8:8585/") == ""  # a public address (only classified, never contacted)
