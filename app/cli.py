@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -25,6 +26,8 @@ from app.core.normalize import parse_timestamp
 from app.paths import data_dir, default_db
 
 DEFAULT_PORT = 8585
+HEALTH_CHECK_IDS = ("future_time", "jump", "out_of_order", "duplicate_time", "past_time", "invalid_fix",
+                    "few_satellites", "high_hdop", "gap", "latency", "params_changed", "stuck")
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -178,6 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, help=".gpx (from any tool) or .csv (as trackmon exports it)")
     imp.add_argument("--db", type=Path, default=None)
     imp.add_argument("--name", default="", help="session name (default: 'import <file>')")
+
+    check = commands.add_parser("check", help="health report per device; non-zero exit when chosen checks fail",
+                                description="Check recorded trackers: reporting interval, latency, clock, fixes, "
+                                            "jumps, gaps, changing and stuck parameters.")
+    check.add_argument("--db", type=Path, default=None)
+    check.add_argument("--session", type=int, default=None, help="session id (default: the most recent)")
+    check.add_argument("--device", action="append", default=None, metavar="IDENT")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--fail-on", action="append", default=[], metavar="CHECK",
+                       help="exit 3 when this check fires (repeatable; 'errors' = any error, 'warnings' = any "
+                            "warning or error); checks: " + ", ".join(sorted(HEALTH_CHECK_IDS)))
+    check.add_argument("--jump-kmh", type=_non_negative_float, default=None, help="implied speed that is a jump")
+    check.add_argument("--gap-factor", type=_non_negative_float, default=None,
+                       help="a gap is this many usual intervals (default 5)")
+    check.add_argument("--min-satellites", type=_non_negative_float, default=None)
+    check.add_argument("--max-hdop", type=_non_negative_float, default=None)
+    check.add_argument("--latency", type=_non_negative_float, default=None, metavar="SECONDS",
+                       help="server.timestamp - timestamp above this is late (default 60)")
 
     cert = commands.add_parser("cert", help="the self-signed HTTPS certificate: show, export, regenerate",
                                description="Manage the self-signed certificate used by --tls-self-signed.")
@@ -542,6 +563,63 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Health report of a session; exit 3 when a --fail-on check fired."""
+    from dataclasses import replace as with_changes
+
+    from app.core.display import utc_text
+    from app.core.health import CHECKS, ERROR, SEVERITY_NAMES, WARN, HealthMonitor, HealthThresholds
+    from app.store.queries import iter_messages
+
+    unknown = [c for c in args.fail_on if c not in CHECKS and c not in ("errors", "warnings")]
+    if unknown:
+        raise CliError(f"unknown check {unknown[0]!r}; choose from {', '.join(sorted(CHECKS))}, errors, warnings",
+                       EXIT_USAGE)
+    overrides = {name: value for name, value in (("jump_kmh", args.jump_kmh), ("gap_factor", args.gap_factor),
+                                                 ("min_satellites", args.min_satellites),
+                                                 ("max_hdop", args.max_hdop), ("latency_s", args.latency))
+                 if value is not None}
+    monitor = HealthMonitor(with_changes(HealthThresholds(), **overrides))
+    _db, conn = _open_readonly(args.db)
+    try:
+        session = _pick_session(conn, args.session)
+        wanted = set(args.device) if args.device else None
+        names: dict[str, str] = {}
+        for stored in iter_messages(conn, session):
+            m = stored.message
+            if wanted is None or m.ident in wanted:
+                monitor.add(m, stored.received_at, (stored.batch_id, stored.index))
+                name = m.params.get("device.name")
+                if name is not None:
+                    names[m.ident] = str(name)
+    finally:
+        conn.close()
+    if wanted and not wanted & set(monitor.devices):
+        raise CliError(f"no messages from {', '.join(sorted(wanted))} in session {session}")
+    reports = {ident: device.report() for ident, device in sorted(monitor.devices.items())}
+    failed = sorted({check for ident, device in monitor.devices.items() for check in device.counts()
+                     if check in args.fail_on or ("errors" in args.fail_on and CHECKS[check][1] >= ERROR)
+                     or ("warnings" in args.fail_on and CHECKS[check][1] >= WARN)})
+    if args.json:
+        print(orjson.dumps({"session": session, "devices": reports, "failed": failed},
+                           option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    else:
+        for ident, report in reports.items():
+            interval = report["interval"]["median_s"]
+            title = f"{names[ident]} ({ident or '(no ident)'})" if names.get(ident) else (ident or "(no ident)")
+            print(f"{title}: {report['messages']} messages, usual interval "
+                  f"{'-' if interval is None else f'{interval:g} s'}, health: {report['worst']}")
+            for check, finding in report["findings"].items():
+                latest = finding["latest"][-1] if finding["latest"] else None
+                example = f" — latest {utc_text(latest['ts'])} UTC {latest['detail']}".rstrip() if latest else ""
+                print(f"  {SEVERITY_NAMES[CHECKS[check][1]]:>7}  {finding['label']}: {finding['count']}{example}")
+            if report["stuck"]:
+                print(f"           stuck: {', '.join(report['stuck'])}")
+        if failed:
+            print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 3 if failed else 0
+
+
 def cmd_cert(args: argparse.Namespace) -> int:
     """Show (making it if needed), export or regenerate the self-signed certificate."""
     from app.server.addresses import interface_addresses
@@ -568,7 +646,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
-            "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "cert": cmd_cert, "gui": cmd_gui}
+            "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "cert": cmd_cert, "check": cmd_check,
+            "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -586,3 +665,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `trackmon check | head`: the reader left, stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush from failing again
+        return 141

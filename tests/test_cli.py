@@ -64,3 +64,42 @@ def test_simulate_gives_up_only_when_asked(tmp_path) -> None:
     result = trackmon("simulate", "--to", "http://127.0.0.1:9/", "--count", "5", "--rate", "0",
                       "--max-attempts", "2")
     assert_one_line_error(result, 1, "gave up after 2 attempts")
+
+
+def _recording_with_a_jump(tmp_path):
+    import orjson
+
+    from app.core.normalize import normalize_batch
+    from app.store.recorder import Recorder
+    db = tmp_path / "health.sqlite"
+    rec = Recorder(db)
+    rec.start_session()
+    batch = [{"ident": "t1", "device.name": "Tester", "timestamp": 1_767_225_600 + i * 10,
+              "position.latitude": 50 + (0.5 if i == 6 else i * 1e-4), "position.longitude": 10.0}
+             for i in range(20)] + [{"ident": "t2", "timestamp": 1_767_225_600 + i * 10,
+                                     "position.latitude": 51.0, "position.longitude": 11 + i * 1e-4}
+                                    for i in range(20)]
+    body = orjson.dumps(batch)
+    rec.write_batch(1_767_226_000.0, "p", len(body), body, normalize_batch(batch, 1_767_226_000.0, body), 0.0)
+    rec.close()
+    return db
+
+
+def test_check_reports_per_device_and_gates_on_chosen_checks(tmp_path) -> None:
+    import orjson
+    db = _recording_with_a_jump(tmp_path)
+    plain = trackmon("check", "--db", str(db))
+    assert plain.returncode == 0
+    assert "Tester (t1): 20 messages, usual interval 10 s, health: error" in plain.stdout
+    assert "Position jumps: 2" in plain.stdout
+    report = orjson.loads(trackmon("check", "--db", str(db), "--json").stdout)
+    assert report["devices"]["t1"]["findings"]["jump"]["count"] == 2
+    assert report["devices"]["t2"]["findings"] == {} and report["failed"] == []
+    gated = trackmon("check", "--db", str(db), "--fail-on", "jump")
+    assert gated.returncode == 3 and "FAILED: jump" in gated.stderr
+    only_t2 = trackmon("check", "--db", str(db), "--device", "t2", "--fail-on", "errors")
+    assert only_t2.returncode == 0 and "t1" not in only_t2.stdout
+    relaxed = trackmon("check", "--db", str(db), "--jump-kmh", "100000", "--fail-on", "jump")
+    assert relaxed.returncode == 0
+    assert_one_line_error(trackmon("check", "--db", str(db), "--fail-on", "nonsense"), 2, "unknown check")
+    assert_one_line_error(trackmon("check", "--db", str(db), "--device", "zz"), 1, "no messages from zz")
