@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CSV: add this parameter as a column (repeatable)")
     export.add_argument("--all-params", action="store_true", help="CSV: every parameter as a column (sorted)")
     export.add_argument("--points", action="store_true", help="GeoJSON: a Point feature per message too")
+    export.add_argument("--where", default=None, metavar="EXPR",
+                        help="only messages matching, e.g. 'position.speed > 100 and exists(alarm.event.trigger)'")
     export.add_argument("--gap", type=_non_negative_float, default=300.0, metavar="SECONDS",
                         help="GPX: start a new track segment after a gap this long (default 300)")
     export.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
@@ -456,6 +458,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError("--param and --all-params apply to --format csv", EXIT_USAGE)
     if args.points and args.format != "geojson":
         raise CliError("--points applies to --format geojson", EXIT_USAGE)
+    where = None
+    if args.where is not None:
+        from app.core.filters import FilterError, compile_filter
+        try:
+            where = compile_filter(args.where)
+        except FilterError as exc:
+            raise CliError(f"--where: {exc}", EXIT_USAGE) from None
     db, conn = _open_readonly(args.db)
     try:
         session = _pick_session(conn, args.session)
@@ -479,7 +488,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError(f"cannot write {args.output}: {exc}") from None
         try:
             exporter = run_export(conn, args.format, f, out, title=f"{db.stem} session {session}", params=params,
-                                  points=args.points, gap=args.gap, progress=progress)
+                                  points=args.points, gap=args.gap, where=where, progress=progress)
         finally:
             if not to_stdout:
                 out.close()

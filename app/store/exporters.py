@@ -324,10 +324,12 @@ def collect_param_keys(conn: Any, f: Any) -> list[str]:
 
 
 def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
-               points: bool = False, gap: float = 300.0,
+               points: bool = False, gap: float = 300.0, where: Callable[[dict[str, Any]], bool] | None = None,
                progress: Callable[[int, int], None] | None = None,
                cancelled: Callable[[], bool] | None = None) -> Exporter:
     """Write the filtered points of a session in ``fmt``; returns the writer with its counts.
+
+    ``where`` (see app.core.filters) keeps only messages whose parameters match it.
 
     ``progress(done, total)`` is called every few thousand points; ``cancelled()`` is polled
     as often and raises `Cancelled` when it returns True.
@@ -347,7 +349,13 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
     total = count_points(conn, f)
     exporter.begin()
     done = 0
+    raw_cache = RawCache(conn) if where is not None else None
     for p in iter_points(conn, f, by_device=exporter.by_device):
+        if raw_cache is not None:
+            raw = raw_cache.raw(p)
+            if not where(flatten(raw) if isinstance(raw, dict) else {}):  # type: ignore[misc]
+                done += 1
+                continue
         exporter.point(p)
         done += 1
         if done % 5000 == 0:

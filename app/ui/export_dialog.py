@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.core.filters import FilterError, compile_filter
 from app.store.exporters import Cancelled, collect_param_keys, run_export
 from app.store.points import PointFilter, session_idents
 from app.store.replay import ReplaySource
@@ -81,6 +82,7 @@ class ExportDialog(QDialog):
         self.valid_only = QCheckBox("Only valid fixes (no 0/0, valid=false, out-of-range positions)")
         self.all_params = QCheckBox("Every parameter as a column (CSV)")
         self.points = QCheckBox("A point feature per message too (GeoJSON)")
+        self.where = QLineEdit(placeholderText="optional filter, e.g. position.speed > 100")
         self.path = QLineEdit(str(Path.home() / f"trackmon-session-{session_id}.gpx"))
         browse = QPushButton("Choose…")
         browse.clicked.connect(self._browse)
@@ -104,6 +106,7 @@ class ExportDialog(QDialog):
         form.addRow("", self.valid_only)
         form.addRow("", self.all_params)
         form.addRow("", self.points)
+        form.addRow("Only messages matching", self.where)
         form.addRow("File", path_row)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
@@ -143,6 +146,13 @@ class ExportDialog(QDialog):
         target = Path(self.path.text()).expanduser()
         fmt = self.format.currentText()
         f = self.point_filter()
+        where = None
+        if self.where.text().strip():
+            try:
+                where = compile_filter(self.where.text())
+            except FilterError as exc:
+                self.status.setText(f"Filter: {exc}")
+                return
         worker = self.worker = _Worker()
         worker.progress.connect(self._progress)
         worker.finished.connect(self._finished)
@@ -155,7 +165,8 @@ class ExportDialog(QDialog):
                 params = collect_param_keys(conn, f) if all_params else None
                 with open(target, "w", encoding="utf-8", newline="") as out:
                     exporter = run_export(conn, fmt, f, out, title=self.title, params=params, points=points,
-                                          progress=worker.progress.emit, cancelled=lambda: worker.cancelled)
+                                          where=where, progress=worker.progress.emit,
+                                          cancelled=lambda: worker.cancelled)
                 worker.finished.emit(f"Wrote {exporter.written:,} points to {target.name}")
             except Cancelled:
                 target.unlink(missing_ok=True)

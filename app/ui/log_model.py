@@ -8,6 +8,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyM
 from PySide6.QtGui import QBrush, QColor
 
 from app.core.display import number_text, position_text, utc_text
+from app.core.filters import FilterError, Predicate, compile_filter, looks_like_expression
 from app.core.fleet import NAME_KEY, LogEntry
 from app.core.normalize import flag_names
 from app.ui.bounded_model import BoundedListModel
@@ -57,22 +58,38 @@ class LogFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self.ident: str | None = None
         self.text = ""
+        self.predicate: Predicate | None = None
+        self.error = ""
 
     def set_ident(self, ident: str | None) -> None:
         """Show only this device's messages (None: every device)."""
+        self.beginFilterChange()
         self.ident = ident
-        self.invalidateFilter()
+        self.endFilterChange()
 
     def set_text(self, text: str) -> None:
-        """Show only rows whose ident, name or flags contain ``text``."""
-        self.text = text.strip().lower()
-        self.invalidateFilter()
+        """Words: rows whose ident, name or flags contain them. An expression (see
+        app.core.filters): rows whose parameters match it; a bad one shows nothing and sets
+        ``error``."""
+        self.beginFilterChange()
+        self.text, self.predicate, self.error = "", None, ""
+        if looks_like_expression(text):
+            try:
+                self.predicate = compile_filter(text)
+            except FilterError as exc:
+                self.error = str(exc)
+                self.predicate = lambda params: False
+        else:
+            self.text = text.strip().lower()
+        self.endFilterChange()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
         entry: LogEntry = self.sourceModel().items[row]  # type: ignore[attr-defined]
         m = entry.message
         if self.ident is not None and m.ident != self.ident:
             return False
+        if self.predicate is not None:
+            return self.predicate(m.params)
         if not self.text:
             return True
         return self.text in f"{m.ident} {_name(entry)} {' '.join(flag_names(m.flags))}".lower()

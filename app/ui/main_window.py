@@ -200,9 +200,13 @@ class MainWindow(QMainWindow):
         for column, width in ((0, 60), (1, 170), (2, 170), (3, 130), (4, 110), (5, 160), (6, 80), (7, 52)):
             self.log_table.setColumnWidth(column, width)
         self.log_table.selectionModel().currentRowChanged.connect(self._log_row_changed)
-        self.log_filter = QLineEdit(placeholderText="Quick filter (ident, name, flag)…")
+        self.log_filter = QLineEdit(placeholderText='Filter: words, or an expression like position.speed > 100 and '
+                                                    'exists(alarm.event.trigger)')
         self.log_filter.setClearButtonEnabled(True)
-        self.log_filter.textChanged.connect(self.log_proxy.set_text)
+        self.log_filter.textChanged.connect(self._log_filter_changed)
+        self.log_filter_error = QLabel("")
+        self.log_filter_error.setStyleSheet("color: #b71c1c;")
+        self.log_filter_error.setTextFormat(Qt.TextFormat.PlainText)
         self.log_selected_only = QCheckBox("Selected device only")
         self.log_selected_only.toggled.connect(self._log_scope_changed)
         self.autoscroll = QCheckBox("Follow newest")
@@ -211,6 +215,7 @@ class MainWindow(QMainWindow):
         self.log_count.setStyleSheet("color: #607d8b;")
         log_bar = QHBoxLayout()
         log_bar.addWidget(self.log_filter, 1)
+        log_bar.addWidget(self.log_filter_error)
         log_bar.addWidget(self.log_selected_only)
         log_bar.addWidget(self.autoscroll)
         log_bar.addWidget(self.log_count)
@@ -618,6 +623,11 @@ class MainWindow(QMainWindow):
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
             self.device_table.scrollTo(index)
         self.select_device(ident, focus_map=False)
+
+    def _log_filter_changed(self, text: str) -> None:
+        self.log_proxy.set_text(text)
+        self.log_filter_error.setText(self.log_proxy.error)
+        self._update_status_bar()
 
     def _log_scope_changed(self, only_selected: bool) -> None:
         self.log_proxy.set_ident(self.selected if only_selected else None)

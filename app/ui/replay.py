@@ -12,9 +12,20 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.core.display import utc_text
+from app.core.filters import FilterError, Predicate, compile_filter
 from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
 from app.core.trips import TripStats
 from app.store.points import TrackPoint
@@ -41,6 +52,7 @@ class ReplayController(QObject):
         self.trail_length = trail_length
         self.t = source.start
         self.speed: float | None = 1.0
+        self.where: Predicate | None = None  # only messages matching this are played
         self.trips: dict[str, TripStats] = {}
         self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
 
@@ -102,10 +114,13 @@ class ReplayController(QObject):
         points = list(itertools.islice(self.source.points_between(self.t, target), limit))
         group: list[Any] = []
         for point in points:
+            replayed = self.source.message(point)
+            if self.where is not None and not self.where(replayed.message.params):
+                continue
             if group and group[0][1].batch_id != point.batch_id:
                 self._apply(group)
                 group = []
-            group.append((point, self.source.message(point)))
+            group.append((point, replayed))
             self._trip(point, group[-1][1].message.params.get(IGNITION_KEY))
         if group:
             self._apply(group)
@@ -195,6 +210,10 @@ class ReplayBar(QWidget):
             self.speed.addItem(label)
         self.clock = QLabel("")
         self.clock.setStyleSheet("font-family: monospace; color: #4e342e;")
+        self.filter = QLineEdit(placeholderText="play only messages matching…")
+        self.filter.setFixedWidth(220)
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._filter_changed)
         self.devices = QPushButton("Devices…")
         self.devices.clicked.connect(self.devices_requested)
         self.live = QPushButton("Back to live")
@@ -212,7 +231,8 @@ class ReplayBar(QWidget):
         for widget in (self.badge, self.title):
             top.addWidget(widget)
         top.addStretch(1)
-        for widget in (self.back, self.play, self.forward, self.speed, self.clock, self.devices, self.live):
+        for widget in (self.back, self.play, self.forward, self.speed, self.clock, self.filter, self.devices,
+                       self.live):
             top.addWidget(widget)
         timeline = QVBoxLayout()
         timeline.setSpacing(0)
@@ -248,6 +268,23 @@ class ReplayBar(QWidget):
         controller.set_speed(SPEEDS[self.speed.currentIndex()][1])
         self.play.setIcon(self._icons["play"])
         self._moved(controller.t)
+
+    def _filter_changed(self, text: str) -> None:
+        if self.controller is None:
+            return
+        if not text.strip():
+            self.controller.where = None
+            self.filter.setStyleSheet("")
+            self.filter.setToolTip("")
+            return
+        try:
+            self.controller.where = compile_filter(text)
+        except FilterError as exc:
+            self.filter.setStyleSheet("color: #b71c1c;")
+            self.filter.setToolTip(str(exc))
+            return
+        self.filter.setStyleSheet("")
+        self.filter.setToolTip("")
 
     def _fraction(self, t: float) -> float:
         source = self.controller.source  # type: ignore[union-attr]

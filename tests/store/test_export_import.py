@@ -231,3 +231,13 @@ def test_export_command_writes_files_and_stays_quiet_when_piped(fleet_db, tmp_pa
     assert bad.returncode == 1 and "no session 99" in bad.stderr
     wrong = trackmon("export", "--db", str(db), "--format", "gpx", "--param", "x", "-o", str(out))
     assert wrong.returncode == 2 and "--format csv" in wrong.stderr
+
+
+def test_where_keeps_only_matching_messages(fleet_db) -> None:
+    from app.core.filters import compile_filter
+    db, session = fleet_db
+    rows = list(csv.DictReader(io.StringIO(export(db, "csv", PointFilter(session),
+                                                  where=compile_filter("position.speed > 60")))))
+    assert rows and all(float(r["speed_kmh"]) > 60 for r in rows)
+    everything = list(csv.DictReader(io.StringIO(export(db, "csv", PointFilter(session)))))
+    assert len(rows) == sum(1 for r in everything if r["speed_kmh"] and float(r["speed_kmh"]) > 60)

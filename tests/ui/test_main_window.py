@@ -309,3 +309,21 @@ def test_without_tiles_the_map_says_so(loop, make_window) -> None:
         assert "No map tiles" in banner
 
     run(loop, scenario())
+
+
+def test_log_filter_takes_words_or_expressions_and_shows_errors(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        batch = [FLAT | {"timestamp": 1700000000 + i, "position.speed": float(i * 10)} for i in range(10)]
+        assert await post(url, batch) == 200
+        await wait_until(lambda: window.log_model.rowCount() == 10, what="log rows")
+
+    run(loop, scenario())
+    window.log_filter.setText("position.speed >= 50 and engine.ignition.status == true")
+    assert window.log_proxy.rowCount() == 5 and window.log_filter_error.text() == ""
+    window.log_filter.setText("position.speed >")
+    assert window.log_proxy.rowCount() == 0 and "expected a value" in window.log_filter_error.text()
+    window.log_filter.setText("Truck 7")
+    assert window.log_proxy.rowCount() == 10
