@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.health import HealthMonitor, HealthThresholds
 from app.core.normalize import Message
 
 #: Parameters shown as table columns when a device sends them.
@@ -83,8 +84,10 @@ class LogEntry:
 class Fleet:
     """Applies batches; remembers which devices changed for the next frame."""
 
-    def __init__(self, *, trail_length: int = 200, log_size: int = 20_000) -> None:
+    def __init__(self, *, trail_length: int = 200, log_size: int = 20_000,
+                 health: HealthThresholds | None = None) -> None:
         self.devices: dict[str, DeviceState] = {}
+        self.health = HealthMonitor(health)  # findings refer to LogEntry objects
         self.trail_length = trail_length
         self.log: deque[LogEntry] = deque(maxlen=log_size)
         self.total = 0
@@ -108,6 +111,9 @@ class Fleet:
         entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in zip(positions, messages, strict=True)]
         if seen_at is None:
             seen_at = received_at
+        check = self.health.add
+        for m, entry in zip(messages, entries, strict=True):
+            check(m, received_at, entry)
         for m in messages:
             ident = m.ident
             state = devices.get(ident)
@@ -175,6 +181,7 @@ class Fleet:
         """Forget everything (a new session, or switching to replay)."""
         self.devices.clear()
         self.log.clear()
+        self.health.clear()
         self.total = 0
         self._changed.clear()
         self._new_log.clear()

@@ -17,12 +17,15 @@ from PySide6.QtGui import QBrush, QColor
 
 from app.core.display import age_text, number_text, position_text
 from app.core.fleet import BATTERY_KEYS, IGNITION_KEY, POWER_KEY, DeviceState, Fleet, StatusThresholds
+from app.core.health import CHECKS, ERROR, INFO, WARN
 from app.ui.text import plain_tooltip
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 IDENT_ROLE = Qt.ItemDataRole.UserRole + 2
 STATUS_COLORS = {"online": QColor("#2e7d32"), "stale": QColor("#b26a00"), "offline": QColor("#78909c")}
 STATUS_ORDER = {"online": 0, "stale": 1, "offline": 2}
+HEALTH_COLORS = {0: QColor("#2e7d32"), INFO: QColor("#1565c0"), WARN: QColor("#b26a00"), ERROR: QColor("#c62828")}
+HEALTH_MARKS = {0: "✓ ok", INFO: "ⓘ ", WARN: "▲ ", ERROR: "✖ "}
 MISSING = -1e300  # sort key of an absent number: sorts first, and compares natively with floats
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
@@ -59,11 +62,18 @@ def _measure(value: float | None, unit: str, digits: int = 0) -> tuple[str, floa
     return number_text(value, unit, digits), _key(value)
 
 
+def _health(fleet: Fleet, d: DeviceState) -> tuple[str, float]:
+    device = fleet.health.devices.get(d.ident)
+    severity, check = device.worst() if device is not None else (0, "")
+    return (HEALTH_MARKS[severity] + (CHECKS[check][0] if check else "")), float(severity)
+
+
 Cell = Callable[[DeviceState, float, StatusThresholds], tuple[str, Any]]
 
 #: (title, cell, right-aligned). Sort keys are all floats or all strings within a column.
 COLUMNS: list[tuple[str, Cell, bool]] = [
     ("Status", _status, False),
+    ("Health", None, False),  # filled by the model, which knows the fleet's health monitor
     ("Ident", lambda d, now, th: (d.ident or "(no ident)", d.ident), False),
     ("Name", lambda d, now, th: (d.name, d.name.lower()), False),
     ("Last seen", lambda d, now, th: (age_text(now - d.last_seen), -d.last_seen), True),
@@ -79,7 +89,8 @@ COLUMNS: list[tuple[str, Cell, bool]] = [
     ("Battery", lambda d, now, th: _battery(d), True),
     ("Flagged", lambda d, now, th: (str(d.flagged) if d.flagged else "", float(d.flagged)), True),
 ]
-TICKING = (0, 3, 5)  # columns that change with time alone
+TICKING = (0, 4, 6)  # columns that change with time alone
+HEALTH_COLUMN = 1
 
 
 class DeviceTableModel(QAbstractTableModel):
@@ -112,7 +123,11 @@ class DeviceTableModel(QAbstractTableModel):
         cached = self.cells[row][column]
         if cached is None:
             device = self.fleet.devices[self.idents[row]]
-            cached = self.cells[row][column] = COLUMNS[column][1](device, self.now, self.thresholds)
+            if column == HEALTH_COLUMN:
+                cached = _health(self.fleet, device)
+            else:
+                cached = COLUMNS[column][1](device, self.now, self.thresholds)  # type: ignore[misc]
+            self.cells[row][column] = cached
         return cached
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -123,11 +138,13 @@ class DeviceTableModel(QAbstractTableModel):
         column = index.column()
         if role == Qt.ItemDataRole.ForegroundRole and column == 0:
             return QBrush(STATUS_COLORS[self.cell(index.row(), 0)[0]])
+        if role == Qt.ItemDataRole.ForegroundRole and column == HEALTH_COLUMN:
+            return QBrush(HEALTH_COLORS[int(self.cell(index.row(), HEALTH_COLUMN)[1])])
         if role == Qt.ItemDataRole.TextAlignmentRole and COLUMNS[column][2]:
             return RIGHT
         if role == IDENT_ROLE:
             return self.idents[index.row()]
-        if role == Qt.ItemDataRole.ToolTipRole and column in (1, 2):
+        if role == Qt.ItemDataRole.ToolTipRole and column in (2, 3):
             device = self.fleet.devices[self.idents[index.row()]]
             return plain_tooltip(f"{device.name}\n{device.ident}" if device.name else device.ident)
         return None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -61,6 +61,7 @@ from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
 from app.ui.flespi_dialog import FlespiDialog
+from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
@@ -151,8 +152,8 @@ class MainWindow(QMainWindow):
         self.device_proxy.setSourceModel(self.device_model)
         self.device_table = _table(self.device_proxy)
         self.device_table.setSortingEnabled(True)
-        self.device_table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
-        for column, width in ((0, 62), (1, 128), (2, 110), (3, 70), (4, 58), (5, 64), (6, 150)):
+        self.device_table.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by ident
+        for column, width in ((0, 58), (1, 150), (2, 128), (3, 100), (4, 66), (5, 52), (6, 62), (7, 150)):
             self.device_table.setColumnWidth(column, width)
         self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
         self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
@@ -245,9 +246,13 @@ class MainWindow(QMainWindow):
 
         self.inspector = Inspector(self._load_raw)
         self.trip_panel = TripPanel()
+        self.health_panel = HealthPanel()
+        self.health_panel.occurrence_activated.connect(self.show_log_entry)
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(self.inspector, "Inspector")
+        self.side_tabs.addTab(self.health_panel, "Health")
         self.side_tabs.addTab(self.trip_panel, "Trip")
+        self.side_tabs.currentChanged.connect(lambda _: self._show_health())
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.tabs)
         bottom.addWidget(self.side_tabs)
@@ -534,6 +539,7 @@ class MainWindow(QMainWindow):
         self._rate_mark = (time.monotonic(), self.live_fleet.total)
         if self.replay is not None:
             self._show_trips()
+        self._show_health()
         self._update_status_bar()
 
     def _device_payload(self, d: DeviceState, now: float) -> list[Any] | None:
@@ -602,6 +608,7 @@ class MainWindow(QMainWindow):
         self.inspecting_latest = True
         if ident is not None:
             self._inspect_latest(ident)
+        self._show_health()
 
     def _filter_devices(self, text: str) -> None:
         self.device_proxy.setFilterFixedString(text)
@@ -623,6 +630,30 @@ class MainWindow(QMainWindow):
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
             self.device_table.scrollTo(index)
         self.select_device(ident, focus_map=False)
+
+    def _show_health(self) -> None:
+        """Refresh the Health tab for the selected device, when it is the tab being shown."""
+        if self.side_tabs.currentWidget() is not self.health_panel:
+            return
+        ident = self.selected
+        device = None if ident is None else self.fleet.health.devices.get(ident)
+        self.health_panel.show_device(self._label(ident) if ident is not None else "", device)
+
+    def show_log_entry(self, entry: LogEntry) -> None:
+        """Select a message in the log (clearing filters that hide it) and inspect it."""
+        if entry not in self.log_model.items:
+            self.statusBar().showMessage("That message has left the log window (it is still in the recording)", 6000)
+            return
+        if not self.log_proxy.filterAcceptsRow(self.log_model.items.index(entry), QModelIndex()):
+            self.log_filter.clear()
+            self.log_selected_only.setChecked(False)
+        source = self.log_model.index(self.log_model.items.index(entry), 0)
+        index = self.log_proxy.mapFromSource(source)
+        self.tabs.setCurrentIndex(0)
+        self.autoscroll.setChecked(False)  # stay on it
+        self.log_table.setCurrentIndex(index)
+        self.log_table.scrollTo(index)
+        self.side_tabs.setCurrentWidget(self.inspector)
 
     def _log_filter_changed(self, text: str) -> None:
         self.log_proxy.set_text(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import orjson
 from PySide6.QtCore import Qt
@@ -327,3 +328,32 @@ def test_log_filter_takes_words_or_expressions_and_shows_errors(loop, make_windo
     assert window.log_proxy.rowCount() == 0 and "expected a value" in window.log_filter_error.text()
     window.log_filter.setText("Truck 7")
     assert window.log_proxy.rowCount() == 10
+
+
+def test_health_badge_and_panel_link_to_the_offending_message(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    track = [FLAT | {"timestamp": 1700000000 + i * 10, "position.latitude": 49.0 + i * 1e-4} for i in range(12)]
+    track[7]["position.latitude"] += 0.5  # a jump there and back
+
+    async def scenario() -> None:
+        calm = FLAT | {"ident": "calm", "timestamp": time.time()}  # recent: nothing to report
+        assert await post(url, [*track, calm]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 2, what="rows")
+
+    run(loop, scenario())
+    row = row_texts(window, FLAT["ident"])
+    assert row["Health"] == "✖ Position jumps" and row_texts(window, "calm")["Health"] == "✓ ok"
+    window.device_model.sort(COLUMN["Health"], Qt.SortOrder.DescendingOrder)
+    assert window.device_model.idents[0] == FLAT["ident"]  # worst first
+    window.select_device(FLAT["ident"])
+    window.side_tabs.setCurrentWidget(window.health_panel)
+    panel = window.health_panel
+    assert panel.checks.item(0, 0).text() == "Position jumps" and panel.checks.item(0, 2).text() == "2"
+    assert "km/h implied" in panel.occurrences.item(0, 1).text()
+    assert sum(panel.histogram.counts) == 11
+    panel.occurrences.cellDoubleClicked.emit(1, 0)  # the older occurrence: message 7
+    current = window.log_table.currentIndex()
+    entry = window.log_proxy.mapToSource(current).row()
+    assert window.log_model.items[entry].message.ts == track[7]["timestamp"]
+    assert window.side_tabs.currentWidget() is window.inspector
