@@ -56,6 +56,7 @@ from app.store.queries import list_rejects, raw_message
 from app.store.recorder import Recorder
 from app.store.replay import ReplaySource
 from app.ui.bounded_model import ITEM_ROLE
+from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.device_picker import DevicePicker
@@ -130,7 +131,9 @@ class MainWindow(QMainWindow):
         self.demo_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._cursor_ts: float | None = None
         self.cli_ssl_context = ssl_context  # a --tls-* option wins over Settings for this run
+        self._charts_due = 0  # ticks until the charts are drawn again
         self.certificate: Path | None = None
         self.tunnel: SshTunnel | ExternalTunnel | None = None
         self.tunnel_state = TunnelState("stopped")
@@ -243,6 +246,9 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(log_page, "Messages")
         self.tabs.addTab(requests_page, "Requests")
+        self.chart_panel = ChartPanel(self.reader)
+        self.tabs.addTab(self.chart_panel, "Charts")
+        self.tabs.currentChanged.connect(lambda _: self._show_charts(force=True))
 
         self.inspector = Inspector(self._load_raw)
         self.trip_panel = TripPanel()
@@ -540,6 +546,9 @@ class MainWindow(QMainWindow):
         if self.replay is not None:
             self._show_trips()
         self._show_health()
+        self._charts_due -= 1
+        if self._charts_due <= 0:
+            self._show_charts(force=True)
         self._update_status_bar()
 
     def _device_payload(self, d: DeviceState, now: float) -> list[Any] | None:
@@ -609,6 +618,7 @@ class MainWindow(QMainWindow):
         if ident is not None:
             self._inspect_latest(ident)
         self._show_health()
+        self._show_charts(force=True)
 
     def _filter_devices(self, text: str) -> None:
         self.device_proxy.setFilterFixedString(text)
@@ -639,6 +649,17 @@ class MainWindow(QMainWindow):
         device = None if ident is None else self.fleet.health.devices.get(ident)
         self.health_panel.show_device(self._label(ident) if ident is not None else "", device)
 
+    def _show_charts(self, force: bool = False) -> None:
+        """Chart the selected device when the Charts tab is shown (again every 5 s)."""
+        if self.tabs.currentWidget() is not self.chart_panel:
+            return
+        session = self.replay.source.session_id if self.replay is not None else self.recorder.session_id
+        self.chart_panel.show_device(self.fleet, session, self.selected)
+        if force:
+            self.chart_panel.redraw()
+            self._charts_due = 5
+        self.chart_panel.set_cursor(self.replay.t if self.replay is not None else self._cursor_ts)
+
     def show_log_entry(self, entry: LogEntry) -> None:
         """Select a message in the log (clearing filters that hide it) and inspect it."""
         if entry not in self.log_model.items:
@@ -667,6 +688,8 @@ class MainWindow(QMainWindow):
         if not current.isValid():
             return
         entry: LogEntry = current.data(ITEM_ROLE)
+        self._cursor_ts = entry.message.ts
+        self.chart_panel.set_cursor(entry.message.ts if self.replay is None else self.replay.t)
         self.inspecting_latest = False
         self.inspector.show_entry(entry, self._previous_of(entry), self._label(entry.message.ident))
 
@@ -958,8 +981,9 @@ class MainWindow(QMainWindow):
             self._reset_views()
 
     def _replay_moved(self) -> None:
-        """The replay clock moved: statuses follow it; after a seek everything is sent again."""
+        """The replay clock moved: statuses and the chart cursor follow it."""
         self.device_model.now = self.clock()
+        self.chart_panel.set_cursor(self.clock())
 
     def _show_trips(self) -> None:
         if self.replay is None:

@@ -339,7 +339,8 @@ def test_health_badge_and_panel_link_to_the_offending_message(loop, make_window)
     async def scenario() -> None:
         calm = FLAT | {"ident": "calm", "timestamp": time.time()}  # recent: nothing to report
         assert await post(url, [*track, calm]) == 200
-        await wait_until(lambda: window.device_model.rowCount() == 2, what="rows")
+        await wait_until(lambda: window.device_model.rowCount() == 2 and window.log_model.rowCount() == 13,
+                         what="rows and log")
 
     run(loop, scenario())
     row = row_texts(window, FLAT["ident"])
@@ -357,3 +358,29 @@ def test_health_badge_and_panel_link_to_the_offending_message(loop, make_window)
     entry = window.log_proxy.mapToSource(current).row()
     assert window.log_model.items[entry].message.ts == track[7]["timestamp"]
     assert window.side_tabs.currentWidget() is window.inspector
+
+
+def test_charts_plot_a_devices_parameters_with_a_cursor(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    track = [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": float(i), "ain#1": i % 2 == 0,
+                     "battery.level": 100 - i} for i in range(30)]
+
+    async def scenario() -> None:
+        assert await post(url, track) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 1 and window.log_model.rowCount() == 30,
+                         what="row and log")
+
+    run(loop, scenario())
+    window.tabs.setCurrentWidget(window.chart_panel)
+    window.select_device(FLAT["ident"])
+    panel = window.chart_panel
+    keys = [panel.params.item(i).text() for i in range(panel.params.count())]
+    assert {"position.speed", "ain#1", "battery.level"} <= set(keys) and "ident" not in keys
+    panel.tick(["position.speed", "battery.level", "ain#1"])
+    xs, ys = panel.curves["position.speed"].getData()
+    assert list(ys) == [float(i) for i in range(30)] and xs[0] == 1700000000
+    assert list(panel.curves["battery.level"].getData()[1]) == [100.0 - i for i in range(30)]
+    assert set(panel.curves["ain#1"].getData()[1]) == {0.0, 1.0}
+    window.log_table.selectRow(3)
+    assert panel.cursor.isVisible() and panel.cursor.value() == track[3]["timestamp"]
