@@ -10,6 +10,7 @@ import orjson
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QHBoxLayout,
@@ -67,6 +68,10 @@ class Inspector(QWidget):
         self.search = QLineEdit(placeholderText="Search parameters…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._apply_search)
+        self.changes_only = QCheckBox("Changes only")
+        self.changes_only.setToolTip("Show only what changed since the device's previous message (old → new)")
+        self.changes_only.toggled.connect(lambda _: self._apply_search(self.search.text()))
+        self.changed_keys: set[str] = set()
         self.raw_button = QPushButton("Raw JSON")
         self.raw_button.setEnabled(False)
         self.raw_button.clicked.connect(self.show_raw)
@@ -85,6 +90,7 @@ class Inspector(QWidget):
         self.legend.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
+        top.addWidget(self.changes_only)
         top.addWidget(self.raw_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -108,6 +114,7 @@ class Inspector(QWidget):
                            f"device time {utc_text(m.ts, True)} UTC · received {utc_text(entry.received_at, True)}"
                            f" UTC · flags: {flags}")
         changes = changed_params(m, previous)
+        self.changed_keys = set(changes)
         keys = sorted(set(m.params) | {k for k, v in changes.items() if v == "removed"})
         self.table.setUpdatesEnabled(False)
         self.table.setRowCount(len(keys))
@@ -127,10 +134,13 @@ class Inspector(QWidget):
 
     def _apply_search(self, text: str) -> None:
         needle = text.strip().lower()
+        only_changes = self.changes_only.isChecked()
         for row in range(self.table.rowCount()):
-            key = self.table.item(row, 0).text().lower()
+            key = self.table.item(row, 0).text()
             value = self.table.item(row, 1).text().lower()
-            self.table.setRowHidden(row, bool(needle) and needle not in key and needle not in value)
+            hidden = (bool(needle) and needle not in key.lower() and needle not in value) or (
+                only_changes and key not in self.changed_keys)
+            self.table.setRowHidden(row, hidden)
 
     def raw_text(self) -> str:
         """The inspected message exactly as the device sent it, pretty-printed."""

@@ -384,3 +384,27 @@ def test_charts_plot_a_devices_parameters_with_a_cursor(loop, make_window) -> No
     assert set(panel.curves["ain#1"].getData()[1]) == {0.0, 1.0}
     window.log_table.selectRow(3)
     assert panel.cursor.isVisible() and panel.cursor.value() == track[3]["timestamp"]
+
+
+def test_inspector_shows_what_changed_since_the_previous_message(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+    first = FLAT | {"timestamp": 1700000000, "custom.door": "closed", "old.param": 1}
+    second = {k: v for k, v in FLAT.items() if k != "old.param"} | {"timestamp": 1700000010, "custom.door": "open",
+                                                                    "alarm": True}
+
+    async def scenario() -> None:
+        assert await post(url, [first, second]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 1, what="row")
+
+    run(loop, scenario())
+    window.select_device(FLAT["ident"])
+    inspector = window.inspector
+    inspector.changes_only.setChecked(True)
+    table = inspector.table
+    shown = {table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 2).text(), table.item(r, 0).toolTip())
+             for r in range(table.rowCount()) if not table.isRowHidden(r)}
+    assert shown == {"alarm": ("true", "", "added"), "custom.door": ("open", "closed", "changed"),
+                     "old.param": ("", "1", "removed"), "timestamp": ("1700000010", "1700000000", "changed")}
+    inspector.changes_only.setChecked(False)
+    assert sum(not table.isRowHidden(r) for r in range(table.rowCount())) == table.rowCount()
