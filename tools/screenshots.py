@@ -43,6 +43,16 @@ async def shoot(window: MainWindow, docs: Path) -> None:
     window.map.call("fitAll")
     await asyncio.sleep(3)
     window.grab().save(str(docs / "screenshot-live.png"))
+    # Diagnostics: the selected device's health and two parameters charted.
+    window.tabs.setCurrentWidget(window.chart_panel)
+    window.side_tabs.setCurrentWidget(window.health_panel)
+    window.select_device(window.device_model.idents[5])
+    window.chart_panel.tick(["position.speed", "battery.level"])
+    window.tick()
+    await asyncio.sleep(1.0)
+    window.grab().save(str(docs / "screenshot-diagnostics.png"))
+    window.tabs.setCurrentIndex(0)
+    window.side_tabs.setCurrentWidget(window.inspector)
     # Replay: close the demo's session, open it on the timeline, play a little at 60x.
     await window.stop_demo()
     window.new_session()

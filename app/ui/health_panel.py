@@ -31,7 +31,8 @@ class IntervalHistogram(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(60)
+        self.setMaximumHeight(80)
         self.counts: list[int] = []
 
     def set_counts(self, counts: list[int]) -> None:
@@ -91,6 +92,9 @@ class HealthPanel(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.checks)
         split.addWidget(self.occurrences)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        self.checks.setMinimumHeight(90)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)

@@ -609,8 +609,10 @@ class MainWindow(QMainWindow):
 
     # -- selection ------------------------------------------------------------------------------
     def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:
-        """Make ``ident`` the selected device everywhere (table, map, log scope, inspector)."""
+        """Make ``ident`` the selected device everywhere (table, map, log scope, inspector, health,
+        charts), whoever asked: the table, the map, or code."""
         self.selected = ident
+        self._select_row(ident)
         self.map.call("select", ident, focus_map)
         if self.log_selected_only.isChecked():
             self.log_proxy.set_ident(ident)
@@ -629,17 +631,19 @@ class MainWindow(QMainWindow):
         if ident != self.selected:
             self.select_device(ident)
 
-    def _map_clicked(self, ident: str) -> None:
-        if ident not in self.device_model.rows:
+    def _select_row(self, ident: str | None) -> None:
+        """Put the table's current row on ``ident`` (without re-selecting through the table)."""
+        if ident is None or ident not in self.device_model.rows:
             return
-        source = self.device_model.index(self.device_model.rows[ident], 0)
-        index = self.device_proxy.mapFromSource(source)
-        if index.isValid():
-            self.selected = ident  # the map already knows; do not jump the view
+        index = self.device_proxy.mapFromSource(self.device_model.index(self.device_model.rows[ident], 0))
+        if index.isValid() and self.device_table.currentIndex().row() != index.row():
             self.device_table.selectionModel().setCurrentIndex(
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
             self.device_table.scrollTo(index)
-        self.select_device(ident, focus_map=False)
+
+    def _map_clicked(self, ident: str) -> None:
+        if ident in self.device_model.rows:
+            self.select_device(ident, focus_map=False)  # the map already shows it: do not jump the view
 
     def _show_health(self) -> None:
         """Refresh the Health tab for the selected device, when it is the tab being shown."""
