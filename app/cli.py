@@ -300,10 +300,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     service = ListenerService(listener, host, port, ssl_context=ssl_context)
 
     async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = _stop_on_signals()
         try:
             urls = await service.start()
         except PortInUse as exc:
@@ -366,15 +363,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                               bad_fix_rate=args.bad_fix_rate, backfill=args.backfill, headers=headers)
     ssl_context = _client_ssl(args)
 
-    def warn(error: str) -> None:
-        print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
-
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=warn,
+        stop = _stop_on_signals()
+        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=_warn_resend,
                                 max_attempts=args.max_attempts) as sender:
             started = time.perf_counter()
             try:
@@ -501,6 +492,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_resend(error: str) -> None:
+    print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM, so a sending loop can finish its batch and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 def _sender_headers(args: argparse.Namespace) -> dict[str, str]:
     from app.server.auth import HeaderAuth
     headers: dict[str, str] = {}
@@ -533,15 +537,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _db, conn = _open_readonly(args.db)
     session = _pick_session(conn, args.session)
 
-    def warn(error: str) -> None:
-        print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
-
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=warn) as sender:
+        stop = _stop_on_signals()
+        async with StreamSender(args.to, headers, ssl_context=ssl_context, on_error=_warn_resend) as sender:
             started = time.perf_counter()
             stats = await replay_session(conn, session, sender, batch=args.batch, speed=speed, stop=stop)
         print(f"replayed {stats.messages} messages of session {session} in {stats.batches} batches to {args.to} "

@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 
 from app.core.normalize import Message, normalize_batch
 from app.store.codec import compress_body, decompress_body
-from app.store.schema import connect
+from app.store.schema import connect, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,14 @@ def _write_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows, 
           orjson.dumps(rows)) for ident, rows in groups.items()])
 
 
+def _complete_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows, names: dict[str, str],
+                     through_batch: int) -> None:
+    """Write chunks and record that the session is chunked through ``through_batch``, at once."""
+    with transaction(conn):
+        _write_chunks(conn, session_id, groups, names)
+        conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
+
+
 def device_names(messages: list[Message], into: dict[str, str]) -> None:
     """Remember the latest ``device.name`` each device sent (chunks carry it for exports)."""
     for m in messages:
@@ -144,14 +152,7 @@ class Recorder:
                 messages = normalize_batch(orjson.loads(raw), received_at, raw)
                 merge_rows(groups, track_rows(batch_id, messages))
                 device_names(messages, names)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _write_chunks(conn, session_id, groups, names)
-                conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (last, session_id))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            _complete_chunks(conn, session_id, groups, names, last)
 
     # -- sessions ---------------------------------------------------------------------------
     def start_session(self, name: str = "", *, append: bool = False) -> int:
@@ -195,29 +196,26 @@ class Recorder:
         digest = batch_digest(body)
         flush = False
         flagged = sum(1 for m in messages if m.flags)
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            earlier = conn.execute(
-                "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
-            if earlier is not None:
-                conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
-                conn.execute("COMMIT")
-                return BatchResult(int(earlier[0]), True, len(messages), flagged)
-            batch_id = conn.execute(
-                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
-                " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
-                 digest, compress_body(body))).lastrowid
-            rows = track_rows(int(batch_id or 0), messages)
-            device_names(messages, self._names)
-            flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
-                     or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
-            if flush:
-                merge_rows(self._pending, rows)
-                self._flush_pending(session_id, int(batch_id or 0))
-            conn.execute("COMMIT")
+            with transaction(conn):
+                earlier = conn.execute(
+                    "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
+                if earlier is not None:  # a re-sent batch: count it, store nothing
+                    conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
+                    return BatchResult(int(earlier[0]), True, len(messages), flagged)
+                batch_id = conn.execute(
+                    "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
+                    " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
+                     digest, compress_body(body))).lastrowid
+                rows = track_rows(int(batch_id or 0), messages)
+                device_names(messages, self._names)
+                flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
+                         or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
+                if flush:
+                    merge_rows(self._pending, rows)
+                    self._flush_pending(session_id, int(batch_id or 0))
         except BaseException:
-            conn.execute("ROLLBACK")
             if flush:  # the chunks went with the rollback; rebuild what is pending from the file
                 self._pending.clear()
                 self._pending_count = 0
@@ -237,13 +235,8 @@ class Recorder:
         if not self._pending or self.session_id is None:
             return
         last = self._conn.execute("SELECT max(id) FROM batches WHERE session_id = ?", (self.session_id,)).fetchone()
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn):
             self._flush_pending(self.session_id, int(last[0]))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         self._pending.clear()
         self._pending_count = 0
         self._last_flush = time.monotonic()
@@ -293,14 +286,7 @@ class Recorder:
             merge_rows(groups, track_rows(last, messages))
             device_names(messages, names)
             new += len(raws)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            _write_chunks(conn, session_id, groups, names)
-            conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (last, session_id))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        _complete_chunks(conn, session_id, groups, names, last)
         return session_id, new, seen
 
     def delete_session(self, session_id: int) -> None:
@@ -310,16 +296,10 @@ class Recorder:
     def _delete_session(self, session_id: int) -> None:
         if session_id == self.session_id:
             self._flush_now()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn) as conn:
             for table in ("tracks", "batches", "rejects"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         if session_id == self.session_id:
             self.session_id = None
 
