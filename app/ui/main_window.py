@@ -18,13 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -39,40 +37,32 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
-from app.core.simfleet import FleetSimulator
-from app.paths import data_dir
-from app.server.addresses import interface_addresses, listening_urls
+from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
-from app.server.flespi_api import FlespiError, create_or_update_stream
 from app.server.listener import Listener, ListenerConfig, RequestEvent
-from app.server.replay_sender import replay_session
-from app.server.service import ListenerService, PortInUse, server_ssl_context
-from app.server.stream_client import GiveUp, StreamSender
-from app.server.tls import export_certificate, fingerprint, make_self_signed
-from app.server.tunnels import ExternalTunnel, SshTunnel, SshTunnelConfig, TunnelState
+from app.server.service import ListenerService, PortInUse
+from app.server.stream_client import StreamSender
+from app.server.tls import fingerprint
+from app.server.tunnels import ExternalTunnel, SshTunnel, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
 from app.store.queries import list_rejects, raw_message
 from app.store.recorder import Recorder
-from app.store.replay import ReplaySource
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
-from app.ui.device_picker import DevicePicker
-from app.ui.export_dialog import ExportDialog
-from app.ui.flespi_dialog import FlespiDialog
 from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
+from app.ui.reachability import ReachabilityMixin
 from app.ui.replay import ReplayBar, ReplayController
 from app.ui.requests_model import RequestsModel
-from app.ui.send_dialog import SendDialog
-from app.ui.session_browser import SessionBrowser
+from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
-from app.ui.trip_panel import TripPanel, duration_text
+from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 
 log = logging.getLogger(__name__)
@@ -98,7 +88,7 @@ def _table(model) -> QTableView:
     return view
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     """One recording session shown live."""
 
     def __init__(self, settings: AppSettings, db: Path, *, store: QSettings | None = None,
@@ -370,19 +360,6 @@ class MainWindow(QMainWindow):
             self.service = service
         self._show_listener()
 
-    def _server_tls(self) -> tuple[ssl.SSLContext | None, Path | None]:
-        """The listener's TLS context and certificate file from the CLI or Settings (None: HTTP)."""
-        if self.cli_ssl_context is not None:
-            return self.cli_ssl_context, None
-        mode = self.settings.tls_mode
-        if mode == "self-signed":
-            cert, key = make_self_signed(data_dir(), hosts=interface_addresses())
-        elif mode == "files":
-            cert, key = Path(self.settings.tls_cert), Path(self.settings.tls_key)
-        else:
-            return None, None
-        return server_ssl_context(cert, key), cert
-
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
 
@@ -392,11 +369,6 @@ class MainWindow(QMainWindow):
             return self.service.urls()
         scheme = "https" if self.ssl_context else "http"
         return listening_urls(self.settings.host, self.settings.port, self.settings.path, scheme)
-
-    def public_url(self) -> str | None:
-        """The tunnel's public address for the stream's URI (with the listener's path)."""
-        url = self.tunnel_state.public_url if self.tunnel_state.state == "connected" else None
-        return None if url is None else url.rstrip("/") + self.settings.path
 
     def auth_header(self) -> str | None:
         """The header a stream must send, written out in full (the user needs the real token)."""
@@ -770,247 +742,6 @@ class MainWindow(QMainWindow):
         if any(getattr(new, k) != getattr(old, k) for k in listener_keys):
             self._background(self.start_listener())
         self.tick()
-
-    # -- reachability: tunnels, flespi, certificate ----------------------------------------------
-    def open_tunnel(self) -> TunnelDialog:
-        """Show the Tunnel dialog (non-modal); returns it."""
-        s = self.settings
-        dialog = TunnelDialog(s.ssh_target, s.ssh_key, s.ssh_remote_port, s.ssh_announce, self)
-        dialog.ssh_requested.connect(self.start_ssh_tunnel)
-        dialog.tool_requested.connect(lambda tool: self._background(self.start_tool_tunnel(tool)))
-        dialog.stop_requested.connect(lambda: self._background(self.stop_tunnel()))
-        dialog.show_state(self.tunnel_state)
-        self.tunnel_dialog = dialog
-        dialog.show()
-        return dialog
-
-    def _tunnel_changed(self, state: TunnelState) -> None:
-        self.tunnel_state = state
-        if self.tunnel_dialog is not None:
-            self.tunnel_dialog.show_state(state)
-        self._show_listener()
-
-    def start_ssh_tunnel(self, target: str, password: str, key: str, remote_port: int, announce: bool) -> None:
-        """Open an SSH reverse tunnel to the listener (remembered in Settings, password excepted)."""
-        user, host, port = SshTunnelConfig.parse_target(target)
-        self.apply_settings(self.with_settings(ssh_target=target, ssh_key=key, ssh_remote_port=remote_port,
-                                               ssh_announce=announce))
-        local_port = self.service.port if self.service is not None and self.service.port else self.settings.port
-        config = SshTunnelConfig(host=host, port=port, username=user, password=password or None,
-                                 key_path=key or None, remote_port=remote_port, announce=announce,
-                                 local_port=local_port, known_hosts=data_dir() / "known_hosts")
-
-        async def run() -> None:
-            await self.stop_tunnel()
-            tunnel = self.tunnel = SshTunnel(config, self._tunnel_changed)
-            await tunnel.run()
-
-        self._background(run())
-
-    async def start_tool_tunnel(self, tool: str) -> None:
-        """Start cloudflared or ngrok for the listener's port."""
-        await self.stop_tunnel()
-        port = self.service.port if self.service is not None and self.service.port else self.settings.port
-        tunnel = self.tunnel = ExternalTunnel(tool, port, self._tunnel_changed)
-        try:
-            await tunnel.start()
-        except OSError as exc:
-            self._tunnel_changed(TunnelState("failed", str(exc)))
-
-    async def stop_tunnel(self) -> None:
-        """Close the tunnel if one runs (also on exit, so no tool is left behind)."""
-        tunnel, self.tunnel = self.tunnel, None
-        if isinstance(tunnel, SshTunnel):
-            tunnel.stop()
-        elif isinstance(tunnel, ExternalTunnel):
-            await tunnel.stop()
-        if tunnel is not None:
-            self._tunnel_changed(TunnelState("stopped"))
-
-    def open_flespi(self) -> FlespiDialog:
-        """Show the flespi stream set-up dialog for the public URL (or the listener's URLs)."""
-        public = self.public_url()
-        header = self.auth_header()
-        headers = dict([header.split(": ", 1)]) if header else {}
-        ca_pem = self.certificate.read_text() if self.certificate else None
-        dialog = FlespiDialog(([public] if public else []) + self.urls(), headers, ca_pem, self.settings.flespi_api,
-                              self._create_stream, self._send_test_batch, self._background, self)
-        dialog.show()
-        return dialog
-
-    async def _create_stream(self, token: str, config: dict, api: str) -> str:
-        try:
-            stream_id, created = await create_or_update_stream(token, config, api or self.settings.flespi_api)
-        except FlespiError as exc:
-            return f"Not done: {exc}"
-        return f"{'Created' if created else 'Updated'} stream {stream_id}. Subscribe it to your devices in flespi."
-
-    async def _send_test_batch(self, url: str) -> str:
-        header = self.auth_header()
-        headers = dict([header.split(": ", 1)]) if header else {}
-        fleet = FleetSimulator(2, seed=1, start=time.time() - 10, interval=5.0, bad_fix_rate=0)
-        batch = fleet.next_messages(4)
-        ssl_context: ssl.SSLContext | bool | None = None
-        if url.startswith("https") and self.certificate:
-            ssl_context = ssl.create_default_context(cafile=str(self.certificate))
-        try:
-            async with StreamSender(url, headers, ssl_context=ssl_context, max_attempts=1, timeout=20) as sender:
-                await sender.send(orjson.dumps(batch), len(batch))
-        except GiveUp as exc:
-            return f"The test batch did not arrive: {exc}"
-        return f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200)."
-
-    def _export_certificate(self) -> None:
-        if self.certificate is None:
-            return
-        target, _ = QFileDialog.getSaveFileName(self, "Export certificate", str(Path.home() / "trackmon-ca.pem"),
-                                                "PEM certificate (*.pem)")
-        if target:
-            export_certificate(self.certificate, Path(target))
-            self.statusBar().showMessage(f"Certificate saved to {target}", 8000)
-
-    # -- sessions, replay, export ----------------------------------------------------------------
-    def open_sessions(self) -> SessionBrowser:
-        """Show the session browser (non-modal); returns it."""
-        browser = SessionBrowser(self.reader, self.recorder, self)
-        browser.replay_requested.connect(self.enter_replay)
-        browser.export_requested.connect(self.open_export)
-        browser.send_requested.connect(self._ask_send)
-        browser.show()
-        return browser
-
-    def open_export(self, session_id: int) -> ExportDialog:
-        """Show the export dialog for a session; returns it."""
-        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        dialog = ExportDialog(self.db, session_id, name[0] if name and name[0] else f"session {session_id}", self)
-        dialog.show()
-        return dialog
-
-    def _ask_send(self, session_id: int) -> None:
-        dialog = SendDialog(session_id, self)
-        if dialog.exec():
-            token = dialog.token.text().strip()
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            self.send_session(session_id, dialog.url.text().strip(), headers, dialog.chosen_speed())
-
-    def send_session(self, session_id: int, url: str, headers: dict[str, str], speed: float | None) -> asyncio.Task:
-        """Re-send a recorded session to a listener, like `trackmon replay`; progress in the status bar."""
-        async def send() -> None:
-            self.statusBar().showMessage(f"Sending session {session_id} to {url}…")
-            ssl_context = False if url.startswith("https") else None
-            try:
-                async with StreamSender(url, headers, ssl_context=ssl_context, max_attempts=20,
-                                        on_error=lambda e: self.statusBar().showMessage(f"Re-sending: {e}")) as sender:
-                    stats = await replay_session(self.reader, session_id, sender, speed=speed)
-            except Exception as exc:  # shown, never a crash
-                self.statusBar().showMessage(f"Sending session {session_id} failed: {exc}", 15000)
-                return
-            self.statusBar().showMessage(f"Sent {stats.messages:,} messages of session {session_id} to {url}", 15000)
-        return self._background(send())
-
-    def new_session(self) -> None:
-        """Close the current session and record into a fresh one."""
-        session = self.recorder.start_session()
-        self.live_fleet.clear()
-        if self.replay is None:
-            self._reset_views()
-        self.statusBar().showMessage(f"Recording into new session {session}", 5000)
-
-    def _recording_toggled(self, on: bool) -> None:
-        if on:
-            self._background(self.start_listener())
-        elif self.service is not None:
-            self._background(self._stop_listening())
-
-    async def _stop_listening(self) -> None:
-        await self.stop_demo()
-        if self.service is not None:
-            await self.service.stop()
-            self.service = None
-        self.listen_error = "recording stopped (tick Recording to start again)"
-        self._show_listener()
-
-    def _reset_views(self) -> None:
-        """Point every view at ``self.fleet`` afresh (a mode switch or a replay seek); the
-        selected device stays selected if it is still there."""
-        selected = self.selected
-        self.device_model.fleet = self.fleet
-        self.device_model.reset()
-        self.log_model.reset()
-        self.map.call("clear")
-        self.sent_trail.clear()
-        self.sent_status.clear()
-        self.selected = None
-        self.inspector.show_entry(None, None)
-        self.fleet.mark_all_changed()  # everything shows in the next frame
-        self.frame()
-        if selected in self.device_model.rows:
-            self._map_clicked(selected)
-
-    def enter_replay(self, session_id: int, idents: tuple[str, ...] | None = None) -> None:
-        """Show a recorded session at an instant, with the timeline bar (live recording goes on)."""
-        self.leave_replay(show_live=False)
-        source = ReplaySource(self.reader, session_id, idents)
-        fleet = Fleet(trail_length=self.settings.trail_length, log_size=LOG_CAPACITY)
-        self.replay = ReplayController(source, fleet, self.settings.trail_length, self)
-        self.replay.moved.connect(lambda _: self._replay_moved())
-        self.replay.seeked.connect(lambda _: self._reset_views())
-        self.fleet = fleet
-        self.replay.seek(source.start)
-        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        label = f"session {session_id}" + (f" · {name[0]}" if name and name[0] else "")
-        if idents is not None:
-            label += f" · {len(idents)} of {len(ReplaySource(self.reader, session_id).idents)} devices"
-        self.replay_bar.attach(self.replay, label)
-        self.replay_bar.show()
-        self.left.setCurrentIndex(1)
-        self.side_tabs.setCurrentWidget(self.trip_panel)
-        self.setWindowTitle(f"trackmon — REPLAY {label}")
-        self.map.call("fitAll")
-
-    def leave_replay(self, show_live: bool = True) -> None:
-        """Back to the live view."""
-        if self.replay is None:
-            return
-        self.replay.pause()
-        self.replay.deleteLater()
-        self.replay = None
-        self.replay_bar.controller = None
-        self.replay_bar.hide()
-        self.map.call("setStops", [])
-        self.trip_panel.show_trips({}, {})
-        self.setWindowTitle("trackmon")
-        if show_live:
-            self.fleet = self.live_fleet
-            self._reset_views()
-
-    def _replay_moved(self) -> None:
-        """The replay clock moved: statuses and the chart cursor follow it."""
-        self.device_model.now = self.clock()
-        self.chart_panel.set_cursor(self.clock())
-
-    def _show_trips(self) -> None:
-        if self.replay is None:
-            return
-        names = {ident: d.name for ident, d in self.fleet.devices.items()}
-        self.trip_panel.show_trips(self.replay.trips, names)
-        stops = []
-        for ident, trip in self.replay.trips.items():
-            for stop in [*trip.stops, *filter(None, [trip.open_stop()])]:
-                stops.append([stop.lat, stop.lon, f"{names.get(ident) or ident}: stopped "
-                                                  f"{duration_text(stop.duration)}"])
-        self.map.call("setStops", stops)
-
-    def _choose_replay_devices(self) -> None:
-        if self.replay is None:
-            return
-        session = self.replay.source.session_id
-        everyone = ReplaySource(self.reader, session).idents
-        current = set(self.replay.source.idents)
-        names = {i: d.name for i, d in self.fleet.devices.items()}
-        chosen = DevicePicker.pick(self, everyone, current, names)
-        if chosen is not None and set(chosen) != current:
-            self.enter_replay(session, None if len(chosen) == len(everyone) else tuple(chosen))
 
     def with_settings(self, **changes: Any) -> AppSettings:
         """A copy of the current settings with ``changes`` (for callers and tests)."""

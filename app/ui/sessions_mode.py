@@ -1,0 +1,167 @@
+"""Sessions in the window: new session, recording on/off, the session browser, export,
+re-sending, and switching between live and replay.
+
+A mixin of `MainWindow` (it swaps the fleet the window's views show).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.core.fleet import Fleet
+from app.server.replay_sender import replay_session
+from app.server.stream_client import StreamSender
+from app.store.replay import ReplaySource
+from app.ui.device_picker import DevicePicker
+from app.ui.export_dialog import ExportDialog
+from app.ui.replay import ReplayController
+from app.ui.send_dialog import SendDialog
+from app.ui.session_browser import SessionBrowser
+from app.ui.trip_panel import duration_text
+
+
+class SessionsMixin:
+    """Session management and replay mode for the main window."""
+
+    def open_sessions(self) -> SessionBrowser:
+        """Show the session browser (non-modal); returns it."""
+        browser = SessionBrowser(self.reader, self.recorder, self)
+        browser.replay_requested.connect(self.enter_replay)
+        browser.export_requested.connect(self.open_export)
+        browser.send_requested.connect(self._ask_send)
+        browser.show()
+        return browser
+
+    def open_export(self, session_id: int) -> ExportDialog:
+        """Show the export dialog for a session; returns it."""
+        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        dialog = ExportDialog(self.db, session_id, name[0] if name and name[0] else f"session {session_id}", self)
+        dialog.show()
+        return dialog
+
+    def _ask_send(self, session_id: int) -> None:
+        dialog = SendDialog(session_id, self)
+        if dialog.exec():
+            token = dialog.token.text().strip()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            self.send_session(session_id, dialog.url.text().strip(), headers, dialog.chosen_speed())
+
+    def send_session(self, session_id: int, url: str, headers: dict[str, str], speed: float | None) -> asyncio.Task:
+        """Re-send a recorded session to a listener, like `trackmon replay`; progress in the status bar."""
+        async def send() -> None:
+            self.statusBar().showMessage(f"Sending session {session_id} to {url}…")
+            ssl_context = False if url.startswith("https") else None
+            try:
+                async with StreamSender(url, headers, ssl_context=ssl_context, max_attempts=20,
+                                        on_error=lambda e: self.statusBar().showMessage(f"Re-sending: {e}")) as sender:
+                    stats = await replay_session(self.reader, session_id, sender, speed=speed)
+            except Exception as exc:  # shown, never a crash
+                self.statusBar().showMessage(f"Sending session {session_id} failed: {exc}", 15000)
+                return
+            self.statusBar().showMessage(f"Sent {stats.messages:,} messages of session {session_id} to {url}", 15000)
+        return self._background(send())
+
+    def new_session(self) -> None:
+        """Close the current session and record into a fresh one."""
+        session = self.recorder.start_session()
+        self.live_fleet.clear()
+        if self.replay is None:
+            self._reset_views()
+        self.statusBar().showMessage(f"Recording into new session {session}", 5000)
+
+    def _recording_toggled(self, on: bool) -> None:
+        if on:
+            self._background(self.start_listener())
+        elif self.service is not None:
+            self._background(self._stop_listening())
+
+    async def _stop_listening(self) -> None:
+        await self.stop_demo()
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+        self.listen_error = "recording stopped (tick Recording to start again)"
+        self._show_listener()
+
+    def _reset_views(self) -> None:
+        """Point every view at ``self.fleet`` afresh (a mode switch or a replay seek); the
+        selected device stays selected if it is still there."""
+        selected = self.selected
+        self.device_model.fleet = self.fleet
+        self.device_model.reset()
+        self.log_model.reset()
+        self.map.call("clear")
+        self.sent_trail.clear()
+        self.sent_status.clear()
+        self.selected = None
+        self.inspector.show_entry(None, None)
+        self.fleet.mark_all_changed()  # everything shows in the next frame
+        self.frame()
+        if selected in self.device_model.rows:
+            self._map_clicked(selected)
+
+    def enter_replay(self, session_id: int, idents: tuple[str, ...] | None = None) -> None:
+        """Show a recorded session at an instant, with the timeline bar (live recording goes on)."""
+        self.leave_replay(show_live=False)
+        source = ReplaySource(self.reader, session_id, idents)
+        fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000)
+        self.replay = ReplayController(source, fleet, self.settings.trail_length, self)
+        self.replay.moved.connect(lambda _: self._replay_moved())
+        self.replay.seeked.connect(lambda _: self._reset_views())
+        self.fleet = fleet
+        self.replay.seek(source.start)
+        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        label = f"session {session_id}" + (f" · {name[0]}" if name and name[0] else "")
+        if idents is not None:
+            label += f" · {len(idents)} of {len(ReplaySource(self.reader, session_id).idents)} devices"
+        self.replay_bar.attach(self.replay, label)
+        self.replay_bar.show()
+        self.left.setCurrentIndex(1)
+        self.side_tabs.setCurrentWidget(self.trip_panel)
+        self.setWindowTitle(f"trackmon — REPLAY {label}")
+        self.map.call("fitAll")
+
+    def leave_replay(self, show_live: bool = True) -> None:
+        """Back to the live view."""
+        if self.replay is None:
+            return
+        self.replay.pause()
+        self.replay.deleteLater()
+        self.replay = None
+        self.replay_bar.controller = None
+        self.replay_bar.hide()
+        self.map.call("setStops", [])
+        self.trip_panel.show_trips({}, {})
+        self.setWindowTitle("trackmon")
+        if show_live:
+            self.fleet = self.live_fleet
+            self._reset_views()
+
+    def _replay_moved(self) -> None:
+        """The replay clock moved: statuses and the chart cursor follow it."""
+        self.device_model.now = self.clock()
+        self.chart_panel.set_cursor(self.clock())
+
+    def _show_trips(self) -> None:
+        if self.replay is None:
+            return
+        names = {ident: d.name for ident, d in self.fleet.devices.items()}
+        self.trip_panel.show_trips(self.replay.trips, names)
+        stops = []
+        for ident, trip in self.replay.trips.items():
+            for stop in [*trip.stops, *filter(None, [trip.open_stop()])]:
+                stops.append([stop.lat, stop.lon, f"{names.get(ident) or ident}: stopped "
+                                                  f"{duration_text(stop.duration)}"])
+        self.map.call("setStops", stops)
+
+    def _choose_replay_devices(self) -> None:
+        if self.replay is None:
+            return
+        session = self.replay.source.session_id
+        everyone = ReplaySource(self.reader, session).idents
+        current = set(self.replay.source.idents)
+        names = {i: d.name for i, d in self.fleet.devices.items()}
+        chosen = DevicePicker.pick(self, everyone, current, names)
+        if chosen is not None and set(chosen) != current:
+            self.enter_replay(session, None if len(chosen) == len(everyone) else tuple(chosen))
+
