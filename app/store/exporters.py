@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import orjson
 
@@ -53,11 +53,6 @@ def iso_time(ts: float) -> str:
 def xml_text(value: Any) -> str:
     """Text safe inside an XML element."""
     return escape(_XML_INVALID.sub("", str(value)))
-
-
-def xml_attr(value: Any) -> str:
-    """A quoted XML attribute value."""
-    return quoteattr(_XML_INVALID.sub("", str(value)))
 
 
 def _num(value: float) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,3 @@ class MapView(QWebEngineView):
         else:
             self.call("setBaseLayer", tile_url, attribution, 19)
 
-    def query_state(self, callback: Callable[[dict], None]) -> None:
-        """Ask the page what it shows (markers, selection, view); for tests and diagnostics."""
-        self.page().runJavaScript("trackmon.state()", 0, lambda text: callback(orjson.loads(text)))
