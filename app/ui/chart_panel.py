@@ -56,6 +56,9 @@ class ChartPanel(QWidget):
         self.cursor.setVisible(False)
         self.plot.addItem(self.cursor)
         self.curves: dict[str, pg.PlotDataItem] = {}
+        # Fix-field series read so far: (session, ident, field) → (times, values); refreshes read
+        # only points after the last one (a point arriving out of order shows after a re-select).
+        self._fix_cache: dict[tuple[int, str, str], tuple[list[float], list[float]]] = {}
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -75,6 +78,8 @@ class ChartPanel(QWidget):
     def show_device(self, fleet: Fleet, session_id: int | None, ident: str | None) -> None:
         """Chart this device (keeps ticked parameters that it also has)."""
         changed = (fleet, session_id, ident) != (self.fleet, self.session_id, self.ident)
+        if changed:
+            self._fix_cache.clear()  # a new selection reads its history afresh
         self.fleet, self.session_id, self.ident = fleet, session_id, ident
         device = fleet.devices.get(ident) if ident is not None else None
         available = chartable(device.latest.params) if device is not None and device.latest else []
@@ -111,12 +116,13 @@ class ChartPanel(QWidget):
             return [], []
         if key in FIX_FIELDS and self.session_id is not None:
             field = FIX_FIELDS[key]
-            xs, ys = [], []
+            xs, ys = self._fix_cache.setdefault((self.session_id, self.ident, field), ([], []))
+            after = xs[-1] if xs else None
             position = field in ("lat", "lon")
-            for p in iter_points(self.reader, PointFilter(self.session_id, (self.ident,))):
+            for p in iter_points(self.reader, PointFilter(self.session_id, (self.ident,), t_from=after)):
                 value = getattr(p, field)
-                if value is None or (position and not p.has_fix):  # never plot an unusable position
-                    continue
+                if (after is not None and p.ts <= after) or value is None or (position and not p.has_fix):
+                    continue  # already read, or never plot an unusable position
                 xs.append(p.ts)
                 ys.append(float(value))
             return xs, ys
