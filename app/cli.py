@@ -660,11 +660,14 @@ COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sess
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `trackmon` console script and `python -m app`."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(argv if argv is not None else sys.argv[1:])
+    # No command means the window: `trackmon --port 9000` is `trackmon gui --port 9000`.
+    first = next((i for i, word in enumerate(words) if word not in ("-v", "--verbose")), len(words))
+    if first == len(words) or (words[first].startswith("-") and words[first] not in ("-h", "--help")):
+        words.insert(first, "gui")
+    args = parser.parse_args(words)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:

@@ -23,6 +23,17 @@ def test_no_display_is_a_one_line_error_pointing_to_record() -> None:
     assert "no display" in result.stderr and "trackmon record" in result.stderr
 
 
+def test_window_options_work_without_the_gui_command() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    for words in (["--port", "9000"], ["-v", "--db", "x.sqlite"], ["gui", "--port", "9000"]):
+        result = subprocess.run([sys.executable, "-m", "app", *words], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 1 and "no display" in result.stderr, words  # parsed, reached the window
+    helped = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert helped.returncode == 0 and "COMMAND" in helped.stdout
+
+
 def test_root_disables_the_webengine_sandbox_and_says_so(monkeypatch, caplog) -> None:
     monkeypatch.delenv("QTWEBENGINE_DISABLE_SANDBOX", raising=False)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
