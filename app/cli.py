@@ -114,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--append", action="store_true",
                         help="record into the most recent session instead of starting a new one")
     record.add_argument("--session-name", default="", help="name for the new session")
+    tunnel = record.add_argument_group("SSH reverse tunnel (reach this listener from the internet)")
+    tunnel.add_argument("--ssh-tunnel", default=None, metavar="USER@HOST[:PORT]",
+                        help="keep a reverse tunnel open through this SSH server (reconnects with back-off)")
+    tunnel.add_argument("--ssh-remote-port", type=_port, default=8585, help="port opened on the SSH server")
+    tunnel.add_argument("--ssh-remote-bind", default="", metavar="ADDRESS",
+                        help="address the SSH server listens on (default: all its interfaces)")
+    tunnel.add_argument("--ssh-key", type=Path, default=None, help="private key file")
+    tunnel.add_argument("--ssh-password-env", default=None, metavar="VARIABLE",
+                        help="read the SSH password from this environment variable (never on the command line)")
+    tunnel.add_argument("--ssh-service", action="store_true",
+                        help="the server is a tunnel service that prints a public URL (e.g. localhost.run)")
 
     simulate = commands.add_parser("simulate", help="send a simulated fleet like a flespi stream",
                                    description="Send plausible tracker messages to a listener "
@@ -260,6 +271,28 @@ def _listener_setup(args: argparse.Namespace):
     return host, port, config, ssl_context
 
 
+def _tunnel_setup(args: argparse.Namespace):
+    """The SSH tunnel `record` should keep open, or None; bad options are usage errors."""
+    if not args.ssh_tunnel:
+        return None
+    from app.server.tunnels import SshTunnelConfig
+    try:
+        user, host, port = SshTunnelConfig.parse_target(args.ssh_tunnel)
+    except ValueError as exc:
+        raise CliError(f"--ssh-tunnel: {exc}", EXIT_USAGE) from None
+    password = None
+    if args.ssh_password_env:
+        password = os.environ.get(args.ssh_password_env)
+        if password is None:
+            raise CliError(f"--ssh-password-env: the variable {args.ssh_password_env} is not set", EXIT_USAGE)
+    if args.ssh_key and not args.ssh_key.is_file():
+        raise CliError(f"--ssh-key: no such file {args.ssh_key}", EXIT_USAGE)
+    return SshTunnelConfig(host=host, port=port, username=user, password=password,
+                           key_path=str(args.ssh_key) if args.ssh_key else None, local_port=0,
+                           remote_port=args.ssh_remote_port, remote_bind=args.ssh_remote_bind,
+                           announce=args.ssh_service, known_hosts=data_dir() / "known_hosts")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -286,6 +319,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from app.server.service import ListenerService, PortInUse
 
     host, port, config, ssl_context = _listener_setup(args)
+    tunnel_config = _tunnel_setup(args)
     db = args.db or default_db()
     recorder = _open_recorder(db, args.sync == "full")
     session = recorder.start_session(args.session_name, append=args.append)
@@ -311,6 +345,17 @@ def cmd_record(args: argparse.Namespace) -> int:
             print(f"HTTPS certificate {args.tls_cert}, SHA-256 {fingerprint(Path(args.tls_cert))}", flush=True)
         for url in urls:
             print(f"listening on {url}", flush=True)
+        tunnel_task = None
+        if tunnel_config is not None:
+            from app.server.tunnels import SshTunnel, TunnelState
+
+            def tunnel_changed(state: TunnelState) -> None:
+                url = f", public URL {state.public_url.rstrip('/')}{config.path}" if state.public_url else ""
+                print(f"tunnel {state.state}{': ' + state.detail if state.detail else ''}{url}", flush=True)
+
+            tunnel_config.local_port = service.port or port
+            tunnel = SshTunnel(tunnel_config, tunnel_changed)
+            tunnel_task = asyncio.ensure_future(tunnel.run())
         last = None
         while not stop.is_set():
             try:
@@ -321,6 +366,9 @@ def cmd_record(args: argparse.Namespace) -> int:
                     print(f"{figures[0]} messages in {listener.stats.batches} batches, "
                           f"{figures[2]} re-sent, {figures[1]} rejected", flush=True)
                     last = figures
+        if tunnel_task is not None:
+            tunnel.stop()
+            await asyncio.wait_for(tunnel_task, 10)
         await service.stop()
 
     try:

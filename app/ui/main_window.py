@@ -404,8 +404,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Run ``coroutine`` on the loop, keeping a reference until it finishes."""
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # report it now, not at garbage collection
+            task.get_loop().call_exception_handler({"message": "background task failed", "exception":
+                                                    task.exception(), "task": task})
 
     # -- demo feed ------------------------------------------------------------------------------
     def toggle_demo(self) -> None:
@@ -466,8 +472,11 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self._frame_task = self._background(self._sliced_frame())
 
     async def _sliced_frame(self) -> None:
+        fleet = self.fleet
         for _ in self._frame_steps():
             await asyncio.sleep(0)
+            if self.fleet is not fleet:  # a replay seek or mode switch replaced it: views were reset
+                return
 
     def _frame_steps(self) -> Iterator[None]:
         """One frame as a series of short steps (table, log, requests, map in slices)."""
@@ -544,7 +553,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     def _send_to_map(self, idents: list[str], now: float) -> None:
         devices = self.fleet.devices
-        payload = [p for ident in idents if (p := self._device_payload(devices[ident], now)) is not None]
+        payload = [p for ident in idents
+                   if (d := devices.get(ident)) is not None and (p := self._device_payload(d, now)) is not None]
         if payload:
             self.map.call("updatePacked", payload)
 

@@ -186,3 +186,44 @@ def test_external_tool_is_started_its_url_read_and_it_is_stopped(tmp_path, monke
         assert tunnel.process.returncode is not None and tunnel.state.state == "stopped"
 
     asyncio.run(scenario())
+
+
+def test_headless_recorder_keeps_a_tunnel_open(tmp_path, monkeypatch) -> None:
+    import threading
+
+    from tests.processes import recorder_process
+
+    ssh_port, remote_port = free_port(), free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        holder["server"] = loop.run_until_complete(start_ssh_server(ssh_port, key))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    monkeypatch.setenv("TRACKMON_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TM_SSH_PASSWORD", "s3cret")
+    try:
+        with recorder_process(tmp_path / "headless.sqlite", "--ssh-tunnel", f"tracker@127.0.0.1:{ssh_port}",
+                              "--ssh-password-env", "TM_SSH_PASSWORD", "--ssh-remote-port", str(remote_port),
+                              "--ssh-remote-bind", "127.0.0.1") as rec:
+            line = ""
+            while "tunnel connected" not in line:
+                line = rec.process.stdout.readline()
+                assert line, "recorder ended before the tunnel came up"
+            assert f"public URL http://127.0.0.1:{remote_port}/" in line
+            assert asyncio.run(post_through(remote_port, "headless")) == 200
+    finally:
+        loop.call_soon_threadsafe(holder["server"].close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    conn = sqlite3.connect(tmp_path / "headless.sqlite")
+    assert [m.message.ident for m in iter_messages(conn, 1)] == ["headless"]
+    conn.close()

@@ -37,9 +37,12 @@ def loop(qapp) -> Iterator[asyncio.AbstractEventLoop]:
     # QThreads that outlive a loop which is never closed, and Qt aborts at exit over them.
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-loop")
     event_loop.set_default_executor(executor)
+    errors: list[dict] = []
+    event_loop.set_exception_handler(lambda _, context: errors.append(context))  # any error fails the test
     asyncio.set_event_loop(event_loop)
     yield event_loop
     executor.shutdown(wait=True)
+    assert not errors, f"errors on the event loop: {errors}"
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
 

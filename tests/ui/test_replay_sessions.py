@@ -152,3 +152,21 @@ def test_a_session_is_sent_to_another_listener_from_the_window(loop, make_window
     conn = sqlite3.connect(tmp_path / "other.sqlite")
     assert sorted(m["timestamp"] for _, m in recorded_messages(conn, 1)) == sorted(m["timestamp"] for m in history())
     conn.close()
+
+
+def test_a_frame_in_progress_survives_switching_to_replay(loop, make_window) -> None:
+    import asyncio
+    window = recorded_window(loop, make_window)
+
+    async def scenario() -> None:
+        assert await post(window.urls()[0], [{"ident": "live-only", "timestamp": T0, "position.latitude": 1.0,
+                                              "position.longitude": 1.0}]) == 200
+        await wait_until(lambda: "live-only" in window.live_fleet.devices, what="live message")
+        window.frame_timer.stop()
+        window._next_frame()  # a sliced frame for the live fleet starts...
+        await asyncio.sleep(0)  # ...and takes its first step
+        window.enter_replay(1)  # the views switch to another fleet in between
+        await asyncio.sleep(0.3)  # the rest of that frame runs now
+
+    run(loop, scenario())
+    assert window.fleet is not window.live_fleet and "live-only" not in window.device_model.rows
