@@ -163,7 +163,9 @@ class SessionBrowser(QDialog):
         try:
             session, _count = import_with(self.recorder, path)
         except (ImportError_, OSError, UnicodeDecodeError) as exc:
-            QMessageBox.warning(self, "Import", str(exc))
+            box = QMessageBox(QMessageBox.Icon.Warning, "Import", str(exc), parent=self)
+            box.setTextFormat(Qt.TextFormat.PlainText)  # the message can quote a file's name or content
+            box.open()
             return None
         self.refresh()
         return session

@@ -170,3 +170,17 @@ def test_a_frame_in_progress_survives_switching_to_replay(loop, make_window) -> 
 
     run(loop, scenario())
     assert window.fleet is not window.live_fleet and "live-only" not in window.device_model.rows
+
+
+def test_import_errors_are_shown_as_plain_text(loop, make_window, tmp_path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+    window = make_window()
+    browser = window.open_sessions()
+    broken = tmp_path / "<b>bold</b>.gpx"
+    broken.write_text("<gpx><trk>")
+    assert browser.import_path(broken) is None
+    [box] = browser.findChildren(QMessageBox)
+    assert box.textFormat() == Qt.TextFormat.PlainText and "<b>bold</b>.gpx is not valid GPX" in box.text()
+    box.close()
+    browser.close()
