@@ -177,10 +177,11 @@ def test_import_errors_are_shown_as_plain_text(loop, make_window, tmp_path) -> N
     from PySide6.QtWidgets import QMessageBox
     window = make_window()
     browser = window.open_sessions()
-    broken = tmp_path / "<b>bold</b>.gpx"
+    broken = tmp_path / "<img src=x onerror=alert(1)>.gpx"
     broken.write_text("<gpx><trk>")
     assert browser.import_path(broken) is None
     [box] = browser.findChildren(QMessageBox)
-    assert box.textFormat() == Qt.TextFormat.PlainText and "<b>bold</b>.gpx is not valid GPX" in box.text()
+    assert box.textFormat() == Qt.TextFormat.PlainText
+    assert "<img src=x onerror=alert(1)>.gpx is not valid GPX" in box.text()
     box.close()
     browser.close()
