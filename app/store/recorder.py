@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,18 @@ FLUSH_SECONDS = 2.0
 
 TrackRows = dict[str, list[tuple[Any, ...]]]
 NAME_KEY = "device.name"
+
+
+@dataclass(slots=True)
+class _ImportState:
+    """What an import has written so far (its chunks are written once, at the end)."""
+
+    session_id: int
+    groups: TrackRows = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    new: int = 0
+    seen: int = 0
+    last: int = 0
 
 
 def track_rows(batch_id: int, messages: list[Message]) -> TrackRows:
@@ -257,37 +269,40 @@ class Recorder:
                               (note, session_id)).result()
 
     def import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
-        """Record ``batches`` of raw messages into a new, closed session beside the live one
-        (which keeps recording). Returns (session id, new messages, messages already recorded).
-        Runs in the writer thread, so ``batches`` may be a generator that parses a file there."""
-        return self._executor.submit(self._import_session, name, batches).result()
+        """Record ``batches`` of raw messages into a new, closed session beside the live one.
+        Returns (session id, new messages, messages already recorded).
 
-    def _import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
-        conn = self._conn
-        now = time.time()
-        session_id = int(conn.execute("INSERT INTO sessions (name, started_at, ended_at) VALUES (?, ?, ?)",
-                                      (name, now, now)).lastrowid or 0)
-        groups: TrackRows = {}
-        names: dict[str, str] = {}
-        new = seen = 0
-        last = 0
+        ``batches`` is consumed (a file parsed) in the calling thread; the writer thread gets one
+        short job per batch, so live batches keep being recorded in between."""
+        submit = self._executor.submit
+        state = _ImportState(session_id=submit(self._create_import_session, name).result())
         for raws in batches:
-            body = orjson.dumps(raws)
-            digest = batch_digest(body)
-            if conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone():
-                seen += len(raws)
-                continue
-            messages = normalize_batch(raws, now, body)
-            last = int(conn.execute(
-                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, digest, body)"
-                " VALUES (?, ?, 'import', ?, ?, ?, ?, ?)",
-                (session_id, now, len(body), len(raws), sum(1 for m in messages if m.flags), digest,
-                 compress_body(body))).lastrowid or 0)
-            merge_rows(groups, track_rows(last, messages))
-            device_names(messages, names)
-            new += len(raws)
-        _complete_chunks(conn, session_id, groups, names, last)
-        return session_id, new, seen
+            submit(self._import_batch, state, raws).result()
+        submit(_complete_chunks, self._conn, state.session_id, state.groups, state.names, state.last).result()
+        return state.session_id, state.new, state.seen
+
+    def _create_import_session(self, name: str) -> int:
+        now = time.time()
+        return int(self._conn.execute("INSERT INTO sessions (name, started_at, ended_at) VALUES (?, ?, ?)",
+                                      (name, now, now)).lastrowid or 0)
+
+    def _import_batch(self, state: _ImportState, raws: list[Any]) -> None:
+        conn = self._conn
+        body = orjson.dumps(raws)
+        digest = batch_digest(body)
+        if conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone():
+            state.seen += len(raws)
+            return
+        now = time.time()
+        messages = normalize_batch(raws, now, body)
+        state.last = int(conn.execute(
+            "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, digest, body)"
+            " VALUES (?, ?, 'import', ?, ?, ?, ?, ?)",
+            (state.session_id, now, len(body), len(raws), sum(1 for m in messages if m.flags), digest,
+             compress_body(body))).lastrowid or 0)
+        merge_rows(state.groups, track_rows(state.last, messages))
+        device_names(messages, state.names)
+        state.new += len(raws)
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything recorded in it."""

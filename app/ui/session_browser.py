@@ -4,6 +4,7 @@ export and import."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -41,6 +42,7 @@ class SessionBrowser(QDialog):
     replay_requested = Signal(int)
     export_requested = Signal(int)
     send_requested = Signal(int)
+    import_finished = Signal(str)  # '' on success, else the error (emitted from the import thread)
 
     def __init__(self, reader: sqlite3.Connection, recorder: Recorder, parent=None) -> None:
         super().__init__(parent)
@@ -77,6 +79,7 @@ class SessionBrowser(QDialog):
         layout.addWidget(self.file_label)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
+        self.import_finished.connect(self._import_done)
         self.refresh()
 
     def refresh(self) -> None:
@@ -158,14 +161,28 @@ class SessionBrowser(QDialog):
         if path:
             self.import_path(Path(path))
 
-    def import_path(self, path: Path) -> int | None:
-        """Import a file as a new session; errors are shown, not raised. Returns the session id."""
-        try:
-            session, _count = import_with(self.recorder, path)
-        except (ImportError_, OSError, UnicodeDecodeError) as exc:
-            box = QMessageBox(QMessageBox.Icon.Warning, "Import", str(exc), parent=self)
+    def import_path(self, path: Path) -> threading.Thread:
+        """Import a file as a new session in a worker thread (the window and live recording go
+        on); the table refreshes when it is done and errors are shown, not raised."""
+        self.file_label.setText(f"Importing {path.name}…")
+        self.actions["Import GPX/CSV…"].setEnabled(False)
+
+        def work() -> None:
+            try:
+                import_with(self.recorder, path)
+            except (ImportError_, OSError, UnicodeDecodeError) as exc:
+                self.import_finished.emit(str(exc))
+            else:
+                self.import_finished.emit("")
+
+        thread = threading.Thread(target=work, name="trackmon-import", daemon=True)
+        thread.start()
+        return thread
+
+    def _import_done(self, error: str) -> None:
+        self.actions["Import GPX/CSV…"].setEnabled(True)
+        self.refresh()
+        if error:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Import", error, parent=self)
             box.setTextFormat(Qt.TextFormat.PlainText)  # the message can quote a file's name or content
             box.open()
-            return None
-        self.refresh()
-        return session

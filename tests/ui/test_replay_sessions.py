@@ -179,9 +179,43 @@ def test_import_errors_are_shown_as_plain_text(loop, make_window, tmp_path) -> N
     browser = window.open_sessions()
     broken = tmp_path / "<img src=x onerror=alert(1)>.gpx"
     broken.write_text("<gpx><trk>")
-    assert browser.import_path(broken) is None
+    browser.import_path(broken).join(10)
+
+    async def shown() -> None:
+        await wait_until(lambda: browser.findChildren(QMessageBox), what="the error box")
+
+    run(loop, shown())
     [box] = browser.findChildren(QMessageBox)
     assert box.textFormat() == Qt.TextFormat.PlainText
     assert "<img src=x onerror=alert(1)>.gpx is not valid GPX" in box.text()
     box.close()
+    browser.close()
+
+
+def test_importing_in_the_window_leaves_live_recording_running(loop, make_window, tmp_path) -> None:
+    import asyncio
+    import time as clock
+
+    window = make_window()
+    big = tmp_path / "big.csv"
+    rows = ["ident,name,time_utc,latitude,longitude"] + [
+        f"imp,Imported,2025-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z,48.{i:06d},11.0"
+        for i in range(30_000)]
+    big.write_text("\n".join(rows) + "\n")
+    browser = window.open_sessions()
+    acked_during_import = 0
+
+    async def scenario() -> None:
+        nonlocal acked_during_import
+        thread = browser.import_path(big)
+        while thread.is_alive():
+            assert await post(window.urls()[0], [{"ident": "live", "timestamp": clock.time()}]) == 200
+            acked_during_import += thread.is_alive()  # acknowledged while the import still runs
+            await asyncio.sleep(0.01)
+        await wait_until(lambda: browser.actions["Import GPX/CSV…"].isEnabled(), what="import done")
+
+    run(loop, scenario())
+    assert acked_during_import >= 2  # live batches were not queued behind the whole import
+    names = [browser.table.item(r, 1).text() for r in range(browser.table.rowCount())]
+    assert "import big.csv" in names
     browser.close()
