@@ -38,7 +38,8 @@ def tune_gc() -> None:
 
 def launch(args: argparse.Namespace) -> int:
     """Run the window until it is closed; returns the exit code."""
-    from app.cli import CliError, _listener_setup
+    from app.cli.common import CliError
+    from app.cli.listen import listener_setup
     from app.paths import default_db
 
     if not has_display():
@@ -70,7 +71,7 @@ def launch(args: argparse.Namespace) -> int:
     # Validate the effective listener options exactly as `record` does (token rules, TLS files).
     args.host, args.port, args.path = settings.host, settings.port, settings.path
     args.token = settings.auth_token
-    _host, _port, config, ssl_context = _listener_setup(args)
+    _host, _port, config, ssl_context = listener_setup(args)
     auth_override = config.auth if args.auth_header else None
 
     loop = qasync.QEventLoop(app)

@@ -1,0 +1,158 @@
+"""Shared pieces of the command line: errors, argument types, listener options, helpers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sqlite3
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.core.normalize import parse_timestamp
+from app.paths import default_db
+
+DEFAULT_PORT = 8585
+
+
+
+
+EXIT_USAGE = 2
+
+
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def time_value(text: str) -> float:
+    value = parse_timestamp(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a Unix time or ISO 8601 time: {text!r}")
+    return value
+
+
+def add_listener_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `record` and the desktop window: where and how to listen."""
+    group = parser.add_argument_group("listener")
+    group.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; "
+                       "0.0.0.0 for every interface, which requires a token)")
+    group.add_argument("--port", type=port_number, default=None,
+                       help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    group.add_argument("--path", default=None, help="URL path the stream posts to (default /)")
+    group.add_argument("--db", type=Path, default=None, help=f"recording file (default {default_db()})")
+    group.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    group.add_argument("--auth-header", default=None, metavar="'NAME: VALUE'",
+                       help="require this exact header instead of a bearer token")
+    group.add_argument("--insecure-no-token", action="store_true",
+                       help="allow binding beyond loopback without any token (not recommended)")
+    group.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate (chain) for HTTPS")
+    group.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
+    group.add_argument("--tls-self-signed", action="store_true",
+                       help="HTTPS with a self-signed certificate kept in the data directory (see `trackmon cert`)")
+    group.add_argument("--max-body", type=positive_int, default=64, metavar="MIB",
+                       help="largest accepted request body in MiB, after decompression (default 64)")
+    group.add_argument("--messages-path", default="", metavar="DOTTED.PATH",
+                       help="where the message array sits when the body is a JSON object")
+    group.add_argument("--sync", choices=("normal", "full"), default="normal",
+                       help="'full' makes each commit survive a power cut too (slower)")
+
+
+def open_readonly(db: Path | None):
+    from app.store.schema import SchemaTooNew, connect
+    db = db or default_db()
+    if not db.exists():
+        raise CliError(f"no recording at {db}")
+    try:
+        return db, connect(db, readonly=True)
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read {db}: {exc}") from None
+
+
+def pick_session(conn, session: int | None) -> int:
+    from app.store.queries import latest_session_id, session_exists
+    if session is None:
+        latest = latest_session_id(conn)
+        if latest is None:
+            raise CliError("the recording has no sessions")
+        return latest
+    if not session_exists(conn, session):
+        raise CliError(f"no session {session}; see `trackmon sessions`")
+    return session
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def warn_resend(error: str) -> None:
+    print(f"delivery failed, will re-send: {error}", file=sys.stderr, flush=True)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM, so a sending loop can finish its batch and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def sender_headers(args: argparse.Namespace) -> dict[str, str]:
+    from app.server.auth import HeaderAuth
+    headers: dict[str, str] = {}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+    for spec in args.header:
+        try:
+            extra = HeaderAuth.parse(spec)
+        except ValueError as exc:
+            raise CliError(f"--header: {exc}", EXIT_USAGE) from None
+        headers[extra.name] = extra.value
+    return headers
+
+
+def client_ssl(args: argparse.Namespace):
+    import ssl
+    if not args.to.startswith("https://"):
+        return None
+    if args.insecure:
+        return False
+    if args.cafile:
+        try:
+            return ssl.create_default_context(cafile=str(args.cafile))
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"cannot load --cafile: {exc}") from None
+    return None

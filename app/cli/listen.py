@@ -1,0 +1,194 @@
+"""Commands that listen: `record`, `gui` (the window), and `cert` for HTTPS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from app.cli.common import DEFAULT_PORT, EXIT_USAGE, CliError, stop_on_signals
+from app.paths import data_dir, default_db
+
+
+def listener_setup(args: argparse.Namespace):
+    """Validate listener options into (host, port, ListenerConfig, ssl_context)."""
+    from app.server.auth import HeaderAuth
+    from app.server.listener import ListenerConfig
+    from app.server.service import server_ssl_context
+
+    host = args.host or "127.0.0.1"
+    port = DEFAULT_PORT if args.port is None else args.port
+    auth = None
+    if args.token and args.auth_header:
+        raise CliError("use either --token or --auth-header, not both", EXIT_USAGE)
+    if args.token:
+        auth = HeaderAuth.bearer(args.token)
+    elif args.auth_header:
+        try:
+            auth = HeaderAuth.parse(args.auth_header)
+        except ValueError as exc:
+            raise CliError(f"--auth-header: {exc}", EXIT_USAGE) from None
+    if auth is None and not _is_loopback(host) and not args.insecure_no_token:
+        raise CliError(f"refusing to listen on {host} without a token: anyone on the network "
+                       "could write to your recording. Pass --token (or --insecure-no-token).",
+                       EXIT_USAGE)
+    try:
+        config = ListenerConfig(path=args.path or "/", auth=auth,
+                                max_body=args.max_body * 1024 * 1024,
+                                messages_path=args.messages_path)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    ssl_context = None
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise CliError("use either --tls-self-signed or --tls-cert/--tls-key", EXIT_USAGE)
+    if args.tls_self_signed:
+        from app.server.addresses import interface_addresses
+        from app.server.tls import make_self_signed
+        args.tls_cert, args.tls_key = make_self_signed(data_dir(), hosts=interface_addresses())
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CliError("HTTPS needs both --tls-cert and --tls-key", EXIT_USAGE)
+        try:
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot load TLS certificate/key: {exc}") from None
+    return host, port, config, ssl_context
+
+
+def tunnel_setup(args: argparse.Namespace):
+    """The SSH tunnel `record` should keep open, or None; bad options are usage errors."""
+    if not args.ssh_tunnel:
+        return None
+    from app.server.tunnels import SshTunnelConfig
+    try:
+        user, host, port = SshTunnelConfig.parse_target(args.ssh_tunnel)
+    except ValueError as exc:
+        raise CliError(f"--ssh-tunnel: {exc}", EXIT_USAGE) from None
+    password = None
+    if args.ssh_password_env:
+        password = os.environ.get(args.ssh_password_env)
+        if password is None:
+            raise CliError(f"--ssh-password-env: the variable {args.ssh_password_env} is not set", EXIT_USAGE)
+    if args.ssh_key and not args.ssh_key.is_file():
+        raise CliError(f"--ssh-key: no such file {args.ssh_key}", EXIT_USAGE)
+    return SshTunnelConfig(host=host, port=port, username=user, password=password,
+                           key_path=str(args.ssh_key) if args.ssh_key else None, local_port=0,
+                           remote_port=args.ssh_remote_port, remote_bind=args.ssh_remote_bind,
+                           announce=args.ssh_service, known_hosts=data_dir() / "known_hosts")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_recorder(db: Path, sync_full: bool):
+    from app.store.recorder import Recorder, RecordingInUse
+    from app.store.schema import SchemaTooNew
+    try:
+        return Recorder(db, sync_full=sync_full)
+    except (SchemaTooNew, RecordingInUse) as exc:
+        raise CliError(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise CliError(f"cannot open recording {db}: {exc}") from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Listen and record until interrupted (Ctrl-C or SIGTERM)."""
+    from app.server.listener import Listener, RequestEvent
+    from app.server.service import ListenerService, PortInUse
+
+    host, port, config, ssl_context = listener_setup(args)
+    tunnel_config = tunnel_setup(args)
+    db = args.db or default_db()
+    recorder = open_recorder(db, args.sync == "full")
+    session = recorder.start_session(args.session_name, append=args.append)
+    listener = Listener(recorder, config)
+
+    def report(event: RequestEvent) -> None:
+        if event.status != 200:
+            print(f"rejected {event.status} from {event.peer}: {event.reason}", file=sys.stderr,
+                  flush=True)
+
+    listener.on_request(report)
+    service = ListenerService(listener, host, port, ssl_context=ssl_context)
+
+    async def serve() -> None:
+        stop = stop_on_signals()
+        try:
+            urls = await service.start()
+        except PortInUse as exc:
+            raise CliError(str(exc)) from None
+        print(f"recording session {session} to {db}", flush=True)
+        if args.tls_cert:
+            from app.server.tls import fingerprint
+            print(f"HTTPS certificate {args.tls_cert}, SHA-256 {fingerprint(Path(args.tls_cert))}", flush=True)
+        for url in urls:
+            print(f"listening on {url}", flush=True)
+        tunnel_task = None
+        if tunnel_config is not None:
+            from app.server.tunnels import SshTunnel, TunnelState
+
+            def tunnel_changed(state: TunnelState) -> None:
+                url = f", public URL {state.public_url.rstrip('/')}{config.path}" if state.public_url else ""
+                print(f"tunnel {state.state}{': ' + state.detail if state.detail else ''}{url}", flush=True)
+
+            tunnel_config.local_port = service.port or port
+            tunnel = SshTunnel(tunnel_config, tunnel_changed)
+            tunnel_task = asyncio.ensure_future(tunnel.run())
+        last = None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=5.0)
+            except TimeoutError:
+                figures = (listener.stats.messages, listener.stats.rejects, listener.stats.retries)
+                if figures != last:
+                    print(f"{figures[0]} messages in {listener.stats.batches} batches, "
+                          f"{figures[2]} re-sent, {figures[1]} rejected", flush=True)
+                    last = figures
+        if tunnel_task is not None:
+            tunnel.stop()
+            await asyncio.wait_for(tunnel_task, 10)
+        await service.stop()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        recorder.close()
+    stats = listener.stats
+    print(f"stopped: {stats.messages} messages in {stats.batches} batches, {stats.retries} "
+          f"re-sent, {stats.rejects} rejected", flush=True)
+    return 0
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Show (making it if needed), export or regenerate the self-signed certificate."""
+    from app.server.addresses import interface_addresses
+    from app.server.tls import certificate_names, export_certificate, fingerprint, make_self_signed
+
+    try:
+        cert_path, _key = make_self_signed(data_dir(), hosts=interface_addresses(), regenerate=args.regenerate)
+        if args.export:
+            export_certificate(cert_path, args.export)
+    except OSError as exc:
+        raise CliError(f"certificate: {exc}") from None
+    print(f"certificate: {cert_path}")
+    print(f"SHA-256:     {fingerprint(cert_path)}")
+    print(f"valid for:   {', '.join(certificate_names(cert_path))}")
+    if args.export:
+        print(f"exported to: {args.export}")
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open the desktop window."""
+    from app.ui.launch import launch
+    return launch(args)
