@@ -20,6 +20,13 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
+	@# Qt's X11 plugin needs system libraries a bare machine may lack: install them when we can.
+	@missing="$$($(PY) -c 'from app.ui.launch import missing_x11_packages as m; print(" ".join(m()))')"; \
+	if [ -n "$$missing" ] && [ -n "$$DISPLAY" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq $$missing || (apt-get update -qq && apt-get install -y -qq $$missing); \
+	  else echo "trackmon's window needs: sudo apt-get install $$missing"; fi; \
+	fi
 	$(VENV)/bin/trackmon $(ARGS)
 
 lint: $(VENV)/.test-installed

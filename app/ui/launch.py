@@ -7,8 +7,11 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
+import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +21,29 @@ def has_display() -> bool:
     if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def debian_package(soname: str) -> str:
+    """The Debian package that ships a library: libxcb-icccm.so.4 → libxcb-icccm4,
+    libxkbcommon-x11.so.0 → libxkbcommon-x11-0."""
+    name, _, version = soname.partition(".so.")
+    return f"{name}{'-' if name[-1:].isdigit() else ''}{version}" if version else name
+
+
+def missing_x11_packages() -> list[str]:
+    """Debian packages Qt's X11 (xcb) plugin needs but this machine lacks; [] when there is
+    nothing to check (not Linux/X11, no ldd). Without them Qt aborts with a message that names
+    libxcb-cursor0 whatever is actually missing."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform != "linux" or platform not in ("", "xcb") or not shutil.which("ldd"):
+        return []
+    from PySide6.QtCore import QLibraryInfo
+    plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return []
+    found = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, check=False).stdout
+    missing = {line.split()[0] for line in found.splitlines() if "not found" in line}
+    return sorted(debian_package(soname) for soname in missing)
 
 
 def prepare_webengine() -> None:
@@ -45,6 +71,11 @@ def launch(args: argparse.Namespace) -> int:
     if not has_display():
         raise CliError("no display found (DISPLAY/WAYLAND_DISPLAY unset); for headless recording use "
                        "`trackmon record`")
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        missing = missing_x11_packages()
+        if missing:
+            raise CliError(f"the window needs system libraries Qt's X11 plugin cannot find; Debian/Ubuntu: "
+                           f"sudo apt-get install {' '.join(missing)} (headless recording: `trackmon record`)")
     prepare_webengine()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 

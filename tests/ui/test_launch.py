@@ -57,3 +57,11 @@ def test_settings_persist_and_a_first_run_gets_a_token(qapp, tmp_path) -> None:
     save_settings(store, changed)
     again = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     assert load_settings(again) == changed
+
+
+def test_missing_x11_libraries_are_named_as_debian_packages() -> None:
+    assert launch.debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
+    assert launch.debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    assert launch.debian_package("libxcb-cursor.so.0") == "libxcb-cursor0"
+    missing = launch.missing_x11_packages()  # what this machine lacks, read from Qt's own plugin
+    assert all(name.startswith("lib") and ".so" not in name for name in missing)
