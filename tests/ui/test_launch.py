@@ -65,3 +65,32 @@ def test_missing_x11_libraries_are_named_as_debian_packages() -> None:
     assert launch.debian_package("libxcb-cursor.so.0") == "libxcb-cursor0"
     missing = launch.missing_x11_packages()  # what this machine lacks, read from Qt's own plugin
     assert all(name.startswith("lib") and ".so" not in name for name in missing)
+
+
+def test_settings_dialog_refuses_unsafe_or_broken_choices(qapp, tmp_path) -> None:
+    from app.ui.settings_dialog import SettingsDialog
+    dialog = SettingsDialog(AppSettings(token="t0k"))
+    dialog.host.setCurrentText("0.0.0.0")
+    dialog.require_token.setChecked(False)
+    dialog._accept()
+    assert "requires a token" in dialog.problem.text() and not dialog.result()
+    dialog.require_token.setChecked(True)
+    dialog.path.setText("/status")
+    dialog._accept()
+    assert "/status" in dialog.problem.text()
+    dialog.path.setText("/flespi")
+    dialog.offline.setValue(10)
+    dialog.stale.setValue(60)
+    dialog._accept()
+    assert "Offline after" in dialog.problem.text()
+    dialog.offline.setValue(600)
+    dialog.tls_mode.setCurrentIndex(dialog.tls_mode.findData("files"))
+    dialog.tls_cert.setText(str(tmp_path / "missing.pem"))
+    dialog._accept()
+    assert "certificate file" in dialog.problem.text()
+    dialog.tls_mode.setCurrentIndex(dialog.tls_mode.findData("self-signed"))
+    dialog._accept()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    chosen = dialog.result_settings()
+    assert (chosen.host, chosen.path, chosen.auth_token) == ("0.0.0.0", "/flespi", "t0k")
+    assert chosen.tls_mode == "self-signed"
