@@ -167,20 +167,26 @@ def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
 
 
 class RawCache:
-    """The raw JSON of points' messages, keeping a few decoded batches (points come in order)."""
+    """Stored batches decoded on demand, keeping the last few (points come in time order, so
+    neighbours mostly share a batch)."""
 
     def __init__(self, conn: sqlite3.Connection, size: int = 16) -> None:
         self.conn = conn
         self.size = size
-        self._batches: dict[int, list[Any]] = {}
+        self._batches: dict[int, tuple[float, list[Any]]] = {}
+
+    def batch(self, batch_id: int) -> tuple[float, list[Any]]:
+        """(receive time, raw messages) of a stored batch."""
+        found = self._batches.get(batch_id)
+        if found is None:
+            received_at, body = self.conn.execute("SELECT received_at, body FROM batches WHERE id = ?",
+                                                  (batch_id,)).fetchone()
+            found = (received_at, orjson.loads(decompress_body(body)))
+            if len(self._batches) >= self.size:
+                self._batches.pop(next(iter(self._batches)))
+            self._batches[batch_id] = found
+        return found
 
     def raw(self, point: TrackPoint) -> Any:
         """The message exactly as the device sent it."""
-        batch = self._batches.get(point.batch_id)
-        if batch is None:
-            row = self.conn.execute("SELECT body FROM batches WHERE id = ?", (point.batch_id,)).fetchone()
-            batch = orjson.loads(decompress_body(row[0]))
-            if len(self._batches) >= self.size:
-                self._batches.pop(next(iter(self._batches)))
-            self._batches[point.batch_id] = batch
-        return batch[point.idx]
+        return self.batch(point.batch_id)[1][point.idx]

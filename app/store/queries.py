@@ -16,6 +16,7 @@ import orjson
 
 from app.core.normalize import Message, normalize
 from app.store.codec import decompress_body
+from app.store.points import RawCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +90,9 @@ def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredM
 
 def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
     """The exact JSON value a device sent, as stored in its batch."""
-    row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
-    if row is None:
+    if conn.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone() is None:
         raise KeyError(f"no batch {batch_id}")
-    return orjson.loads(decompress_body(row[0]))[index]
+    return RawCache(conn, size=1).batch(batch_id)[1][index]
 
 
 def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:

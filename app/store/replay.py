@@ -16,8 +16,7 @@ from typing import Any
 import orjson
 
 from app.core.normalize import UNUSABLE_FIX, Message, normalize
-from app.store.codec import decompress_body
-from app.store.points import PointFilter, TrackPoint, iter_points, session_idents
+from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents
 
 SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
 
@@ -67,28 +66,17 @@ class ReplaySource:
             first, last = (min(times), max(times)) if times else (0.0, 0.0)
         self.start = float(first)
         self.end = float(max([last, *tail]))
-        self._batches: dict[int, tuple[float, list[Any]]] = {}
+        self._raw = RawCache(conn, size=64)  # a snapshot touches the latest batch of every device
 
     # -- raw messages ---------------------------------------------------------------------------
-    def _batch(self, batch_id: int) -> tuple[float, list[Any]]:
-        found = self._batches.get(batch_id)
-        if found is None:
-            received_at, body = self.conn.execute("SELECT received_at, body FROM batches WHERE id = ?",
-                                                  (batch_id,)).fetchone()
-            found = (received_at, orjson.loads(decompress_body(body)))
-            if len(self._batches) >= 64:
-                self._batches.pop(next(iter(self._batches)))
-            self._batches[batch_id] = found
-        return found
-
     def message(self, point: TrackPoint) -> ReplayedMessage:
         """The full message behind a point (all parameters), normalized from its raw JSON."""
-        received_at, raws = self._batch(point.batch_id)
+        received_at, raws = self._raw.batch(point.batch_id)
         return ReplayedMessage(normalize(raws[point.idx], received_at), received_at, point.batch_id, point.idx)
 
     def raw(self, batch_id: int, index: int) -> Any:
         """Exactly what the device sent."""
-        return self._batch(batch_id)[1][index]
+        return self._raw.batch(batch_id)[1][index]
 
     # -- timeline -------------------------------------------------------------------------------
     def density(self, bins: int) -> list[float]:
