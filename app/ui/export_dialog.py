@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.core.filters import FilterError, compile_filter
 from app.store.exporters import Cancelled, collect_param_keys, run_export
-from app.store.points import PointFilter, session_idents
+from app.store.points import PointFilter
 from app.store.replay import ReplaySource
 
 SUFFIX = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson"}
@@ -59,7 +59,7 @@ class ExportDialog(QDialog):
         try:
             source = ReplaySource(conn, session_id)
             start, end = source.start, source.end
-            idents = session_idents(conn, PointFilter(session_id))
+            idents = source.idents
             names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
                                       (session_id,)).fetchall())
         finally:
