@@ -67,9 +67,10 @@ def test_missing_x11_libraries_are_named_as_debian_packages() -> None:
     assert all(name.startswith("lib") and ".so" not in name for name in missing)
 
 
-def test_settings_dialog_refuses_unsafe_or_broken_choices(qapp, tmp_path) -> None:
+def test_settings_dialog_refuses_unsafe_or_broken_choices(qtbot, tmp_path) -> None:
     from app.ui.settings_dialog import SettingsDialog
     dialog = SettingsDialog(AppSettings(token="t0k"))
+    qtbot.addWidget(dialog)  # closed and deleted with the test, not left to PySide's exit clean-up
     dialog.host.setCurrentText("0.0.0.0")
     dialog.require_token.setChecked(False)
     dialog._accept()
