@@ -11,12 +11,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# PySide6 6.12 split QtWebEngine into packages that 6.11 (our cap) does not know: a venv made
+# before the cap keeps them and fails `pip check`, so they are removed.
+CHECK_ENV := $(PY) -m pip check >/dev/null || { $(PY) -m pip uninstall -y -q PySide6_WebEngine PySide6_Pdf && $(PY) -m pip check; }
+
 $(VENV)/.run-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
+	@$(CHECK_ENV)
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	@$(CHECK_ENV)
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
