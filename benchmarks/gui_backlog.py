@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.ui.launch import prepare_webengine, tune_gc  # noqa: E402
+from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
 
@@ -33,6 +33,7 @@ import qasync  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
@@ -111,9 +112,10 @@ def main() -> None:
         window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), Path(tmp) / "gui.sqlite")
         window.resize(1440, 900)
         window.show()
-        tune_gc()  # as `trackmon` does
+        collector = GuiGarbageCollector(app)  # as `trackmon` does
         with loop:
             gui = loop.run_until_complete(measure_gui(window, args.messages, args.devices, args.batch))
+    collector.stop()
     headless = measure_headless(args.messages, args.devices, args.batch)
     stalls = gui["lateness"]
     q = statistics.quantiles(stalls, n=100)
@@ -124,6 +126,9 @@ def main() -> None:
           f"(feeder saw its last 200 after {gui['feeder_seconds']:.2f} s)")
     print(f"event-loop stall (10 ms timer lateness, {len(stalls)} beats): p50 {q[49]:.1f} ms, "
           f"p99 {q[98]:.1f} ms, max {max(stalls):.1f} ms")
+    gc_stats = collector.stats
+    print(f"garbage collection on the GUI thread: passes {gc_stats.passes}, worst ms "
+          f"{[round(ms, 1) for ms in gc_stats.worst_ms]}, total {gc_stats.total_ms:.0f} ms")
     print(f"headless record, same feed: {args.messages / headless:,.0f} msg/s; GUI/headless ratio "
           f"{headless / gui['seconds']:.2f}")
 

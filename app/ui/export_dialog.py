@@ -1,16 +1,18 @@
 """The export dialog: format, devices, time range, valid fixes; progress bar and cancel.
 
-The export runs in a worker thread with its own SQLite connection, reporting progress through a
-Qt signal, so the window stays live (and keeps recording) while a large session is written.
+The export runs in a worker thread with its own SQLite connection, so the window stays live (and
+keeps recording) while a large session is written. The worker holds no Qt object: it reports
+through a `ThreadBridge` and is cancelled through a plain `threading.Event`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QDateTime, QObject, Qt, QTimeZone, Signal
+from PySide6.QtCore import QDateTime, Qt, QTimeZone
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,14 +34,13 @@ from app.core.filters import FilterError, compile_filter
 from app.store.exporters import Cancelled, collect_param_keys, run_export
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
+from app.ui.thread_bridge import ThreadBridge
 
 SUFFIX = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson"}
 
 
-class _Worker(QObject):
-    progress = Signal(int, int)
-    finished = Signal(str)  # '' on success, else the error
-    cancelled = False
+#: The worker reports progress at most this often (each report is a call across threads).
+PROGRESS_EVERY_S = 0.1
 
 
 def _utc(ts: float) -> QDateTime:
@@ -116,7 +117,7 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.bar)
         layout.addLayout(buttons)
-        self.worker: _Worker | None = None
+        self.cancel_event: threading.Event | None = None
         self.thread: threading.Thread | None = None
         self._format_changed("gpx")
 
@@ -153,33 +154,16 @@ class ExportDialog(QDialog):
             except FilterError as exc:
                 self.status.setText(f"Filter: {exc}")
                 return
-        worker = self.worker = _Worker()
-        worker.progress.connect(self._progress)
-        worker.finished.connect(self._finished)
         all_params = self.all_params.isChecked() and fmt == "csv"
         points = self.points.isChecked() and fmt == "geojson"
-
-        def run() -> None:
-            conn = sqlite3.connect(self.db)
-            try:
-                params = collect_param_keys(conn, f) if all_params else None
-                with open(target, "w", encoding="utf-8", newline="") as out:
-                    exporter = run_export(conn, fmt, f, out, title=self.title, params=params, points=points,
-                                          where=where, progress=worker.progress.emit,
-                                          cancelled=lambda: worker.cancelled)
-                worker.finished.emit(f"Wrote {exporter.written:,} points to {target.name}")
-            except Cancelled:
-                target.unlink(missing_ok=True)
-                worker.finished.emit("Cancelled")
-            except Exception as exc:  # shown in the dialog
-                worker.finished.emit(f"Failed: {exc}")
-            finally:
-                conn.close()
-
+        cancel = self.cancel_event = threading.Event()
+        progress_bridge, finished_bridge = ThreadBridge(self._progress), ThreadBridge(self._finished)
+        db, title = self.db, self.title  # the worker gets plain values, never the dialog
+        self.thread = threading.Thread(target=_export, name="trackmon-export", daemon=True, args=(
+            db, fmt, f, target, title, all_params, points, where, cancel, progress_bridge, finished_bridge))
         self.start_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
         self.status.setText("Exporting…")
-        self.thread = threading.Thread(target=run, name="trackmon-export", daemon=True)
         self.thread.start()
 
     def _progress(self, done: int, total: int) -> None:
@@ -194,7 +178,35 @@ class ExportDialog(QDialog):
         self.thread = None
 
     def _cancel_or_close(self) -> None:
-        if self.thread is not None and self.worker is not None:
-            self.worker.cancelled = True
+        if self.thread is not None and self.cancel_event is not None:
+            self.cancel_event.set()
         else:
             self.accept()
+
+
+def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,
+            where, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge) -> None:
+    """The export itself, in its worker thread: plain data in, plain data out through bridges."""
+    last = 0.0
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S or done >= total:
+            last = now
+            progress.send(done, total)
+
+    conn = sqlite3.connect(db)
+    try:
+        params = collect_param_keys(conn, f) if all_params else None
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            exporter = run_export(conn, fmt, f, out, title=title, params=params, points=points, where=where,
+                                  progress=report, cancelled=cancel.is_set)
+        finished.send(f"Wrote {exporter.written:,} points to {target.name}")
+    except Cancelled:
+        target.unlink(missing_ok=True)
+        finished.send("Cancelled")
+    except Exception as exc:  # shown in the dialog
+        finished.send(f"Failed: {exc}")
+    finally:
+        conn.close()

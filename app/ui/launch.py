@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import shutil
@@ -53,15 +52,6 @@ def prepare_webengine() -> None:
         log.warning("running as root: QtWebEngine sandbox disabled (QTWEBENGINE_DISABLE_SANDBOX=1)")
 
 
-def tune_gc() -> None:
-    """Make full garbage collections rare: with tens of thousands of live messages in the log
-    window, each full pass stalls the event loop for ~100 ms (measured in benchmarks/gui_backlog.py).
-    Objects alive after start-up are frozen out of collection altogether."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
 def launch(args: argparse.Namespace) -> int:
     """Run the window until it is closed; returns the exit code."""
     from app.cli.common import CliError
@@ -83,6 +73,7 @@ def launch(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
+    from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
     from app.ui.settings import load_settings
     from app.ui.tile_scheme import register_scheme
@@ -110,7 +101,8 @@ def launch(args: argparse.Namespace) -> int:
     window = MainWindow(settings, args.db or default_db(), store=store, auth_override=auth_override,
                         ssl_context=ssl_context)
     window.show()
-    tune_gc()
+    # Cyclic garbage collection only on this thread, from now on (see app/ui/gc_guard.py).
+    collector = GuiGarbageCollector(app)
 
     async def run() -> None:
         await window.start()
@@ -119,4 +111,5 @@ def launch(args: argparse.Namespace) -> int:
 
     with loop:
         loop.run_until_complete(run())
+    collector.stop()
     return 0

@@ -26,6 +26,7 @@ from app.core.display import utc_text
 from app.store.importers import ImportError_, import_with
 from app.store.queries import SessionSummary, list_sessions
 from app.store.recorder import Recorder
+from app.ui.thread_bridge import ThreadBridge
 
 HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent",
            "Rejects", "Stored", "State")
@@ -42,7 +43,7 @@ class SessionBrowser(QDialog):
     replay_requested = Signal(int)
     export_requested = Signal(int)
     send_requested = Signal(int)
-    import_finished = Signal(str)  # '' on success, else the error (emitted from the import thread)
+    import_finished = Signal(str)  # '' on success, else the error (emitted on the GUI thread)
 
     def __init__(self, reader: sqlite3.Connection, recorder: Recorder, parent=None) -> None:
         super().__init__(parent)
@@ -79,7 +80,6 @@ class SessionBrowser(QDialog):
         layout.addWidget(self.file_label)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
-        self.import_finished.connect(self._import_done)
         self.refresh()
 
     def refresh(self) -> None:
@@ -167,15 +167,9 @@ class SessionBrowser(QDialog):
         self.file_label.setText(f"Importing {path.name}…")
         self.actions["Import GPX/CSV…"].setEnabled(False)
 
-        def work() -> None:
-            try:
-                import_with(self.recorder, path)
-            except (ImportError_, OSError, UnicodeDecodeError) as exc:
-                self.import_finished.emit(str(exc))
-            else:
-                self.import_finished.emit("")
-
-        thread = threading.Thread(target=work, name="trackmon-import", daemon=True)
+        done = ThreadBridge(self._import_done)
+        thread = threading.Thread(target=_import_file, args=(self.recorder, path, done), name="trackmon-import",
+                                  daemon=True)
         thread.start()
         return thread
 
@@ -186,3 +180,14 @@ class SessionBrowser(QDialog):
             box = QMessageBox(QMessageBox.Icon.Warning, "Import", error, parent=self)
             box.setTextFormat(Qt.TextFormat.PlainText)  # the message can quote a file's name or content
             box.open()
+        self.import_finished.emit(error)
+
+
+def _import_file(recorder: Recorder, path: Path, done: ThreadBridge) -> None:
+    """The import, in its worker thread; it holds no Qt object and reports through ``done``."""
+    try:
+        import_with(recorder, path)
+    except (ImportError_, OSError, UnicodeDecodeError) as exc:
+        done.send(str(exc))
+    else:
+        done.send("")

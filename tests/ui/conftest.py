@@ -18,6 +18,7 @@ import pytest
 import qasync
 from PySide6.QtTest import QTest
 
+from app.ui.gc_guard import GuiGarbageCollector
 from app.ui.main_window import MainWindow
 from app.ui.settings import AppSettings
 from app.ui.tile_scheme import register_scheme
@@ -27,8 +28,17 @@ register_scheme()  # as the app does, before pytest-qt creates the QApplication
 TOKEN = "test-token-0123456789"
 
 
+@pytest.fixture(scope="session")
+def gui_gc(qapp) -> Iterator[GuiGarbageCollector]:
+    """Garbage collection as the app does it: never automatic, only on the GUI thread. Window
+    tests run import, export and writer threads beside the window, as users do."""
+    collector = GuiGarbageCollector(qapp)
+    yield collector
+    collector.stop()
+
+
 @pytest.fixture
-def loop(qapp) -> Iterator[asyncio.AbstractEventLoop]:
+def loop(qapp, gui_gc) -> Iterator[asyncio.AbstractEventLoop]:
     """The asyncio loop on Qt's event processing, as in the app. It is marked running from the
     start and driven by processing Qt events, because every `run_until_complete` would end with
     QApplication.exit(), whose aboutToQuit tears QtWebEngine down."""
