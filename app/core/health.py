@@ -38,9 +38,11 @@ CHECKS: dict[str, tuple[str, int]] = {
 #: Interval histogram bin edges in seconds (the last bin is open-ended).
 INTERVAL_BINS: tuple[float, ...] = (0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800,
                                     3600, 7200, 21600, 86400)
-#: Parameters that are constant by nature, never reported as stuck.
 _MISSING = object()
+#: Parameters that are constant by nature, never reported as stuck.
 NOT_SENSORS = ("ident", "timestamp", "server.timestamp", "device.", "channel.", "protocol.", "peer", "position.valid")
+#: Parameters whose appearing/disappearing is counted per device; names past this are not tracked.
+MAX_TRACKED_KEYS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +192,10 @@ class DeviceHealth:
             self.prev_keys = set(keys)
         elif len(keys) != len(previous_keys) or keys != previous_keys:
             appeared, gone = keys - previous_keys, previous_keys - keys
+            events = self.key_events
             for key in appeared | gone:
-                self.key_events[key] = self.key_events.get(key, 0) + 1
+                if key in events or len(events) < MAX_TRACKED_KEYS:  # a device inventing names cannot grow it
+                    events[key] = events.get(key, 0) + 1
             parts = ([f"+{k}" for k in sorted(appeared)] + [f"-{k}" for k in sorted(gone)])[:6]
             self._hit("params_changed", ts, ref, " ".join(parts))
             self.prev_keys = set(keys)

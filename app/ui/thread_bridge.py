@@ -11,6 +11,7 @@ follows — happens on the GUI thread. Whatever the worker drops, it never frees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -28,10 +29,8 @@ class ThreadBridge:
     def send(self, *args: Any) -> None:
         """Call the receiver with ``args`` (plain data) on the GUI thread, soon; dropped if the
         receiver is gone or the loop is closed."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the window is gone
             self._loop.call_soon_threadsafe(_deliver, self._target, args)
-        except RuntimeError:  # the loop is closed: the window is gone, nobody is listening
-            pass
 
 
 def _deliver(target: weakref.WeakMethod, args: tuple[Any, ...]) -> None:

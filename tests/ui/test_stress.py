@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 from PySide6.QtCore import QTimer
 
+from tests.ui.churn import churn_cycle
 from tests.ui.conftest import TOKEN, run, wait_until
 
 SECONDS = float(os.environ.get("TRACKMON_STRESS_SECONDS", "20"))
@@ -29,14 +30,6 @@ SECONDS = float(os.environ.get("TRACKMON_STRESS_SECONDS", "20"))
 FROZEN_MS = 3000
 DEVICES = 40
 BATCH = 50
-
-
-def write_csv(path: Path, cycle: int, rows: int = 2000) -> None:
-    """A track file of the shape `export --format csv` writes; content differs per cycle."""
-    lines = ["ident,name,time_utc,latitude,longitude"]
-    lines += [f"imported-{cycle},Import {cycle},2025-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z,"
-              f"{48 + i * 1e-5 + cycle * 1e-3:.6f},11.000000" for i in range(rows)]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def recorded_messages(db: Path, prefix: str) -> dict[tuple[str, float], int]:
@@ -74,7 +67,7 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
 
     heartbeat = QTimer(interval=10, timeout=beat)
     acked: list[tuple[str, float]] = []
-    cycles = {"imports": 0, "exports": 0, "replays": 0, "sessions": 0}
+    cycles = 0
     deadline = time.monotonic() + SECONDS
 
     async def feed() -> None:
@@ -96,44 +89,11 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
                 await asyncio.sleep(0.01)
 
     async def churn() -> None:
+        nonlocal cycles
         browser = window.open_sessions()
-        cycle = 0
         while time.monotonic() < deadline:
-            cycle += 1
-            # import a file (worker thread) ...
-            track = tmp_path / f"import-{cycle}.csv"
-            write_csv(track, cycle)
-            finished: list[str] = []
-            browser.import_finished.connect(finished.append)
-            browser.import_path(track)
-            await wait_until(lambda: finished, timeout=60, what="import")  # noqa: B023
-            browser.import_finished.disconnect(finished.append)
-            assert finished == [""], finished
-            cycles["imports"] += 1
-            # ... export the session being recorded (worker thread) ...
-            live_session = window.recorder.session_id
-            dialog = window.open_export(live_session)
-            dialog.path.setText(str(tmp_path / f"export-{cycle}.gpx"))
-            dialog.start()
-            await wait_until(lambda: dialog.thread is None, timeout=60, what="export")  # noqa: B023
-            assert dialog.status.text().startswith("Wrote"), dialog.status.text()
-            dialog.close()
-            dialog.deleteLater()
-            cycles["exports"] += 1
-            # ... replay the imported session, seek and play, back to live ...
-            browser.refresh()
-            imported = max(s.id for s in browser.sessions)
-            window.enter_replay(imported)
-            window.replay.seek((window.replay.source.start + window.replay.source.end) / 2)
-            window.replay_bar.speed.setCurrentIndex(window.replay_bar.speed.count() - 1)
-            window.replay_bar.play.click()
-            await asyncio.sleep(0.3)
-            window.leave_replay()
-            cycles["replays"] += 1
-            # ... and switch the live recording to a new session.
-            window.new_session()
-            cycles["sessions"] += 1
-            await asyncio.sleep(0.05)
+            await churn_cycle(window, browser, tmp_path, cycles + 1)
+            cycles += 1
         browser.close()
         browser.deleteLater()
 
@@ -150,7 +110,7 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
     finally:
         gc.callbacks.remove(on_collect)
 
-    assert all(count >= 2 for count in cycles.values()), cycles
+    assert cycles >= 2, f"only {cycles} rounds of import, export, replay and session switch"
     assert collections_off_gui == [], f"garbage collected in worker threads: {set(collections_off_gui)}"
     assert worst_stall[0] < FROZEN_MS, f"the event loop did not answer for {worst_stall[0]:.0f} ms"
     assert len(acked) > 1000
