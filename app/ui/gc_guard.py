@@ -24,8 +24,9 @@ from PySide6.QtCore import QObject, QTimer
 
 log = logging.getLogger(__name__)
 
-#: How often the GUI thread looks at the allocation counters.
-INTERVAL_MS = 200
+#: How often the GUI thread looks at the allocation counters: often, so that a young pass finds
+#: what a fraction of a second allocated, not a whole import's worth (the check itself is free).
+INTERVAL_MS = 50
 #: Young-generation threshold: far above CPython's 700, so a pass happens a few times a second
 #: under load rather than thousands of times, and stays short (the young generation is small).
 YOUNG_THRESHOLD = 20_000

@@ -1,0 +1,232 @@
+"""Soak: the real window for a long time under live load while everything else cycles.
+
+The window (offscreen unless DISPLAY is set) listens as `trackmon` does; `trackmon simulate` posts
+5,000 msg/s from 500 devices; every round imports a file, exports the live session, replays a
+session and switches to a new session (tests/ui/churn.py). A second process polls `GET /status`
+throughout (black-box latency, as a user's tool would see it). Every 10 s it samples the
+window's RSS. At the end it prints: messages recorded, rounds, RSS after warm-up vs. at the end,
+`/status` latency percentiles and failures, the worst event-loop stall and garbage-collection
+cost; the baseline for `/status` is the same poller against the headless `trackmon record`
+measured at the start of the run.
+
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--rate 5000] [--devices 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import orjson  # noqa: E402
+import psutil  # noqa: E402
+
+TOKEN = "soak-token"
+
+
+def poll_status(url: str, seconds: float, every: float) -> None:
+    """Child-process mode: GET url every ``every`` s for ``seconds``; print one JSON summary."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                reply.read()
+            latencies.append((time.perf_counter() - started) * 1000.0)
+        except Exception as exc:  # counted and reported, the run goes on
+            failures.append(f"{type(exc).__name__}: {exc}"[:200])
+        time.sleep(max(0.0, every - (time.perf_counter() - started)))
+    print(orjson.dumps({"latencies": latencies, "failures": failures}).decode(), flush=True)
+
+
+def summary(latencies: list[float]) -> str:
+    if len(latencies) < 2:
+        return "no samples"
+    q = statistics.quantiles(latencies, n=100)
+    return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(latencies):.1f} ms ({len(latencies)} polls)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_poller(url: str, seconds: float, every: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--poll", url, "--seconds", str(seconds), "--every",
+                             str(every)], stdout=subprocess.PIPE, text=True)
+
+
+def finish_poller(poller: subprocess.Popen) -> dict:
+    out, _ = poller.communicate(timeout=120)
+    return orjson.loads(out.strip().splitlines()[-1])
+
+
+def simulate(url: str, args: argparse.Namespace, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "app", "simulate", "--to", url, "--token", TOKEN, "--devices",
+                             str(args.devices), "--rate", str(args.rate), "--batch", str(args.batch), "--duration",
+                             str(seconds), "--seed", "11"], cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
+    """`/status` latency of headless `trackmon record` under the same feed."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        record = subprocess.Popen([sys.executable, "-m", "app", "record", "--port", str(port), "--db",
+                                   str(Path(tmp) / "baseline.sqlite"), "--token", TOKEN], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            while "listening on" not in (record.stdout.readline() or "listening on"):
+                pass
+            feed = simulate(f"http://127.0.0.1:{port}/", args, seconds)
+            poller = start_poller(f"http://127.0.0.1:{port}/status", seconds, args.poll_every)
+            result = finish_poller(poller)
+            feed.wait(60)
+            return result
+        finally:
+            record.terminate()
+            record.wait(30)
+
+
+def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
+    from app.ui.launch import prepare_webengine
+
+    prepare_webengine()
+    import qasync
+    from PySide6.QtCore import QTimer, qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.gc_guard import GuiGarbageCollector
+    from app.ui.main_window import MainWindow
+    from app.ui.settings import AppSettings
+    from app.ui.tile_scheme import register_scheme
+    from tests.ui.churn import churn_cycle
+
+    register_scheme()
+    quiet = "does not support propagateSizeHints"  # the offscreen plugin says so for every dialog
+    qInstallMessageHandler(lambda _kind, _context, text: quiet in text or print(text, file=sys.stderr))
+    app = QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), workdir / "soak.sqlite")
+    window.resize(1440, 900)
+    window.show()
+    collector = GuiGarbageCollector(app)
+    me = psutil.Process()
+    result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": []}
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        result["stall_ms"] = max(result["stall_ms"], (now - last[0]) * 1000.0)
+        last[0] = now
+
+    async def scenario() -> None:
+        await window.start()
+        url = window.urls()[0]
+        feed = simulate(url, args, seconds)
+        poller = start_poller(url.rsplit("/", 1)[0] + "/status", seconds, args.poll_every)
+        heartbeat = QTimer(interval=50, timeout=beat)
+        heartbeat.start()
+        started = time.monotonic()
+
+        async def sample() -> None:
+            while True:
+                result["rss"].append((round(time.monotonic() - started), me.memory_info().rss))
+                await asyncio.sleep(10)
+
+        sampler = asyncio.ensure_future(sample())
+        browser = window.open_sessions()
+        try:
+            while time.monotonic() - started < seconds:
+                try:
+                    await churn_cycle(window, browser, workdir, result["rounds"] + 1, import_rows=20_000,
+                                      replay_s=2.0, timeout=300)
+                    result["rounds"] += 1
+                except AssertionError as exc:
+                    result["errors"].append(str(exc))
+                await asyncio.sleep(args.pause)
+        finally:
+            heartbeat.stop()
+            sampler.cancel()
+            result["rss"].append((round(time.monotonic() - started), me.memory_info().rss))
+            result["status"] = await asyncio.get_running_loop().run_in_executor(None, finish_poller, poller)
+            feed.wait(60)
+            result["messages"] = window.listener.stats.messages if window.listener else 0
+            result["listener"] = window.listener.stats.as_json() if window.listener else {}
+            browser.close()
+            await window.shutdown()
+
+    with loop:
+        loop.run_until_complete(scenario())
+    collector.stop()
+    result["gc"] = {"passes": collector.stats.passes, "worst_ms": collector.stats.worst_ms,
+                    "total_ms": collector.stats.total_ms}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=5000.0, help="messages/s over the fleet")
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--pause", type=float, default=10.0, help="seconds between rounds")
+    parser.add_argument("--poll-every", type=float, default=0.2)
+    parser.add_argument("--baseline-seconds", type=float, default=60.0)
+    parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--poll", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--every", type=float, default=0.2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.poll:
+        poll_status(args.poll, args.seconds, args.every)
+        return
+    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{args.rate:,.0f} msg/s from {args.devices} devices, {args.minutes:g} min", flush=True)
+    baseline = headless_baseline(args, args.baseline_seconds)
+    print(f"baseline: headless record, /status {summary(baseline['latencies'])}, "
+          f"{len(baseline['failures'])} failures", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_window(args, args.minutes * 60.0, Path(tmp))
+    rss = result["rss"]
+    warm = [mb for t, mb in rss if t >= args.warmup_minutes * 60] or [rss[-1][1]]
+    status = result["status"]
+    print(f"window: {result['messages']:,} messages recorded ({result['messages'] / (args.minutes * 60):,.0f} msg/s),"
+          f" {result['rounds']} rounds of import/export/replay/new session, {len(result['errors'])} failed rounds")
+    for error in result["errors"][:5]:
+        print(f"  failed round: {error}")
+    print(f"RSS: {rss[0][1] / 2**20:.0f} MB at start, {warm[0] / 2**20:.0f} MB after warm-up "
+          f"({args.warmup_minutes:g} min), max {max(mb for _, mb in rss) / 2**20:.0f} MB, "
+          f"{rss[-1][1] / 2**20:.0f} MB at the end")
+    print("RSS timeline (min: MB): " + ", ".join(f"{t / 60:.0f}: {mb / 2**20:.0f}" for t, mb in rss[::6]))
+    print(f"/status from another process: {summary(status['latencies'])}, {len(status['failures'])} failures")
+    for failure in status["failures"][:5]:
+        print(f"  {failure}")
+    if status["latencies"] and baseline["latencies"]:
+        ratio = statistics.quantiles(status["latencies"], n=100)[98] / statistics.quantiles(
+            baseline["latencies"], n=100)[98]
+        print(f"/status p99 window / headless: {ratio:.1f}x")
+    print(f"worst event-loop stall (50 ms heartbeat): {result['stall_ms']:.0f} ms")
+    gc_stats = result["gc"]
+    print(f"GUI-thread garbage collection: passes {gc_stats['passes']}, worst "
+          f"{[round(ms, 1) for ms in gc_stats['worst_ms']]} ms, total {gc_stats['total_ms'] / 1000:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
