@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
@@ -64,11 +67,24 @@ def load_settings(store: QSettings) -> AppSettings:
     if not settings.token:
         settings = replace(settings, token=new_token())
         save_settings(store, settings)
+    restrict_to_owner(store)  # a file written by an older trackmon may still be world-readable
     return settings
 
 
 def save_settings(store: QSettings, settings: AppSettings) -> None:
-    """Persist every setting."""
+    """Persist every setting. The file holds the listener's token, so only its owner may read it."""
     for item in fields(AppSettings):
         store.setValue(item.name, getattr(settings, item.name))
     store.sync()
+    restrict_to_owner(store)
+
+
+def restrict_to_owner(store: QSettings) -> None:
+    """Make the settings file readable and writable by its owner only (0600): QSettings writes
+    it with the process's umask, usually world-readable, and it holds a secret."""
+    path = Path(store.fileName())
+    if os.name != "posix" or not path.is_absolute():  # Windows: registry and ACLs, not modes
+        return
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)

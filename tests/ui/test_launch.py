@@ -50,6 +50,7 @@ def test_root_disables_the_webengine_sandbox_and_says_so(monkeypatch, caplog) ->
 def test_settings_persist_and_a_first_run_gets_a_token(qapp, tmp_path) -> None:
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     first = load_settings(store)
+    assert (tmp_path / "settings.ini").stat().st_mode & 0o777 == 0o600  # it holds the token
     assert len(first.token) >= 20 and first.require_token
     assert load_settings(store).token == first.token  # generated once, then kept
     changed = AppSettings(host="0.0.0.0", port=9000, path="/flespi", token="t", require_token=False,
@@ -57,6 +58,14 @@ def test_settings_persist_and_a_first_run_gets_a_token(qapp, tmp_path) -> None:
     save_settings(store, changed)
     again = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     assert load_settings(again) == changed
+
+
+def test_a_world_readable_settings_file_from_an_older_version_is_closed_on_load(qapp, tmp_path) -> None:
+    path = tmp_path / "old.ini"
+    path.write_text("[General]\ntoken=older-secret-token-123456\n")
+    path.chmod(0o644)
+    assert load_settings(QSettings(str(path), QSettings.Format.IniFormat)).token == "older-secret-token-123456"
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_missing_x11_libraries_are_named_as_debian_packages() -> None:
