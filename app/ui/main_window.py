@@ -54,6 +54,7 @@ from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector, RawJsonDialog
+from app.ui.intake import SlicedIntake
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
 from app.ui.reachability import ReachabilityMixin
@@ -107,6 +108,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.reader = sqlite3.connect(db, check_same_thread=False)
         self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
         self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
+        self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
+            messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
         self.replay: ReplayController | None = None
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
@@ -339,8 +342,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         s = self.settings
         auth = self.auth_override or (HeaderAuth.bearer(s.auth_token) if s.auth_token else None)
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
-        self.listener.on_batch(lambda event, messages: self.live_fleet.apply(messages, event.received_at,
-                                                                             event.batch_id))
+        self.listener.on_batch(lambda event, messages: self.intake.add(messages, event.received_at, event.batch_id))
         self.listener.on_request(self._on_request)
         try:
             self.ssl_context, self.certificate = self._server_tls()
@@ -390,6 +392,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.tick_timer.stop()
         await self.stop_tunnel()
         await self.stop_demo()
+        await self.intake.close()
         if self.service is not None:
             await self.service.stop()
             self.service = None

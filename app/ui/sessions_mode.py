@@ -64,6 +64,7 @@ class SessionsMixin:
     def new_session(self) -> None:
         """Close the current session and record into a fresh one."""
         session = self.recorder.start_session()
+        self.intake.clear()
         self.live_fleet.clear()
         if self.replay is None:
             self._reset_views()

@@ -1,0 +1,58 @@
+"""Large batches reach the live fleet in slices, in order, with the loop free in between."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from app.core.normalize import normalize_batch
+from app.ui.intake import SlicedIntake
+from tests.ui.conftest import post, run, wait_until
+
+
+def messages(ident: str, n: int) -> list:
+    return normalize_batch([{"ident": ident, "timestamp": 1_700_000_000 + i} for i in range(n)], 1_700_000_000.0)
+
+
+def test_large_batches_are_applied_in_order_a_slice_at_a_time() -> None:
+    applied: list[tuple[str, int, list[int]]] = []
+    ticks = [0]
+
+    async def scenario() -> None:
+        async def other_work() -> None:  # stands for /status and other streams on the same loop
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.ensure_future(other_work())
+        intake = SlicedIntake(lambda ms, _at, batch, idx: applied.append((ms[0].ident, ticks[0], idx)), 100)
+        intake.add(messages("small-first", 10), 0.0, 1)  # small, nothing waiting: applied at once
+        assert [a[0] for a in applied] == ["small-first"]
+        intake.add(messages("big", 250), 0.0, 2)
+        intake.add(messages("small-after", 10), 0.0, 3)  # must wait for the big one
+        assert intake.backlog == 260
+        while intake.backlog:
+            await asyncio.sleep(0)
+        other.cancel()
+
+    asyncio.run(scenario())
+    assert [a[0] for a in applied] == ["small-first", "big", "big", "big", "small-after"]
+    assert [a[2][0] for a in applied[1:4]] == [0, 100, 200] and applied[3][2][-1] == 249
+    between = [a[1] for a in applied[1:]]
+    assert all(later > earlier for earlier, later in itertools.pairwise(between)), between
+
+
+def test_a_huge_batch_shows_every_message_with_its_stored_position(loop, make_window) -> None:
+    window = make_window()
+    count = 12_000
+    batch = [{"ident": f"d{i % 7}", "timestamp": 1_700_000_000 + i, "seq": i} for i in range(count)]
+
+    async def scenario() -> None:
+        assert await post(window.urls()[0], batch) == 200
+        await wait_until(lambda: window.live_fleet.total == count, what="all messages applied")
+
+    run(loop, scenario())
+    last = window.live_fleet.log[-1]
+    assert last.index == count - 1 and last.message.params["seq"] == count - 1
+    assert window._load_raw(last) == batch[-1]  # the inspector's raw JSON is the right message
+    assert len(window.live_fleet.devices) == 7
