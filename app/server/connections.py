@@ -55,6 +55,7 @@ class ConnectionStats:
     """What the guard did since the listener started (served at ``/status``)."""
 
     open: int = 0
+    busy: int = 0  # connections whose request is being handled
     header_timeouts: int = 0
     evicted: int = 0
     refused: int = 0
@@ -62,7 +63,7 @@ class ConnectionStats:
 
     def as_json(self) -> dict[str, int]:
         """The figures as a JSON-ready dict."""
-        return {"open": self.open, "header_timeouts": self.header_timeouts, "evicted": self.evicted,
+        return {"open": self.open, "busy": self.busy, "header_timeouts": self.header_timeouts, "evicted": self.evicted,
                 "refused": self.refused, "bad_requests": self.bad_requests}
 
 
@@ -149,11 +150,13 @@ class GuardedRequestHandler(RequestHandler):
     def request_began(self) -> None:
         """Headers are complete and the handler runs: the header deadline is met."""
         self.busy = True
+        self.guard.stats.busy += 1
         self._disarm()
 
     def request_ended(self) -> None:
         """The handler answered; the connection waits for the next request (keep-alive)."""
         self.busy = False
+        self.guard.stats.busy -= 1
         self.waiting_since = self.event_loop.time()
 
     def _arm(self) -> None:
