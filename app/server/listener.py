@@ -134,9 +134,10 @@ class Listener:
         self._request_callbacks.append(callback)
 
     def close(self) -> None:
-        """Stop the parsing thread (the service calls this when it stops)."""
+        """Stop the parsing thread once its queued work is done (the service calls this when it
+        stops; queued work includes freeing batches, which ends a `gcpause` hold)."""
         if self._parser is not None:
-            self._parser.shutdown(wait=False, cancel_futures=True)
+            self._parser.shutdown(wait=False)
             self._parser = None
 
     # -- routing ----------------------------------------------------------------------------
@@ -213,7 +214,10 @@ class Listener:
             return await self._record(request, batch, received_at, peer, started, wire_bytes)
         finally:
             messages = batch.messages if batch is not None else []
-            loop.run_in_executor(self._parsing_thread(), _free_slowly, messages)
+            try:
+                loop.run_in_executor(self._parsing_thread(), _free_slowly, messages)
+            except RuntimeError:  # the listener was closed meanwhile: free them here
+                _free_slowly(messages)
 
     async def _record(self, request: web.BaseRequest, batch: bodies.Batch, received_at: float, peer: str,
                       started: float, wire_bytes: int) -> web.StreamResponse:
