@@ -399,13 +399,14 @@ class Recorder:
     def write_reject(self, reject: Reject) -> RejectRow:
         """Synchronous form of `record_reject`; runs in the writer thread.
 
-        An identical refusal (same peer, status, reason, path) within REJECT_BURST_WINDOW of the
-        previous one only counts on that one's row; the table is kept within REJECT_MAX_ROWS and
-        REJECT_MAX_BYTES by dropping the oldest rows."""
+        An identical refusal (same peer, status, reason and path, whatever its query string)
+        within REJECT_BURST_WINDOW of the previous one only counts on that one's row, which keeps
+        the first one's details; the table is kept within REJECT_MAX_ROWS and REJECT_MAX_BYTES by
+        dropping the oldest rows."""
         rejects = self._rejects
         if rejects is None:
             rejects = self._rejects = _RejectBook.load(self._conn)
-        key = (reject.peer, reject.status, reject.reason, reject.path)
+        key = (reject.peer, reject.status, reject.reason, reject.path.partition("?")[0])
         burst = rejects.bursts.get(key)
         if burst is not None and reject.received_at - burst.last_at <= REJECT_BURST_WINDOW:
             cursor = self._conn.execute("UPDATE rejects SET count = count + 1, last_at = ? WHERE id = ?",

@@ -109,3 +109,11 @@ def test_rejects_of_an_older_file_are_migrated_as_single_refusals(tmp_path) -> N
     [reject] = list_rejects(conn)
     conn.close()
     assert (reject["count"], reject["last_at"]) == (1, 5.0)
+
+
+def test_a_burst_varying_only_its_query_string_is_still_one_row(db_path) -> None:
+    with running_listener(db_path, ListenerConfig(auth=HeaderAuth.bearer(TOKEN))) as served:
+        for page in range(30):
+            assert post_raw(f"{served.url}?page={page}&key=k{page}", b"[]", {"Content-Type": "application/json"}) == 401
+    [reject] = rejects(db_path)
+    assert reject["count"] == 30 and reject["path"] == "/?page=0&key=<redacted>"
