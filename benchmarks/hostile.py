@@ -119,7 +119,7 @@ def latencies(process: subprocess.Popen) -> list[float]:
 
 
 def describe(values: list[float]) -> str:
-    q = statistics.quantiles(values, n=100) if len(values) > 1 else values * 99
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
     return f"max {max(values):7.1f} ms  p99 {q[98]:6.1f} ms  p50 {q[49]:5.1f} ms  ({len(values)} polls)"
 
 
