@@ -10,7 +10,10 @@ baseline taken in the same run:
    valid batches posted while they are open: how many get through, and how long each took;
    baseline: the same batches with no slow connection open;
 3. **reject bytes** — ``--refused`` unauthenticated requests (fat headers, a query string and a
-   body, like a scanner) and the recording's growth per request.
+   body, like a scanner) and the recording's growth per request;
+4. **attack bodies** — a 20-million-element array, 60 MB of brackets, a message nested 1,000
+   deep: the answer, how long it took and the recorder's peak memory (``--skip attack`` for an
+   old tree: the first one took 13 GB there).
 
     .venv/bin/python benchmarks/hostile.py [--big-mib 64] [--slow 1100] [--refused 400]
 
@@ -223,23 +226,56 @@ def reject_bytes(root: Path, tmp: Path, count: int) -> None:
     print(f"\n3. {count} unauthenticated POSTs, each with 100 headers of 8,000 bytes, a query string and a 4 KiB body")
     headers = {f"X-Fat-{i}": "v" * 8000 for i in range(100)}
     body = orjson.dumps([{"ident": "x" * 4000}])
+    sizes = {}
+    # "same path": a scanner paging one URL (?page=i); "distinct paths": /scan-i, no two alike.
+    runs = (("empty", 0, "/?page={i}"), ("same path", count, "/?api_key=k{i}&page={i}"),
+            ("distinct paths", count, "/scan-{i}?api_key=k{i}"))
+    for name, requests, target in runs:
+        db = tmp / f"{name.replace(' ', '-')}.sqlite"
+        port = free_port()
+        with recorder(root, db, port):
+            for i in range(requests):
+                request = urllib.request.Request(f"http://127.0.0.1:{port}" + target.format(i=i), data=body,
+                                                 method="POST", headers={"Content-Type": "application/json", **headers})
+                with contextlib.suppress(urllib.error.HTTPError):
+                    urllib.request.urlopen(request, timeout=30).read()
+        # Stopped: the WAL is checkpointed into the file, so its size is what the recording keeps.
+        sizes[name] = sum(p.stat().st_size for p in tmp.glob(f"{db.name}*"))
+        if not requests:
+            continue
+        import sqlite3
+        conn = sqlite3.connect(db)
+        rows, stored = conn.execute("SELECT count(*), coalesce(sum(length(headers) + length(body) + length(path)"
+                                    " + length(reason)), 0) FROM rejects").fetchone()
+        conn.close()
+        grown = sizes[name] - sizes["empty"]
+        print(f"   {name:<15} recording +{grown:,} bytes = {grown / count:,.0f} bytes per refused request; "
+              f"{rows} reject rows holding {stored:,} bytes ({stored / count:,.0f} per request)")
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory of a process (Linux), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def attack_bodies(root: Path, tmp: Path) -> None:
+    """Bodies that used to take gigabytes or a 500 (not run against the old tree: it took 13 GB)."""
+    print("\n4. attack bodies (each refused; time to the answer and the recorder's peak memory)")
+    cases = {
+        "20M-element array of 0 (40 MB)": b"[" + b"0," * 20_000_000 + b"0]",
+        "60 MB of nested [": b"[" * 30_000_000 + b"]" * 30_000_000,
+        "one message nested 1,000 deep": b'[{"a":' * 1 + b'{"x":' * 1000 + b"1" + b"}" * 1001 + b"]",
+    }
     port = free_port()
-    db = tmp / "rejects.sqlite"
-    with recorder(root, db, port):
-        before = sum(p.stat().st_size for p in tmp.glob("rejects.sqlite*"))
-        for i in range(count):
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/?api_key=k{i}&page={i}", data=body,
-                                             method="POST", headers={"Content-Type": "application/json", **headers})
-            with contextlib.suppress(urllib.error.HTTPError):
-                urllib.request.urlopen(request, timeout=30).read()
-    after = sum(p.stat().st_size for p in tmp.glob("rejects.sqlite*"))
-    import sqlite3
-    conn = sqlite3.connect(db)
-    rows, stored = conn.execute("SELECT count(*), coalesce(sum(length(headers) + length(body) + length(path)"
-                                " + length(reason)), 0) FROM rejects").fetchone()
-    conn.close()
-    print(f"   file growth {after - before:,} bytes = {(after - before) / count:,.0f} bytes per refused request; "
-          f"{rows} reject rows holding {stored:,} bytes ({stored / count:,.0f} per request)")
+    with recorder(root, tmp / "attack.sqlite", port) as process:
+        start = vm_hwm_mib(process.pid)
+        for name, body in cases.items():
+            status, took = post(port, body)
+            print(f"   {name:<34} HTTP {status} in {took:5.2f} s, recorder peak RSS {vm_hwm_mib(process.pid):6.0f} MiB "
+                  f"(at start {start:.0f} MiB)")
 
 
 def main() -> None:
@@ -251,7 +287,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--nofile", type=int, default=1024, help="open-file limit of the recorder in part 2")
     parser.add_argument("--refused", type=int, default=400)
-    parser.add_argument("--skip", action="append", default=[], choices=("stall", "slow", "rejects"))
+    parser.add_argument("--skip", action="append", default=[], choices=("stall", "slow", "rejects", "attack"))
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; app from {args.root}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,6 +297,8 @@ def main() -> None:
             slow_connections(args.root, Path(tmp), args.slow, args.batches, args.nofile)
         if "rejects" not in args.skip:
             reject_bytes(args.root, Path(tmp), args.refused)
+        if "attack" not in args.skip:
+            attack_bodies(args.root, Path(tmp))
 
 
 if __name__ == "__main__":
