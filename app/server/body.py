@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from app.core.normalize import Message, normalize_batch
+from app.core.normalize import Message, normalize, normalize_batch
 from app.core.payload import PayloadShapeError, locate_messages
 from app.server.jsonscan import ScanError, first_byte, scan_array
 from app.server.limits import Limits
@@ -143,16 +143,24 @@ def _inflate(wire: bytes | bytearray, wbits: int, encoding: str, limit: int, max
 
 # -- parsing ----------------------------------------------------------------------------------
 def _read_whole(body: bytes | bytearray, received_at: float, limits: Limits, messages_path: str) -> Batch:
-    """The inline path: one orjson call, checks on the result, one normalize_batch."""
+    """The inline path: one orjson call, checks on the result, one normalization pass.
+
+    This is the ingest hot path, so the batch is walked once: the object count serves both the
+    refusal of non-object arrays and `normalize_batch`'s proof that a batch is flat (every '{'
+    opens a message: no nested objects), which with no '[' after the outer one also proves the
+    depth is 2. Only batches that are not proven flat are walked for depth."""
     document = _loads(body)
     raws = _locate(document, messages_path, body)
-    objects = _check_elements(raws, limits, body)
+    if len(raws) > limits.max_messages:
+        raise Refused(413, "too_many_messages", f"more than {limits.max_messages} messages in one batch",
+                      body, len(body))
+    objects = sum(1 for raw in raws if type(raw) is dict)
+    _check_objects(len(raws), objects, body)
     is_array = type(document) is list
-    # Depth: a flat flespi batch is proven shallow by two byte counts (the outer array is the
-    # only '[' and every '{' opens a message); anything else is walked.
-    if not (is_array and body.count(b"[") == 1 and body.count(b"{") == objects):
+    flat = is_array and objects == len(raws) and body.count(b"{") == objects
+    if not (flat and body.find(b"[", body.find(b"[") + 1) == -1):
         _check_depth(document, limits.max_depth, body)
-    messages = normalize_batch(raws, received_at, body if is_array else None)
+    messages = [normalize(raw, received_at, flat) for raw in raws]  # = normalize_batch, proof done above
     return Batch(messages, body if is_array else orjson.dumps(raws), len(body))
 
 
