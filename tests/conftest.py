@@ -51,6 +51,12 @@ class RunningListener:
     listener: Listener
     recorder: Recorder
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) for raw sockets."""
+        host, port = self.url.split("//")[1].split("/")[0].rsplit(":", 1)
+        return host, int(port)
+
     def post(self, payload: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None,
              path: str | None = None) -> HttpReply:
         body = raw if raw is not None else orjson.dumps(payload)

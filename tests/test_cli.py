@@ -103,3 +103,38 @@ def test_check_reports_per_device_and_gates_on_chosen_checks(tmp_path) -> None:
     assert relaxed.returncode == 0
     assert_one_line_error(trackmon("check", "--db", str(db), "--fail-on", "nonsense"), 2, "unknown check")
     assert_one_line_error(trackmon("check", "--db", str(db), "--device", "zz"), 1, "no messages from zz")
+
+
+def test_the_token_can_come_from_a_file_or_the_environment(tmp_path, monkeypatch) -> None:
+    from tests.conftest import http
+    from tests.processes import recorder_process
+
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    monkeypatch.setenv("TRACKMON_TOKEN", "from-the-environment")
+    with recorder_process(tmp_path / "f.sqlite", "--token-file", str(token_file)) as rec:
+        status = rec.url.rstrip("/") + "/status"
+        assert set(http("GET", status).body) == {"service", "status", "auth", "uptime_s"}
+        assert "database" in http("GET", status, headers={"Authorization": "Bearer from-a-file"}).body
+    with recorder_process(tmp_path / "e.sqlite") as rec:  # no token option: TRACKMON_TOKEN
+        status = rec.url.rstrip("/") + "/status"
+        assert "database" in http("GET", status, headers={"Authorization": "Bearer from-the-environment"}).body
+        assert "database" not in http("GET", status).body
+
+
+def test_token_options_that_cannot_work_are_usage_errors(tmp_path) -> None:
+    db = str(tmp_path / "x.sqlite")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert_one_line_error(trackmon("record", "--db", db, "--token", "a", "--token-file", str(empty)), 2,
+                          "either --token or --token-file")
+    assert_one_line_error(trackmon("record", "--db", db, "--token-file", str(empty)), 2, "is empty")
+    assert_one_line_error(trackmon("record", "--db", db, "--token-file", str(tmp_path / "none")), 2,
+                          "cannot read")
+    help_text = trackmon("record", "--help").stdout
+    assert "--token-file" in help_text and "TRACKMON_TOKEN" in help_text and "process list" in help_text
+
+
+def test_an_ssh_tunnel_without_a_token_is_refused(tmp_path) -> None:
+    result = trackmon("record", "--db", str(tmp_path / "x.sqlite"), "--ssh-tunnel", "me@127.0.0.1:1")
+    assert_one_line_error(result, 2, "SSH tunnel without a token", "--token-file")

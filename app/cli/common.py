@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -14,13 +15,9 @@ from app.core.normalize import parse_timestamp
 from app.paths import default_db
 
 DEFAULT_PORT = 8585
-
-
-
-
+#: Environment variable holding the listener's bearer token (out of the process list).
+TOKEN_ENV = "TRACKMON_TOKEN"
 EXIT_USAGE = 2
-
-
 EXIT_FAILURE = 1
 
 
@@ -43,6 +40,13 @@ def non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {text}")
     return value
 
 
@@ -69,7 +73,12 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
                        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     group.add_argument("--path", default=None, help="URL path the stream posts to (default /)")
     group.add_argument("--db", type=Path, default=None, help=f"recording file (default {default_db()})")
-    group.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    group.add_argument("--token", default=None,
+                       help="require 'Authorization: Bearer TOKEN'. Other local users can read it in the "
+                            f"process list: prefer --token-file or the {TOKEN_ENV} environment variable")
+    group.add_argument("--token-file", type=Path, default=None, metavar="PATH",
+                       help=f"read the bearer token from this file (its first line); without --token, "
+                            f"--token-file or --auth-header, {TOKEN_ENV} is used if set")
     group.add_argument("--auth-header", default=None, metavar="'NAME: VALUE'",
                        help="require this exact header instead of a bearer token")
     group.add_argument("--insecure-no-token", action="store_true",
@@ -84,6 +93,49 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
                        help="where the message array sits when the body is a JSON object")
     group.add_argument("--sync", choices=("normal", "full"), default="normal",
                        help="'full' makes each commit survive a power cut too (slower)")
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """What one client may cost the headless listener (see app/server/limits.py for why)."""
+    from app.server.limits import Limits
+    defaults = Limits()
+    group = parser.add_argument_group("limits on clients")
+    group.add_argument("--max-messages", type=positive_int, default=defaults.max_messages, metavar="N",
+                       help=f"most messages in one batch (default {defaults.max_messages:,})")
+    group.add_argument("--max-depth", type=positive_int, default=defaults.max_depth, metavar="N",
+                       help=f"deepest nesting of a body's arrays/objects (default {defaults.max_depth})")
+    group.add_argument("--max-connections", type=positive_int, default=defaults.max_connections, metavar="N",
+                       help=f"open connections at once; at the cap the longest-idle one is closed "
+                            f"(default {defaults.max_connections})")
+    group.add_argument("--header-timeout", type=positive_float, default=defaults.header_timeout, metavar="S",
+                       help=f"seconds to receive a request's headers (default {defaults.header_timeout:g})")
+    group.add_argument("--body-timeout", type=positive_float, default=defaults.body_timeout, metavar="S",
+                       help=f"seconds to receive a whole body (default {defaults.body_timeout:g}; "
+                            f"{defaults.body_idle_timeout:g} s without any byte ends it too)")
+    group.add_argument("--keepalive-timeout", type=positive_float, default=defaults.keepalive_timeout,
+                       metavar="S", help=f"seconds an idle connection stays open (default "
+                                         f"{defaults.keepalive_timeout:g})")
+
+
+def resolve_token(args: argparse.Namespace) -> None:
+    """Set ``args.token`` from --token-file, or from TRACKMON_TOKEN when no token or auth header
+    was given. Both keep the secret out of the process list, which any local user can read."""
+    token_file = getattr(args, "token_file", None)
+    if token_file is not None:
+        if args.token:
+            raise CliError("use either --token or --token-file, not both", EXIT_USAGE)
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--token-file: cannot read {token_file}: {exc}", EXIT_USAGE) from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise CliError(f"--token-file: {token_file} is empty", EXIT_USAGE)
+        args.token, args.token_file = token, None
+    elif not args.token and not getattr(args, "auth_header", None):
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if token:
+            args.token = token
 
 
 def open_readonly(db: Path | None):

@@ -10,16 +10,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from app.cli.common import DEFAULT_PORT, EXIT_USAGE, CliError, stop_on_signals
+from app.cli.common import DEFAULT_PORT, EXIT_USAGE, CliError, resolve_token, stop_on_signals
 from app.paths import data_dir, default_db
 
 
 def listener_setup(args: argparse.Namespace):
     """Validate listener options into (host, port, ListenerConfig, ssl_context)."""
     from app.server.auth import HeaderAuth
+    from app.server.limits import Limits
     from app.server.listener import ListenerConfig
     from app.server.service import server_ssl_context
 
+    resolve_token(args)
     host = args.host or "127.0.0.1"
     port = DEFAULT_PORT if args.port is None else args.port
     auth = None
@@ -39,7 +41,7 @@ def listener_setup(args: argparse.Namespace):
     try:
         config = ListenerConfig(path=args.path or "/", auth=auth,
                                 max_body=args.max_body * 1024 * 1024,
-                                messages_path=args.messages_path)
+                                messages_path=args.messages_path, limits=_limits(args, Limits()))
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     ssl_context = None
@@ -59,10 +61,25 @@ def listener_setup(args: argparse.Namespace):
     return host, port, config, ssl_context
 
 
+#: `Limits` fields that `record` has an option for (same names).
+LIMIT_OPTIONS = ("max_messages", "max_depth", "max_connections", "header_timeout", "body_timeout",
+                 "keepalive_timeout")
+
+
+def _limits(args: argparse.Namespace, defaults):
+    """Limits from `record`'s options (the window has none: defaults)."""
+    from dataclasses import replace
+    return replace(defaults, **{name: getattr(args, name) for name in LIMIT_OPTIONS if hasattr(args, name)})
+
+
 def tunnel_setup(args: argparse.Namespace):
     """The SSH tunnel `record` should keep open, or None; bad options are usage errors."""
     if not args.ssh_tunnel:
         return None
+    if not (args.token or args.auth_header) and not args.insecure_no_token:
+        raise CliError("refusing to open an SSH tunnel without a token: its far end listens publicly, so "
+                       "anyone could write to your recording. Pass --token-file (or --token, or "
+                       "--insecure-no-token).", EXIT_USAGE)
     from app.server.tunnels import SshTunnelConfig
     try:
         user, host, port = SshTunnelConfig.parse_target(args.ssh_tunnel)
@@ -191,4 +208,5 @@ def cmd_cert(args: argparse.Namespace) -> int:
 def cmd_gui(args: argparse.Namespace) -> int:
     """Open the desktop window."""
     from app.ui.launch import launch
+    resolve_token(args)
     return launch(args)

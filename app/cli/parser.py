@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from app.cli.common import (
+    TOKEN_ENV,
+    add_limit_options,
     add_listener_options,
     non_negative_float,
     port_number,
@@ -29,14 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     record = commands.add_parser("record", help="listen and record headless (no window)",
                                  description="Listen for a flespi HTTP stream and record every "
-                                             "batch to SQLite, without a window.")
+                                             "batch to SQLite, without a window.",
+                                 epilog=f"The bearer token can come from --token-file PATH or the {TOKEN_ENV} "
+                                        "environment variable instead of --token, which other local users "
+                                        "can read in the process list.")
     add_listener_options(record)
+    add_limit_options(record)
     record.add_argument("--append", action="store_true",
                         help="record into the most recent session instead of starting a new one")
     record.add_argument("--session-name", default="", help="name for the new session")
     tunnel = record.add_argument_group("SSH reverse tunnel (reach this listener from the internet)")
     tunnel.add_argument("--ssh-tunnel", default=None, metavar="USER@HOST[:PORT]",
-                        help="keep a reverse tunnel open through this SSH server (reconnects with back-off)")
+                        help="keep a reverse tunnel open through this SSH server (reconnects with back-off); "
+                             "the far end listens publicly, so a token is required (or --insecure-no-token)")
     tunnel.add_argument("--ssh-remote-port", type=port_number, default=8585, help="port opened on the SSH server")
     tunnel.add_argument("--ssh-remote-bind", default="", metavar="ADDRESS",
                         help="address the SSH server listens on (default: all its interfaces)")

@@ -1,4 +1,4 @@
-"""Header authentication for the listener, and keeping secrets out of stored requests."""
+"""Header authentication for the listener, and keeping secrets out of what is stored or said."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-#: Headers whose values are never stored or shown, whatever the configured auth header is.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+#: Headers whose values are never stored, logged or shown, whatever the configured auth header is.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+                            "x-auth-token", "x-access-token"})
+
+
+def header_bytes(value: str) -> bytes:
+    """The bytes a client sent for a header value. aiohttp decodes header bytes as UTF-8 with
+    ``surrogateescape``, so a non-UTF-8 byte must not make a plain ``.encode()`` fail."""
+    return value.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +43,29 @@ class HeaderAuth:
 
     @property
     def expected(self) -> str:
-        """How the expected header looks, with the secret left out (for error messages)."""
-        scheme, _, secret = self.value.partition(" ")
-        shape = f"{scheme} <token>" if secret else "<secret>"
-        return f"{self.name}: {shape}"
+        """How the expected header looks, for anyone who is refused: the header's name, and the
+        scheme only for a standard bearer token. Any other fixed part of a value (``X-Key: a b``)
+        would be half of the secret."""
+        scheme, _, token = self.value.partition(" ")
+        if self.name.lower() == "authorization" and scheme.lower() == "bearer" and token:
+            return f"{self.name}: Bearer <token>"
+        return f"{self.name}: <secret>"
 
     def check(self, headers: Mapping[str, str]) -> str | None:
         """None when the request is authorised, else a reason that reveals no secret."""
         given = headers.get(self.name)
         if given is None:
             return f"missing header {self.name} (expected '{self.expected}')"
-        if not hmac.compare_digest(given.encode(), self.value.encode()):
+        if not hmac.compare_digest(header_bytes(given), self.value.encode()):
             return f"header {self.name} does not match the configured token (expected '{self.expected}')"
         return None
 
+    def secret_names(self) -> frozenset[str]:
+        """Lower-case names of every header whose value must not be kept."""
+        return SECRET_HEADERS | {self.name.lower()}
 
-def redact_headers(headers: Mapping[str, str], auth: HeaderAuth | None) -> dict[str, str]:
-    """A copy of the request headers safe to store and display: secrets replaced by their length."""
-    secret = set(SECRET_HEADERS)
-    if auth is not None:
-        secret.add(auth.name.lower())
-    return {str(name): (f"<redacted, {len(value)} chars>" if name.lower() in secret else value)
-            for name, value in headers.items()}
+
+def is_secret_header(name: str, auth: HeaderAuth | None) -> bool:
+    """Whether a header's value must never be stored or shown."""
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or (auth is not None and lowered == auth.name.lower())

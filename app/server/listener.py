@@ -2,32 +2,43 @@
 
 A POST is answered 200 only after its batch is committed, so anything acknowledged survives a
 crash and anything not acknowledged is re-sent by the stream. Every refused request gets a
-specific status with a JSON body and is kept in ``rejects`` with its reason. Front ends (the
-desktop window, the status endpoint) observe traffic through `RequestEvent` callbacks.
+specific status with a JSON body ``{"error": code, "detail": ...}`` and is kept in ``rejects``
+(bounded and redacted by `reject_capture`). Front ends (the desktop window, the status endpoint)
+observe traffic through `RequestEvent` callbacks.
+
+The limits a client meets are in `limits.Limits`; how a body becomes messages is `body`; the
+connection-level guards (header deadline, connection cap) are `connections`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from app.core.normalize import Message, normalize_batch
-from app.core.payload import PayloadShapeError, locate_messages
-from app.server.auth import HeaderAuth, redact_headers
-from app.store.recorder import Recorder, Reject
+from app.core.normalize import Message
+from app.server import body as bodies
+from app.server import gcpause
+from app.server.auth import HeaderAuth
+from app.server.connections import ConnectionStats
+from app.server.limits import Limits
+from app.server.refusal import Refused
+from app.server.reject_capture import capture
+from app.store.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
-#: How much of an oversized body is kept with its reject, so the user can see what it was.
-OVERSIZE_PREVIEW = 64 * 1024
+#: How much of an oversized body is read to keep a preview with its reject.
+OVERSIZE_PREVIEW = 4096
 JSON_CONTENT_TYPES = frozenset({"application/json", "text/json", "text/plain", ""})
 ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 STATUS_PATH = "/status"
@@ -41,6 +52,7 @@ class ListenerConfig:
     auth: HeaderAuth | None = None
     max_body: int = DEFAULT_MAX_BODY
     messages_path: str = ""
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -53,7 +65,10 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
-    """One POST as the requests panel shows it: who, what, and how it was answered."""
+    """One POST as the requests panel shows it: who, what, and how it was answered.
+
+    ``repeats`` is, for a refusal, how many identical refusals its reject row now stands for
+    (a burst from one peer is kept as one row with a count)."""
 
     received_at: float
     peer: str
@@ -66,6 +81,7 @@ class RequestEvent:
     batch_id: int | None = None
     duplicate: bool = False
     reject_id: int | None = None
+    repeats: int = 1
 
 
 @dataclass(slots=True)
@@ -95,27 +111,19 @@ BatchCallback = Callable[[RequestEvent, list[Message]], None]
 RequestCallback = Callable[[RequestEvent], None]
 
 
-class _Refused(Exception):
-    """Internal: a request is being refused with ``status`` and ``reason``."""
-
-    def __init__(self, status: int, code: str, reason: str, body: bytes = b"",
-                 body_bytes: int = 0) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason = status, code, reason
-        self.body, self.body_bytes = body, body_bytes
-
-
 class Listener:
-    """Builds the aiohttp application and turns requests into recorded batches or rejects."""
+    """Turns requests into recorded batches or rejects; served by `service.ListenerService`."""
 
     def __init__(self, recorder: Recorder, config: ListenerConfig | None = None) -> None:
         self.recorder = recorder
         self.config = config or ListenerConfig()
         self.stats = ListenerStats()
+        self.connections = ConnectionStats()
         self._batch_callbacks: list[BatchCallback] = []
         self._request_callbacks: list[RequestCallback] = []
-        self.app = web.Application()
-        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # Large bodies: one parsing thread, and a bound on how many are held at once.
+        self._parser: ThreadPoolExecutor | None = None
+        self._large = asyncio.Semaphore(self.config.limits.large_bodies)
 
     def on_batch(self, callback: BatchCallback) -> None:
         """Call ``callback(event, messages)`` after each newly committed batch."""
@@ -125,57 +133,99 @@ class Listener:
         """Call ``callback(event)`` after every POST, accepted or not."""
         self._request_callbacks.append(callback)
 
+    def close(self) -> None:
+        """Stop the parsing thread once its queued work is done (the service calls this when it
+        stops; queued work includes freeing batches, which ends a `gcpause` hold)."""
+        if self._parser is not None:
+            self._parser.shutdown(wait=False)
+            self._parser = None
+
     # -- routing ----------------------------------------------------------------------------
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Answer one request (the aiohttp handler)."""
         path = request.path
         if request.method == "POST":
             return await self._handle_post(request)
+        if path == STATUS_PATH and request.method in ("GET", "HEAD"):
+            return _json(200, self.status(authorised=self._authorised(request)))
+        if path != self.config.path:  # says nothing about where the stream path is
+            return _json(404, {"error": "not_found", "detail": "nothing here"})
         if request.method in ("GET", "HEAD"):
-            if path == STATUS_PATH:
-                return _json(200, self.status())
-            if path == self.config.path:
-                return _json(200, {"service": "trackmon", "hint":
-                                   f"POST a JSON array of messages to {self.config.path}"})
-            return _json(404, {"error": "not_found", "detail": f"nothing at {path}"})
+            return _json(200, {"service": "trackmon", "hint": f"POST a JSON array of messages to {path}"})
         return _json(405, {"error": "method_not_allowed",
-                           "detail": f"{request.method} is not supported; POST messages to "
-                                     f"{self.config.path}"})
+                           "detail": f"{request.method} is not supported; POST messages here"})
 
-    def status(self) -> dict[str, Any]:
-        """What ``GET /status`` answers: live totals and where data is going."""
+    def _authorised(self, request: web.BaseRequest) -> bool:
+        auth = self.config.auth
+        return auth is None or auth.check(request.headers) is None
+
+    def status(self, *, authorised: bool = True) -> dict[str, Any]:
+        """What ``GET /status`` answers. Without the token (when one is configured) only that
+        the listener is alive; with it, live totals and where data is going."""
+        if not authorised:
+            return {"service": "trackmon", "status": "ok", "auth": True,
+                    "uptime_s": round(time.time() - self.stats.started_at, 3)}
         return {**self.stats.as_json(), "session": self.recorder.session_id,
                 "path": self.config.path, "auth": self.config.auth is not None,
-                "database": str(self.recorder.path)}
+                "database": str(self.recorder.path), "connections": self.connections.as_json()}
 
     # -- POST -------------------------------------------------------------------------------
-    async def _handle_post(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_post(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         received_at = time.time()
         peer = request.remote or ""
-        wire_bytes = request.content_length or 0
+        wire_bytes = _declared_length(request)
+        config = self.config
+        authenticated = config.auth is None
         try:
-            if request.path != self.config.path:
-                raise _Refused(404, "wrong_path", f"no listener at {request.path}; the stream "
-                                                  f"path is {self.config.path}")
+            if request.path != config.path:
+                raise Refused(404, "not_found", f"no listener at {request.path}; the stream path is "
+                                                f"{config.path}", detail="nothing here")
             self._check_headers(request)
-            wire = await _read_limited(request, self.config.max_body)
-            wire_bytes = len(wire)
-            body = _decode(wire, request.headers.get("Content-Encoding", ""), self.config.max_body)
-            document = _parse_json(body)
-            try:
-                messages_raw = locate_messages(document, self.config.messages_path)
-            except PayloadShapeError as exc:
-                raise _Refused(422, "unprocessable", str(exc), body, len(body)) from None
-            is_array = type(document) is list and not self.config.messages_path
-            messages = normalize_batch(messages_raw, received_at, body if is_array else None)
-            stored = body if is_array else orjson.dumps(messages_raw)
-        except _Refused as refused:
-            return await self._refuse(request, refused, received_at, peer, started, wire_bytes)
+            authenticated = True
+            encoding = request.headers.get("Content-Encoding", "")
+            async with self._body_slot(request) as read:
+                wire = await self._read_body(request, read)
+                wire_bytes = len(wire)
+                if bodies.runs_inline(wire_bytes, encoding, config.limits):
+                    batch = bodies.read_batch(wire, encoding, received_at, config.limits, config.max_body,
+                                              config.messages_path)
+                    del wire
+                    return await self._record(request, batch, received_at, peer, started, wire_bytes)
+                return await self._record_large(request, wire, encoding, received_at, peer, started)
+        except Refused as refused:
+            return await self._refuse(request, refused, received_at, peer, started, wire_bytes, authenticated)
 
+    async def _record_large(self, request: web.BaseRequest, wire: bytes | bytearray, encoding: str, received_at: float,
+                            peer: str, started: float) -> web.StreamResponse:
+        """A large or compressed body: parsed in the worker thread, full garbage collections held
+        off while its messages are alive, and those messages freed in the worker afterwards (a
+        100,000-message list freed at once holds the GIL for tens of milliseconds)."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        wire_bytes = len(wire)
+        gcpause.hold()
+        batch = None
+        try:
+            batch = await loop.run_in_executor(
+                self._parsing_thread(), bodies.read_batch, wire, encoding, received_at, config.limits,
+                config.max_body, config.messages_path, bodies.yield_gil)
+            del wire
+            return await self._record(request, batch, received_at, peer, started, wire_bytes)
+        finally:
+            messages = batch.messages if batch is not None else []
+            try:
+                loop.run_in_executor(self._parsing_thread(), _free_slowly, messages)
+            except RuntimeError:  # the listener was closed meanwhile: free them here
+                _free_slowly(messages)
+
+    async def _record(self, request: web.BaseRequest, batch: bodies.Batch, received_at: float, peer: str,
+                      started: float, wire_bytes: int) -> web.StreamResponse:
+        messages = batch.messages
         process_ms = (time.perf_counter() - started) * 1000.0
         try:
             result = await self.recorder.record_batch(
-                received_at=received_at, peer=peer, wire_bytes=wire_bytes, body=stored,
+                received_at=received_at, peer=peer, wire_bytes=wire_bytes, body=batch.stored,
                 messages=messages, process_ms=process_ms)
         except Exception as exc:  # disk full, file locked...: not acknowledged, so re-sent
             log.exception("could not record batch")
@@ -200,101 +250,169 @@ class Listener:
         return _json(200, {"accepted": result.count, "batch": result.batch_id,
                            "duplicate": result.duplicate, "flagged": result.flagged})
 
-    def _check_headers(self, request: web.Request) -> None:
+    def _check_headers(self, request: web.BaseRequest) -> None:
         auth = self.config.auth
         if auth is not None:
             reason = auth.check(request.headers)
             if reason is not None:
-                raise _Refused(401, "unauthorized", reason)
+                raise Refused(401, "unauthorized", reason, b"", _declared_length(request))
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type not in JSON_CONTENT_TYPES and not content_type.endswith("+json"):
-            raise _Refused(415, "unsupported_media_type",
-                           f"content type {content_type!r} is not JSON; send application/json")
+            raise Refused(415, "unsupported_media_type",
+                          f"content type {content_type!r} is not JSON; send application/json")
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ENCODINGS:
-            raise _Refused(415, "unsupported_encoding",
-                           f"content encoding {encoding!r} is not supported; use gzip, deflate "
-                           "or none")
+            raise Refused(415, "unsupported_encoding",
+                          f"content encoding {encoding!r} is not supported; use gzip, deflate or none")
 
-    async def _refuse(self, request: web.Request, refused: _Refused, received_at: float,
-                      peer: str, started: float, wire_bytes: int) -> web.StreamResponse:
-        reject = Reject(received_at, peer, request.method, request.path_qs, refused.status,
-                        refused.reason, redact_headers(request.headers, self.config.auth),
-                        refused.body, refused.body_bytes)
-        reject_id = None
+    # -- reading the body --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _body_slot(self, request: web.BaseRequest) -> AsyncIterator[_BodyRead]:
+        """A read of this request's body under its deadlines; a large body also holds one of
+        the `Limits.large_bodies` slots until it is parsed (taken when it proves large)."""
+        limits = self.config.limits
+        read = _BodyRead(asyncio.get_running_loop().time() + limits.body_timeout, self._large)
         try:
-            reject_id = await self.recorder.record_reject(reject)
+            yield read
+        finally:
+            read.release()
+
+    async def _read_body(self, request: web.BaseRequest, read: _BodyRead) -> bytes | bytearray:
+        """Read the body as sent, refusing it with 413 once it passes ``max_body`` bytes and with
+        408 when it stalls or takes too long. The chunks are joined by the caller's parser."""
+        limit = self.config.max_body
+        limits = self.config.limits
+        declared = request.content_length
+        chunks: list[bytes] = []
+        large: bytearray | None = None  # a large body grows here, so it is never joined in one go
+        size = 0
+        try:
+            if declared is not None and declared > limit:
+                async with read.deadline(limits.body_idle_timeout):
+                    preview = await request.content.read(OVERSIZE_PREVIEW)
+                raise Refused(413, "too_large", f"body of {declared} bytes exceeds the limit of {limit} bytes",
+                              preview, declared)
+            if declared is not None and declared > limits.inline_bytes:
+                await read.large()
+            while True:
+                async with read.deadline(limits.body_idle_timeout):
+                    chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(413, "too_large", f"body exceeds the limit of {limit} bytes",
+                                  _head(chunks, large), size)
+                if large is not None:
+                    large += chunk
+                    continue
+                chunks.append(chunk)
+                if size > limits.inline_bytes:
+                    if not read.holds_slot:
+                        await read.large()
+                    # Joining 64 MiB at the end holds the GIL ~100 ms (fresh pages); growing a
+                    # buffer chunk by chunk spreads that over the whole read.
+                    large = bytearray(b"".join(chunks))
+                    chunks = []
+        except Refused:
+            raise
+        except TimeoutError:
+            raise Refused(408, "body_timeout", read.timeout_reason(limits), _head(chunks, large), size) from None
+        except Exception as exc:  # connection dropped mid-body
+            raise Refused(400, "bad_body", f"could not read the body: {type(exc).__name__}",
+                          _head(chunks, large), size) from None
+        if large is not None:
+            return large
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _parsing_thread(self) -> ThreadPoolExecutor:
+        if self._parser is None:
+            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackmon-parse")
+        return self._parser
+
+    # -- refusing ---------------------------------------------------------------------------
+    async def _refuse(self, request: web.BaseRequest, refused: Refused, received_at: float, peer: str,
+                      started: float, wire_bytes: int, authenticated: bool) -> web.StreamResponse:
+        reject = capture(received_at=received_at, peer=peer, method=request.method, raw_path=request.raw_path,
+                         headers=request.headers.items(), refused=refused, auth=self.config.auth,
+                         authenticated=authenticated)
+        row = None
+        try:
+            row = await self.recorder.record_reject(reject)
         except Exception:  # the refusal still goes out; losing the reject row is logged
             log.exception("could not record rejected request")
         self.stats.rejects += 1
-        self._notify(RequestEvent(received_at, peer, request.path, refused.status, 0,
-                                  wire_bytes or refused.body_bytes,
-                                  (time.perf_counter() - started) * 1000.0, refused.reason,
-                                  reject_id=reject_id))
-        return _json(refused.status, {"error": refused.code, "detail": refused.reason})
+        self._notify(RequestEvent(received_at, peer, reject.path, refused.status, 0,
+                                  wire_bytes or reject.body_bytes, (time.perf_counter() - started) * 1000.0,
+                                  reject.reason, reject_id=row.id if row else None,
+                                  repeats=row.count if row else 1))
+        response = _json(refused.status, {"error": refused.code, "detail": refused.detail})
+        if refused.status in (408, 413) or not authenticated:
+            response.force_close()  # do not wait for (or drain) the rest of a body we refused
+        return response
 
     def _notify(self, event: RequestEvent) -> None:
         for callback in self._request_callbacks:
             callback(event)
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    """Read the body as sent, refusing it with 413 once it passes ``limit`` bytes."""
-    declared = request.content_length
-    chunks: list[bytes] = []
-    size = 0
+class _BodyRead:
+    """Deadlines of one body read, and whether it holds a large-body slot."""
+
+    def __init__(self, total_deadline: float, slots: asyncio.Semaphore) -> None:
+        self.total_deadline = total_deadline
+        self.slots = slots
+        self.holds_slot = False
+        self.total_expired = False
+
+    def deadline(self, idle: float) -> asyncio.Timeout:
+        """A timeout for the next read: ``idle`` seconds, or less if the total deadline is nearer."""
+        loop = asyncio.get_running_loop()
+        idle_at = loop.time() + idle
+        self.total_expired = self.total_deadline <= idle_at
+        return asyncio.timeout_at(min(idle_at, self.total_deadline))
+
+    async def large(self) -> None:
+        """Take a large-body slot, waiting (within the total deadline) for one to free up."""
+        self.total_expired = True
+        async with asyncio.timeout_at(self.total_deadline):
+            await self.slots.acquire()
+        self.holds_slot = True
+
+    def release(self) -> None:
+        if self.holds_slot:
+            self.slots.release()
+            self.holds_slot = False
+
+    def timeout_reason(self, limits: Limits) -> str:
+        if self.total_expired:
+            return f"the body did not arrive within {limits.body_timeout:g} s"
+        return f"no body data for {limits.body_idle_timeout:g} s"
+
+
+def _head(chunks: list[bytes], large: bytearray | None) -> bytes:
+    """The start of what was read so far, for a reject's preview."""
+    if large is not None:
+        return bytes(large[:OVERSIZE_PREVIEW])
+    return b"".join(chunks)[:OVERSIZE_PREVIEW]
+
+
+def _free_slowly(messages: list[Message], step: int = 2_000) -> None:
+    """Drop a batch's messages a slice at a time (worker thread), then let full collections
+    run again (see `gcpause`). Anyone else holding a message (the window's fleet) keeps it."""
     try:
-        if declared is not None and declared > limit:
-            preview = await request.content.read(OVERSIZE_PREVIEW)
-            raise _Refused(413, "too_large", f"body of {declared} bytes exceeds the limit of "
-                                             f"{limit} bytes", preview, declared)
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                preview = b"".join(chunks)[:OVERSIZE_PREVIEW]
-                raise _Refused(413, "too_large", f"body exceeds the limit of {limit} bytes", preview, size)
-            chunks.append(chunk)
-    except _Refused:
-        raise
-    except Exception as exc:  # connection dropped mid-body
-        raise _Refused(400, "bad_body", f"could not read the body: {exc}",
-                       b"".join(chunks)[:OVERSIZE_PREVIEW], size) from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        while messages:
+            del messages[-step:]
+            bodies.yield_gil()
+    finally:
+        gcpause.release()
 
 
-def _decode(wire: bytes, encoding: str, limit: int) -> bytes:
-    """Undo gzip/deflate, never producing more than ``limit`` bytes (a zip bomb gets 413)."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return wire
-    attempts = (16 + zlib.MAX_WBITS,) if "gzip" in encoding else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
-    for wbits in attempts:  # "deflate" is zlib-wrapped per the RFC; some senders use raw deflate
-        decoder = zlib.decompressobj(wbits)
-        try:
-            body = decoder.decompress(wire, limit + 1)
-        except zlib.error as exc:
-            error = str(exc)
-            continue
-        if len(body) > limit:
-            raise _Refused(413, "too_large", f"body exceeds the limit of {limit} bytes after "
-                                             "decompression", body[:OVERSIZE_PREVIEW], len(wire))
-        if not decoder.eof:
-            raise _Refused(400, "bad_body", f"{encoding} body is truncated",
-                           wire[:OVERSIZE_PREVIEW], len(wire))
-        return body
-    raise _Refused(400, "bad_body", f"cannot decode {encoding} body: {error}", wire[:OVERSIZE_PREVIEW],
-                   len(wire))
-
-
-def _parse_json(body: bytes) -> Any:
+def _declared_length(request: web.BaseRequest) -> int:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        detail = "empty body" if not body.strip() else f"invalid JSON: {exc}"
-        raise _Refused(400, "invalid_json", detail, body, len(body)) from None
+        return request.content_length or 0
+    except ValueError:
+        return 0
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:

@@ -11,8 +11,15 @@ from pathlib import Path
 
 from aiohttp import web
 
+from app.server import ratelog
 from app.server.addresses import listening_urls
+from app.server.connections import GuardedServer, raise_open_file_limit
 from app.server.listener import Listener
+
+#: Seconds a stopping service waits for requests in progress before closing their connections.
+SHUTDOWN_TIMEOUT = 5.0
+#: Seconds the unread rest of a refused body is drained so the client can read the answer.
+LINGERING_TIME = 2.0
 
 
 class PortInUse(OSError):
@@ -33,10 +40,15 @@ class ListenerService:
 
     async def start(self) -> list[str]:
         """Bind and serve; returns the URLs a stream can post to. Raises PortInUse."""
+        raise_open_file_limit()
+        ratelog.install()
+        limits = self.listener.config.limits
         # Bodies are decoded by the listener itself, so it can bound decompression and refuse
         # unknown encodings with a recorded 415 instead of aiohttp's bare 400.
-        runner = web.AppRunner(self.listener.app, access_log=None, handle_signals=False,
-                               auto_decompress=False)
+        server = GuardedServer(self.listener.handle, limits=limits, stats=self.listener.connections,
+                               access_log=None, auto_decompress=False,
+                               keepalive_timeout=limits.keepalive_timeout, lingering_time=LINGERING_TIME)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.requested_port, ssl_context=self.ssl_context,
                            reuse_address=True)
@@ -44,6 +56,7 @@ class ListenerService:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            self.listener.close()
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise PortInUse(exc.errno, f"port {self.requested_port} on {self.host} is "
                                 f"already in use; choose another with --port") from None
@@ -64,6 +77,7 @@ class ListenerService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.listener.close()
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:

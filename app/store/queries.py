@@ -56,7 +56,7 @@ def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
                (SELECT coalesce(sum(count), 0) FROM batches b WHERE b.session_id = s.id),
                (SELECT coalesce(sum(retries), 0) FROM batches b WHERE b.session_id = s.id),
                (SELECT count(DISTINCT ident) FROM tracks t WHERE t.session_id = s.id),
-               (SELECT count(*) FROM rejects r WHERE r.session_id = s.id),
+               (SELECT coalesce(sum(count), 0) FROM rejects r WHERE r.session_id = s.id),
                (SELECT min(t_min) FROM tracks t WHERE t.session_id = s.id),
                (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id)
         FROM sessions s ORDER BY s.id
@@ -96,15 +96,18 @@ def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
 
 
 def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:
-    """Refused requests (newest last) with status, reason, redacted headers and body."""
+    """Refused requests (newest last) with status, reason, redacted headers and body.
+
+    A row stands for ``count`` identical refusals from one peer, the first at ``received_at``
+    and the last at ``last_at``."""
     sql = ("SELECT id, session_id, received_at, peer, method, path, status, reason, headers,"
-           " body, body_bytes FROM rejects")
+           " body, body_bytes, count, coalesce(last_at, received_at) FROM rejects")
     args: tuple[Any, ...] = ()
     if session_id is not None:
         sql += " WHERE session_id = ?"
         args = (session_id,)
     names = ("id", "session_id", "received_at", "peer", "method", "path", "status", "reason",
-             "headers", "body", "body_bytes")
+             "headers", "body", "body_bytes", "count", "last_at")
     out = []
     for row in conn.execute(sql + " ORDER BY id", args):
         item = dict(zip(names, row, strict=True))

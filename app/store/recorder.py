@@ -51,6 +51,76 @@ class Reject:
     body_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class RejectRow:
+    """The ``rejects`` row a refusal was kept in, and how many refusals it now stands for."""
+
+    id: int
+    count: int
+    first_at: float
+
+
+#: Identical refusals less than this many seconds apart are counted on one row.
+REJECT_BURST_WINDOW = 60.0
+#: Budget of the rejects table per recording file; the oldest rows go first.
+REJECT_MAX_ROWS = 10_000
+REJECT_MAX_BYTES = 16 * 1024 * 1024
+#: Pruning goes this far below the budget, so it does not run on every insert.
+REJECT_PRUNE_TO = 0.9
+_REJECT_SIZE = "length(headers) + length(body) + length(path) + length(reason)"
+
+
+@dataclass(slots=True)
+class _Burst:
+    id: int
+    first_at: float
+    last_at: float
+    count: int = 1
+
+
+@dataclass(slots=True)
+class _RejectBook:
+    """The writer thread's view of the rejects table: its size and the recent bursts."""
+
+    rows: int
+    size: int
+    bursts: dict[tuple[str, int, str, str], _Burst] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection) -> _RejectBook:
+        rows, size = conn.execute(f"SELECT count(*), coalesce(sum({_REJECT_SIZE}), 0) FROM rejects").fetchone()
+        return cls(int(rows), int(size))
+
+    def added(self, size: int) -> None:
+        self.rows += 1
+        self.size += size
+
+    def over_budget(self) -> bool:
+        return self.rows > REJECT_MAX_ROWS or self.size > REJECT_MAX_BYTES
+
+    def prune(self, conn: sqlite3.Connection) -> None:
+        """Delete the oldest rows until the table is within REJECT_PRUNE_TO of its budget."""
+        fresh = _RejectBook.load(conn)  # sessions may have been deleted since the last count
+        self.rows, self.size = fresh.rows, fresh.size
+        if not self.over_budget():
+            return
+        keep_rows, keep_size = int(REJECT_MAX_ROWS * REJECT_PRUNE_TO), int(REJECT_MAX_BYTES * REJECT_PRUNE_TO)
+        last_id = None
+        for row_id, size in conn.execute(f"SELECT id, {_REJECT_SIZE} FROM rejects ORDER BY id").fetchall():
+            if self.rows <= keep_rows and self.size <= keep_size:
+                break
+            last_id, self.rows, self.size = row_id, self.rows - 1, self.size - size
+        if last_id is not None:
+            conn.execute("DELETE FROM rejects WHERE id <= ?", (last_id,))
+
+    def remember(self, key: tuple[str, int, str, str], burst: _Burst) -> None:
+        if len(self.bursts) >= 4096:  # many distinct refusals: forget those whose window has passed
+            self.bursts = {k: b for k, b in self.bursts.items() if burst.first_at - b.last_at <= REJECT_BURST_WINDOW}
+            if len(self.bursts) >= 4096:
+                self.bursts.clear()
+        self.bursts[key] = burst
+
+
 class RecordingInUse(RuntimeError):
     """Another process is already recording into this file."""
 
@@ -319,20 +389,45 @@ class Recorder:
             self.session_id = None
 
     # -- rejects ----------------------------------------------------------------------------
-    async def record_reject(self, reject: Reject) -> int:
-        """Keep a refused request with its reason; returns its row id."""
+    _rejects: _RejectBook | None = None  # the writer thread's; loaded by the first write_reject
+
+    async def record_reject(self, reject: Reject) -> RejectRow:
+        """Keep a refused request with its reason; returns the row that now stands for it."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.write_reject, reject)
 
-    def write_reject(self, reject: Reject) -> int:
-        """Synchronous form of `record_reject`; runs in the writer thread."""
-        cursor = self._conn.execute(
-            "INSERT INTO rejects (session_id, received_at, peer, method, path, status, reason,"
-            " headers, body, body_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.session_id, reject.received_at, reject.peer, reject.method, reject.path,
-             reject.status, reject.reason, orjson.dumps(reject.headers).decode(), reject.body,
-             reject.body_bytes))
-        return int(cursor.lastrowid or 0)
+    def write_reject(self, reject: Reject) -> RejectRow:
+        """Synchronous form of `record_reject`; runs in the writer thread.
+
+        An identical refusal (same peer, status, reason and path, whatever its query string)
+        within REJECT_BURST_WINDOW of the previous one only counts on that one's row, which keeps
+        the first one's details; the table is kept within REJECT_MAX_ROWS and REJECT_MAX_BYTES by
+        dropping the oldest rows."""
+        rejects = self._rejects
+        if rejects is None:
+            rejects = self._rejects = _RejectBook.load(self._conn)
+        key = (reject.peer, reject.status, reject.reason, reject.path.partition("?")[0])
+        burst = rejects.bursts.get(key)
+        if burst is not None and reject.received_at - burst.last_at <= REJECT_BURST_WINDOW:
+            cursor = self._conn.execute("UPDATE rejects SET count = count + 1, last_at = ? WHERE id = ?",
+                                        (reject.received_at, burst.id))
+            if cursor.rowcount:
+                burst.count += 1
+                burst.last_at = reject.received_at
+                return RejectRow(burst.id, burst.count, burst.first_at)
+        headers = orjson.dumps(reject.headers).decode()
+        with transaction(self._conn) as conn:
+            row_id = int(conn.execute(
+                "INSERT INTO rejects (session_id, received_at, peer, method, path, status, reason,"
+                " headers, body, body_bytes, count, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (self.session_id, reject.received_at, reject.peer, reject.method, reject.path,
+                 reject.status, reject.reason, headers, reject.body, min(reject.body_bytes, 2**63 - 1),
+                 reject.received_at)).lastrowid or 0)
+            rejects.added(len(headers) + len(reject.body) + len(reject.path) + len(reject.reason))
+            if rejects.over_budget():
+                rejects.prune(conn)
+        rejects.remember(key, _Burst(row_id, reject.received_at, reject.received_at))
+        return RejectRow(row_id, 1, reject.received_at)
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -100,8 +100,16 @@ FROM tracks t
 JOIN json_each(t.rows) r;
 """
 
+#: Refused requests collapse into bursts: identical refusals (same peer, status, reason, path)
+#: close together are one row with how many there were and when the first and last came.
+REJECT_BURSTS = """
+ALTER TABLE rejects ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE rejects ADD COLUMN last_at REAL;
+UPDATE rejects SET last_at = received_at;
+"""
+
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.display import utc_text
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
@@ -727,8 +728,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
                 return
             headers = "\n".join(f"{k}: {v}" for k, v in reject["headers"].items())
             body = reject["body"].decode("utf-8", errors="replace")
+            repeated = (f"{reject['count']} identical refusals, first {utc_text(reject['received_at'])}, "
+                        f"last {utc_text(reject['last_at'])}\n" if reject["count"] > 1 else "")
             text = (f"{reject['method']} {reject['path']} from {reject['peer']}\n"
-                    f"HTTP {reject['status']}: {reject['reason']}\n\n{headers}\n\n"
+                    f"HTTP {reject['status']}: {reject['reason']}\n{repeated}\n{headers}\n\n"
                     f"{body}{'…' if reject['body_bytes'] > len(reject['body']) else ''}")
         RawJsonDialog("Request details", text, self).exec()
 

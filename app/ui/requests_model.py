@@ -17,6 +17,13 @@ REFUSED_TEXT = QBrush(QColor("#b71c1c"))
 RETRY = QBrush(QColor("#fffde7"))
 
 
+def note(e: RequestEvent) -> str:
+    """The Note column: the reason, and for a refusal repeated in a burst how many times it came."""
+    if e.repeats > 1:
+        return f"×{e.repeats} {e.reason}"
+    return e.reason
+
+
 class RequestsModel(BoundedListModel[RequestEvent]):
     """The most recent request events; refused ones in red, re-sent ones in yellow."""
 
@@ -25,7 +32,7 @@ class RequestsModel(BoundedListModel[RequestEvent]):
     def cell(self, e: RequestEvent, column: int, role: int) -> Any:
         if role == Qt.ItemDataRole.DisplayRole:
             return (utc_text(e.received_at, millis=True), e.peer, e.path, str(e.status), str(e.count),
-                    f"{e.wire_bytes:,}", f"{e.process_ms:.1f}", e.reason)[column]
+                    f"{e.wire_bytes:,}", f"{e.process_ms:.1f}", note(e))[column]
         if role == Qt.ItemDataRole.BackgroundRole:
             if e.status != 200:
                 return REFUSED

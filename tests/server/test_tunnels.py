@@ -70,9 +70,11 @@ async def start_ssh_server(port: int, key: asyncssh.SSHKey, announce: bool = Fal
                                         process_factory=_announce if announce else None)
 
 
-async def post_through(port: int, ident: str) -> int:
+async def post_through(port: int, ident: str, token: str | None = None) -> int:
     body = [{"ident": ident, "timestamp": 1}]
-    async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}/", json=body) as reply:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, \
+            session.post(f"http://127.0.0.1:{port}/", json=body, headers=headers) as reply:
         return reply.status
 
 
@@ -210,6 +212,7 @@ def test_headless_recorder_keeps_a_tunnel_open(tmp_path, monkeypatch) -> None:
     assert ready.wait(10)
     monkeypatch.setenv("TRACKMON_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TM_SSH_PASSWORD", "s3cret")
+    monkeypatch.setenv("TRACKMON_TOKEN", "tunnel-token")  # a public tunnel needs one; kept off the command line
     try:
         with recorder_process(tmp_path / "headless.sqlite", "--ssh-tunnel", f"tracker@127.0.0.1:{ssh_port}",
                               "--ssh-password-env", "TM_SSH_PASSWORD", "--ssh-remote-port", str(remote_port),
@@ -219,7 +222,8 @@ def test_headless_recorder_keeps_a_tunnel_open(tmp_path, monkeypatch) -> None:
                 line = rec.process.stdout.readline()
                 assert line, "recorder ended before the tunnel came up"
             assert f"public URL http://127.0.0.1:{remote_port}/" in line
-            assert asyncio.run(post_through(remote_port, "headless")) == 200
+            assert asyncio.run(post_through(remote_port, "stranger")) == 401
+            assert asyncio.run(post_through(remote_port, "headless", "tunnel-token")) == 200
     finally:
         loop.call_soon_threadsafe(holder["server"].close)
         loop.call_soon_threadsafe(loop.stop)

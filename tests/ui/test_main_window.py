@@ -142,6 +142,22 @@ def test_requests_panel_lists_a_401_and_a_400_with_reasons(loop, make_window) ->
     assert model.index(2, 0).data(Qt.ItemDataRole.BackgroundRole) is None
 
 
+def test_requests_panel_shows_how_often_a_refusal_was_repeated(loop, make_window) -> None:
+    window = make_window()
+    url = window.urls()[0]
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert await post(url, [FLAT], token="wrong") == 401
+        await wait_until(lambda: window.requests_model.rowCount() == 3, what="three refusals")
+
+    run(loop, scenario())
+    model = window.requests_model
+    notes = [model.index(r, 7).data() for r in range(3)]
+    assert notes[0].startswith("header Authorization does not match")
+    assert notes[1].startswith("×2 ") and notes[2].startswith("×3 ")
+
+
 def test_requests_keep_appearing_frame_after_frame(loop, make_window) -> None:
     window = make_window()
     url = window.urls()[0]
