@@ -23,7 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
@@ -128,8 +130,23 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     window.show()
     collector = GuiGarbageCollector(app)
     me = psutil.Process()
-    result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": []}
+    result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": [], "stalls": []}
     last = [time.perf_counter()]
+    gui_thread = threading.get_ident()
+    watching = threading.Event()
+
+    def watchdog() -> None:
+        """Where the GUI thread is when it has not beaten for a second: one stack per stall."""
+        reported = None
+        while not watching.wait(0.25):
+            beat_at = last[0]
+            if time.perf_counter() - beat_at > 1.0 and reported != beat_at:
+                reported = beat_at
+                frame = sys._current_frames().get(gui_thread)
+                if frame is not None:
+                    result["stalls"].append("".join(traceback.format_stack(frame)[-12:]))
+
+    threading.Thread(target=watchdog, name="soak-watchdog", daemon=True).start()
 
     def beat() -> None:
         now = time.perf_counter()
@@ -174,6 +191,7 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
 
     with loop:
         loop.run_until_complete(scenario())
+    watching.set()
     collector.stop()
     result["gc"] = {"passes": collector.stats.passes, "worst_ms": collector.stats.worst_ms,
                     "total_ms": collector.stats.total_ms}
@@ -223,6 +241,8 @@ def main() -> None:
             baseline["latencies"], n=100)[98]
         print(f"/status p99 window / headless: {ratio:.1f}x")
     print(f"worst event-loop stall (50 ms heartbeat): {result['stall_ms']:.0f} ms")
+    for stack in result["stalls"][:8]:
+        print("GUI thread during a stall over 1 s:\n" + stack)
     gc_stats = result["gc"]
     print(f"GUI-thread garbage collection: passes {gc_stats['passes']}, worst "
           f"{[round(ms, 1) for ms in gc_stats['worst_ms']]} ms, total {gc_stats['total_ms'] / 1000:.1f} s")
