@@ -206,7 +206,10 @@ def cmd_cert(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    """Open the desktop window."""
-    from app.ui.launch import launch
+    """Open the desktop window (it validates its listener options with `listener_setup`)."""
+    from app.ui.launch import LaunchError, launch
     resolve_token(args)
-    return launch(args)
+    try:
+        return launch(args, listener_setup)
+    except LaunchError as exc:
+        raise CliError(str(exc)) from None

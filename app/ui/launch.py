@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +54,27 @@ def prepare_webengine() -> None:
         log.warning("running as root: QtWebEngine sandbox disabled (QTWEBENGINE_DISABLE_SANDBOX=1)")
 
 
-def launch(args: argparse.Namespace) -> int:
-    """Run the window until it is closed; returns the exit code."""
-    from app.cli.common import CliError
-    from app.cli.listen import listener_setup
+class LaunchError(RuntimeError):
+    """The window cannot open here; the message says why and what to do instead."""
+
+
+#: Validates the effective listener options (after settings and command-line overrides) into
+#: (host, port, ListenerConfig, ssl_context), raising the caller's own error for bad options.
+ListenerSetup = Callable[[argparse.Namespace], tuple[str, int, Any, Any]]
+
+
+def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
+    """Run the window until it is closed; returns the exit code. ``listener_setup`` is the
+    command line's own validation, so the window and `trackmon record` refuse the same options."""
     from app.paths import default_db
 
     if not has_display():
-        raise CliError("no display found (DISPLAY/WAYLAND_DISPLAY unset); for headless recording use "
+        raise LaunchError("no display found (DISPLAY/WAYLAND_DISPLAY unset); for headless recording use "
                        "`trackmon record`")
     if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         missing = missing_x11_packages()
         if missing:
-            raise CliError(f"the window needs system libraries Qt's X11 plugin cannot find; Debian/Ubuntu: "
+            raise LaunchError(f"the window needs system libraries Qt's X11 plugin cannot find; Debian/Ubuntu: "
                            f"sudo apt-get install {' '.join(missing)} (headless recording: `trackmon record`)")
     prepare_webengine()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
