@@ -131,8 +131,9 @@ class Recorder:
     def __init__(self, path: Path | str, *, sync_full: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per file: the OS drops the lock if this process dies.
-        self._lock = FileLock(f"{self.path}.lock")
+        # One writer per file, whatever path leads to it (a symlink included): the lock is taken
+        # on the resolved path, and the OS drops it if this process dies.
+        self._lock = FileLock(f"{self.path.resolve()}.lock", thread_local=False)
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
