@@ -145,7 +145,8 @@ class Listener:
         """What ``GET /status`` answers: live totals and where data is going."""
         return {**self.stats.as_json(), "session": self.recorder.session_id,
                 "path": self.config.path, "auth": self.config.auth is not None,
-                "database": str(self.recorder.path)}
+                "database": str(self.recorder.path), "recording_problem": self.recorder.problem,
+                "recording_problem_since": self.recorder.problem_since}
 
     # -- POST -------------------------------------------------------------------------------
     async def _handle_post(self, request: web.Request) -> web.StreamResponse:
