@@ -11,8 +11,10 @@ Never lose, never double:
   before and after every write, so a file deleted, moved or replaced while recording is noticed
   and nothing more is acknowledged into it (see `Recorder.problem`, ``store/faults.py``);
 * after a failed write the connection is closed, and the next write reopens the file and
-  rebuilds what was held in memory (pending chunks, the window of message keys) from what the
-  file holds; a connection that failed is never trusted again.
+  rebuilds what was held in memory (pending chunks, the window of recent messages) from what
+  the file holds; a connection that failed is never trusted again;
+* a message already recorded (``core/message_key.py``, ``store/seen.py``) is dropped from a
+  batch, so a retry that was re-cut or grew stores only what is new. Imports keep every point.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import orjson
 import xxhash
 from filelock import FileLock, Timeout
 
-from app.core.normalize import Message, normalize_batch
+from app.core.message_key import content_key
+from app.core.normalize import Message, normalize, normalize_batch
 from app.store.codec import compress_body, decompress_body
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.schema import connect, transaction
+from app.store.seen import WINDOW, SeenMessages
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +48,21 @@ __all__ = ["BatchResult", "Recorder", "RecordingInUse", "RecordingUnavailable", 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What happened to one batch: its row id, or the earlier batch it duplicated."""
+    """What happened to one batch: the row that holds it (or the earlier batch it repeated byte
+    for byte), how many of its messages were already recorded, and the messages recorded now
+    (the only ones views, tracks and exports get)."""
 
     batch_id: int
-    duplicate: bool
-    count: int
-    flagged: int
+    duplicate: bool  # nothing in it was new
+    count: int  # messages in the request
+    flagged: int  # flagged messages among those recorded now
+    duplicates: int = 0  # messages already recorded, not stored again
+    messages: list[Message] = field(default_factory=list)  # recorded now, in the request's order
+
+    @property
+    def new(self) -> int:
+        """Messages recorded by this request."""
+        return self.count - self.duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,8 @@ class _Written:
 
     result: BatchResult
     rows: TrackRows | None = None
+    keys: list[int | None] = field(default_factory=list)  # time keys of the stored messages
+    contents: dict[int, bytes | None] = field(default_factory=dict)  # content keys known, by stored index
     flushed: bool = False
 
 
@@ -155,9 +170,11 @@ class Recorder:
     """Owns one recording file: sessions, batches and rejects, written by a single thread.
 
     ``max_bytes`` caps the file's size: past it, batches are refused like on a full disk.
+    ``window`` is how many recent messages are remembered to recognise re-sent ones.
     """
 
-    def __init__(self, path: Path | str, *, sync_full: bool = False, max_bytes: int | None = None) -> None:
+    def __init__(self, path: Path | str, *, sync_full: bool = False, max_bytes: int | None = None,
+                 window: int = WINDOW) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
@@ -187,6 +204,9 @@ class Recorder:
         self._names: dict[str, str] = {}
         self._pending_count = 0
         self._last_flush = time.monotonic()
+        self._window = window
+        self._seen = SeenMessages(window)
+        self._bodies: dict[int, tuple[float, list[Any]]] = {}  # a few stored batches, read back
         try:
             self._executor.submit(self._open, True).result()
         except BaseException:
@@ -215,8 +235,8 @@ class Recorder:
 
     # -- the file ---------------------------------------------------------------------------
     def _open(self, first: bool) -> None:
-        """Open the file at the path (create it on the first open only) and bring its chunks up
-        to date. On a reopen, the file now at the path is
+        """Open the file at the path (create it on the first open only), bring its chunks up to
+        date and rebuild the window of recent messages. On a reopen, the file now at the path is
         recorded into: the same file moved back, or another one (a restored copy, a new empty
         file); see "Durability" in docs/architecture.md."""
         conn = None
@@ -245,6 +265,7 @@ class Recorder:
             self._pending.clear()
             self._pending_count = 0
             self._last_flush = time.monotonic()
+            self._seen = SeenMessages.load(conn, self._stored_content, self._window)
             if not first:
                 self._resume_session()
         except BaseException:
@@ -261,6 +282,7 @@ class Recorder:
         connection has kept the old files open until now, so their identities cannot have been
         reused by new files."""
         with suppress(sqlite3.Error):
+            conn.execute("PRAGMA busy_timeout = 1000")  # a reader of the old file may hold it up
             conn.execute("PRAGMA wal_checkpoint(FULL)")
         for suffix, old in zip(("-wal", "-shm"), self._beside, strict=True):
             moved = set_aside(Path(f"{self.path}{suffix}"), old)
@@ -333,6 +355,20 @@ class Recorder:
         """Drop what is held in memory about the file; it is rebuilt from the file on reopen."""
         self._pending.clear()
         self._pending_count = 0
+        self._bodies.clear()
+
+    def _stored_content(self, batch_id: int, index: int) -> bytes | None:
+        """Content key of a stored message (read back to compare a possible re-send with it)."""
+        found = self._bodies.get(batch_id)
+        if found is None:
+            assert self._conn is not None
+            received_at, body = self._conn.execute("SELECT received_at, body FROM batches WHERE id = ?",
+                                                   (batch_id,)).fetchone()
+            found = (received_at, orjson.loads(decompress_body(body)))
+            if len(self._bodies) >= 8:
+                self._bodies.pop(next(iter(self._bodies)))
+            self._bodies[batch_id] = found
+        return content_key(normalize(found[1][index], found[0]))
 
     def _lose(self) -> None:
         """The file at the path is not the one open (deleted, moved, replaced): stop writing.
@@ -455,25 +491,38 @@ class Recorder:
                 self._last_flush = time.monotonic()
             else:
                 merge_rows(self._pending, written.rows)
-                self._pending_count += written.result.count
+                self._pending_count += written.result.new
+            self._seen.add(written.result.batch_id, written.keys, written.contents, self._stored_content)
         return written.result
 
     def _insert_batch(self, conn: sqlite3.Connection, session_id: int, received_at: float, peer: str,
                       wire_bytes: int, body: bytes, messages: list[Message], process_ms: float) -> _Written:
-        """Commit a batch (and, when due, the pending chunks with it)."""
+        """Commit a batch's new messages (and, when due, the pending chunks with them)."""
+        count = len(messages)
         digest = batch_digest(body)
-        flagged = sum(1 for m in messages if m.flags)
+        verdict = self._seen.check(messages, self._stored_content)
+        dropped, keys, contents = verdict.duplicates, verdict.keys, verdict.contents
         with transaction(conn):
             earlier = conn.execute(
                 "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
-            if earlier is not None:  # a re-sent batch: count it, store nothing
+            if earlier is not None:  # re-sent byte for byte: count it, store nothing
                 conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
-                return _Written(BatchResult(int(earlier[0]), True, len(messages), flagged))
+                return _Written(BatchResult(int(earlier[0]), True, count, 0, count))
+            stored = body
+            if dropped:  # re-sent messages in a batch cut differently: store only the new ones
+                drop = set(dropped)
+                keep = [i for i in range(count) if i not in drop]
+                raws = orjson.loads(body)
+                stored = orjson.dumps([raws[i] for i in keep])
+                messages = [messages[i] for i in keep]
+                keys = [keys[i] for i in keep]
+                contents = {new: contents[old] for new, old in enumerate(keep) if old in contents}
+            flagged = sum(1 for m in messages if m.flags)
             batch_id = int(conn.execute(
                 "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
-                " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " process_ms, duplicates, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
-                 digest, compress_body(body))).lastrowid or 0)
+                 len(dropped), digest, compress_body(stored))).lastrowid or 0)
             rows = track_rows(batch_id, messages)
             device_names(messages, self._names)
             flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
@@ -481,7 +530,8 @@ class Recorder:
             if flush:
                 merge_rows(self._pending, rows)  # dropped with the connection if this fails
                 self._flush_pending(session_id, batch_id)
-        return _Written(BatchResult(batch_id, False, len(messages), flagged), rows, flush)
+        result = BatchResult(batch_id, bool(dropped) and not messages, count, flagged, len(dropped), messages)
+        return _Written(result, rows, keys, contents, flush)
 
     def _flush_now(self) -> None:
         """Write whatever chunks are pending, in their own transaction."""
@@ -523,7 +573,10 @@ class Recorder:
         Returns (session id, new messages, messages already recorded).
 
         ``batches`` is consumed (a file parsed) in the calling thread; the writer thread gets one
-        short job per batch, so live batches keep being recorded in between."""
+        short job per batch, so live batches keep being recorded in between. Every point of the
+        file is kept: only a batch identical to one already in the file is skipped (the same file
+        imported again), never single messages, and imported messages do not enter the window
+        live batches are checked against."""
         state = _ImportState(session_id=self._run(self._create_import_session, name))
         for raws in batches:
             self._run(self._import_batch, state, raws)
@@ -567,6 +620,8 @@ class Recorder:
             for table in ("tracks", "batches", "rejects"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._bodies.clear()
+        self._seen = SeenMessages.load(self._conn, self._stored_content, self._window)
         if session_id == self.session_id:
             self.session_id = None
 

@@ -4,7 +4,8 @@ Layout, chosen for ingest speed (see docs/architecture.md and docs/benchmarks.md
 
 * ``batches`` keeps each accepted request body once, exactly as received (the raw JSON array),
   zstd-compressed (see ``store/codec.py``), with a digest so a re-sent batch is recognised and
-  counted as a retry instead of stored again.
+  counted as a retry instead of stored again. Messages a request repeats from earlier ones are
+  left out of its body (``duplicates`` counts them), so every stored message is stored once.
 * ``tracks`` holds chunks of one device's messages: the extracted fix columns packed as a JSON
   array of rows (see ``TRACK_COLUMNS``), accumulated across batches and written every couple of
   seconds, so a chunk holds many messages even when a batch holds one per device. The indexes
@@ -100,8 +101,14 @@ FROM tracks t
 JOIN json_each(t.rows) r;
 """
 
+#: Per-message de-duplication (see ``store/seen.py``): how many messages of a request were
+#: dropped from its stored body as already recorded.
+DUPLICATES = """
+ALTER TABLE batches ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, DUPLICATES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
