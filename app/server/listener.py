@@ -93,6 +93,7 @@ class ListenerStats:
     messages: int = 0
     flagged: int = 0
     retries: int = 0
+    duplicates: int = 0  # messages received again after they were recorded (stored once)
     rejects: int = 0
     wire_bytes: int = 0
     last_batch_at: float | None = None
@@ -102,7 +103,8 @@ class ListenerStats:
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
             "batches": self.batches, "messages": self.messages, "flagged": self.flagged,
-            "retries": self.retries, "rejects": self.rejects, "bytes": self.wire_bytes,
+            "retries": self.retries, "duplicates": self.duplicates, "rejects": self.rejects,
+            "bytes": self.wire_bytes,
             "last_batch_at": self.last_batch_at,
         }
 
@@ -126,7 +128,8 @@ class Listener:
         self._large = asyncio.Semaphore(self.config.limits.large_bodies)
 
     def on_batch(self, callback: BatchCallback) -> None:
-        """Call ``callback(event, messages)`` after each newly committed batch."""
+        """Call ``callback(event, messages)`` after each committed batch, with the messages it
+        recorded (re-sent ones already recorded are left out)."""
         self._batch_callbacks.append(callback)
 
     def on_request(self, callback: RequestCallback) -> None:
@@ -167,7 +170,8 @@ class Listener:
                     "uptime_s": round(time.time() - self.stats.started_at, 3)}
         return {**self.stats.as_json(), "session": self.recorder.session_id,
                 "path": self.config.path, "auth": self.config.auth is not None,
-                "database": str(self.recorder.path), "connections": self.connections.as_json()}
+                "database": str(self.recorder.path), "connections": self.connections.as_json(),
+                "recording_problem": self.recorder.problem, "recording_problem_since": self.recorder.problem_since}
 
     # -- POST -------------------------------------------------------------------------------
     async def _handle_post(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -236,19 +240,22 @@ class Listener:
             stats.retries += 1
         else:
             stats.batches += 1
-            stats.messages += result.count
+            stats.messages += result.new
             stats.flagged += result.flagged
             stats.last_batch_at = received_at
         stats.wire_bytes += wire_bytes
+        stats.duplicates += result.duplicates
+        reason = ("re-sent batch, already recorded" if result.duplicate else
+                  f"{result.duplicates} re-sent messages already recorded" if result.duplicates else "")
         event = RequestEvent(received_at, peer, request.path, 200, result.count, wire_bytes,
-                             total_ms, "re-sent batch, already recorded" if result.duplicate else "",
-                             result.batch_id, result.duplicate)
+                             total_ms, reason, result.batch_id, result.duplicate)
         if not result.duplicate:
             for batch_callback in self._batch_callbacks:
-                batch_callback(event, messages)
+                batch_callback(event, result.messages)  # only the messages recorded now
         self._notify(event)
         return _json(200, {"accepted": result.count, "batch": result.batch_id,
-                           "duplicate": result.duplicate, "flagged": result.flagged})
+                           "duplicate": result.duplicate, "duplicates": result.duplicates,
+                           "flagged": result.flagged})
 
     def _check_headers(self, request: web.BaseRequest) -> None:
         auth = self.config.auth

@@ -20,6 +20,7 @@ import orjson
 
 from app.core.normalize import flatten
 from app.store.points import TrackPoint
+from app.store.snapshot import read_snapshot
 
 GPX_NS = "http://www.topografix.com/GPX/1/1"
 TPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
@@ -311,10 +312,11 @@ def collect_param_keys(conn: Any, f: Any) -> list[str]:
     from app.store.points import RawCache, iter_points
     keys: set[str] = set()
     cache = RawCache(conn)
-    for p in iter_points(conn, f):
-        raw = cache.raw(p)
-        if isinstance(raw, dict):
-            keys.update(flatten(raw))
+    with read_snapshot(conn):
+        for p in iter_points(conn, f):
+            raw = cache.raw(p)
+            if isinstance(raw, dict):
+                keys.update(flatten(raw))
     return sorted(keys - CSV_FIXED_KEYS)
 
 
@@ -341,23 +343,24 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
         exporter = CsvExporter(out, title, params=params, raw=RawCache(conn).raw if params else None)
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    total = count_points(conn, f)
-    exporter.begin()
-    done = 0
-    raw_cache = RawCache(conn) if where is not None else None
-    for p in iter_points(conn, f, by_device=exporter.by_device):
-        if raw_cache is not None:
-            raw = raw_cache.raw(p)
-            if not where(flatten(raw) if isinstance(raw, dict) else {}):  # type: ignore[misc]
-                done += 1
-                continue
-        exporter.point(p)
-        done += 1
-        if done % 5000 == 0:
-            if cancelled is not None and cancelled():
-                raise Cancelled()
-            if progress is not None:
-                progress(done, total)
+    with read_snapshot(conn):  # the count, the points and their raw messages: one view of the file
+        total = count_points(conn, f)
+        exporter.begin()
+        done = 0
+        raw_cache = RawCache(conn) if where is not None else None
+        for p in iter_points(conn, f, by_device=exporter.by_device):
+            if raw_cache is not None:
+                raw = raw_cache.raw(p)
+                if not where(flatten(raw) if isinstance(raw, dict) else {}):  # type: ignore[misc]
+                    done += 1
+                    continue
+            exporter.point(p)
+            done += 1
+            if done % 5000 == 0:
+                if cancelled is not None and cancelled():
+                    raise Cancelled()
+                if progress is not None:
+                    progress(done, total)
     exporter.end()
     if progress is not None:
         progress(done, done)

@@ -19,6 +19,7 @@ import orjson
 
 from app.core.normalize import UNUSABLE_FIX, normalize_batch
 from app.store.codec import decompress_body
+from app.store.snapshot import read_snapshot
 
 
 class TrackPoint(NamedTuple):
@@ -144,26 +145,32 @@ def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[TrackPoint]:
 def session_idents(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk] | None = None) -> list[str]:
     """Devices of the session that pass the filter's device list, sorted."""
     where, args = _where(PointFilter(f.session_id, f.idents))
-    found = {row[0] for row in conn.execute(f"SELECT DISTINCT ident FROM tracks WHERE {where}", args)}
-    return sorted(found | set(_unchunked(conn, f) if tail is None else tail))
+    with read_snapshot(conn):
+        found = {row[0] for row in conn.execute(f"SELECT DISTINCT ident FROM tracks WHERE {where}", args)}
+        return sorted(found | set(_unchunked(conn, f) if tail is None else tail))
 
 
 def count_points(conn: sqlite3.Connection, f: PointFilter) -> int:
     """How many points the filter's chunks hold (an upper bound once time/valid filters apply)."""
     where, args = _where(f)
-    stored = conn.execute(f"SELECT coalesce(sum(n), 0) FROM tracks WHERE {where}", args).fetchone()[0]
-    return int(stored) + sum(len(chunk.rows) for chunk in _unchunked(conn, f).values())
+    with read_snapshot(conn):
+        stored = conn.execute(f"SELECT coalesce(sum(n), 0) FROM tracks WHERE {where}", args).fetchone()[0]
+        return int(stored) + sum(len(chunk.rows) for chunk in _unchunked(conn, f).values())
 
 
 def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[TrackPoint]:
-    """Points in time order across devices, or device by device (each in time order)."""
-    tail = _unchunked(conn, f)
-    if not by_device:
-        yield from _merge(_chunks(conn, f, None, tail.values()), f)
-        return
-    for ident in session_idents(conn, f, tail):
-        extra = [tail[ident]] if ident in tail else []
-        yield from _merge(_chunks(conn, f, ident, extra), f)
+    """Points in time order across devices, or device by device (each in time order).
+
+    The chunk mark, the raw tail and the chunks are read in one snapshot (held until the points
+    are exhausted or the iterator is closed), so a chunk flush meanwhile cannot double a point."""
+    with read_snapshot(conn):
+        tail = _unchunked(conn, f)
+        if not by_device:
+            yield from _merge(_chunks(conn, f, None, tail.values()), f)
+            return
+        for ident in session_idents(conn, f, tail):
+            extra = [tail[ident]] if ident in tail else []
+            yield from _merge(_chunks(conn, f, ident, extra), f)
 
 
 class RawCache:

@@ -35,6 +35,7 @@ class SessionSummary:
     rejects: int
     first_ts: float | None
     last_ts: float | None
+    duplicates: int = 0  # messages received again after they were recorded (stored once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
                (SELECT count(DISTINCT ident) FROM tracks t WHERE t.session_id = s.id),
                (SELECT coalesce(sum(count), 0) FROM rejects r WHERE r.session_id = s.id),
                (SELECT min(t_min) FROM tracks t WHERE t.session_id = s.id),
-               (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id)
+               (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id),
+               (SELECT coalesce(sum(duplicates + retries * count), 0) FROM batches b WHERE b.session_id = s.id)
         FROM sessions s ORDER BY s.id
         """).fetchall()
     return [SessionSummary(*row) for row in rows]
@@ -78,7 +80,8 @@ def session_exists(conn: sqlite3.Connection, session_id: int) -> bool:
 def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredMessage]:
     """Every message of a session in arrival order, normalized again from its raw JSON.
 
-    Re-sent batches were never stored twice, so each message appears exactly once.
+    Re-sent messages were never stored twice (whole batches or single messages), so each
+    message appears exactly once.
     """
     cursor = conn.execute(
         "SELECT id, received_at, body FROM batches WHERE session_id = ? ORDER BY id",

@@ -4,15 +4,28 @@ Every write goes through one dedicated thread that owns the writing connection, 
 loop stays free to read the next request while SQLite commits (the sqlite3 module releases the
 GIL while SQLite works). A batch counts as recorded only once its transaction has committed;
 the listener answers 200 after that and not before.
+
+Never lose, never double:
+
+* "committed" means committed to the file at the recorder's path: the path is checked (a stat)
+  before and after every write, so a file deleted, moved or replaced while recording is noticed
+  and nothing more is acknowledged into it (see `Recorder.problem`, ``store/faults.py``);
+* after a failed write the connection is closed, and the next write reopens the file and
+  rebuilds what was held in memory (pending chunks, the window of recent messages) from what
+  the file holds; a connection that failed is never trusted again;
+* a message already recorded (``core/message_key.py``, ``store/seen.py``) is dropped from a
+  batch, so a retry that was re-cut or grew stores only what is new. Imports keep every point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +34,35 @@ import orjson
 import xxhash
 from filelock import FileLock, Timeout
 
-from app.core.normalize import Message, normalize_batch
+from app.core.message_key import content_key
+from app.core.normalize import Message, normalize, normalize_batch
 from app.store.codec import compress_body, decompress_body
+from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.schema import connect, transaction
+from app.store.seen import WINDOW, SeenMessages
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BatchResult", "Recorder", "RecordingInUse", "RecordingUnavailable", "Reject"]
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What happened to one batch: its row id, or the earlier batch it duplicated."""
+    """What happened to one batch: the row that holds it (or the earlier batch it repeated byte
+    for byte), how many of its messages were already recorded, and the messages recorded now
+    (the only ones views, tracks and exports get)."""
 
     batch_id: int
-    duplicate: bool
-    count: int
-    flagged: int
+    duplicate: bool  # nothing in it was new
+    count: int  # messages in the request
+    flagged: int  # flagged messages among those recorded now
+    duplicates: int = 0  # messages already recorded, not stored again
+    messages: list[Message] = field(default_factory=list)  # recorded now, in the request's order
+
+    @property
+    def new(self) -> int:
+        """Messages recorded by this request."""
+        return self.count - self.duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +168,18 @@ NAME_KEY = "device.name"
 
 
 @dataclass(slots=True)
+class _Written:
+    """A batch committed by `Recorder._insert_batch`, for the bookkeeping done once the file
+    check after the commit has passed."""
+
+    result: BatchResult
+    rows: TrackRows | None = None
+    keys: list[int | None] = field(default_factory=list)  # time keys of the stored messages
+    contents: dict[int, bytes | None] = field(default_factory=dict)  # content keys known, by stored index
+    flushed: bool = False
+
+
+@dataclass(slots=True)
 class _ImportState:
     """What an import has written so far (its chunks are written once, at the end)."""
 
@@ -196,31 +237,261 @@ def device_names(messages: list[Message], into: dict[str, str]) -> None:
 
 
 class Recorder:
-    """Owns one recording file: sessions, batches and rejects, written by a single thread."""
+    """Owns one recording file: sessions, batches and rejects, written by a single thread.
 
-    def __init__(self, path: Path | str, *, sync_full: bool = False) -> None:
+    ``max_bytes`` caps the file's size: past it, batches are refused like on a full disk.
+    ``window`` is how many recent messages are remembered to recognise re-sent ones.
+    """
+
+    def __init__(self, path: Path | str, *, sync_full: bool = False, max_bytes: int | None = None,
+                 window: int = WINDOW) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per file: the OS drops the lock if this process dies.
-        self._lock = FileLock(f"{self.path}.lock")
+        self.sync_full = sync_full
+        #: Refuse data once the file would grow past this many bytes (None: no cap). May be
+        #: changed while recording; applied before the next write.
+        self.max_bytes = max_bytes
+        # One writer per file, whatever path leads to it (a symlink included): the lock is taken
+        # on the resolved path, and the OS drops it if this process dies.
+        self._lock_target = self.path.resolve()
+        self._lock = FileLock(f"{self._lock_target}.lock", thread_local=False)
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
             raise RecordingInUse(f"{self.path} is being recorded by another trackmon; choose another "
                                  "file with --db") from None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackmon-writer")
-        self._conn = self._executor.submit(connect, self.path, sync_full=sync_full).result()
+        self._conn: sqlite3.Connection | None = None
+        self._lost: sqlite3.Connection | None = None  # open on a file no longer at the path
+        self._file: FileId | None = None  # the file the connection has open
+        self._beside: tuple[FileId | None, FileId | None] = (None, None)  # its -wal and -shm
+        self._pages: tuple[int | None, int] | None = None  # (max_bytes, page size) applied
+        self._problem: Problem | None = None
         self.session_id: int | None = None
+        self._session_name = ""
+        self._session_started = 0.0
         self._pending: TrackRows = {}  # committed batches whose chunks are not written yet
         self._names: dict[str, str] = {}
         self._pending_count = 0
         self._last_flush = time.monotonic()
-        self._executor.submit(self._recover).result()
+        self._window = window
+        self._seen = SeenMessages(window)
+        self._bodies: dict[int, tuple[float, list[Any]]] = {}  # a few stored batches, read back
+        try:
+            self._executor.submit(self._open, True).result()
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._lock.release()
+            raise
+
+    # -- health -----------------------------------------------------------------------------
+    @property
+    def problem(self) -> str | None:
+        """Why nothing is being recorded right now (batches are answered 503), or None."""
+        problem = self._problem
+        return None if problem is None else problem.text
+
+    @property
+    def problem_since(self) -> float | None:
+        """Since when (Unix time) the current problem has kept batches out, or None."""
+        problem = self._problem
+        return None if problem is None else problem.since
+
+    def _set_problem(self, text: str) -> None:
+        since = self._problem.since if self._problem is not None else time.time()
+        if self._problem is None or self._problem.text != text:
+            log.warning("recording refused: %s", text)
+        self._problem = Problem(text, since)
+
+    # -- the file ---------------------------------------------------------------------------
+    def _open(self, first: bool) -> None:
+        """Open the file at the path (create it on the first open only), bring its chunks up to
+        date and rebuild the window of recent messages. On a reopen, the file now at the path is
+        recorded into: the same file moved back, or another one (a restored copy, a new empty
+        file); see "Durability" in docs/architecture.md."""
+        conn = None
+        if not first:
+            now = file_id(self.path)
+            if now is None:
+                raise RecordingUnavailable(gone(self.path))
+            lost, self._lost = self._lost, None
+            if lost is not None and now == self._file:
+                conn = lost  # the very file (still held open, so not an inode number reused), moved back
+            else:
+                if lost is not None:
+                    self._retire(lost)
+                if now != self._file:
+                    self._take_over_lock()
+        if conn is None:
+            conn = connect(self.path, sync_full=self.sync_full, create=first)
+        try:
+            self._conn, self._pages = conn, None
+            self._limit_pages()
+            with transaction(conn):  # refuses now, not at the first batch, if the file cannot be written
+                pass
+            self._file = file_id(self.path)
+            self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
+            self._recover()
+            self._pending.clear()
+            self._pending_count = 0
+            self._last_flush = time.monotonic()
+            self._seen = SeenMessages.load(conn, self._stored_content, self._window)
+            if not first:
+                self._resume_session()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _retire(self, conn: sqlite3.Connection) -> None:
+        """Let go of a file that is no longer at the path (deleted, moved away or replaced).
+
+        Its WAL is copied into it first (a file that was moved away then holds everything), and
+        the -wal and -shm it left at the path are set aside: SQLite would otherwise pair them
+        with whatever file comes to that path next and apply the old file's pages to it. The
+        connection has kept the old files open until now, so their identities cannot have been
+        reused by new files."""
+        with suppress(sqlite3.Error):
+            conn.execute("PRAGMA busy_timeout = 1000")  # a reader of the old file may hold it up
+            conn.execute("PRAGMA wal_checkpoint(FULL)")
+        for suffix, old in zip(("-wal", "-shm"), self._beside, strict=True):
+            moved = set_aside(Path(f"{self.path}{suffix}"), old)
+            if moved is not None:
+                log.warning("set aside %s (left by the recording file that was at %s)", moved, self.path)
+        with suppress(sqlite3.Error):
+            conn.close()
+
+    def _take_over_lock(self) -> None:
+        """The path now leads to another file (a symlink re-pointed): hold that file's lock."""
+        target = self.path.resolve()
+        if target == self._lock_target:
+            return
+        lock = FileLock(f"{target}.lock", thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RecordingUnavailable(f"{self.path} now leads to {target}, which another trackmon is "
+                                       "recording") from None
+        self._lock.release()
+        self._lock, self._lock_target = lock, target
+
+    def _resume_session(self) -> None:
+        """After a reopen: keep recording into the current session if this file holds it (the
+        same file, or a copy of it), else start a new session of the same name in this file."""
+        conn = self._conn
+        assert conn is not None
+        if self.session_id is None:
+            return
+        row = conn.execute("SELECT started_at FROM sessions WHERE id = ?", (self.session_id,)).fetchone()
+        if row is not None and row[0] == self._session_started:
+            conn.execute("UPDATE sessions SET ended_at = NULL WHERE id = ? AND ended_at IS NOT NULL",
+                         (self.session_id,))
+            return
+        self._session_started = time.time()
+        self.session_id = int(conn.execute("INSERT INTO sessions (name, started_at) VALUES (?, ?)",
+                                           (self._session_name, self._session_started)).lastrowid or 0)
+        log.warning("recording continues in session %d of the file now at %s", self.session_id, self.path)
+
+    def _limit_pages(self) -> None:
+        """Apply ``max_bytes`` as SQLite's page limit (a write past it fails like a full disk)."""
+        conn = self._conn
+        assert conn is not None
+        if self._pages is not None and self._pages[0] == self.max_bytes:
+            return
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = 0xFFFFFFFE if self.max_bytes is None else max(1, self.max_bytes // page_size)
+        conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+        self._pages = (self.max_bytes, page_size)
+
+    def _same_file(self) -> bool:
+        return self._conn is not None and file_id(self.path) == self._file
+
+    def _writable(self) -> sqlite3.Connection:
+        """The writing connection, checked to be on the file at the path; reopened if the last
+        write failed or the file was replaced. Raises `RecordingUnavailable` if it cannot be."""
+        if self._conn is not None and not self._same_file():
+            self._lose()
+        if self._conn is None:
+            try:
+                self._open(first=False)
+            except Exception as exc:
+                self._set_problem(describe(exc, self.path))
+                raise RecordingUnavailable(self.problem or str(exc)) from exc
+        self._limit_pages()
+        assert self._conn is not None
+        return self._conn
+
+    def _forget_memory(self) -> None:
+        """Drop what is held in memory about the file; it is rebuilt from the file on reopen."""
+        self._pending.clear()
+        self._pending_count = 0
+        self._bodies.clear()
+        self._rejects = None  # after a reopen the file may be another one
+
+    def _stored_content(self, batch_id: int, index: int) -> bytes | None:
+        """Content key of a stored message (read back to compare a possible re-send with it)."""
+        found = self._bodies.get(batch_id)
+        if found is None:
+            assert self._conn is not None
+            received_at, body = self._conn.execute("SELECT received_at, body FROM batches WHERE id = ?",
+                                                   (batch_id,)).fetchone()
+            found = (received_at, orjson.loads(decompress_body(body)))
+            if len(self._bodies) >= 8:
+                self._bodies.pop(next(iter(self._bodies)))
+            self._bodies[batch_id] = found
+        return content_key(normalize(found[1][index], found[0]))
+
+    def _lose(self) -> None:
+        """The file at the path is not the one open (deleted, moved, replaced): stop writing.
+        The connection is kept open, unused, to recognise the file if it is moved back."""
+        conn, self._conn = self._conn, None
+        self._forget_memory()
+        if conn is not None:
+            with suppress(sqlite3.Error):  # best effort: a file moved away then holds everything
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if self._lost is not None:
+                self._retire(self._lost)
+            self._lost = conn
+        self._set_problem(gone(self.path) if file_id(self.path) is None else
+                          f"the recording file {self.path} was replaced by another file")
+
+    def _failed(self, exc: BaseException) -> RecordingUnavailable:
+        """A write failed: the connection is not trusted again; the next write reopens."""
+        log.debug("write failed", exc_info=exc)
+        conn, self._conn = self._conn, None
+        self._forget_memory()
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._set_problem(describe(exc, self.path))
+        return RecordingUnavailable(self.problem or str(exc))
+
+    def _checked(self) -> None:
+        """After a commit: the data is in the file at the path, or it is not acknowledged."""
+        if not self._same_file():
+            self._lose()
+            raise RecordingUnavailable(self.problem)
+        self._problem = None
+
+    def _guarded(self, job: Callable[..., Any], *args: Any) -> Any:
+        """Run a write job (in the writer thread) on a checked connection; see `_writable`."""
+        self._writable()
+        try:
+            result = job(*args)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._checked()
+        return result
+
+    def _run(self, job: Callable[..., Any], *args: Any) -> Any:
+        """Run a write job in the writer thread and wait for it."""
+        return self._executor.submit(self._guarded, job, *args).result()
 
     def _recover(self) -> None:
         """Write the chunks of batches committed after the last chunk flush (the process died
-        before it could). The raw bodies are the truth; chunks are derived from them."""
+        before it could, or a write failed). The raw bodies are the truth; chunks derive from them."""
         conn = self._conn
+        assert conn is not None
         behind = conn.execute(
             "SELECT s.id, s.indexed_batch, max(b.id) FROM sessions s JOIN batches b ON b.session_id = s.id "
             "GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
@@ -239,22 +510,24 @@ class Recorder:
     # -- sessions ---------------------------------------------------------------------------
     def start_session(self, name: str = "", *, append: bool = False) -> int:
         """Begin recording into a new session, or into the most recent one with ``append``."""
-        self.session_id = self._executor.submit(self._start_session, name, append).result()
-        return self.session_id
+        return int(self._run(self._start_session, name, append))
 
     def _start_session(self, name: str, append: bool) -> int:
         self._flush_now()
         conn = self._conn
+        assert conn is not None
         if self.session_id is not None:  # the session recorded so far ends here
             conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time(), self.session_id))
         if append:
-            row = conn.execute("SELECT id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+            row = conn.execute("SELECT id, name, started_at FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
             if row is not None:
                 conn.execute("UPDATE sessions SET ended_at = NULL WHERE id = ?", (row[0],))
-                return int(row[0])
-        cursor = conn.execute("INSERT INTO sessions (name, started_at) VALUES (?, ?)",
-                              (name, time.time()))
-        return int(cursor.lastrowid or 0)
+                self.session_id, self._session_name, self._session_started = int(row[0]), row[1], row[2]
+                return self.session_id
+        started = time.time()
+        cursor = conn.execute("INSERT INTO sessions (name, started_at) VALUES (?, ?)", (name, started))
+        self.session_id, self._session_name, self._session_started = int(cursor.lastrowid or 0), name, started
+        return self.session_id
 
     def _require_session(self) -> int:
         if self.session_id is None:
@@ -264,7 +537,8 @@ class Recorder:
     # -- batches ----------------------------------------------------------------------------
     async def record_batch(self, *, received_at: float, peer: str, wire_bytes: int, body: bytes,
                            messages: list[Message], process_ms: float) -> BatchResult:
-        """Commit one batch (off the loop) and return only once it is durable."""
+        """Commit one batch (off the loop) and return only once it is durable in the file at
+        the recorder's path. Raises `RecordingUnavailable` when it is not."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, self.write_batch, received_at, peer, wire_bytes, body, messages,
@@ -272,52 +546,72 @@ class Recorder:
 
     def write_batch(self, received_at: float, peer: str, wire_bytes: int, body: bytes,
                     messages: list[Message], process_ms: float) -> BatchResult:
-        """Synchronous form of `record_batch`; runs in the writer thread."""
+        """Synchronous form of `record_batch`; runs in the writer thread. ``body`` is the JSON
+        array ``messages`` were normalized from, one message per element."""
         session_id = self._require_session()
-        conn = self._conn
-        digest = batch_digest(body)
-        flush = False
-        flagged = sum(1 for m in messages if m.flags)
+        conn = self._writable()
         try:
-            with transaction(conn):
-                earlier = conn.execute(
-                    "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
-                if earlier is not None:  # a re-sent batch: count it, store nothing
-                    conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
-                    return BatchResult(int(earlier[0]), True, len(messages), flagged)
-                batch_id = conn.execute(
-                    "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
-                    " process_ms, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
-                     digest, compress_body(body))).lastrowid
-                rows = track_rows(int(batch_id or 0), messages)
-                device_names(messages, self._names)
-                flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
-                         or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
-                if flush:
-                    merge_rows(self._pending, rows)
-                    self._flush_pending(session_id, int(batch_id or 0))
-        except BaseException:
-            if flush:  # the chunks went with the rollback; rebuild what is pending from the file
+            written = self._insert_batch(conn, session_id, received_at, peer, wire_bytes, body, messages, process_ms)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._checked()
+        if written.rows is not None:  # committed and in the file: now the memory may follow
+            if written.flushed:
                 self._pending.clear()
                 self._pending_count = 0
-                self._recover()
-            raise
-        if flush:
-            self._pending.clear()
-            self._pending_count = 0
-            self._last_flush = time.monotonic()
-        else:
-            merge_rows(self._pending, rows)
-            self._pending_count += len(messages)
-        return BatchResult(int(batch_id or 0), False, len(messages), flagged)
+                self._last_flush = time.monotonic()
+            else:
+                merge_rows(self._pending, written.rows)
+                self._pending_count += written.result.new
+            self._seen.add(written.result.batch_id, written.keys, written.contents, self._stored_content)
+        return written.result
+
+    def _insert_batch(self, conn: sqlite3.Connection, session_id: int, received_at: float, peer: str,
+                      wire_bytes: int, body: bytes, messages: list[Message], process_ms: float) -> _Written:
+        """Commit a batch's new messages (and, when due, the pending chunks with them)."""
+        count = len(messages)
+        digest = batch_digest(body)
+        verdict = self._seen.check(messages, self._stored_content)
+        dropped, keys, contents = verdict.duplicates, verdict.keys, verdict.contents
+        with transaction(conn):
+            earlier = conn.execute(
+                "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
+            if earlier is not None:  # re-sent byte for byte: count it, store nothing
+                conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
+                return _Written(BatchResult(int(earlier[0]), True, count, 0, count))
+            stored = body
+            if dropped:  # re-sent messages in a batch cut differently: store only the new ones
+                drop = set(dropped)
+                keep = [i for i in range(count) if i not in drop]
+                raws = orjson.loads(body)
+                stored = orjson.dumps([raws[i] for i in keep])
+                messages = [messages[i] for i in keep]
+                keys = [keys[i] for i in keep]
+                contents = {new: contents[old] for new, old in enumerate(keep) if old in contents}
+            flagged = sum(1 for m in messages if m.flags)
+            batch_id = int(conn.execute(
+                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
+                " process_ms, duplicates, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
+                 len(dropped), digest, compress_body(stored))).lastrowid or 0)
+            rows = track_rows(batch_id, messages)
+            device_names(messages, self._names)
+            flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
+                     or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
+            if flush:
+                merge_rows(self._pending, rows)  # dropped with the connection if this fails
+                self._flush_pending(session_id, batch_id)
+        result = BatchResult(batch_id, bool(dropped) and not messages, count, flagged, len(dropped), messages)
+        return _Written(result, rows, keys, contents, flush)
 
     def _flush_now(self) -> None:
         """Write whatever chunks are pending, in their own transaction."""
         if not self._pending or self.session_id is None:
             return
-        last = self._conn.execute("SELECT max(id) FROM batches WHERE session_id = ?", (self.session_id,)).fetchone()
-        with transaction(self._conn):
+        conn = self._conn
+        assert conn is not None
+        last = conn.execute("SELECT max(id) FROM batches WHERE session_id = ?", (self.session_id,)).fetchone()
+        with transaction(conn):
             self._flush_pending(self.session_id, int(last[0]))
         self._pending.clear()
         self._pending_count = 0
@@ -325,39 +619,50 @@ class Recorder:
 
     def _flush_pending(self, session_id: int, through_batch: int) -> None:
         """Write pending chunks inside the caller's transaction."""
-        _write_chunks(self._conn, session_id, self._pending, self._names)
-        self._conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
+        conn = self._conn
+        assert conn is not None
+        _write_chunks(conn, session_id, self._pending, self._names)
+        conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
     def rename_session(self, session_id: int, name: str) -> None:
         """Give a session a name."""
-        self._executor.submit(self._conn.execute, "UPDATE sessions SET name = ? WHERE id = ?",
-                              (name, session_id)).result()
+        self._run(self._update_session, "name", session_id, name)
 
     def set_note(self, session_id: int, note: str) -> None:
         """Attach a free-text note to a session."""
-        self._executor.submit(self._conn.execute, "UPDATE sessions SET note = ? WHERE id = ?",
-                              (note, session_id)).result()
+        self._run(self._update_session, "note", session_id, note)
+
+    def _update_session(self, column: str, session_id: int, value: str) -> None:
+        assert column in ("name", "note")
+        assert self._conn is not None
+        self._conn.execute(f"UPDATE sessions SET {column} = ? WHERE id = ?", (value, session_id))
+        if column == "name" and session_id == self.session_id:
+            self._session_name = value
 
     def import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
         """Record ``batches`` of raw messages into a new, closed session beside the live one.
         Returns (session id, new messages, messages already recorded).
 
         ``batches`` is consumed (a file parsed) in the calling thread; the writer thread gets one
-        short job per batch, so live batches keep being recorded in between."""
-        submit = self._executor.submit
-        state = _ImportState(session_id=submit(self._create_import_session, name).result())
+        short job per batch, so live batches keep being recorded in between. Every point of the
+        file is kept: only a batch identical to one already in the file is skipped (the same file
+        imported again), never single messages, and imported messages do not enter the window
+        live batches are checked against."""
+        state = _ImportState(session_id=self._run(self._create_import_session, name))
         for raws in batches:
-            submit(self._import_batch, state, raws).result()
-        submit(_complete_chunks, self._conn, state.session_id, state.groups, state.names, state.last).result()
+            self._run(self._import_batch, state, raws)
+        self._run(lambda: _complete_chunks(self._conn, state.session_id, state.groups, state.names, state.last))
         return state.session_id, state.new, state.seen
 
     def _create_import_session(self, name: str) -> int:
+        assert self._conn is not None
         now = time.time()
         return int(self._conn.execute("INSERT INTO sessions (name, started_at, ended_at) VALUES (?, ?, ?)",
                                       (name, now, now)).lastrowid or 0)
 
     def _import_batch(self, state: _ImportState, raws: list[Any]) -> None:
         conn = self._conn
+        assert conn is not None
         body = orjson.dumps(raws)
         digest = batch_digest(body)
         if conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone():
@@ -376,15 +681,18 @@ class Recorder:
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything recorded in it."""
-        self._executor.submit(self._delete_session, session_id).result()
+        self._run(self._delete_session, session_id)
 
     def _delete_session(self, session_id: int) -> None:
         if session_id == self.session_id:
             self._flush_now()
+        assert self._conn is not None
         with transaction(self._conn) as conn:
             for table in ("tracks", "batches", "rejects"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._bodies.clear()
+        self._seen = SeenMessages.load(self._conn, self._stored_content, self._window)
         if session_id == self.session_id:
             self.session_id = None
 
@@ -397,12 +705,15 @@ class Recorder:
         return await loop.run_in_executor(self._executor, self.write_reject, reject)
 
     def write_reject(self, reject: Reject) -> RejectRow:
-        """Synchronous form of `record_reject`; runs in the writer thread.
+        """Synchronous form of `record_reject`; runs in the writer thread, on a checked file."""
+        return self._guarded(self._insert_reject, reject)
 
-        An identical refusal (same peer, status, reason and path, whatever its query string)
+    def _insert_reject(self, reject: Reject) -> RejectRow:
+        """An identical refusal (same peer, status, reason and path, whatever its query string)
         within REJECT_BURST_WINDOW of the previous one only counts on that one's row, which keeps
         the first one's details; the table is kept within REJECT_MAX_ROWS and REJECT_MAX_BYTES by
         dropping the oldest rows."""
+        assert self._conn is not None
         rejects = self._rejects
         if rejects is None:
             rejects = self._rejects = _RejectBook.load(self._conn)
@@ -431,13 +742,25 @@ class Recorder:
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Mark the session as ended and release the file."""
+        """Mark the session as ended and release the file (after writing pending chunks, if the
+        file is still there to take them)."""
         def _close() -> None:
-            self._flush_now()
-            if self.session_id is not None:
-                self._conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?",
-                                   (time.time(), self.session_id))
-            self._conn.close()
+            if self._lost is not None:
+                self._retire(self._lost)
+                self._lost = None
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                if self._same_file():
+                    self._flush_now()
+                    if self.session_id is not None:
+                        conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time(), self.session_id))
+            except sqlite3.Error as exc:  # the chunks are rebuilt from the raw batches on the next open
+                log.warning("could not finish the session in %s: %s", self.path, exc)
+            finally:
+                self._conn = None
+                conn.close()
         try:
             self._executor.submit(_close).result()
         finally:

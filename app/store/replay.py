@@ -4,6 +4,11 @@ Seeking needs no scan: for each device, the chunk index `(session, ident, t_min)
 chunks just before t, which hold its latest message and its trail. Playing forward streams points
 in time order from t. Messages are rebuilt from their raw JSON, so the inspector and table show
 exactly what was recorded.
+
+Every call reads one snapshot of the file (a short read transaction), so a chunk flush by the
+recorder meanwhile cannot show a message twice; no snapshot is held between calls (the window's
+reader connection serves the live views too, and a long-held snapshot stops the WAL from being
+reset while recording).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import orjson
 
 from app.core.normalize import UNUSABLE_FIX, Message, normalize
 from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents
+from app.store.snapshot import read_snapshot
 
 SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
 
@@ -55,15 +61,17 @@ class ReplaySource:
         self.conn = conn
         self.session_id = session_id
         self.filter = PointFilter(session_id, idents)
-        self.idents = session_idents(conn, self.filter)
         where = "session_id = ?" + ("" if idents is None else f" AND ident IN ({','.join('?' * len(idents))})")
         self._where = where
         self._args: list[Any] = [session_id, *(idents or ())]
-        first, last = conn.execute(f"SELECT min(t_min), max(t_max) FROM tracks WHERE {where}", self._args).fetchone()
-        tail = [p.ts for p in iter_points(conn, PointFilter(session_id, idents, t_from=last))] if last else []
-        if first is None:  # nothing chunked yet: look at the raw tail only
-            times = [p.ts for p in iter_points(conn, self.filter)]
-            first, last = (min(times), max(times)) if times else (0.0, 0.0)
+        with read_snapshot(conn):  # devices and span from one view of a file that may be growing
+            self.idents = session_idents(conn, self.filter)
+            first, last = conn.execute(f"SELECT min(t_min), max(t_max) FROM tracks WHERE {where}",
+                                       self._args).fetchone()
+            tail = [p.ts for p in iter_points(conn, PointFilter(session_id, idents, t_from=last))] if last else []
+            if first is None:  # nothing chunked yet: look at the raw tail only
+                times = [p.ts for p in iter_points(conn, self.filter)]
+                first, last = (min(times), max(times)) if times else (0.0, 0.0)
         self.start = float(first)
         self.end = float(max([last, *tail]))
         self._raw = RawCache(conn, size=64)  # a snapshot touches the latest batch of every device
@@ -83,6 +91,7 @@ class ReplaySource:
         """Messages per time bin over the session (each chunk spread evenly over its span)."""
         counts = [0.0] * bins
         span = max(self.end - self.start, 1e-9)
+        # One statement: one snapshot.
         for t_min, t_max, n in self.conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {self._where}",
                                                  self._args):
             first = min(bins - 1, max(0, int((t_min - self.start) / span * bins)))
@@ -106,7 +115,9 @@ class ReplaySource:
 
     def previous_time(self, before: float) -> float | None:
         """The last message time before ``before`` (for stepping back)."""
-        times = [rows[-1][2] for ident in self.idents if (rows := self._latest_rows(ident, before, 1, strict=True))]
+        with read_snapshot(self.conn):
+            times = [rows[-1][2] for ident in self.idents
+                     if (rows := self._latest_rows(ident, before, 1, strict=True))]
         return max(times) if times else None
 
     # -- snapshots ------------------------------------------------------------------------------
@@ -148,14 +159,15 @@ class ReplaySource:
     def snapshot(self, t: float, trail_length: int) -> dict[str, DeviceSnapshot]:
         """Every device as it was at ``t``: devices with no message yet are absent."""
         out: dict[str, DeviceSnapshot] = {}
-        for ident in self.idents:
-            rows = self._latest_rows(ident, t, trail_length)
-            if not rows:
-                continue
-            latest = self.message(TrackPoint(ident, "", *rows[-1]))
-            previous = self.message(TrackPoint(ident, "", *rows[-2])) if len(rows) > 1 else None
-            fix_rows = [r for r in rows if not r[12] & UNUSABLE_FIX]
-            fix = self.message(TrackPoint(ident, "", *fix_rows[-1])) if fix_rows else None
-            trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
-            out[ident] = DeviceSnapshot(latest, previous, fix, trail)
+        with read_snapshot(self.conn):  # every device as of the same committed state
+            for ident in self.idents:
+                rows = self._latest_rows(ident, t, trail_length)
+                if not rows:
+                    continue
+                latest = self.message(TrackPoint(ident, "", *rows[-1]))
+                previous = self.message(TrackPoint(ident, "", *rows[-2])) if len(rows) > 1 else None
+                fix_rows = [r for r in rows if not r[12] & UNUSABLE_FIX]
+                fix = self.message(TrackPoint(ident, "", *fix_rows[-1])) if fix_rows else None
+                trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
+                out[ident] = DeviceSnapshot(latest, previous, fix, trail)
         return out

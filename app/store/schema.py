@@ -4,7 +4,8 @@ Layout, chosen for ingest speed (see docs/architecture.md and docs/benchmarks.md
 
 * ``batches`` keeps each accepted request body once, exactly as received (the raw JSON array),
   zstd-compressed (see ``store/codec.py``), with a digest so a re-sent batch is recognised and
-  counted as a retry instead of stored again.
+  counted as a retry instead of stored again. Messages a request repeats from earlier ones are
+  left out of its body (``duplicates`` counts them), so every stored message is stored once.
 * ``tracks`` holds chunks of one device's messages: the extracted fix columns packed as a JSON
   array of rows (see ``TRACK_COLUMNS``), accumulated across batches and written every couple of
   seconds, so a chunk holds many messages even when a batch holds one per device. The indexes
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 #: Order of the values in each packed row of ``tracks.rows``.
@@ -108,8 +109,14 @@ ALTER TABLE rejects ADD COLUMN last_at REAL;
 UPDATE rejects SET last_at = received_at;
 """
 
+#: Per-message de-duplication (see ``store/seen.py``): how many messages of a request were
+#: dropped from its stored body as already recorded.
+DUPLICATES = """
+ALTER TABLE batches ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
-MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS)
+MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS, DUPLICATES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -117,27 +124,36 @@ class SchemaTooNew(RuntimeError):
     """The file was written by a newer trackmon; refusing to touch it protects the data."""
 
 
-def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False,
+            create: bool = True) -> sqlite3.Connection:
     """Open (and create or migrate) a recording file with the pragmas trackmon relies on.
 
     WAL lets readers (replay, exports, the UI) run while the recorder writes. With the default
     ``synchronous=NORMAL`` a commit survives the process being killed; ``sync_full`` also makes
-    it survive a power cut, at the price of an fsync per batch.
+    it survive a power cut, at the price of an fsync per batch. ``create=False`` opens only a
+    file that exists (the recorder reopening its file must not conjure up an empty one).
     """
     if readonly:
         uri = Path(path).resolve().as_uri() + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    elif not create:
+        uri = Path(path).resolve().as_uri() + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if sync_full else 'NORMAL'}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
-    else:
-        check_version(conn)
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if sync_full else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        else:
+            check_version(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -159,7 +175,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may already have rolled back (SQLITE_FULL, I/O errors do); the error that got
+        # us here is the one to report, not a failing ROLLBACK.
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

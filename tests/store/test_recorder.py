@@ -9,7 +9,9 @@ import pytest
 
 from app.core.normalize import normalize_batch
 from app.store import recorder as recorder_module
+from app.store.queries import list_sessions
 from app.store.recorder import Recorder, RecordingInUse
+from tests.processes import recorder_process, trackmon
 
 
 def write(rec: Recorder, batch: list[dict], received_at: float = 100.0) -> None:
@@ -38,6 +40,33 @@ def test_a_second_recorder_on_the_same_file_is_refused(tmp_path) -> None:
         Recorder(tmp_path / "one.sqlite")
     first.close()
     Recorder(tmp_path / "one.sqlite").close()  # free again once the first has closed
+
+
+def test_a_second_recorder_through_a_symlink_is_refused(tmp_path) -> None:
+    real = tmp_path / "real.sqlite"
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "link.sqlite"
+    link.symlink_to(real)
+    first = Recorder(link)  # the file does not even exist yet: the lock follows the link anyway
+    with pytest.raises(RecordingInUse, match="another trackmon"):
+        Recorder(real)
+    first.close()
+    second = Recorder(real)
+    with pytest.raises(RecordingInUse):
+        Recorder(link)
+    second.close()
+
+
+def test_record_through_a_symlink_while_the_file_is_recorded_exits_with_the_reason(tmp_path) -> None:
+    real = tmp_path / "real.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(real)
+    with recorder_process(real) as first:
+        refused = trackmon("record", "--db", str(link), "--port", "0")
+        assert refused.returncode != 0 and "being recorded by another trackmon" in refused.stderr
+        assert trackmon("simulate", "--to", first.url, "--rate", "0", "--count", "1500").returncode == 0
+    [session] = list_sessions(sqlite3.connect(real))
+    assert session.messages == 1500
 
 
 def test_starting_a_new_session_closes_the_previous_one(tmp_path) -> None:

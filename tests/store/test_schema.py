@@ -8,8 +8,10 @@ import orjson
 import pytest
 
 from app.core.normalize import normalize_batch
+from app.store.codec import compress_body
+from app.store.queries import iter_messages
 from app.store.recorder import Recorder
-from app.store.schema import SCHEMA_VERSION, SchemaTooNew, connect
+from app.store.schema import DUPLICATES, MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, _statements, connect
 
 
 def test_new_file_is_migrated_to_the_current_version_in_wal_mode(tmp_path) -> None:
@@ -48,3 +50,31 @@ def test_messages_view_unpacks_every_message_with_its_raw_json(tmp_path) -> None
     index_plan = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT rows FROM tracks WHERE session_id = 1 AND ident = 'a' ORDER BY t_min"))
     assert "tracks_device_time" in index_plan
+
+
+def test_a_file_from_before_per_message_duplicates_is_migrated_and_keeps_its_data(tmp_path) -> None:
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)
+    before = MIGRATIONS.index(DUPLICATES)
+    for script in MIGRATIONS[:before]:
+        for statement in _statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA user_version = {before}")
+    old_body = orjson.dumps([{"ident": "old", "timestamp": 1.0}])
+    raw.execute("INSERT INTO sessions (name, started_at) VALUES ('old', 1.0)")
+    raw.execute("INSERT INTO batches (session_id, received_at, wire_bytes, count, digest, body)"
+                " VALUES (1, 1.0, ?, 1, x'00', ?)", (len(old_body), compress_body(old_body)))
+    raw.commit()
+    raw.close()
+    recorder = Recorder(path)
+    recorder.start_session()
+    raws = [{"ident": "a", "timestamp": 10.0}, {"ident": "a", "timestamp": 10.0}]
+    body = orjson.dumps(raws)
+    result = recorder.write_batch(100.0, "p", len(body), body, normalize_batch(raws, 100.0, body), 1.0)
+    recorder.close()
+    assert result.duplicates == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT count, duplicates FROM batches ORDER BY id").fetchall() == [(1, 0), (1, 1)]
+    assert [m.message.ident for m in iter_messages(conn, 1)] == ["old"]
+    assert conn.execute("SELECT sum(n) FROM tracks WHERE session_id = 1").fetchone()[0] == 1  # chunked on open

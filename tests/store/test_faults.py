@@ -1,0 +1,174 @@
+"""Faults while recording, produced for real: a full disk (SQLite's own SQLITE_FULL through the
+page limit), the file deleted, moved or replaced, a read-only file. The listener answers 503 with
+the reason, stays up, and recording resumes by itself once the fault is gone; every acknowledged
+message ends up in the file exactly once."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+
+import orjson
+import pytest
+
+from app.store.queries import list_sessions
+from tests.conftest import http, running_listener
+from tests.processes import recorder_process
+from tests.store.faulty import Stream, assert_each_once, batch, names
+
+
+def status(served) -> dict:
+    return http("GET", served.url.rstrip("/") + "/status").body
+
+
+def backup(db, to) -> None:
+    """A consistent copy of the recording (what a user restores), taken with SQLite's backup API."""
+    source, target = sqlite3.connect(db), sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def test_a_full_disk_is_answered_503_and_recording_resumes_by_itself(db_path) -> None:
+    with running_listener(db_path) as served:
+        stream = Stream(served.post, pad=200)
+        for number in range(3):
+            assert stream.send(number).status == 200
+        served.recorder.max_bytes = 1  # the file may not grow by a page: SQLITE_FULL
+        refused = [number for number in range(3, 8) if stream.send(number).status == 503]
+        assert refused, "a batch that needs the file to grow is refused"
+        reply = stream.replies[-1]
+        assert reply.status == 503 and reply.body["error"] == "not_recorded"
+        assert "disk is full" in reply.body["detail"]
+        now = status(served)
+        assert "disk is full" in now["recording_problem"] and now["recording_problem_since"] > 0
+        assert served.recorder.problem == now["recording_problem"]
+        served.recorder.max_bytes = None  # space again: the stream's next re-send goes through
+        for number in refused:
+            assert stream.send(number).status == 200
+        assert served.recorder.problem is None and status(served)["recording_problem"] is None
+    assert_each_once(db_path, stream.acked)
+    assert len(stream.acked) == 8 * 50
+
+
+def test_a_deleted_file_is_refused_until_a_copy_is_restored(db_path, tmp_path) -> None:
+    with running_listener(db_path) as served:
+        stream = Stream(served.post)
+        for number in range(3):
+            assert stream.send(number).status == 200
+        backup(db_path, tmp_path / "backup.sqlite")
+        os.unlink(db_path)  # the -wal and -shm stay, as after `rm rec.sqlite`
+        for _ in range(3):  # never 200 into the unlinked file, however often it is re-sent
+            reply = stream.send(3)
+            assert reply.status == 503 and "was deleted or moved away" in reply.body["detail"]
+        assert "deleted or moved away" in status(served)["recording_problem"]
+        shutil.copy(tmp_path / "backup.sqlite", db_path)
+        for number in (3, 4):
+            assert stream.send(number).status == 200
+        assert served.recorder.problem is None
+    assert_each_once(db_path, stream.acked)
+    [session] = list_sessions(sqlite3.connect(db_path))  # the copy holds the session: it goes on
+    assert session.messages == 250 and session.ended_at is not None
+    assert list(tmp_path.glob("rec.sqlite-wal.orphan-*")), "the deleted file's WAL was set aside, not applied"
+
+
+def test_a_file_moved_away_and_back_resumes_with_nothing_lost(db_path, tmp_path) -> None:
+    with running_listener(db_path) as served:
+        stream = Stream(served.post)
+        for number in range(3):
+            assert stream.send(number).status == 200
+        os.rename(db_path, tmp_path / "moved.sqlite")
+        assert stream.send(3).status == 503
+        # Everything acknowledged went with the file (its WAL was checkpointed into it).
+        moved = sqlite3.connect(tmp_path / "moved.sqlite")
+        assert moved.execute("SELECT sum(count) FROM batches").fetchone()[0] == 150
+        moved.close()
+        os.rename(tmp_path / "moved.sqlite", db_path)
+        for number in (3, 4):
+            assert stream.send(number).status == 200
+    assert_each_once(db_path, stream.acked)
+
+
+def test_an_empty_file_put_at_the_path_starts_a_new_recording(db_path) -> None:
+    with running_listener(db_path) as served:
+        served.recorder.rename_session(served.recorder.session_id, "field test")
+        stream = Stream(served.post)
+        assert stream.send(0).status == 200
+        os.unlink(db_path)
+        assert stream.send(1).status == 503
+        db_path.touch()
+        assert stream.send(1).status == 200
+    assert_each_once(db_path, names(batch(1)))  # batch 0 went with the deleted file
+    [session] = list_sessions(sqlite3.connect(db_path))
+    assert session.name == "field test"
+
+
+def test_a_file_that_is_not_a_recording_is_never_written(db_path) -> None:
+    with running_listener(db_path) as served:
+        stream = Stream(served.post)
+        assert stream.send(0).status == 200
+        os.unlink(db_path)
+        db_path.write_bytes(b"my notes, not a database\n" * 100)
+        reply = stream.send(1)
+        assert reply.status == 503 and "not a usable trackmon recording" in reply.body["detail"]
+        assert db_path.read_bytes() == b"my notes, not a database\n" * 100
+
+
+def _immutable(path, on: bool) -> bool:
+    result = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    return result.returncode == 0
+
+
+def test_a_read_only_file_is_refused_until_it_is_writable_again(db_path, tmp_path) -> None:
+    # File modes do not stop root, so the read-only file is made immutable (chattr +i), which
+    # does. It replaces the recording, as when a user restores a write-protected copy.
+    copy = tmp_path / "copy.sqlite"
+    with running_listener(db_path) as served:
+        stream = Stream(served.post)
+        for number in range(2):
+            assert stream.send(number).status == 200
+        backup(db_path, copy)
+        os.replace(copy, db_path)
+        if not _immutable(db_path, True):
+            pytest.skip("chattr +i is not available here")
+        try:
+            reply = stream.send(2)
+            assert reply.status == 503 and "read-only" in reply.body["detail"], reply.body
+            assert stream.send(2).status == 503
+        finally:
+            _immutable(db_path, False)
+        assert stream.send(2).status == 200
+        assert served.recorder.problem is None
+    assert_each_once(db_path, stream.acked)
+
+
+def test_writes_failing_in_a_record_process_are_503_until_they_work_again(tmp_path) -> None:
+    # RLIMIT_FSIZE on the real `trackmon record` process: every write past the first byte of any
+    # file fails with EFBIG (Python ignores SIGXFSZ), as a disk that stopped taking data would.
+    db = tmp_path / "limited.sqlite"
+    with recorder_process(db) as rec:
+        stream = Stream(lambda messages: http("POST", rec.url, orjson.dumps(messages),
+                                              {"Content-Type": "application/json"}))
+        for number in range(3):
+            assert stream.send(number).status == 200
+        unlimited = resource.prlimit(rec.process.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(rec.process.pid, resource.RLIMIT_FSIZE, (1, unlimited[1]))
+        try:
+            for _ in range(3):
+                reply = stream.send(3)
+                assert reply.status == 503 and reply.body["error"] == "not_recorded"
+                assert str(db) in reply.body["detail"]
+            now = http("GET", rec.url + "status").body
+            assert now["recording_problem"] and now["recording_problem_since"]
+        finally:
+            resource.prlimit(rec.process.pid, resource.RLIMIT_FSIZE, unlimited)
+        for number in (3, 4, 5):
+            assert stream.send(number).status == 200
+        assert http("GET", rec.url + "status").body["recording_problem"] is None
+    assert_each_once(db, stream.acked)
+    assert len(stream.acked) == 6 * 50
