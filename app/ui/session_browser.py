@@ -60,8 +60,6 @@ class SessionBrowser(QDialog):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _: self._replay())
         buttons = QHBoxLayout()
         self.actions: dict[str, QPushButton] = {}
@@ -87,6 +85,11 @@ class SessionBrowser(QDialog):
         self.sessions = list_sessions(self.reader)
         sizes = stored_sizes(self.reader)
         self.file_label.setText(f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
+        # Columns sized to their contents re-measure every row on every cell set: O(rows² × columns),
+        # 6 s for 150 sessions. Fill with fixed columns and no repaints, then size once.
+        header = self.table.horizontalHeader()
+        self.table.setUpdatesEnabled(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.setRowCount(len(self.sessions))
         for row, s in enumerate(reversed(self.sessions)):
             state = ("recording" if s.id == self.recorder.session_id
@@ -95,10 +98,18 @@ class SessionBrowser(QDialog):
                      f"{s.messages:,}", str(s.retries), str(s.rejects), f"{sizes.get(s.id, 0) / 1e6:.1f} MB", state)
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))  # plain text, never HTML
+        self._size_columns()
+        self.table.setUpdatesEnabled(True)
         if self.sessions and not self.table.selectedItems():
             # Newest session that is not being recorded: the one a user most likely wants to replay.
             rows = [r for r in range(self.table.rowCount()) if self.table.item(r, 10).text() != "recording"]
             self.table.selectRow(rows[0] if rows else 0)
+
+    def _size_columns(self) -> None:
+        """Every column as wide as its contents, once; the note column takes the rest."""
+        header = self.table.horizontalHeader()
+        self.table.resizeColumnsToContents()
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
 
     def selected(self) -> SessionSummary | None:
         rows = self.table.selectionModel().selectedRows()
