@@ -59,6 +59,7 @@ from app.ui.intake import SlicedIntake
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
 from app.ui.reachability import ReachabilityMixin
+from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
 from app.ui.requests_model import RequestsModel
 from app.ui.sessions_mode import SessionsMixin
@@ -266,6 +267,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 2)
         main.setSizes([540, 320])
+        self.recording_banner = RecordingBanner()
         self.replay_bar = ReplayBar()
         self.replay_bar.hide()
         self.replay_bar.back_to_live.connect(self.leave_replay)
@@ -274,6 +276,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
         central_layout.setSpacing(0)
+        central_layout.addWidget(self.recording_banner)
         central_layout.addWidget(self.replay_bar)
         central_layout.addWidget(main, 1)
         self.setCentralWidget(central)
@@ -588,10 +591,23 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
         except OSError:
             size = 0
-        self.status_file.setText(f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
+        self._show_recording_problem()
+        problem = self.recorder.problem
+        self.status_file.setText(f"NOT recording into {self.db.name}: {problem}" if problem else
+                                 f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
+        self.status_file.setStyleSheet("color: #b71c1c; font-weight: 600;" if problem else "")
         self.status_file.setToolTip(str(self.db))
         self.device_count.setText(f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
         self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
+
+    def _show_recording_problem(self) -> None:
+        """Banner on a recorder problem; when it clears, read the file afresh (it may be a restored
+        copy at the same path, which the old reading connection does not see)."""
+        problem = self.recorder.problem
+        if problem is None and self.recording_banner.isVisible():
+            self.reader.close()
+            self.reader = self.chart_panel.reader = sqlite3.connect(self.db, check_same_thread=False)
+        self.recording_banner.show_problem(problem, self.recorder.problem_since)
 
     # -- selection ------------------------------------------------------------------------------
     def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:

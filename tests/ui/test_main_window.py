@@ -424,3 +424,27 @@ def test_inspector_shows_what_changed_since_the_previous_message(loop, make_wind
                      "old.param": ("", "1", "removed"), "timestamp": ("1700000010", "1700000000", "changed")}
     inspector.changes_only.setChecked(False)
     assert sum(not table.isRowHidden(r) for r in range(table.rowCount())) == table.rowCount()
+
+
+def test_a_recording_file_taken_away_is_shown_and_recording_resumes_when_it_is_back(loop, make_window) -> None:
+    window = make_window()
+    moved = window.db.with_name("moved-away.sqlite")
+
+    async def scenario() -> None:
+        url = window.urls()[0]
+        assert await post(url, [{"ident": "before", "timestamp": 1_700_000_000}]) == 200
+        window.db.rename(moved)
+        assert await post(url, [{"ident": "while-gone", "timestamp": 1_700_000_001}]) == 503
+        await wait_until(lambda: window.recording_banner.isVisible(), what="banner")
+        assert "Not recording" in window.recording_banner.text()
+        assert window.status_file.text().startswith("NOT recording")
+        moved.rename(window.db)
+        assert await post(url, [{"ident": "while-gone", "timestamp": 1_700_000_001}]) == 200  # the re-send
+        await wait_until(lambda: not window.recording_banner.isVisible(), what="banner gone")
+        assert window.status_file.text().startswith("Recording")
+
+    run(loop, scenario())
+    assert set(window.live_fleet.devices) == {"before", "while-gone"}
+    window.new_session()  # chunks of the live session written
+    idents = {row[0] for row in window.reader.execute("SELECT ident FROM tracks")}
+    assert sorted(idents) == ["before", "while-gone"]
