@@ -32,6 +32,7 @@ from app.server.connections import ConnectionStats
 from app.server.limits import Limits
 from app.server.refusal import Refused
 from app.server.reject_capture import capture
+from app.store.faults import RecordingUnavailable
 from app.store.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,10 @@ class Listener:
             result = await self.recorder.record_batch(
                 received_at=received_at, peer=peer, wire_bytes=wire_bytes, body=batch.stored,
                 messages=messages, process_ms=process_ms)
-        except Exception as exc:  # disk full, file locked...: not acknowledged, so re-sent
+        except RecordingUnavailable as exc:  # disk full, file gone...: said once, not a traceback per batch
+            log.warning("batch not recorded (503): %s", exc)
+            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {exc}"})
+        except Exception as exc:  # anything else: not acknowledged, so re-sent
             log.exception("could not record batch")
             return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {exc}"})
         total_ms = (time.perf_counter() - started) * 1000.0

@@ -593,10 +593,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             size = 0
         self._show_recording_problem()
         problem = self.recorder.problem
-        self.status_file.setText(f"NOT recording into {self.db.name}: {problem}" if problem else
+        self.status_file.setText(f"NOT recording: {problem.split(';')[0]} (503s)" if problem else
                                  f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
         self.status_file.setStyleSheet("color: #b71c1c; font-weight: 600;" if problem else "")
-        self.status_file.setToolTip(str(self.db))
+        self.status_file.setToolTip(problem or str(self.db))
         self.device_count.setText(f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
         self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 

@@ -31,6 +31,5 @@ class RecordingBanner(QLabel):
             self.hide()
             return
         for_how_long = f" (for {age_text(time.time() - since)})" if since is not None else ""
-        self.setText(f"Not recording{for_how_long}: {problem}. Incoming batches are refused with 503, so the "
-                     "stream keeps and re-sends them; recording resumes by itself once this is fixed.")
+        self.setText(f"Not recording{for_how_long}: {problem}. Recording resumes by itself once this is fixed.")
         self.show()

@@ -7,6 +7,7 @@ A mixin of `MainWindow` (it swaps the fleet the window's views show).
 from __future__ import annotations
 
 import asyncio
+import time
 
 from app.core.fleet import Fleet
 from app.server.replay_sender import replay_session
@@ -66,6 +67,7 @@ class SessionsMixin:
         session = self.recorder.start_session()
         self.intake.clear()
         self.live_fleet.clear()
+        self._rate_mark = (time.monotonic(), 0)  # the rate counts from the cleared fleet's zero
         if self.replay is None:
             self._reset_views()
         self.statusBar().showMessage(f"Recording into new session {session}", 5000)

@@ -437,7 +437,7 @@ def test_a_recording_file_taken_away_is_shown_and_recording_resumes_when_it_is_b
         assert await post(url, [{"ident": "while-gone", "timestamp": 1_700_000_001}]) == 503
         await wait_until(lambda: window.recording_banner.isVisible(), what="banner")
         assert "Not recording" in window.recording_banner.text()
-        assert window.status_file.text().startswith("NOT recording")
+        assert window.status_file.text().startswith("NOT recording:")
         moved.rename(window.db)
         assert await post(url, [{"ident": "while-gone", "timestamp": 1_700_000_001}]) == 200  # the re-send
         await wait_until(lambda: not window.recording_banner.isVisible(), what="banner gone")
