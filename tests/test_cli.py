@@ -138,3 +138,21 @@ def test_token_options_that_cannot_work_are_usage_errors(tmp_path) -> None:
 def test_an_ssh_tunnel_without_a_token_is_refused(tmp_path) -> None:
     result = trackmon("record", "--db", str(tmp_path / "x.sqlite"), "--ssh-tunnel", "me@127.0.0.1:1")
     assert_one_line_error(result, 2, "SSH tunnel without a token", "--token-file")
+
+
+def test_sessions_lists_messages_once_and_counts_what_was_re_sent(tmp_path) -> None:
+    from tests.conftest import running_listener
+    db = tmp_path / "rec.sqlite"
+    first = [{"ident": "a", "timestamp": 1_700_000_000 + i, "server.timestamp": 1_700_000_001 + i} for i in range(3)]
+    recut = [*first[1:], {"ident": "a", "timestamp": 1_700_000_010, "server.timestamp": 1_700_000_011}]
+    with running_listener(db) as served:
+        assert served.post(first).status == 200
+        assert served.post(recut).body["duplicates"] == 2  # a retry cut differently: 2 already recorded
+    result = trackmon("sessions", "--db", str(db))
+    header, row = result.stdout.splitlines()[:2]
+
+    def cell(name: str) -> str:  # numbers are right-aligned under their heading
+        end = header.index(name) + len(name)
+        return row[end - 9:end].split()[-1]
+
+    assert (cell("messages"), cell("re-sent")) == ("4", "2")

@@ -166,10 +166,12 @@ def cmd_record(args: argparse.Namespace) -> int:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=5.0)
             except TimeoutError:
-                figures = (listener.stats.messages, listener.stats.rejects, listener.stats.retries)
+                figures = (listener.stats.messages, listener.stats.rejects, listener.stats.retries,
+                           listener.stats.duplicates)
                 if figures != last:
                     print(f"{figures[0]} messages in {listener.stats.batches} batches, "
-                          f"{figures[2]} re-sent, {figures[1]} rejected", flush=True)
+                          f"{figures[2]} re-sent, {figures[3]} duplicate messages left out, {figures[1]} rejected",
+                          flush=True)
                     last = figures
         if tunnel_task is not None:
             tunnel.stop()
@@ -182,7 +184,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         recorder.close()
     stats = listener.stats
     print(f"stopped: {stats.messages} messages in {stats.batches} batches, {stats.retries} "
-          f"re-sent, {stats.rejects} rejected", flush=True)
+          f"re-sent, {stats.duplicates} duplicate messages left out, {stats.rejects} rejected", flush=True)
     return 0
 
 

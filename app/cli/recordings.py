@@ -36,7 +36,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     print(header)
     for s in sessions:
         state = "recording/interrupted" if s.ended_at is None else "closed"
-        print(f"{s.id:>4}  {s.name[:16]:<16} {s.devices:>7} {s.messages:>9} {s.retries:>7} "
+        print(f"{s.id:>4}  {s.name[:16]:<16} {s.devices:>7} {s.messages:>9} {s.duplicates:>7} "
               f"{s.rejects:>7}  {fmt_time(s.first_ts):<19}  {fmt_time(s.last_ts):<19}  {state}")
     return 0
 

@@ -28,7 +28,7 @@ from app.store.queries import SessionSummary, list_sessions
 from app.store.recorder import Recorder
 from app.ui.thread_bridge import ThreadBridge
 
-HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent",
+HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent msgs",
            "Rejects", "Stored", "State")
 
 
@@ -95,7 +95,8 @@ class SessionBrowser(QDialog):
             state = ("recording" if s.id == self.recorder.session_id
                      else "closed" if s.ended_at is not None else "interrupted")
             cells = (str(s.id), s.name, s.note, utc_text(s.first_ts), utc_text(s.last_ts), str(s.devices),
-                     f"{s.messages:,}", str(s.retries), str(s.rejects), f"{sizes.get(s.id, 0) / 1e6:.1f} MB", state)
+                     f"{s.messages:,}", f"{s.duplicates:,}", str(s.rejects), f"{sizes.get(s.id, 0) / 1e6:.1f} MB",
+                     state)
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))  # plain text, never HTML
         self._size_columns()
