@@ -90,7 +90,9 @@ async def js(window: MainWindow, script: str) -> Any:
 
 
 async def map_state(window: MainWindow) -> dict:
-    """What the map page shows, from its own API."""
+    """What the map page shows, from its own API (once the page has loaded it: on a busy machine
+    that can take seconds, and before it ``trackmon`` is not defined)."""
+    await wait_until(lambda: window.map.is_ready, timeout=60, what="the map page to load")
     return orjson.loads(await js(window, "trackmon.state()"))
 
 
