@@ -43,6 +43,10 @@ OVERSIZE_PREVIEW = 4096
 JSON_CONTENT_TYPES = frozenset({"application/json", "text/json", "text/plain", ""})
 ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 STATUS_PATH = "/status"
+#: The 503 body for an unexpected failure: no exception text (the sender may be anyone); the
+#: reason is in the window and the log.
+NOT_RECORDED = {"error": "not_recorded", "detail": "batch not recorded: an internal error (see where trackmon runs); "
+                                                   "send it again later"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +238,12 @@ class Listener:
                 messages=messages, process_ms=process_ms)
         except RecordingUnavailable as exc:  # disk full, file gone...: said once, not a traceback per batch
             log.warning("batch not recorded (503): %s", exc)
-            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {exc}"})
-        except Exception as exc:  # anything else: not acknowledged, so re-sent
+            # The sender learns why (it shows in flespi's stream log) but not where the file lives.
+            reason = str(exc).replace(str(self.recorder.path.parent), "…")
+            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {reason}"})
+        except Exception:  # anything else: not acknowledged, so re-sent
             log.exception("could not record batch")
-            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {exc}"})
+            return _json(503, NOT_RECORDED)
         total_ms = (time.perf_counter() - started) * 1000.0
         stats = self.stats
         if result.duplicate:
@@ -255,7 +261,9 @@ class Listener:
                              total_ms, reason, result.batch_id, result.duplicate)
         if not result.duplicate:
             for batch_callback in self._batch_callbacks:
-                batch_callback(event, result.messages)  # only the messages recorded now
+                # Only the messages recorded now, in a list of their own: a large batch's list is
+                # emptied by the parsing thread afterwards (`_free_slowly`), the views keep theirs.
+                batch_callback(event, list(result.messages))
         self._notify(event)
         return _json(200, {"accepted": result.count, "batch": result.batch_id,
                            "duplicate": result.duplicate, "duplicates": result.duplicates,

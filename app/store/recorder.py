@@ -267,6 +267,10 @@ class Recorder:
         self._beside: tuple[FileId | None, FileId | None] = (None, None)  # its -wal and -shm
         self._pages: tuple[int | None, int] | None = None  # (max_bytes, page size) applied
         self._problem: Problem | None = None
+        self._importing: set[int] = set()  # sessions an import is writing right now
+        #: Counts the different files recorded into at the path (1 after opening): a reader that
+        #: saw another value reads a file that is no longer the recording.
+        self.file_generation = 0
         self.session_id: int | None = None
         self._session_name = ""
         self._session_started = 0.0
@@ -327,9 +331,12 @@ class Recorder:
         try:
             self._conn, self._pages = conn, None
             self._limit_pages()
-            with transaction(conn):  # refuses now, not at the first batch, if the file cannot be written
+            with transaction(conn):  # an empty write transaction: cheap, though not a proof the file is writable
                 pass
-            self._file = file_id(self.path)
+            opened = file_id(self.path)
+            if opened != self._file:
+                self.file_generation += 1  # readers of the old file must open the new one
+            self._file = opened
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
             self._recover()
             self._pending.clear()
@@ -496,6 +503,8 @@ class Recorder:
             "SELECT s.id, s.indexed_batch, max(b.id) FROM sessions s JOIN batches b ON b.session_id = s.id "
             "GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
         for session_id, indexed, last in behind:
+            if session_id in self._importing:  # an import in progress writes its own chunks once, at its end
+                continue
             groups: TrackRows = {}
             names: dict[str, str] = {}
             cursor = conn.execute("SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? "
@@ -571,14 +580,15 @@ class Recorder:
         """Commit a batch's new messages (and, when due, the pending chunks with them)."""
         count = len(messages)
         digest = batch_digest(body)
+        # Re-sent byte for byte (the common retry): one indexed look-up, before any per-message work.
+        earlier = conn.execute("SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
+        if earlier is not None:  # count it, store nothing (this thread is the only writer)
+            with transaction(conn):
+                conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
+            return _Written(BatchResult(int(earlier[0]), True, count, 0, count))
         verdict = self._seen.check(messages, self._stored_content)
         dropped, keys, contents = verdict.duplicates, verdict.keys, verdict.contents
         with transaction(conn):
-            earlier = conn.execute(
-                "SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
-            if earlier is not None:  # re-sent byte for byte: count it, store nothing
-                conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
-                return _Written(BatchResult(int(earlier[0]), True, count, 0, count))
             stored = body
             if dropped:  # re-sent messages in a batch cut differently: store only the new ones
                 drop = set(dropped)
@@ -649,9 +659,13 @@ class Recorder:
         imported again), never single messages, and imported messages do not enter the window
         live batches are checked against."""
         state = _ImportState(session_id=self._run(self._create_import_session, name))
-        for raws in batches:
-            self._run(self._import_batch, state, raws)
-        self._run(lambda: _complete_chunks(self._conn, state.session_id, state.groups, state.names, state.last))
+        self._importing.add(state.session_id)  # its chunks are written at the end, not by `_recover`
+        try:
+            for raws in batches:
+                self._run(self._import_batch, state, raws)
+            self._run(lambda: _complete_chunks(self._conn, state.session_id, state.groups, state.names, state.last))
+        finally:
+            self._importing.discard(state.session_id)
         return state.session_id, state.new, state.seen
 
     def _create_import_session(self, name: str) -> int:

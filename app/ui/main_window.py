@@ -108,6 +108,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recorder = Recorder(db)
         self.recorder.start_session()
         self.reader = sqlite3.connect(db, check_same_thread=False)
+        self._reader_generation = self.recorder.file_generation  # which file `reader` reads
         self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
         self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
@@ -601,12 +602,13 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 
     def _show_recording_problem(self) -> None:
-        """Banner on a recorder problem; when it clears, read the file afresh (it may be a restored
-        copy at the same path, which the old reading connection does not see)."""
+        """Banner on a recorder problem; when the recorder has moved on to another file at the
+        path (a restored copy, a new empty file), read that one from now on."""
         problem = self.recorder.problem
-        if problem is None and self.recording_banner.isVisible():
-            self.reader.close()
+        if problem is None and self.recorder.file_generation != self._reader_generation:
+            # Not closed: a replay or an open dialog may still read through the old connection.
             self.reader = self.chart_panel.reader = sqlite3.connect(self.db, check_same_thread=False)
+            self._reader_generation = self.recorder.file_generation
         self.recording_banner.show_problem(problem, self.recorder.problem_since)
 
     # -- selection ------------------------------------------------------------------------------

@@ -201,5 +201,7 @@ def _import_file(recorder: Recorder, path: Path, done: ThreadBridge) -> None:
         import_with(recorder, path)
     except (ImportError_, OSError, UnicodeDecodeError) as exc:
         done.send(str(exc))
+    except Exception as exc:  # e.g. the recording became unavailable: said, never a dialog stuck at "Importing…"
+        done.send(f"Import failed: {exc}")
     else:
         done.send("")

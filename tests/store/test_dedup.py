@@ -207,3 +207,38 @@ def test_random_recuts_repeats_and_restarts_store_every_message_once(tmp_path, w
     chunked = conn.execute("SELECT count(*), count(DISTINCT batch_id || ':' || batch_index) FROM messages").fetchone()
     assert chunked == (len(stored), len(stored))
     conn.close()
+
+
+def test_a_large_import_does_not_push_live_messages_out_of_the_rebuilt_window(tmp_path) -> None:
+    db = tmp_path / "big-import.sqlite"
+    rec = Recorder(db, window=100)
+    rec.start_session()
+    write(rec, batch(0))  # 50 live messages
+    rec.start_session()  # their chunks are written now, so the import's come after them in the file
+    rec.import_session("import", [[{"ident": f"imp{i}", "timestamp": 1_600_000_000 + i} for i in range(500)]])
+    rec.close()
+    again = Recorder(db, window=100)  # rebuilt from the file: the import must not count towards the 100
+    again.start_session()
+    result = write(again, batch(0)[10:] + batch(1)[:1])  # a re-cut retry of the live batch
+    assert (result.duplicates, result.new) == (40, 1)
+    again.close()
+
+
+def test_a_recovery_during_an_import_does_not_double_its_points(tmp_path) -> None:
+    db = tmp_path / "import-recover.sqlite"
+    rec = Recorder(db)
+    rec.start_session()
+
+    def batches():
+        yield [{"ident": "imp", "timestamp": 1_600_000_000 + i} for i in range(40)]
+        rec._executor.submit(rec._recover).result()  # what reopening the file after a fault runs
+        yield [{"ident": "imp", "timestamp": 1_600_000_100 + i} for i in range(20)]
+
+    session, new, _seen = rec.import_session("import", batches())
+    rec.close()
+    conn = sqlite3.connect(db)
+    rows = [row for (packed,) in conn.execute("SELECT rows FROM tracks WHERE session_id = ?", (session,))
+            for row in orjson.loads(packed)]
+    conn.close()
+    assert new == 60 and len(rows) == 60
+

@@ -162,7 +162,7 @@ def test_writes_failing_in_a_record_process_are_503_until_they_work_again(tmp_pa
             for _ in range(3):
                 reply = stream.send(3)
                 assert reply.status == 503 and reply.body["error"] == "not_recorded"
-                assert str(db) in reply.body["detail"]
+                assert db.name in reply.body["detail"] and str(db.parent) not in reply.body["detail"]
             now = http("GET", rec.url + "status").body
             assert now["recording_problem"] and now["recording_problem_since"]
         finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import orjson
+
 from app.core.normalize import normalize_batch
 from app.ui.intake import SlicedIntake
 from tests.ui.conftest import post, run, wait_until
@@ -45,13 +47,17 @@ def test_large_batches_are_applied_in_order_a_slice_at_a_time() -> None:
 def test_a_huge_batch_shows_every_message_with_its_stored_position(loop, make_window) -> None:
     window = make_window()
     count = 12_000
-    batch = [{"ident": f"d{i % 7}", "timestamp": 1_700_000_000 + i, "seq": i} for i in range(count)]
+    # Over 1 MiB, so the listener parses it in its worker thread and frees its own list after.
+    batch = [{"ident": f"d{i % 7}", "timestamp": 1_700_000_000 + i, "seq": i, "pad": "x" * 80} for i in range(count)]
+    assert len(orjson.dumps(batch)) > window.listener.config.limits.inline_bytes
 
     async def scenario() -> None:
         assert await post(window.urls()[0], batch) == 200
         await wait_until(lambda: window.live_fleet.total == count, what="all messages applied")
 
     run(loop, scenario())
+    run(loop, asyncio.sleep(1.0))  # the listener's clean-up of its own list has run by now
+    assert window.live_fleet.total == count
     last = window.live_fleet.log[-1]
     assert last.index == count - 1 and last.message.params["seq"] == count - 1
     assert window._load_raw(last) == batch[-1]  # the inspector's raw JSON is the right message

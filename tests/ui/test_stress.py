@@ -101,7 +101,8 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
         heartbeat.start()
         try:
             await asyncio.gather(feed(), churn())
-            await wait_until(lambda: window.live_fleet.total >= 0 and not window.pending_requests, what="frames")
+            await wait_until(lambda: not window.pending_requests and window.intake.backlog == 0,
+                             what="every acknowledged batch shown")
         finally:
             heartbeat.stop()
 
@@ -113,7 +114,7 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
     assert cycles >= 2, f"only {cycles} rounds of import, export, replay and session switch"
     assert collections_off_gui == [], f"garbage collected in worker threads: {set(collections_off_gui)}"
     assert worst_stall[0] < FROZEN_MS, f"the event loop did not answer for {worst_stall[0]:.0f} ms"
-    assert len(acked) > 1000
+    assert len(acked) >= 5 * BATCH, "live batches kept flowing while the rest ran"
     window.new_session()  # writes the last chunks of the live session; then read the file as a user would
     recorded = recorded_messages(window.db, "live-")
     assert {key: n for key, n in recorded.items() if n != 1} == {}, "messages recorded more than once"
