@@ -117,12 +117,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     db = args.db or default_db()
     open_recorder(db, False).close()  # same one-line errors as `record` for a busy or foreign file
     try:
-        session, count = import_file(db, args.file, args.name)
+        summary = import_file(db, args.file, args.name)
     except ImportError_ as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} (nothing was imported)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {args.file}: {exc}") from None
-    print(f"imported {count} points from {args.file} into session {session} of {db}")
+        raise CliError(f"cannot read {args.file}: {exc} (nothing was imported)") from None
+    print(summary.text())
+    print(f"({summary.points:,} points in session {summary.session_id} of {db})")
     return 0
 
 

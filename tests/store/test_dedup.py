@@ -159,8 +159,9 @@ def test_imports_keep_every_point_and_do_not_hide_live_data(tmp_path) -> None:
     point = '<trkpt lat="50.1" lon="10.2"><time>2026-01-01T00:00:00Z</time></trkpt>'
     gpx.write_text('<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
                    f'<trk><name>car</name><trkseg>{point}{point}{point}</trkseg></trk></gpx>')
-    session, count = import_file(db, gpx)
-    assert count == 3
+    summary = import_file(db, gpx)
+    session = summary.session_id
+    assert summary.points == 3
     conn = sqlite3.connect(db)
     assert len(list(iter_messages(conn, session))) == 3, "identical points of a file are all kept"
     imported = next(iter_messages(conn, session)).message.params
