@@ -29,8 +29,17 @@ _POINTS = {"trkpt": "track", "rtept": "route", "wpt": "waypoint"}
 _TEXT_KEYS = frozenset({"name", "cmt", "desc", "src", "sym", "type", "fix", "link", "text"})
 
 
+_LOCAL: dict[str, str] = {}
+
+
 def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    """An element's name without its namespace (cached: a file has a few dozen distinct tags)."""
+    local = _LOCAL.get(tag)
+    if local is None:
+        if len(_LOCAL) > 10_000:
+            _LOCAL.clear()
+        local = _LOCAL[tag] = tag.rsplit("}", 1)[-1]
+    return local
 
 
 def _number(text: str) -> float | None:
