@@ -222,3 +222,31 @@ def test_file_digest_names_the_content_not_the_path(tmp_path) -> None:
     b = tmp_path / "b.gpx"
     b.write_bytes(a.read_bytes())
     assert file_digest(a) == file_digest(b) != file_digest(gpx_file(tmp_path / "c.gpx", track("x", trkpts(4))))
+
+
+def test_both_csv_profiles_and_guarded_names_import_back_as_they_were(tmp_path) -> None:
+    import io
+
+    import orjson
+
+    from app.core.normalize import normalize_batch
+    from app.store.exporters import run_export
+    db = tmp_path / "p.sqlite"
+    rec = Recorder(db)
+    rec.start_session()
+    batch = [{"ident": "=car", "device.name": "@boss", "timestamp": START + i, "position.latitude": 48.0 + i / 1e4,
+              "position.longitude": 11.0, "position.speed": 36.0, "position.direction": 90.0} for i in range(3)]
+    body = orjson.dumps(batch)
+    rec.write_batch(START, "p", len(body), body, normalize_batch(batch, START, body), 1.0)
+    rec.close()
+    for profile in ("trackmon", "gis"):
+        out = io.StringIO()
+        conn = sqlite3.connect(db)
+        run_export(conn, "csv", PointFilter(1), out, csv_profile=profile)
+        conn.close()
+        path = tmp_path / f"{profile}.csv"
+        path.write_text(out.getvalue())
+        summary = import_file(db, path)
+        points = session_points(db, summary.session_id)
+        assert [(p.ident, p.name, p.speed, p.direction) for p in points] == [("=car", "@boss", 36.0, 90.0)] * 3
+        assert [p.ts for p in points] == [START + i for i in range(3)]
