@@ -48,25 +48,11 @@ def _cell(text: str) -> Any:
         return _unguard(text)
 
 
-class _Lines:
-    """The file's lines, remembering whether the last one ended with a line break."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.last = ""
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self.handle:
-            self.last = line
-            yield line
-
-
 def csv_messages(path: Path, summary: ImportSummary) -> Iterator[dict[str, Any]]:
     """Messages from a trackmon CSV (extra columns are parameters)."""
     csv.field_size_limit(MAX_CELL)
     with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
-        lines = _Lines(handle)
-        reader = csv.reader(lines, strict=True)
+        reader = csv.reader(handle, strict=True)  # strict: an unterminated quote is an error, not a row
         try:
             header = next(reader, None) or []
             columns = [FIELDS.get(column, _unguard(column)) for column in header]
@@ -111,6 +97,7 @@ def csv_messages(path: Path, summary: ImportSummary) -> Iterator[dict[str, Any]]
                 summary.rows += 1
                 yield message
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise ImportError_(f"{path.name}: the file ends inside a quoted cell (an unterminated quote "
+                                   f"from line {reader.line_num} on)") from None
             raise ImportError_(f"{path.name} line {reader.line_num}: {exc}") from None
-        if lines.last and not lines.last.endswith(("\n", "\r")) and lines.last.count('"') % 2:
-            raise ImportError_(f"{path.name}: the file ends inside a quoted cell (an unterminated quote)")

@@ -78,10 +78,18 @@ class GpxReader:
         ident = name = ""
         own_ident = ""
         count = 0
+        inner = 0  # how deep inside a point's element we are (its children are read at its end)
         try:
             for event, element in ElementTree.iterparse(self.path, events=("start", "end")):
+                if inner:  # the hot path: the children of a point
+                    inner += 1 if event == "start" else -1
+                    if inner:
+                        continue
                 tag = _local(element.tag)
                 if event == "start":
+                    if tag in _POINTS:
+                        inner = 1
+                        continue
                     if not stack and tag != "gpx":
                         raise ImportError_(f"{self.path.name} is XML but not GPX (its root is <{tag}>)")
                     stack.append(element)
@@ -93,9 +101,10 @@ class GpxReader:
                         else:
                             summary.routes += 1
                     continue
-                stack.pop()
-                parent = stack[-1] if stack else None
                 kind = _POINTS.get(tag)
+                if kind is None:
+                    stack.pop()
+                parent = stack[-1] if stack else None
                 if kind is not None and parent is not None:
                     if kind == "waypoint":
                         point_name = _child_text(element, "name")

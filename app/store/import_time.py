@@ -24,7 +24,33 @@ class ParsedTime(float):
     leap = False
 
 
+_MINUTES: dict[str, float] = {}
+
+
 def parse_time(text: str) -> float | None:
+    """`parse_full`, with a fast path for the common ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` (any case):
+    the minute is cached, only the seconds are read."""
+    size = len(text)
+    if (size == 20 or (size > 21 and text[19] == ".")) and text[-1] in "Zz" and text[10] in "Tt" \
+            and text[16] == ":":
+        base = _MINUTES.get(text[:16])
+        if base is None:
+            whole = parse_full(text[:16] + ":00Z")
+            if whole is None:
+                return None
+            if len(_MINUTES) > 65_536:
+                _MINUTES.clear()
+            base = _MINUTES[text[:16]] = float(whole)
+        seconds = text[17:19]
+        fraction = text[20:-1]
+        if seconds.isdigit() and (size == 20 or fraction.isdigit()) and seconds <= "60":
+            value = ParsedTime(base + int(seconds) + (int(fraction) / 10 ** len(fraction) if fraction else 0.0))
+            value.leap = seconds == "60"
+            return value
+    return parse_full(text)
+
+
+def parse_full(text: str) -> float | None:
     """Unix seconds from an RFC 3339 / ISO 8601 date-time (UTC when no offset is given), or None.
 
     A leap second ``23:59:60`` is the same instant as the next ``00:00:00`` in Unix time (which

@@ -691,8 +691,15 @@ class Recorder:
             raise AlreadyImported(earlier)
         state = _ImportState(session_id=self._run(self._create_import_session, name))
         try:
+            # One batch is written while the next is parsed (at most two in flight: bounded).
+            pending = None
             for raws in batches:
-                self._run(self._import_batch, state, raws, file_digest)
+                job = self._executor.submit(self._guarded, self._import_batch, state, raws, file_digest)
+                if pending is not None:
+                    pending.result()
+                pending = job
+            if pending is not None:
+                pending.result()
             self._run(self._finish_import, state)
         except BaseException:
             with suppress(Exception):
