@@ -74,7 +74,10 @@ def message_name(raw: Any) -> str:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else plain(value)
+    if value is None:
+        return ""
+    text = repr(value)  # the shortest exact spelling; exponent forms go through `plain`
+    return plain(value) if "e" in text else text
 
 
 class CsvExporter(Exporter):
@@ -95,10 +98,17 @@ class CsvExporter(Exporter):
         self.profile = profile
         self.raw_text = raw_text
         self.kinds: list[set[str]] = [set() for _ in self.params]  # value kinds seen per parameter
+        self._cells: dict[str, str] = {}
 
     def text(self, value: str) -> str:
-        """A device string as a quoted text cell, formula-guarded unless ``raw_text``."""
-        return quoted(value if self.raw_text else spreadsheet_text(value))
+        """A device string as a quoted text cell, formula-guarded unless ``raw_text`` (cached:
+        idents and names repeat on every row of a device)."""
+        cell = self._cells.get(value)
+        if cell is None:
+            if len(self._cells) > 4096:
+                self._cells.clear()
+            cell = self._cells[value] = quoted(cap(value) if self.raw_text else spreadsheet_text(cap(value)))
+        return cell
 
     def begin(self) -> None:
         self.out.write(",".join([*PROFILES[self.profile], *(self.text(key) for key in self.params)]) + "\n")
@@ -110,7 +120,7 @@ class CsvExporter(Exporter):
             return
         raw = self.raw(p)
         valid = "" if p.valid is None else ("true" if p.valid else "false")
-        cells = [self.text(cap(p.ident)), self.text(cap(message_name(raw))), iso_time(p.ts)]
+        cells = [self.text(p.ident), self.text(message_name(raw)), iso_time(p.ts)]
         if gis:
             cells += [_number(p.lat), _number(p.lon), _number(p.alt),
                       "" if p.speed is None else rounded(p.speed / 3.6, 3),
@@ -143,7 +153,8 @@ class CsvExporter(Exporter):
         kinds.add("String")
         if isinstance(value, (dict, list)):
             return quoted(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode())
-        return self.text(str(value))
+        text = str(value)  # a parameter's text is kept whole (only names and idents are capped)
+        return quoted(text if self.raw_text else spreadsheet_text(text))
 
     def csvt(self) -> str:
         """Column types for a GDAL ``.csvt`` sidecar (one line, in column order)."""

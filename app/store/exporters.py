@@ -339,7 +339,9 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
         exporter = GeoJsonExporter(out, title, points=points)
     elif fmt == "csv":
         from app.store.csv_export import CsvExporter
-        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn).raw, profile=csv_profile,
+        # Each row reads its message's own name; without parameters few batches need to stay decoded.
+        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
+                               profile=csv_profile,
                                raw_text=raw_text)
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
