@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--param", action="append", default=[], metavar="KEY",
                         help="CSV: add this parameter as a column (repeatable)")
     export.add_argument("--all-params", action="store_true", help="CSV: every parameter as a column (sorted)")
+    export.add_argument("--csv-profile", choices=("trackmon", "gis"), default="trackmon",
+                        help="CSV columns: 'trackmon' (every message, re-importable) or 'gis' (usable positions "
+                             "only, column names gpsbabel unicsv and GDAL/QGIS recognise, speed in m/s)")
+    export.add_argument("--raw-text", action="store_true",
+                        help="CSV: write device strings exactly as sent; by default a text cell starting with "
+                             "=, +, -, @, tab or CR gets a leading ' so spreadsheets do not run it as a formula")
     export.add_argument("--points", action="store_true", help="GeoJSON: a Point feature per message too")
     export.add_argument("--where", default=None, metavar="EXPR",
                         help="only messages matching, e.g. 'position.speed > 100 and exists(alarm.event.trigger)'")

@@ -45,11 +45,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a session, with a progress bar on a terminal."""
     from tqdm import tqdm
 
+    from app.store.csv_export import csvt_path
     from app.store.exporters import collect_param_keys, run_export
     from app.store.points import PointFilter
 
     if (args.param or args.all_params) and args.format != "csv":
         raise CliError("--param and --all-params apply to --format csv", EXIT_USAGE)
+    if (args.raw_text or args.csv_profile != "trackmon") and args.format != "csv":
+        raise CliError("--raw-text and --csv-profile apply to --format csv", EXIT_USAGE)
     if args.points and args.format != "geojson":
         raise CliError("--points applies to --format geojson", EXIT_USAGE)
     where = None
@@ -82,7 +85,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError(f"cannot write {args.output}: {exc}") from None
         try:
             exporter = run_export(conn, args.format, f, out, title=f"{db.stem} session {session}", params=params,
-                                  points=args.points, gap=args.gap, where=where, progress=progress)
+                                  points=args.points, gap=args.gap, where=where, progress=progress,
+                                  csv_profile=args.csv_profile, raw_text=args.raw_text)
         finally:
             if not to_stdout:
                 out.close()
@@ -90,8 +94,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     if not to_stdout:
-        skipped = f", {exporter.skipped} without a position skipped" if exporter.skipped else ""
-        print(f"wrote {exporter.written} points of session {session} to {args.output}{skipped}", file=sys.stderr)
+        sidecar = ""
+        if args.format == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
+            csvt = csvt_path(args.output)
+            try:
+                csvt.write_text(exporter.csvt(), encoding="utf-8")  # type: ignore[attr-defined]
+                sidecar = f" (column types in {csvt.name})"
+            except OSError as exc:
+                print(f"could not write {csvt}: {exc}", file=sys.stderr)
+        skipped = f", {exporter.skipped} without a usable position skipped" if exporter.skipped else ""
+        print(f"wrote {exporter.written} points of session {session} to {args.output}{sidecar}{skipped}",
+              file=sys.stderr)
     return 0
 
 
@@ -104,12 +117,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     db = args.db or default_db()
     open_recorder(db, False).close()  # same one-line errors as `record` for a busy or foreign file
     try:
-        session, count = import_file(db, args.file, args.name)
+        summary = import_file(db, args.file, args.name)
     except ImportError_ as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} (nothing was imported)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {args.file}: {exc}") from None
-    print(f"imported {count} points from {args.file} into session {session} of {db}")
+        raise CliError(f"cannot read {args.file}: {exc} (nothing was imported)") from None
+    print(summary.text())
+    print(f"({summary.points:,} points in session {summary.session_id} of {db})")
     return 0
 
 

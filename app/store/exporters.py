@@ -8,7 +8,8 @@ dropped rather than breaking the file.
 
 from __future__ import annotations
 
-import csv
+import html
+import math
 import re
 import tempfile
 import time
@@ -19,6 +20,7 @@ from xml.sax.saxutils import escape
 import orjson
 
 from app.core.normalize import flatten
+from app.store.export_text import cap, plain, rounded
 from app.store.points import TrackPoint
 from app.store.snapshot import read_snapshot
 
@@ -57,7 +59,18 @@ def xml_text(value: Any) -> str:
 
 
 def _num(value: float) -> str:
-    return repr(float(value))
+    """A number as the device sent it, never in exponent notation (see export_text)."""
+    return plain(value)
+
+
+def drawable(p: TrackPoint) -> bool:
+    """A position other tools can take as coordinates: both present, finite and in range.
+
+    ``--all-fixes`` lets flagged positions through (0/0, valid=false), but a latitude over 90
+    or a longitude over 180 is no coordinate at all: GPX and GeoJSON readers reject the file."""
+    lat, lon = p.lat, p.lon
+    return (lat is not None and lon is not None and math.isfinite(lat) and math.isfinite(lon)
+            and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0)
 
 
 class Exporter:
@@ -97,7 +110,7 @@ class _PerDevice(Exporter):
         raise NotImplementedError
 
     def point(self, p: TrackPoint) -> None:
-        if p.lat is None or p.lon is None:
+        if not drawable(p):
             self.skipped += 1
             return
         if p.ident != self.ident:
@@ -135,11 +148,14 @@ class GpxExporter(_PerDevice):
             f'<gpx version="1.1" creator="trackmon" xmlns="{GPX_NS}" xmlns:gpxtpx="{TPX_NS}" '
             f'xmlns:trackmon="{TRACKMON_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
             f'xsi:schemaLocation="{GPX_NS} http://www.topografix.com/GPX/1/1/gpx.xsd">\n'
-            f"<metadata><name>{xml_text(self.title)}</name><time>{iso_time(time.time())}</time></metadata>\n")
+            f"<metadata><name>{xml_text(cap(self.title))}</name><time>{iso_time(time.time())}</time></metadata>\n")
 
     def open_device(self, p: TrackPoint) -> None:
-        self.out.write(f"<trk><name>{xml_text(p.name or p.ident)}</name>"
-                       f"<extensions><trackmon:ident>{xml_text(p.ident)}</trackmon:ident></extensions>\n<trkseg>\n")
+        # The ident goes in <src> too: GDAL types GPX extension fields by their content and
+        # clamps a 15-digit IMEI in <trackmon:ident> to a 32-bit integer; <src> is a string.
+        self.out.write(f"<trk><name>{xml_text(cap(p.name or p.ident))}</name><src>{xml_text(cap(p.ident))}</src>"
+                       f"<extensions><trackmon:ident>{xml_text(cap(p.ident))}</trackmon:ident></extensions>\n"
+                       "<trkseg>\n")
         self.last_ts = None
 
     def close_device(self) -> None:
@@ -161,9 +177,10 @@ class GpxExporter(_PerDevice):
         if p.speed is not None or p.direction is not None:
             parts.append("<extensions><gpxtpx:TrackPointExtension>")
             if p.speed is not None:
-                parts.append(f"<gpxtpx:speed>{_num(p.speed / 3.6)}</gpxtpx:speed>")
+                # km/h → m/s: millimetres per second are more than any tracker measures
+                parts.append(f"<gpxtpx:speed>{rounded(p.speed / 3.6, 3)}</gpxtpx:speed>")
             if p.direction is not None:
-                parts.append(f"<gpxtpx:course>{_num(p.direction % 360.0)}</gpxtpx:course>")
+                parts.append(f"<gpxtpx:course>{rounded(p.direction % 360.0, 2)}</gpxtpx:course>")
             parts.append("</gpxtpx:TrackPointExtension></extensions>")
         parts.append("</trkpt>\n")
         self.out.write("".join(parts))
@@ -172,40 +189,75 @@ class GpxExporter(_PerDevice):
         self.out.write("</gpx>\n")
 
 
+def balloon_text(text: str) -> str:
+    """A device string for a KML ``<description>``: HTML-escaped, then XML-escaped.
+
+    KML clients (Google Earth, Marble, QGIS's balloon) render ``<description>`` as HTML, so a
+    device called ``<img src=x onerror=...>`` would become markup after the XML parser has
+    undone one level of escaping. Escaping for HTML first leaves ``&lt;img ...&gt;`` after the
+    XML parse, which an HTML renderer shows as the literal characters. (CDATA would not help:
+    it only spares the XML escaping, the HTML is still rendered.) The same strings go to
+    ``ExtendedData`` unescaped for data tools (GDAL reads them as fields), and the style's
+    balloon shows only the description, not those values."""
+    return xml_text(html.escape(cap(text), quote=True))
+
+
 class KmlExporter(_PerDevice):
-    """KML 2.2: a Placemark with a LineString per device (Google Earth opens it)."""
+    """KML 2.2: a Placemark per device, a LineString for its track, or a Point when the device
+    has a single fix (a one-point LineString is not drawn)."""
 
     def begin(self) -> None:
         self.out.write(
             f'<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="{KML_NS}">\n<Document>\n'
-            f"<name>{xml_text(self.title)}</name>\n"
-            '<Style id="track"><LineStyle><color>ffe5881e</color><width>3</width></LineStyle></Style>\n')
+            f"<name>{xml_text(cap(self.title))}</name>\n"
+            '<Style id="track"><LineStyle><color>ffe5881e</color><width>3</width></LineStyle>'
+            "<BalloonStyle><text>$[description]</text></BalloonStyle></Style>\n")
+        self.first: str | None = None
+        self.count = 0
 
     def open_device(self, p: TrackPoint) -> None:
-        self.out.write(f"<Placemark><name>{xml_text(p.name or p.ident)}</name>"
-                       f"<description>{xml_text('ident ' + p.ident)}</description>"
+        name = p.name or p.ident
+        description = f"ident {p.ident}" + (f"\nname {p.name}" if p.name else "")
+        self.out.write(f"<Placemark><name>{xml_text(cap(name))}</name>"
+                       f"<description>{balloon_text(description)}</description>"
                        f"<TimeSpan><begin>{iso_time(p.ts)}</begin></TimeSpan><styleUrl>#track</styleUrl>"
-                       "<LineString><tessellate>1</tessellate><coordinates>\n")
+                       "<ExtendedData>"
+                       f'<Data name="ident"><value>{xml_text(cap(p.ident))}</value></Data>'
+                       f'<Data name="device_name"><value>{xml_text(cap(p.name))}</value></Data>'
+                       "</ExtendedData>")
+        self.first, self.count = None, 0
 
     def close_device(self) -> None:
-        self.out.write("</coordinates></LineString></Placemark>\n")
+        if self.count == 1:
+            self.out.write(f"<Point><coordinates>{self.first}</coordinates></Point></Placemark>\n")
+        else:
+            self.out.write("</coordinates></LineString></Placemark>\n")
 
     def device_point(self, p: TrackPoint) -> None:
         alt = "" if p.alt is None else f",{_num(p.alt)}"
-        self.out.write(f"{_num(p.lon)},{_num(p.lat)}{alt}\n")
+        position = f"{_num(p.lon)},{_num(p.lat)}{alt}"
+        self.count += 1
+        if self.count == 1:  # held back: a Point or the start of a LineString
+            self.first = position
+            return
+        if self.count == 2:
+            self.out.write(f"<LineString><tessellate>1</tessellate><coordinates>\n{self.first}\n")
+        self.out.write(position + "\n")
 
     def finish(self) -> None:
         self.out.write("</Document>\n</kml>\n")
 
 
 class GeoJsonExporter(_PerDevice):
-    """A FeatureCollection: a LineString per device, plus optionally a Point per message."""
+    """A FeatureCollection: a LineString per device (a Point when the device has one fix: RFC 7946
+    wants two positions in a LineString), plus optionally a Point per message."""
 
     def __init__(self, out: TextIO, title: str = "trackmon", points: bool = False) -> None:
         super().__init__(out, title)
         self.points = points
         self.features = 0
         self.coords: Any = None
+        self.first = ""
         self.device: dict[str, Any] = {}
 
     def _feature(self, text: str) -> None:
@@ -213,120 +265,66 @@ class GeoJsonExporter(_PerDevice):
         self.features += 1
 
     def begin(self) -> None:
-        self.out.write('{"type":"FeatureCollection","name":' + orjson.dumps(self.title).decode() + ',"features":[')
+        self.out.write('{"type":"FeatureCollection","name":' + orjson.dumps(cap(self.title)).decode()
+                       + ',"features":[')
 
     def open_device(self, p: TrackPoint) -> None:
         # Coordinates wait in a spooled file (memory up to 4 MB, then disk) while point features,
-        # if asked for, are written straight through.
+        # if asked for, are written straight through. Idents stay JSON strings, which GDAL
+        # types as String (a 15-digit IMEI as a number would be clamped to a 32-bit integer).
         self.coords = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+")  # noqa: SIM115 (closed in close_device)
-        self.device = {"ident": p.ident, "name": p.name, "start": iso_time(p.ts), "points": 0}
+        self.device = {"ident": cap(p.ident), "name": cap(p.name), "start": iso_time(p.ts), "points": 0}
 
     def device_point(self, p: TrackPoint) -> None:
         position = [p.lon, p.lat] if p.alt is None else [p.lon, p.lat, p.alt]
-        self.coords.write(("," if self.device["points"] else "") + orjson.dumps(position).decode())
+        encoded = orjson.dumps(position).decode()
+        if self.device["points"] == 0:
+            self.first = encoded
+        self.coords.write(("," if self.device["points"] else "") + encoded)
         self.device["points"] += 1
         self.device["end"] = iso_time(p.ts)
         if self.points:
-            properties = {"ident": p.ident, "name": p.name, "time": iso_time(p.ts), "speed_kmh": p.speed,
+            properties = {"ident": cap(p.ident), "name": cap(p.name), "time": iso_time(p.ts), "speed_kmh": p.speed,
                           "direction": p.direction, "satellites": p.satellites, "hdop": p.hdop,
                           "valid": p.valid, "flags": p.flags}
-            self._feature('{"type":"Feature","geometry":' + orjson.dumps({"type": "Point", "coordinates": position})
-                          .decode() + ',"properties":' + orjson.dumps(properties).decode() + "}")
+            self._feature('{"type":"Feature","geometry":{"type":"Point","coordinates":' + encoded
+                          + '},"properties":' + orjson.dumps(properties).decode() + "}")
 
     def close_device(self) -> None:
-        self.coords.seek(0)
-        self._feature('{"type":"Feature","geometry":{"type":"LineString","coordinates":[')
-        while block := self.coords.read(1 << 16):
-            self.out.write(block)
-        self.out.write(']},"properties":' + orjson.dumps(self.device).decode() + "}")
+        if self.device["points"] == 1:
+            self._feature('{"type":"Feature","geometry":{"type":"Point","coordinates":' + self.first)
+        else:
+            self.coords.seek(0)
+            self._feature('{"type":"Feature","geometry":{"type":"LineString","coordinates":[')
+            while block := self.coords.read(1 << 16):
+                self.out.write(block)
+            self.out.write("]")
+        self.out.write('},"properties":' + orjson.dumps(self.device).decode() + "}")
         self.coords.close()
 
     def finish(self) -> None:
         self.out.write("\n]}\n")
 
 
-CSV_COLUMNS = ("ident", "name", "time_utc", "server_time_utc", "latitude", "longitude", "altitude",
-               "speed_kmh", "direction", "satellites", "hdop", "valid", "flags")
-
-
-def csv_value(value: Any) -> str:
-    """A parameter value as a CSV cell: JSON spelling for booleans, arrays and objects."""
-    if value is None:
-        return ""
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-class CsvExporter(Exporter):
-    """One row per message in time order: the fix columns, then the chosen parameters."""
-
-    by_device = False
-    valid_only_default = False
-
-    def __init__(self, out: TextIO, title: str = "trackmon", params: list[str] | None = None,
-                 raw: RawLookup | None = None) -> None:
-        super().__init__(out, title)
-        self.params = params or []
-        if self.params and raw is None:
-            raise ValueError("parameters need the raw messages")
-        self.raw = raw
-        self.writer = csv.writer(out, lineterminator="\n")
-
-    def begin(self) -> None:
-        self.writer.writerow([*CSV_COLUMNS, *self.params])
-
-    def point(self, p: TrackPoint) -> None:
-        # None becomes an empty cell and floats keep their shortest exact spelling (csv writes
-        # floats with repr), so most fields go to the writer as they are.
-        valid = p.valid
-        row = [p.ident, p.name, iso_time(p.ts), "" if p.server_ts is None else iso_time(p.server_ts),
-               p.lat, p.lon, p.alt, p.speed, p.direction,
-               None if p.satellites is None else int(p.satellites), p.hdop,
-               None if valid is None else ("true" if valid else "false"), p.flags]
-        if self.params:
-            raw = self.raw(p)  # type: ignore[misc]
-            params = flatten(raw) if isinstance(raw, dict) else {}
-            row.extend(csv_value(params.get(key)) for key in self.params)
-        self.writer.writerow(row)
-        self.written += 1
-
-
 class Cancelled(Exception):
     """The user cancelled an export; the partial file should be removed."""
 
 
-#: Message keys the fixed CSV columns already hold (not repeated as parameter columns).
-CSV_FIXED_KEYS = frozenset({"ident", "device.name", "timestamp", "server.timestamp", "position.latitude",
-                            "position.longitude", "position.altitude", "position.speed", "position.direction",
-                            "position.satellites", "position.hdop", "position.valid"})
-
-
 def collect_param_keys(conn: Any, f: Any) -> list[str]:
-    """Every parameter key the filtered messages carry beyond the fixed columns, sorted: the
-    stable CSV column order."""
-    from app.store.points import RawCache, iter_points
-    keys: set[str] = set()
-    cache = RawCache(conn)
-    with read_snapshot(conn):
-        for p in iter_points(conn, f):
-            raw = cache.raw(p)
-            if isinstance(raw, dict):
-                keys.update(flatten(raw))
-    return sorted(keys - CSV_FIXED_KEYS)
+    """Every parameter key the filtered messages carry beyond the fixed CSV columns, sorted."""
+    from app.store.csv_export import collect_param_keys as collect
+    return collect(conn, f)
 
 
 def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
                points: bool = False, gap: float = 300.0, where: Callable[[dict[str, Any]], bool] | None = None,
                progress: Callable[[int, int], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> Exporter:
+               cancelled: Callable[[], bool] | None = None, csv_profile: str = "trackmon",
+               raw_text: bool = False) -> Exporter:
     """Write the filtered points of a session in ``fmt``; returns the writer with its counts.
 
     ``where`` (see app.core.filters) keeps only messages whose parameters match it.
+    ``csv_profile`` and ``raw_text``: see `app.store.csv_export`.
 
     ``progress(done, total)`` is called every few thousand points; ``cancelled()`` is polled
     as often and raises `Cancelled` when it returns True.
@@ -340,7 +338,11 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
     elif fmt == "geojson":
         exporter = GeoJsonExporter(out, title, points=points)
     elif fmt == "csv":
-        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn).raw if params else None)
+        from app.store.csv_export import CsvExporter
+        # Each row reads its message's own name; without parameters few batches need to stay decoded.
+        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
+                               profile=csv_profile,
+                               raw_text=raw_text)
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     with read_snapshot(conn):  # the count, the points and their raw messages: one view of the file

@@ -49,7 +49,8 @@ class StoredMessage:
 
 
 def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
-    """Every session, oldest first, with counts and the device-time span of its data."""
+    """Every session, oldest first, with counts and the device-time span of its data (sessions
+    still being imported are left out: an import is all or nothing)."""
     rows = conn.execute(
         """
         SELECT s.id, s.name, s.note, s.started_at, s.ended_at,
@@ -61,14 +62,14 @@ def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
                (SELECT min(t_min) FROM tracks t WHERE t.session_id = s.id),
                (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id),
                (SELECT coalesce(sum(duplicates + retries * count), 0) FROM batches b WHERE b.session_id = s.id)
-        FROM sessions s ORDER BY s.id
+        FROM sessions s WHERE s.indexed_batch >= 0 ORDER BY s.id
         """).fetchall()
     return [SessionSummary(*row) for row in rows]
 
 
 def latest_session_id(conn: sqlite3.Connection) -> int | None:
     """The most recent session, which CLI commands use when none is named."""
-    row = conn.execute("SELECT max(id) FROM sessions").fetchone()
+    row = conn.execute("SELECT max(id) FROM sessions WHERE indexed_batch >= 0").fetchone()  # not one importing
     return None if row[0] is None else int(row[0])
 
 

@@ -181,14 +181,33 @@ class _Written:
 
 @dataclass(slots=True)
 class _ImportState:
-    """What an import has written so far (its chunks are written once, at the end)."""
+    """What an import has written so far (track rows not yet in chunks, counts)."""
 
     session_id: int
     groups: TrackRows = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     new: int = 0
-    seen: int = 0
+    batches: int = 0
+    pending: int = 0
     last: int = 0
+
+
+#: ``sessions.indexed_batch`` of a session still being imported (hidden, deleted if left over).
+IMPORTING = -1
+
+
+class AlreadyImported(ValueError):
+    """The same file (by content) was imported into this recording before."""
+
+    def __init__(self, session_id: int) -> None:
+        super().__init__(f"already imported as session {session_id}")
+        self.session_id = session_id
+
+
+def import_digest(file_digest: bytes, index: int) -> bytes:
+    """``batches.digest`` of an imported batch: the file's identity and the batch's place in it
+    (never equal to a live batch's digest, so imports and live re-sends never meet)."""
+    return batch_digest(b"import:" + file_digest + index.to_bytes(8, "big"))
 
 
 def track_rows(batch_id: int, messages: list[Message]) -> TrackRows:
@@ -267,7 +286,6 @@ class Recorder:
         self._beside: tuple[FileId | None, FileId | None] = (None, None)  # its -wal and -shm
         self._pages: tuple[int | None, int] | None = None  # (max_bytes, page size) applied
         self._problem: Problem | None = None
-        self._importing: set[int] = set()  # sessions an import is writing right now
         #: Counts the different files recorded into at the path (1 after opening): a reader that
         #: saw another value reads a file that is no longer the recording.
         self.file_generation = 0
@@ -338,6 +356,8 @@ class Recorder:
                 self.file_generation += 1  # readers of the old file must open the new one
             self._file = opened
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
+            if first:
+                self._drop_unfinished_imports()
             self._recover()
             self._pending.clear()
             self._pending_count = 0
@@ -494,6 +514,18 @@ class Recorder:
         """Run a write job in the writer thread and wait for it."""
         return self._executor.submit(self._guarded, job, *args).result()
 
+    def _drop_unfinished_imports(self) -> None:
+        """Delete sessions an import left marked as importing (the process died during it):
+        an import is all or nothing. Only on the first open: later reopens happen while this
+        process may be importing."""
+        conn = self._conn
+        assert conn is not None
+        with transaction(conn):
+            for table in ("tracks", "batches"):
+                conn.execute(f"DELETE FROM {table} WHERE session_id IN "
+                             f"(SELECT id FROM sessions WHERE indexed_batch = {IMPORTING})")
+            conn.execute(f"DELETE FROM sessions WHERE indexed_batch = {IMPORTING}")
+
     def _recover(self) -> None:
         """Write the chunks of batches committed after the last chunk flush (the process died
         before it could, or a write failed). The raw bodies are the truth; chunks derive from them."""
@@ -501,10 +533,8 @@ class Recorder:
         assert conn is not None
         behind = conn.execute(
             "SELECT s.id, s.indexed_batch, max(b.id) FROM sessions s JOIN batches b ON b.session_id = s.id "
-            "GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
+            f"WHERE s.indexed_batch != {IMPORTING} GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
         for session_id, indexed, last in behind:
-            if session_id in self._importing:  # an import in progress writes its own chunks once, at its end
-                continue
             groups: TrackRows = {}
             names: dict[str, str] = {}
             cursor = conn.execute("SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? "
@@ -649,49 +679,87 @@ class Recorder:
         if column == "name" and session_id == self.session_id:
             self._session_name = value
 
-    def import_session(self, name: str, batches: Iterable[list[Any]]) -> tuple[int, int, int]:
+    def import_session(self, name: str, batches: Iterable[list[Any]], file_digest: bytes) -> tuple[int, int]:
         """Record ``batches`` of raw messages into a new, closed session beside the live one.
-        Returns (session id, new messages, messages already recorded).
+        Returns (session id, messages recorded). Raises `AlreadyImported` when a file with the
+        same ``file_digest`` is in this recording already.
 
         ``batches`` is consumed (a file parsed) in the calling thread; the writer thread gets one
-        short job per batch, so live batches keep being recorded in between. Every point of the
-        file is kept: only a batch identical to one already in the file is skipped (the same file
-        imported again), never single messages, and imported messages do not enter the window
-        live batches are checked against."""
+        short job per batch, so live batches keep being recorded in between. Every message is
+        kept (imports stay out of the live de-duplication, see `SeenMessages`), and chunks are
+        written every `FLUSH_MESSAGES`, so memory stays bounded however large the file.
+
+        All or nothing: until the last job the session is marked as importing
+        (``indexed_batch = IMPORTING``), which hides it from session lists and from "the most
+        recent session"; if anything fails (the file, the disk), the session is deleted, and a
+        session left marked by a crash is deleted when the file is next opened."""
+        earlier = self._run(self._imported_as, file_digest)
+        if earlier is not None:
+            raise AlreadyImported(earlier)
         state = _ImportState(session_id=self._run(self._create_import_session, name))
-        self._importing.add(state.session_id)  # its chunks are written at the end, not by `_recover`
         try:
+            # One batch is written while the next is parsed (at most two in flight: bounded).
+            pending = None
             for raws in batches:
-                self._run(self._import_batch, state, raws)
-            self._run(lambda: _complete_chunks(self._conn, state.session_id, state.groups, state.names, state.last))
-        finally:
-            self._importing.discard(state.session_id)
-        return state.session_id, state.new, state.seen
+                job = self._executor.submit(self._guarded, self._import_batch, state, raws, file_digest)
+                if pending is not None:
+                    pending.result()
+                pending = job
+            if pending is not None:
+                pending.result()
+            self._run(self._finish_import, state)
+        except BaseException:
+            with suppress(Exception):
+                self._run(self._delete_session, state.session_id)
+            raise
+        return state.session_id, state.new
+
+    def _imported_as(self, file_digest: bytes) -> int | None:
+        """The session a file with this digest was imported into, if any."""
+        assert self._conn is not None
+        row = self._conn.execute("SELECT session_id FROM batches WHERE digest = ?",
+                                 (import_digest(file_digest, 0),)).fetchone()
+        return None if row is None else int(row[0])
 
     def _create_import_session(self, name: str) -> int:
-        assert self._conn is not None
+        conn = self._conn
+        assert conn is not None
         now = time.time()
-        return int(self._conn.execute("INSERT INTO sessions (name, started_at, ended_at) VALUES (?, ?, ?)",
-                                      (name, now, now)).lastrowid or 0)
+        return int(conn.execute("INSERT INTO sessions (name, started_at, ended_at, indexed_batch) VALUES (?, ?, ?, ?)",
+                                (name, now, now, IMPORTING)).lastrowid or 0)
 
-    def _import_batch(self, state: _ImportState, raws: list[Any]) -> None:
+    def _import_batch(self, state: _ImportState, raws: list[Any], file_digest: bytes) -> None:
         conn = self._conn
         assert conn is not None
         body = orjson.dumps(raws)
-        digest = batch_digest(body)
-        if conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone():
-            state.seen += len(raws)
-            return
         now = time.time()
         messages = normalize_batch(raws, now, body)
-        state.last = int(conn.execute(
-            "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, digest, body)"
-            " VALUES (?, ?, 'import', ?, ?, ?, ?, ?)",
-            (state.session_id, now, len(body), len(raws), sum(1 for m in messages if m.flags), digest,
-             compress_body(body))).lastrowid or 0)
-        merge_rows(state.groups, track_rows(state.last, messages))
-        device_names(messages, state.names)
-        state.new += len(raws)
+        with transaction(conn):
+            if conn.execute("SELECT indexed_batch FROM sessions WHERE id = ?",
+                            (state.session_id,)).fetchone() != (IMPORTING,):
+                raise RuntimeError("the session being imported was removed")
+            state.last = int(conn.execute(
+                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, digest, body)"
+                " VALUES (?, ?, 'import', ?, ?, ?, ?, ?)",
+                (state.session_id, now, len(body), len(raws), sum(1 for m in messages if m.flags),
+                 import_digest(file_digest, state.batches), compress_body(body))).lastrowid or 0)
+            merge_rows(state.groups, track_rows(state.last, messages))
+            device_names(messages, state.names)
+            state.new += len(raws)
+            state.batches += 1
+            state.pending += len(raws)
+            if state.pending >= FLUSH_MESSAGES:  # chunks as we go: memory stays flat
+                _write_chunks(conn, state.session_id, state.groups, state.names)
+                state.groups, state.pending = {}, 0
+
+    def _finish_import(self, state: _ImportState) -> None:
+        conn = self._conn
+        assert conn is not None
+        with transaction(conn):
+            if state.groups:
+                _write_chunks(conn, state.session_id, state.groups, state.names)
+            conn.execute("UPDATE sessions SET indexed_batch = ?, ended_at = ? WHERE id = ?",
+                         (state.last, time.time(), state.session_id))
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything recorded in it."""

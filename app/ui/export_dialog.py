@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.filters import FilterError, compile_filter
+from app.store.csv_export import csvt_path
 from app.store.exporters import Cancelled, collect_param_keys, run_export
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
@@ -83,6 +84,8 @@ class ExportDialog(QDialog):
         self.valid_only = QCheckBox("Only valid fixes (no 0/0, valid=false, out-of-range positions)")
         self.all_params = QCheckBox("Every parameter as a column (CSV)")
         self.points = QCheckBox("A point feature per message too (GeoJSON)")
+        self.gis_columns = QCheckBox("GIS columns: usable positions only, names gpsbabel and GDAL/QGIS read (CSV)")
+        self.raw_text = QCheckBox("Device strings exactly as sent, no guard against spreadsheet formulas (CSV)")
         self.where = QLineEdit(placeholderText="optional filter, e.g. position.speed > 100")
         self.path = QLineEdit(str(Path.home() / f"trackmon-session-{session_id}.gpx"))
         browse = QPushButton("Choose…")
@@ -107,6 +110,8 @@ class ExportDialog(QDialog):
         form.addRow("", self.valid_only)
         form.addRow("", self.all_params)
         form.addRow("", self.points)
+        form.addRow("", self.gis_columns)
+        form.addRow("", self.raw_text)
         form.addRow("Only messages matching", self.where)
         form.addRow("File", path_row)
         buttons = QHBoxLayout()
@@ -125,6 +130,8 @@ class ExportDialog(QDialog):
         self.valid_only.setChecked(fmt != "csv")
         self.all_params.setEnabled(fmt == "csv")
         self.points.setEnabled(fmt == "geojson")
+        self.gis_columns.setEnabled(fmt == "csv")
+        self.raw_text.setEnabled(fmt == "csv")
         path = Path(self.path.text())
         self.path.setText(str(path.with_suffix(SUFFIX[fmt])))
 
@@ -156,11 +163,14 @@ class ExportDialog(QDialog):
                 return
         all_params = self.all_params.isChecked() and fmt == "csv"
         points = self.points.isChecked() and fmt == "geojson"
+        csv_options = {"csv_profile": "gis" if self.gis_columns.isChecked() else "trackmon",
+                       "raw_text": self.raw_text.isChecked()} if fmt == "csv" else {}
         cancel = self.cancel_event = threading.Event()
         progress_bridge, finished_bridge = ThreadBridge(self._progress), ThreadBridge(self._finished)
         db, title = self.db, self.title  # the worker gets plain values, never the dialog
         self.thread = threading.Thread(target=_export, name="trackmon-export", daemon=True, args=(
-            db, fmt, f, target, title, all_params, points, where, cancel, progress_bridge, finished_bridge))
+            db, fmt, f, target, title, all_params, points, where, cancel, progress_bridge, finished_bridge,
+            csv_options))
         self.start_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
         self.status.setText("Exporting…")
@@ -185,7 +195,8 @@ class ExportDialog(QDialog):
 
 
 def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,
-            where, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge) -> None:
+            where, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge,
+            csv_options: dict | None = None) -> None:
     """The export itself, in its worker thread: plain data in, plain data out through bridges."""
     last = 0.0
 
@@ -201,7 +212,9 @@ def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_pa
         params = collect_param_keys(conn, f) if all_params else None
         with open(target, "w", encoding="utf-8", newline="") as out:
             exporter = run_export(conn, fmt, f, out, title=title, params=params, points=points, where=where,
-                                  progress=report, cancelled=cancel.is_set)
+                                  progress=report, cancelled=cancel.is_set, **(csv_options or {}))
+        if fmt == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
+            csvt_path(target).write_text(exporter.csvt(), encoding="utf-8")  # type: ignore[attr-defined]
         finished.send(f"Wrote {exporter.written:,} points to {target.name}")
     except Cancelled:
         target.unlink(missing_ok=True)

@@ -53,6 +53,7 @@ class SessionBrowser(QDialog):
         self.recorder = recorder
         self.sessions: list[SessionSummary] = []
         self.file_label = QLabel("")
+        self.last_import_summary = ""
         self.file_label.setTextFormat(Qt.TextFormat.PlainText)
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -185,9 +186,12 @@ class SessionBrowser(QDialog):
         thread.start()
         return thread
 
-    def _import_done(self, error: str) -> None:
+    def _import_done(self, error: str, summary: str = "") -> None:
         self.actions["Import GPX/CSV…"].setEnabled(True)
         self.refresh()
+        self.last_import_summary = summary
+        if summary:  # what was imported and what was not, under the table (plain text)
+            self.file_label.setText(summary)
         if error:
             box = QMessageBox(QMessageBox.Icon.Warning, "Import", error, parent=self)
             box.setTextFormat(Qt.TextFormat.PlainText)  # the message can quote a file's name or content
@@ -198,10 +202,10 @@ class SessionBrowser(QDialog):
 def _import_file(recorder: Recorder, path: Path, done: ThreadBridge) -> None:
     """The import, in its worker thread; it holds no Qt object and reports through ``done``."""
     try:
-        import_with(recorder, path)
+        summary = import_with(recorder, path)
     except (ImportError_, OSError, UnicodeDecodeError) as exc:
         done.send(str(exc))
     except Exception as exc:  # e.g. the recording became unavailable: said, never a dialog stuck at "Importing…"
         done.send(f"Import failed: {exc}")
     else:
-        done.send("")
+        done.send("", summary.text())

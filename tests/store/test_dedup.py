@@ -159,8 +159,9 @@ def test_imports_keep_every_point_and_do_not_hide_live_data(tmp_path) -> None:
     point = '<trkpt lat="50.1" lon="10.2"><time>2026-01-01T00:00:00Z</time></trkpt>'
     gpx.write_text('<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
                    f'<trk><name>car</name><trkseg>{point}{point}{point}</trkseg></trk></gpx>')
-    session, count = import_file(db, gpx)
-    assert count == 3
+    summary = import_file(db, gpx)
+    session = summary.session_id
+    assert summary.points == 3
     conn = sqlite3.connect(db)
     assert len(list(iter_messages(conn, session))) == 3, "identical points of a file are all kept"
     imported = next(iter_messages(conn, session)).message.params
@@ -215,7 +216,8 @@ def test_a_large_import_does_not_push_live_messages_out_of_the_rebuilt_window(tm
     rec.start_session()
     write(rec, batch(0))  # 50 live messages
     rec.start_session()  # their chunks are written now, so the import's come after them in the file
-    rec.import_session("import", [[{"ident": f"imp{i}", "timestamp": 1_600_000_000 + i} for i in range(500)]])
+    rec.import_session("import", [[{"ident": f"imp{i}", "timestamp": 1_600_000_000 + i} for i in range(500)]],
+                       b"file-1")
     rec.close()
     again = Recorder(db, window=100)  # rebuilt from the file: the import must not count towards the 100
     again.start_session()
@@ -234,7 +236,7 @@ def test_a_recovery_during_an_import_does_not_double_its_points(tmp_path) -> Non
         rec._executor.submit(rec._recover).result()  # what reopening the file after a fault runs
         yield [{"ident": "imp", "timestamp": 1_600_000_100 + i} for i in range(20)]
 
-    session, new, _seen = rec.import_session("import", batches())
+    session, new = rec.import_session("import", batches(), b"file-2")
     rec.close()
     conn = sqlite3.connect(db)
     rows = [row for (packed,) in conn.execute("SELECT rows FROM tracks WHERE session_id = ?", (session,))

@@ -218,4 +218,5 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
     assert acked_during_import >= 2  # live batches were not queued behind the whole import
     names = [browser.table.item(r, 1).text() for r in range(browser.table.rowCount())]
     assert "import big.csv" in names
+    assert browser.file_label.text().startswith("imported 30,000 rows from big.csv")  # the import's summary
     browser.close()
