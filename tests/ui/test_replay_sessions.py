@@ -200,7 +200,7 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
     big = tmp_path / "big.csv"
     rows = ["ident,name,time_utc,latitude,longitude"] + [
         f"imp,Imported,2025-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z,48.{i:06d},11.0"
-        for i in range(30_000)]
+        for i in range(100_000)]  # long enough for several live batches, however fast imports get
     big.write_text("\n".join(rows) + "\n")
     browser = window.open_sessions()
     acked_during_import = 0
@@ -218,5 +218,5 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
     assert acked_during_import >= 2  # live batches were not queued behind the whole import
     names = [browser.table.item(r, 1).text() for r in range(browser.table.rowCount())]
     assert "import big.csv" in names
-    assert browser.file_label.text().startswith("imported 30,000 rows from big.csv")  # the import's summary
+    assert browser.file_label.text().startswith("imported 100,000 rows from big.csv")  # the import's summary
     browser.close()
