@@ -37,6 +37,7 @@ from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
+from benchmarks.loopback import free_port, start_recorder  # noqa: E402
 
 FEEDER = str(ROOT / "benchmarks" / "feeder.py")
 TOKEN = "bench-token"
@@ -79,17 +80,10 @@ async def measure_gui(window: MainWindow, messages: int, devices: int, batch: in
 
 
 def measure_headless(messages: int, devices: int, batch: int) -> float:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        recorder = subprocess.Popen([sys.executable, "-m", "app", "record", "--port", str(port), "--db",
-                                     str(Path(tmp) / "h.sqlite"), "--token", TOKEN], cwd=ROOT,
-                                    stdout=subprocess.PIPE, text=True)
+        recorder = start_recorder(port, Path(tmp) / "h.sqlite", TOKEN)
         try:
-            while "listening on" not in (recorder.stdout.readline() or "listening on"):
-                pass
             feeder = subprocess.run([sys.executable, FEEDER, f"http://127.0.0.1:{port}/", str(messages),
                                      str(devices), str(batch), TOKEN], capture_output=True, text=True, check=True)
             return float(feeder.stdout.split()[-1])

@@ -39,28 +39,10 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+from loopback import free_port, wait_until_up  # benchmarks/ is this script's own directory
 
 HERE = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import orjson  # noqa: E402
 import psutil  # noqa: E402
+
+from benchmarks.loopback import free_port, start_recorder  # noqa: E402
 
 TOKEN = "soak-token"
 
@@ -63,12 +64,6 @@ def summary(latencies: list[float]) -> str:
     return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(latencies):.1f} ms ({len(latencies)} polls)"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_poller(url: str, seconds: float, every: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, "--poll", url, "--seconds", str(seconds), "--every",
                              str(every)], stdout=subprocess.PIPE, text=True)
@@ -89,12 +84,8 @@ def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
     """`/status` latency of headless `trackmon record` under the same feed."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        record = subprocess.Popen([sys.executable, "-m", "app", "record", "--port", str(port), "--db",
-                                   str(Path(tmp) / "baseline.sqlite"), "--token", TOKEN], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True)
+        record = start_recorder(port, Path(tmp) / "baseline.sqlite", TOKEN)
         try:
-            while "listening on" not in (record.stdout.readline() or "listening on"):
-                pass
             feed = simulate(f"http://127.0.0.1:{port}/", args, seconds)
             poller = start_poller(f"http://127.0.0.1:{port}/status", seconds, args.poll_every)
             result = finish_poller(poller)
