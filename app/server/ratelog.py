@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Loggers a hostile client can make write: asyncio's accept loop, aiohttp's protocol, ours.
@@ -26,7 +27,7 @@ class _Kind:
 class RateLimitFilter(logging.Filter):
     """At most ``burst`` records of one kind (logger + start of the message) per ``window`` s."""
 
-    def __init__(self, burst: int = 5, window: float = 60.0, clock=time.monotonic) -> None:
+    def __init__(self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.burst, self.window, self.clock = burst, window, clock
         self._kinds: dict[tuple[str, str], _Kind] = {}

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.core.filters import FilterError, compile_filter
+from app.core.filters import FilterError, Predicate, compile_filter
 from app.store.csv_export import csvt_path
 from app.store.exporters import Cancelled, collect_param_keys, run_export
 from app.store.points import PointFilter
@@ -195,7 +195,7 @@ class ExportDialog(QDialog):
 
 
 def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,
-            where, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge,
+            where: Predicate | None, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge,
             csv_options: dict | None = None) -> None:
     """The export itself, in its worker thread: plain data in, plain data out through bridges."""
     last = 0.0
