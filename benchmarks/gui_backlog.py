@@ -37,7 +37,7 @@ from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
-from benchmarks.loopback import free_port, start_recorder  # noqa: E402
+from benchmarks.loopback import free_port, start_recorder, stop_process  # noqa: E402
 
 FEEDER = str(ROOT / "benchmarks" / "feeder.py")
 TOKEN = "bench-token"
@@ -88,8 +88,7 @@ def measure_headless(messages: int, devices: int, batch: int) -> float:
                                      str(devices), str(batch), TOKEN], capture_output=True, text=True, check=True)
             return float(feeder.stdout.split()[-1])
         finally:
-            recorder.terminate()
-            recorder.wait(20)
+            stop_process(recorder, 20)
 
 
 def main() -> None:

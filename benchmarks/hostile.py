@@ -39,7 +39,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
-from loopback import free_port, wait_until_up  # benchmarks/ is this script's own directory
+from loopback import free_port, stop_process, wait_until_up  # benchmarks/ is this script's own directory
 
 HERE = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -62,12 +62,7 @@ def recorder(root: Path, db: Path, port: int, *extra: str, nofile: int | None = 
         wait_until_up(f"http://127.0.0.1:{port}/status")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
         stderr = process.stderr.read() if process.stderr else b""
         recorder.last_stderr_lines = stderr.count(b"\n")  # type: ignore[attr-defined]
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.simfleet import FleetSimulator  # noqa: E402
-from benchmarks.loopback import free_port, wait_until_up  # noqa: E402
+from benchmarks.loopback import free_port, stop_process, wait_until_up  # noqa: E402
 
 
 def make_batches(messages: int, batch: int, devices: int) -> list[bytes]:
@@ -62,12 +62,7 @@ def run_against(command: list[str], url: str, batches: list[bytes], streams: int
         wait_until_up(url)
         return asyncio.run(feed(url, batches, streams))
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 20)
 
 
 def describe(name: str, seconds: float, latencies: list[float], messages: int) -> float:

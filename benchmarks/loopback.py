@@ -42,3 +42,13 @@ def start_recorder(port: int, db: Path, token: str) -> subprocess.Popen:
     while "listening on" not in (record.stdout.readline() or "listening on"):
         pass
     return record
+
+
+def stop_process(process: subprocess.Popen, wait: float = 30) -> None:
+    """Terminate ``process`` and wait for it; killed if it does not end within ``wait`` s."""
+    process.terminate()
+    try:
+        process.wait(wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

@@ -35,7 +35,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
-from benchmarks.loopback import free_port, start_recorder  # noqa: E402
+from benchmarks.loopback import free_port, start_recorder, stop_process  # noqa: E402
 
 TOKEN = "soak-token"
 
@@ -92,8 +92,7 @@ def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
             feed.wait(60)
             return result
         finally:
-            record.terminate()
-            record.wait(30)
+            stop_process(record)
 
 
 def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
