@@ -28,9 +28,10 @@ from typing import Any
 
 import orjson
 
+from app.core.jsonscan import ScanError, first_byte, scan_array
 from app.core.normalize import Message, normalize, normalize_batch
 from app.core.payload import PayloadShapeError, locate_messages
-from app.server.jsonscan import ScanError, first_byte, scan_array
+from app.core.raw_json import message_array
 from app.server.limits import Limits
 from app.server.refusal import Refused
 
@@ -165,7 +166,7 @@ def _read_whole(body: bytes | bytearray, received_at: float, limits: Limits, mes
     if not (flat and body.find(b"[", body.find(b"[") + 1) == -1):
         _check_depth(document, limits.max_depth, body)
     messages = [normalize(raw, received_at, flat) for raw in raws]  # = normalize_batch, proof done above
-    return Batch(messages, body if is_array else orjson.dumps(raws), len(body))
+    return Batch(messages, body if is_array else _as_received(body, messages_path, raws), len(body))
 
 
 def _read_sliced(body: bytes | bytearray, received_at: float, limits: Limits, messages_path: str,
@@ -189,7 +190,7 @@ def _read_sliced(body: bytes | bytearray, received_at: float, limits: Limits, me
         for start in range(0, len(raws), NORMALIZE_STEP):
             messages.extend(normalize_batch(raws[start:start + NORMALIZE_STEP], received_at))
             pause()
-        return Batch(messages, orjson.dumps(raws), len(body))
+        return Batch(messages, _as_received(body, messages_path, raws), len(body))
     _check_objects(layout.count, layout.objects, body)
     messages = []
     for first, last, start, end in layout.slices(limits.slice_bytes):
@@ -200,6 +201,13 @@ def _read_sliced(body: bytes | bytearray, received_at: float, limits: Limits, me
         messages.extend(normalize_batch(raws, received_at, part))
         pause()
     return Batch(messages, body, len(body))
+
+
+def _as_received(body: bytes | bytearray, messages_path: str, raws: list[Any]) -> bytes:
+    """The array to store for an object body: its messages' bytes as sent, so that the stored
+    batch shows exactly what the device sent (re-serialising turns 49.10 into 49.1)."""
+    exact = message_array(body, messages_path, len(raws))
+    return exact if exact is not None else orjson.dumps(raws)
 
 
 def _loads(text: bytes, body: bytes | None = None) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from app.core.normalize import Message, normalize
+from app.core.raw_json import element_bytes
 from app.store.codec import decompress_body
 from app.store.points import RawCache
 
@@ -93,10 +94,19 @@ def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredM
 
 
 def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
-    """The exact JSON value a device sent, as stored in its batch."""
+    """The JSON value a device sent, parsed, as stored in its batch."""
     if conn.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone() is None:
         raise KeyError(f"no batch {batch_id}")
     return RawCache(conn, size=1).batch(batch_id)[1][index]
+
+
+def raw_message_bytes(conn: sqlite3.Connection, batch_id: int, index: int) -> bytes:
+    """The message byte for byte as the sender wrote it (numbers, key order and escapes as
+    received): what the inspector shows as "exactly what the device sent"."""
+    row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no batch {batch_id}")
+    return element_bytes(decompress_body(row[0]), index)
 
 
 def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from filelock import FileLock, Timeout
 
 from app.core.message_key import content_key
 from app.core.normalize import Message, normalize, normalize_batch
+from app.core.raw_json import select_elements
 from app.store.codec import compress_body, decompress_body
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.schema import connect, transaction
@@ -623,8 +624,7 @@ class Recorder:
             if dropped:  # re-sent messages in a batch cut differently: store only the new ones
                 drop = set(dropped)
                 keep = [i for i in range(count) if i not in drop]
-                raws = orjson.loads(body)
-                stored = orjson.dumps([raws[i] for i in keep])
+                stored = select_elements(body, keep)  # byte for byte, as the sender wrote them
                 messages = [messages[i] for i in keep]
                 keys = [keys[i] for i in keep]
                 contents = {new: contents[old] for new, old in enumerate(keep) if old in contents}

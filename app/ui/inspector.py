@@ -28,28 +28,52 @@ from PySide6.QtWidgets import (
 from app.core.display import utc_text, value_text
 from app.core.fleet import LogEntry, changed_params
 from app.core.normalize import Message, flag_names
+from app.core.raw_json import indent_exact
 
 CHANGE_COLORS = {"changed": QColor("#fff59d"), "added": QColor("#c8e6c9"), "removed": QColor("#ffcdd2")}
 RawLoader = Callable[[LogEntry], Any]
 
 
 class RawJsonDialog(QDialog):
-    """Shows JSON as plain text with a Copy button."""
+    """Shows JSON as plain text with a Copy button.
 
-    def __init__(self, title: str, text: str, parent=None) -> None:
+    With ``exact`` (a message's bytes as received), a tick switches between those bytes and the
+    same bytes laid out one key per line, values still spelled exactly as sent."""
+
+    def __init__(self, title: str, text: str, parent=None, *, exact: bytes | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.resize(560, 520)
+        self.exact = exact
         self.text = QPlainTextEdit(text)
         self.text.setReadOnly(True)
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(text))
-        buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        if exact is not None:
+            self.note = QLabel(f"Exactly as received: {len(exact):,} bytes. Laid out adds line breaks "
+                               "and indentation only; every value is spelled as sent.")
+            self.note.setWordWrap(True)
+            self.laid_out = QCheckBox("Laid out, one key per line")
+            self.laid_out.setChecked(True)
+            self.laid_out.toggled.connect(self._show_layout)
+            layout.addWidget(self.note)
+            layout.addWidget(self.laid_out)
+            self._show_layout(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
+        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text.toPlainText()))
+        buttons.rejected.connect(self.reject)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
+
+    def _show_layout(self, laid_out: bool) -> None:
+        assert self.exact is not None
+        if laid_out:
+            self.text.setPlainText(indent_exact(self.exact))
+            self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        else:
+            self.text.setPlainText(self.exact.decode("utf-8", errors="replace"))
+            self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
 
 
 class Inspector(QWidget):
@@ -142,14 +166,22 @@ class Inspector(QWidget):
                 only_changes and key not in self.changed_keys)
             self.table.setRowHidden(row, hidden)
 
-    def raw_text(self) -> str:
-        """The inspected message exactly as the device sent it, pretty-printed."""
+    def raw_bytes(self) -> bytes:
+        """The inspected message byte for byte as the device sent it (a message not from a
+        recorded batch has no bytes as received: its parameters are shown as JSON)."""
         if self.entry is None:
-            return ""
+            return b""
         raw = self.raw_loader(self.entry)
-        return orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+        if isinstance(raw, bytes | bytearray):
+            return bytes(raw)
+        return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS)
+
+    def raw_text(self) -> str:
+        """The inspected message as received, laid out one key per line."""
+        return indent_exact(self.raw_bytes())
 
     def show_raw(self) -> None:
         """Open the raw JSON in a dialog with a Copy button."""
         if self.entry is not None:
-            RawJsonDialog("Raw message JSON", self.raw_text(), self).exec()
+            exact = self.raw_bytes()
+            RawJsonDialog("Raw message JSON", "", self, exact=exact).exec()

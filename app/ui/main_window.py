@@ -47,7 +47,7 @@ from app.server.stream_client import StreamSender
 from app.server.tls import fingerprint
 from app.server.tunnels import ExternalTunnel, SshTunnel, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
-from app.store.queries import list_rejects, raw_message
+from app.store.queries import list_rejects, raw_message_bytes
 from app.store.recorder import Recorder
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
@@ -726,7 +726,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _load_raw(self, entry: LogEntry) -> Any:
         if entry.batch_id is None:
             return entry.message.params
-        return raw_message(self.reader, entry.batch_id, entry.index)
+        return raw_message_bytes(self.reader, entry.batch_id, entry.index)
 
     # -- panels and dialogs -----------------------------------------------------------------------
     def _show_connection(self, shown: bool) -> None:
