@@ -25,53 +25,18 @@ import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from benchmarks.loopback import free_port, start_recorder, stop_process  # noqa: E402
+from benchmarks.status_poller import finish_poller, start_poller, summary  # noqa: E402
 
 TOKEN = "soak-token"
-
-
-def poll_status(url: str, seconds: float, every: float) -> None:
-    """Child-process mode: GET url every ``every`` s for ``seconds``; print one JSON summary."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                reply.read()
-            latencies.append((time.perf_counter() - started) * 1000.0)
-        except Exception as exc:  # counted and reported, the run goes on
-            failures.append(f"{type(exc).__name__}: {exc}"[:200])
-        time.sleep(max(0.0, every - (time.perf_counter() - started)))
-    print(orjson.dumps({"latencies": latencies, "failures": failures}).decode(), flush=True)
-
-
-def summary(latencies: list[float]) -> str:
-    if len(latencies) < 2:
-        return "no samples"
-    q = statistics.quantiles(latencies, n=100)
-    return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(latencies):.1f} ms ({len(latencies)} polls)"
-
-
-def start_poller(url: str, seconds: float, every: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--poll", url, "--seconds", str(seconds), "--every",
-                             str(every)], stdout=subprocess.PIPE, text=True)
-
-
-def finish_poller(poller: subprocess.Popen) -> dict:
-    out, _ = poller.communicate(timeout=120)
-    return orjson.loads(out.strip().splitlines()[-1])
 
 
 def simulate(url: str, args: argparse.Namespace, seconds: float) -> subprocess.Popen:
@@ -198,13 +163,7 @@ def main() -> None:
     parser.add_argument("--poll-every", type=float, default=0.2)
     parser.add_argument("--baseline-seconds", type=float, default=60.0)
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
-    parser.add_argument("--poll", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--every", type=float, default=0.2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.poll:
-        poll_status(args.poll, args.seconds, args.every)
-        return
     print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.rate:,.0f} msg/s from {args.devices} devices, {args.minutes:g} min", flush=True)
     baseline = headless_baseline(args, args.baseline_seconds)

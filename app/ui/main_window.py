@@ -67,6 +67,7 @@ from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settin
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
+from app.ui.view_pacing import TextViewPacer
 
 log = logging.getLogger(__name__)
 FRAME_MS = 100
@@ -141,6 +142,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._build_actions()
         self._build_status_bar()
         self._frame_task: asyncio.Task | None = None
+        self.text_pacer = TextViewPacer(log_limit=self.live_fleet.log.maxlen)
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
         self.tick_timer = QTimer(self, interval=TICK_MS, timeout=self.tick)
 
@@ -470,7 +472,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     # -- frames ---------------------------------------------------------------------------------
     def frame(self) -> None:
         """Show everything that changed since the previous frame, in one go."""
-        for _ in self._frame_steps():
+        for _ in self._frame_steps(force=True):
             pass
 
     def _next_frame(self) -> None:
@@ -486,19 +488,22 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             if self.fleet is not fleet:  # a replay seek or mode switch replaced it: views were reset
                 return
 
-    def _frame_steps(self) -> Iterator[None]:
-        """One frame as a series of short steps (table, log, requests, map in slices)."""
-        changed, entries = self.fleet.take_changes()
+    def _frame_steps(self, force: bool = False) -> Iterator[None]:
+        """One frame as a series of short steps (table, log, requests, map in slices); the
+        table and the log take their share of the changes at their own pace (`view_pacing`)."""
+        changed, new_entries = self.fleet.take_changes()
+        self.text_pacer.add(self.fleet, changed, new_entries)
+        table_changed, entries = self.text_pacer.take(time.monotonic(), force=force)
         requests, self.pending_requests = self.pending_requests, []
         now = self.clock()
-        if changed:
+        if table_changed:
             known = self.device_model.rowCount()
-            self.device_model.refresh(changed, now)
+            self.device_model.refresh(table_changed, now)
             if known == 0:
                 self.device_model.resort()  # the first rows: sort right away
             if self.left.currentIndex() == 0 and not self.connection_action.isChecked():
                 self.left.setCurrentIndex(1)
-            if self.selected in changed and self.inspecting_latest:
+            if self.selected in table_changed and self.inspecting_latest:
                 self._inspect_latest(self.selected)
             yield
         if entries:
@@ -509,7 +514,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if requests:
             self.requests_model.append(requests)
             self.requests_table.scrollToBottom()
-        if changed or requests:
+        if table_changed or requests:
             self._update_status_bar()
         for start in range(0, len(changed), MAP_SLICE):
             yield

@@ -1,0 +1,194 @@
+"""The window at everyday rates: how fast `GET /status` answers while a small fleet streams in.
+
+A user leaves the window open all day at tens to thousands of messages per second; the listener
+shares its event loop with the table, map, log and health views, so every millisecond a frame
+holds the loop is a millisecond a stream's request waits. For each rate (default 50 and 2,000
+msg/s from 20 devices) this runs `trackmon simulate` against the real window's listener while a
+second process polls `GET /status` every 20 ms, and prints the latency percentiles, the window's
+CPU (its own process and QtWebEngine's renderer, which draws the map in software here), the
+lateness of a 10 ms timer on the loop, and the GUI thread's CPU time between two ticks of that
+timer (the size of each block of work, which other processes on the machine do not inflate). Baseline in the same run: the same feed and poller against
+a headless `trackmon record`. `--profile` adds the functions the window's loop spent its time in.
+
+    .venv/bin/python benchmarks/gui_everyday.py [--rates 50,2000] [--seconds 60] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import psutil  # noqa: E402
+
+from benchmarks.loopback import free_port, start_recorder, stop_process  # noqa: E402
+from benchmarks.status_poller import finish_poller, percentiles, start_poller, summary  # noqa: E402
+
+TOKEN = "everyday-token"
+
+
+def simulate(url: str, rate: float, args: argparse.Namespace) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "app", "simulate", "--to", url, "--token", TOKEN, "--devices",
+                             str(args.devices), "--rate", str(rate), "--duration", str(args.seconds),
+                             "--seed", "7"], cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def headless(rate: float, args: argparse.Namespace) -> dict:
+    """`/status` latency of headless `trackmon record` under the same feed."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        record = start_recorder(port, Path(tmp) / "baseline.sqlite", TOKEN)
+        try:
+            feed = simulate(f"http://127.0.0.1:{port}/", rate, args)
+            result = finish_poller(start_poller(f"http://127.0.0.1:{port}/status", args.seconds, args.poll_every))
+            feed.wait(60)
+            return result
+        finally:
+            stop_process(record)
+
+
+def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU seconds used so far by ``process`` and by its children (QtWebEngine's processes)."""
+    own = process.cpu_times()
+    children = 0.0
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+            children += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return own.user + own.system, children
+
+
+def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> list[dict]:
+    from app.ui.launch import prepare_webengine
+
+    prepare_webengine()
+    import qasync
+    from PySide6.QtCore import QTimer, qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.gc_guard import GuiGarbageCollector
+    from app.ui.main_window import MainWindow
+    from app.ui.settings import AppSettings
+    from app.ui.tile_scheme import register_scheme
+
+    register_scheme()
+    quiet = "does not support propagateSizeHints"
+    qInstallMessageHandler(lambda _kind, _context, text: quiet in text or print(text, file=sys.stderr))
+    app = QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), workdir / "everyday.sqlite")
+    window.resize(1440, 900)
+    window.show()
+    collector = GuiGarbageCollector(app)
+    me = psutil.Process()
+    results: list[dict] = []
+
+    async def phase(rate: float) -> dict:
+        url = window.urls()[0]
+        lateness: list[float] = []
+        busy: list[float] = []  # GUI-thread CPU ms between two timer ticks: the loop's blocks
+        last = [time.perf_counter(), time.thread_time()]
+
+        def tick() -> None:
+            now, cpu = time.perf_counter(), time.thread_time()
+            lateness.append(max(0.0, (now - last[0] - 0.010) * 1000.0))
+            busy.append((cpu - last[1]) * 1000.0)
+            last[0], last[1] = now, cpu
+
+        timer = QTimer(interval=10, timeout=tick)
+        profiler = cProfile.Profile() if args.profile else None
+        before = cpu_seconds(me)
+        started = time.monotonic()
+        feed = simulate(url, rate, args)
+        poller = start_poller(url.rsplit("/", 1)[0] + "/status", args.seconds, args.poll_every)
+        timer.start()
+        if profiler:
+            profiler.enable()
+        status = await asyncio.get_running_loop().run_in_executor(None, finish_poller, poller)
+        if profiler:
+            profiler.disable()
+        timer.stop()
+        elapsed = time.monotonic() - started
+        after = cpu_seconds(me)
+        await asyncio.get_running_loop().run_in_executor(None, feed.wait, 60)
+        result = {"rate": rate, "status": status, "lateness": lateness, "busy": busy,
+                  "cpu_window": (after[0] - before[0]) / elapsed, "cpu_webengine": (after[1] - before[1]) / elapsed}
+        if profiler:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(args.profile_sort).print_stats(args.profile_lines)
+            result["profile"] = out.getvalue()
+        return result
+
+    async def scenario() -> None:
+        await window.start()
+        while not window.map.is_ready:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)  # the page settles before anything is measured
+        for rate in rates:
+            results.append(await phase(rate))
+            await asyncio.sleep(2.0)
+        await window.shutdown()
+
+    with loop:
+        loop.run_until_complete(scenario())
+    collector.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="50,2000", help="messages/s over the fleet, comma-separated")
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0, help="per rate")
+    parser.add_argument("--poll-every", type=float, default=0.02)
+    parser.add_argument("--profile", action="store_true", help="profile the window's process during each rate")
+    parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument("--profile-sort", default="tottime", choices=["tottime", "cumulative"])
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {args.devices} devices,"
+          f" {args.seconds:g} s per rate, /status polled every {args.poll_every * 1000:g} ms", flush=True)
+    baselines = {rate: headless(rate, args) for rate in rates}
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_window(args, rates, Path(tmp))
+    for result in results:
+        rate = result["rate"]
+        base, status = baselines[rate], result["status"]
+        print(f"\n{rate:,.0f} msg/s")
+        print(f"  headless record /status: {summary(base['latencies'])}, {len(base['failures'])} failures")
+        print(f"  window /status:          {summary(status['latencies'])}, {len(status['failures'])} failures")
+        window_p, base_p = percentiles(status["latencies"]), percentiles(base["latencies"])
+        if window_p and base_p:
+            print(f"  p99 window / headless: {window_p['p99'] / base_p['p99']:.1f}x")
+        late = percentiles(result["lateness"])
+        if late:
+            print(f"  10 ms timer lateness: p50 {late['p50']:.1f} ms, p99 {late['p99']:.1f} ms, "
+                  f"max {late['max']:.1f} ms")
+        blocks = percentiles(result["busy"])
+        if blocks:
+            print(f"  GUI-thread CPU between 10 ms ticks (blocks, robust to a shared machine): p50 {blocks['p50']:.1f} ms,"
+                  f" p99 {blocks['p99']:.1f} ms, max {blocks['max']:.1f} ms")
+        print(f"  CPU: window process {result['cpu_window'] * 100:.0f} % of a core, QtWebEngine processes "
+              f"{result['cpu_webengine'] * 100:.0f} %")
+        if "profile" in result:
+            print(result["profile"])
+
+
+if __name__ == "__main__":
+    main()
