@@ -7,8 +7,9 @@ msg/s from 20 devices) this runs `trackmon simulate` against the real window's l
 second process polls `GET /status` every 20 ms, and prints the latency percentiles, the window's
 CPU (its own process and QtWebEngine's renderer, which draws the map in software here), the
 lateness of a 10 ms timer on the loop, and the GUI thread's CPU time between two ticks of that
-timer (the size of each block of work, which other processes on the machine do not inflate). Baseline in the same run: the same feed and poller against
-a headless `trackmon record`. `--profile` adds the functions the window's loop spent its time in.
+timer (the size of each block of work, which other processes on the machine do not inflate).
+Baseline in the same run: the same feed and poller against a headless `trackmon record`.
+`--profile` adds the functions the window's loop spent its time in.
 
     .venv/bin/python benchmarks/gui_everyday.py [--rates 50,2000] [--seconds 60] [--profile]
 """
@@ -182,8 +183,8 @@ def main() -> None:
                   f"max {late['max']:.1f} ms")
         blocks = percentiles(result["busy"])
         if blocks:
-            print(f"  GUI-thread CPU between 10 ms ticks (blocks, robust to a shared machine): p50 {blocks['p50']:.1f} ms,"
-                  f" p99 {blocks['p99']:.1f} ms, max {blocks['max']:.1f} ms")
+            print(f"  GUI-thread CPU between 10 ms ticks (blocks, robust to a shared machine): "
+                  f"p50 {blocks['p50']:.1f} ms, p99 {blocks['p99']:.1f} ms, max {blocks['max']:.1f} ms")
         print(f"  CPU: window process {result['cpu_window'] * 100:.0f} % of a core, QtWebEngine processes "
               f"{result['cpu_webengine'] * 100:.0f} %")
         if "profile" in result:
