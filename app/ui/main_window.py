@@ -56,6 +56,7 @@ from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.intake import SlicedIntake
+from app.ui.label_text import set_label
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
 from app.ui.reachability import ReachabilityMixin
@@ -514,7 +515,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if requests:
             self.requests_model.append(requests)
             self.requests_table.scrollToBottom()
-        if table_changed or requests:
+        if table_changed:
             self._update_status_bar()
         for start in range(0, len(changed), MAP_SLICE):
             yield
@@ -579,32 +580,29 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _update_status_bar(self) -> None:
         urls = self.urls()
         if self.listen_error:
-            self.status_urls.setText(f"Not listening: {self.listen_error}")
-            self.status_urls.setStyleSheet("color: #b71c1c; font-weight: 600;")
+            set_label(self.status_urls, f"Not listening: {self.listen_error}", "color: #b71c1c; font-weight: 600;")
         else:
             public = self.public_url()
-            self.status_urls.setText(("Public " + public + "  ·  " if public else "") + "Listening on "
-                                     + "  ·  ".join(urls))
-            self.status_urls.setStyleSheet("")
+            set_label(self.status_urls, ("Public " + public + "  ·  " if public else "") + "Listening on "
+                      + "  ·  ".join(urls), "")
         stats = self.listener.stats if self.listener else None
-        self.status_rate.setText(f"{self.rate:,.0f} msg/s")
+        set_label(self.status_rate, f"{self.rate:,.0f} msg/s")
         if stats is not None:
             live = "Live: " if self.replay is not None else ""
             fleet = self.live_fleet
-            self.status_totals.setText(f"{live}{fleet.total:,} messages · {len(fleet.devices)} devices · "
-                                       f"{stats.rejects} rejected · {stats.retries} re-sent")
+            set_label(self.status_totals, f"{live}{fleet.total:,} messages · {len(fleet.devices)} devices · "
+                                          f"{stats.rejects} rejected · {stats.retries} re-sent")
         try:
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
         except OSError:
             size = 0
         self._show_recording_problem()
         problem = self.recorder.problem
-        self.status_file.setText(f"NOT recording: {problem.split(';')[0]} (503s)" if problem else
-                                 f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
-        self.status_file.setStyleSheet("color: #b71c1c; font-weight: 600;" if problem else "")
-        self.status_file.setToolTip(problem or str(self.db))
-        self.device_count.setText(f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
-        self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
+        set_label(self.status_file, f"NOT recording: {problem.split(';')[0]} (503s)" if problem else
+                  f"Recording {self.db.name} ({size / 1e6:.1f} MB)",
+                  "color: #b71c1c; font-weight: 600;" if problem else "", problem or str(self.db))
+        set_label(self.device_count, f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
+        set_label(self.log_count, f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 
     def _show_recording_problem(self) -> None:
         """Banner on a recorder problem; when the recorder has moved on to another file at the
