@@ -11,7 +11,6 @@ take the points one by one (`iter_points`), in the same order.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import operator
 import sqlite3
@@ -149,32 +148,69 @@ MERGE_BUFFER = 100_000
 _ROW_WIDTH = len(TrackPoint._fields) - 2
 
 
-def _reorder(columns: list[Sequence[Any]]) -> list[Sequence[Any]]:
-    """``columns`` sorted by (ts, batch_id, idx), untouched when already in that order."""
-    ts = np.asarray(columns[4], dtype=np.float64)
-    steps = np.diff(ts)
-    if steps.size == 0 or bool((steps > 0).all()):
-        return columns
-    order = np.lexsort((np.asarray(columns[3]), np.asarray(columns[2]), ts)).tolist()
-    if len(order) == 1:
-        return columns
-    take = operator.itemgetter(*order)
-    return [take(column) for column in columns]
+def _in_order(ts: Sequence[float]) -> bool:
+    steps = np.diff(np.asarray(ts, dtype=np.float64))
+    return steps.size == 0 or bool((steps > 0).all())
+
+
+class _Held:
+    """Rows of overlapping chunks waiting to be merged: rows as stored, with their device."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.idents: list[str] = []
+        self.names: list[str] = []
+        self.keys: list[list[Any]] = [[], [], []]  # ts, batch_id, idx
+        self.latest = float("-inf")
+
+    def add(self, ident: str, name: str, rows: list[Any], columns: list[Sequence[Any]], latest: float) -> None:
+        self.rows.extend(rows)
+        self.idents.extend([ident] * len(rows))
+        self.names.extend([name] * len(rows))
+        for keys, column in zip(self.keys, (columns[2], columns[0], columns[1]), strict=True):
+            keys.extend(column)
+        self.latest = max(self.latest, latest)
+
+    def take_before(self, limit: float) -> PointBlock | None:
+        """The held rows earlier than ``limit``, in (ts, batch_id, idx) order; the rest stay.
+
+        Sorted with numpy; the rows are gathered whole (one gather, not one per column) and
+        then turned into columns by ``zip``."""
+        ts = np.asarray(self.keys[0], dtype=np.float64)
+        order = np.lexsort((np.asarray(self.keys[2]), np.asarray(self.keys[1]), ts))
+        cut = len(order) if limit > self.latest else int(np.searchsorted(ts[order], limit, side="left"))
+        if not cut:
+            return None
+        picked, rest = order[:cut].tolist(), order[cut:].tolist()
+        rows, idents, names = _gather(self.rows, picked), _gather(self.idents, picked), _gather(self.names, picked)
+        self.rows, self.idents, self.names = _gather(self.rows, rest), _gather(self.idents, rest), \
+            _gather(self.names, rest)
+        self.keys = [_gather(keys, rest) for keys in self.keys]
+        if not self.rows:
+            self.latest = float("-inf")
+        return PointBlock(idents, names, *zip(*rows, strict=True))
+
+
+def _gather(values: list[Any], at: list[int]) -> list[Any]:
+    if not at:
+        return []
+    if len(at) == 1:
+        return [values[at[0]]]
+    return list(operator.itemgetter(*at)(values))
 
 
 def _merge_blocks(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[PointBlock]:
     """Chunks (in ``t_min`` order) → blocks of points in (ts, batch_id, idx) order.
 
     A chunk that no later chunk overlaps goes out as one block (the usual case per device);
-    overlapping chunks wait in a buffer that is sorted and emitted up to the next chunk's start
-    once that start is past everything buffered, or once the buffer is large (memory holds only
-    chunks that overlap in time)."""
+    overlapping chunks wait (`_Held`) and are sorted and emitted up to the next chunk's start
+    once that start is past everything held, or once `MERGE_BUFFER` points are held (memory
+    holds only chunks that overlap in time)."""
     t_from = float("-inf") if f.t_from is None else f.t_from
     t_to = float("inf") if f.t_to is None else f.t_to
     unusable = UNUSABLE_FIX if f.valid_only else 0
     filtering = f.t_from is not None or f.t_to is not None or bool(unusable)
-    buffer: list[list[Any]] = [[] for _ in TrackPoint._fields]
-    buffered_max = float("-inf")
+    held = _Held()
     iterator = iter(chunks)
     chunk = next(iterator, None)
     while chunk is not None:
@@ -184,27 +220,20 @@ def _merge_blocks(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[PointBlo
             rows = [row for row in rows if t_from <= row[2] <= t_to and not row[12] & unusable]
         limit = float("inf") if following is None else following.t_min
         if rows:
-            n = len(rows)
-            columns: list[Sequence[Any]] = [[chunk.ident] * n, [chunk.name] * n, *zip(*rows, strict=True)]
-            if len(columns) != _ROW_WIDTH + 2:
+            columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+            if len(columns) != _ROW_WIDTH:
                 raise ValueError(f"a track chunk of {chunk.ident!r} has rows of an unknown shape")
-            last = max(columns[4])
-            if not buffer[0] and limit > last:
-                yield PointBlock._make(_reorder(columns))
+            last = max(columns[2])
+            if not held.rows and limit > last and _in_order(columns[2]):
+                n = len(rows)
+                yield PointBlock([chunk.ident] * n, [chunk.name] * n, *columns)
                 chunk = following
                 continue
-            for held, more in zip(buffer, columns, strict=True):
-                held.extend(more)
-            buffered_max = max(buffered_max, last)
-        if buffer[0] and (limit > buffered_max or len(buffer[0]) >= MERGE_BUFFER):
-            ordered = _reorder(buffer)
-            ts = ordered[4]
-            cut = len(ts) if limit > buffered_max else bisect.bisect_left(ts, limit)
-            if cut:
-                yield PointBlock._make([column[:cut] for column in ordered])
-            buffer = [list(column[cut:]) for column in ordered]
-            if not buffer[0]:
-                buffered_max = float("-inf")
+            held.add(chunk.ident, chunk.name, rows, columns, last)
+        if held.rows and (limit > held.latest or len(held.rows) >= MERGE_BUFFER):
+            block = held.take_before(limit)
+            if block is not None:
+                yield block
         chunk = following
 
 
