@@ -86,6 +86,8 @@ def drawable_mask(b: PointBlock) -> np.ndarray:
 def take(b: PointBlock, rows: np.ndarray) -> PointBlock:
     """The block's points at ``rows`` (in that order)."""
     picked = rows.tolist()
+    if not picked:
+        return PointBlock._make([[] for _ in b])
     if len(picked) == 1:
         return PointBlock._make([[column[picked[0]]] for column in b])
     get = operator.itemgetter(*picked)
@@ -382,6 +384,27 @@ def collect_param_keys(conn: Any, f: Any) -> list[str]:
     return collect(conn, f)
 
 
+def make_exporter(conn: Any, fmt: str, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
+                  points: bool = False, gap: float = 300.0, csv_profile: str = "trackmon",
+                  raw_text: bool = False) -> Exporter:
+    """The text writer for ``fmt`` (one of `FORMATS`) on ``out``."""
+    from app.store.points import RawCache
+    if fmt == "gpx":
+        return GpxExporter(out, title, gap=gap)
+    if fmt == "kml":
+        return KmlExporter(out, title)
+    if fmt == "geojson":
+        return GeoJsonExporter(out, title, points=points)
+    if fmt == "csv":
+        from app.store.csv_export import CsvExporter
+        from app.store.message_names import NameCache
+
+        # Each row reads its message's own name; without parameters few batches need to stay decoded.
+        return CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
+                           profile=csv_profile, names=NameCache(conn).names, raw_text=raw_text)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
 def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
                points: bool = False, gap: float = 300.0, where: Callable[[dict[str, Any]], bool] | None = None,
                progress: Callable[[int, int], None] | None = None,
@@ -395,45 +418,51 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
     ``progress(done, total)`` is called every few thousand points; ``cancelled()`` is polled
     as often and raises `Cancelled` when it returns True.
     """
-    from app.store.points import RawCache, count_points, iter_blocks
-    exporter: Exporter
-    if fmt == "gpx":
-        exporter = GpxExporter(out, title, gap=gap)
-    elif fmt == "kml":
-        exporter = KmlExporter(out, title)
-    elif fmt == "geojson":
-        exporter = GeoJsonExporter(out, title, points=points)
-    elif fmt == "csv":
-        from app.store.csv_export import CsvExporter
-        from app.store.message_names import NameCache
+    exporter = make_exporter(conn, fmt, out, title=title, params=params, points=points, gap=gap,
+                             csv_profile=csv_profile, raw_text=raw_text)
+    return drive(conn, exporter, f, where=where, progress=progress, cancelled=cancelled)
 
-        # Each row reads its message's own name; without parameters few batches need to stay decoded.
-        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
-                               profile=csv_profile, names=NameCache(conn).names,
-                               raw_text=raw_text)
-    else:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+def drive(conn: Any, writer: Any, f: Any, *, where: Callable[[dict[str, Any]], bool] | None = None,
+          progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None) -> Any:
+    """Feed the filtered points to ``writer`` (``begin``, ``block`` per block, ``end``; device by
+    device when its ``by_device``), with progress and cancel as `run_export` describes."""
+    from app.store.points import count_points, iter_blocks
     with read_snapshot(conn):  # the count, the points and their raw messages: one view of the file
         total = count_points(conn, f)
-        exporter.begin()
+        writer.begin()
         done = reported = 0
-        raw_cache = RawCache(conn) if where is not None else None
-        for block in iter_blocks(conn, f, by_device=exporter.by_device):
-            if raw_cache is None:
-                exporter.block(block)
-            else:
-                for p in block.points():
-                    raw = raw_cache.raw(p)
-                    if where(flatten(raw) if isinstance(raw, dict) else {}):  # type: ignore[misc]
-                        exporter.point(p)
-            done += len(block.ts)
+        keep_where = where_filter(conn, where)
+        for block in iter_blocks(conn, f, by_device=writer.by_device):
+            n = len(block.ts)
+            if keep_where is not None:
+                block = keep_where(block)
+            if len(block.ts):
+                writer.block(block)
+            done += n
             if done - reported >= 5000:
                 reported = done
                 if cancelled is not None and cancelled():
                     raise Cancelled()
                 if progress is not None:
                     progress(done, total)
-    exporter.end()
+    writer.end()
     if progress is not None:
         progress(done, done)
-    return exporter
+    return writer
+
+
+def where_filter(conn: Any, where: Callable[[dict[str, Any]], bool] | None
+                 ) -> Callable[[PointBlock], PointBlock] | None:
+    """A block → the block's points whose message matches ``where`` (None: no filter)."""
+    if where is None:
+        return None
+    from app.store.points import RawCache
+    cache = RawCache(conn)
+
+    def keep(block: PointBlock) -> PointBlock:
+        rows = [i for i, p in enumerate(block.points())
+                if where(flatten(raw) if isinstance(raw := cache.raw(p), dict) else {})]
+        return block if len(rows) == len(block.ts) else take(block, np.array(rows, dtype=np.int64))
+
+    return keep
