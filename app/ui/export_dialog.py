@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 from app.core.filters import FilterError, Predicate, compile_filter
 from app.store.export_file import FILE_FORMATS, SUFFIXES, export_file
 from app.store.exporters import Cancelled, collect_param_keys
-from app.store.geo_export import missing_library
+from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
 from app.ui.thread_bridge import ThreadBridge
@@ -77,18 +77,19 @@ class ExportDialog(QDialog):
             conn.close()
         self.format = QComboBox()
         self.format.addItems(list(FILE_FORMATS))
-        hints = []
+        unavailable = []
         for i, fmt in enumerate(FILE_FORMATS):
             missing = missing_library(fmt) if fmt in ("gpkg", "geoparquet") else None
             item = self.format.model().item(i)  # type: ignore[attr-defined]
             item.setToolTip(FORMAT_HELP[fmt] + (f" — {missing}" if missing else ""))
             if missing:
                 item.setEnabled(False)
-                hints.append(missing)
-        self.format_hint = QLabel("\n".join(hints))
+                unavailable.append(fmt)
+        self.format_hint = QLabel(f"{' and '.join(unavailable)} (disabled) need an optional extra: {INSTALL_HINT}"
+                                  if unavailable else "")
         self.format_hint.setTextFormat(Qt.TextFormat.PlainText)
         self.format_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.format_hint.setVisible(bool(hints))
+        self.format_hint.setVisible(bool(unavailable))
         self.format.currentTextChanged.connect(self._format_changed)
         self.devices = QListWidget()
         for ident in idents:
