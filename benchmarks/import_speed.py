@@ -1,9 +1,10 @@
 """Import speed and memory: a generated GPX file (Garmin-style points with time, elevation and
 heart rate) and the CSV trackmon exports of it, imported into a fresh recording.
 
-Each step runs in its own process so its peak RSS (VmHWM) is its own. Baseline in the same run:
-a plain streaming parse of the same file that builds nothing (ElementTree iterparse for GPX,
-csv.reader for CSV) — what any importer has to pay.
+Each step runs in its own process so its peak RSS (VmHWM) is its own; an import of a large file
+parses it in a second process (`app.store.import_process`), whose peak RSS is printed too.
+Baseline in the same run: a plain streaming parse of the same file that builds nothing
+(ElementTree iterparse for GPX, csv.reader for CSV) — what any importer has to pay.
 
     .venv/bin/python benchmarks/import_speed.py [--points 2000000] [--tracks 4]
 """
@@ -41,8 +42,9 @@ else:
     from app.store.importers import import_file
     n = import_file(Path(db), Path(path)).points
 elapsed = time.perf_counter() - started
+import resource
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
-print(n, elapsed, int(hwm) / 1024)
+print(n, elapsed, int(hwm) / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 """
 
 
@@ -71,11 +73,11 @@ def write_gpx(path: Path, points: int, tracks: int) -> None:
         out.write("</gpx>\n")
 
 
-def run(path: Path, mode: str, db: Path) -> tuple[int, float, float]:
+def run(path: Path, mode: str, db: Path) -> tuple[int, float, float, float]:
     result = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), str(path), mode, str(db)],
                             capture_output=True, text=True, check=True)
-    n, elapsed, rss = result.stdout.split()
-    return int(n), float(elapsed), float(rss)
+    n, elapsed, rss, parser_rss = result.stdout.split()
+    return int(n), float(elapsed), float(rss), float(parser_rss)
 
 
 def main() -> None:
@@ -91,21 +93,24 @@ def main() -> None:
         print(f"GPX file: {gpx.stat().st_size / 1e6:.0f} MB")
         rows = []
         for label, mode in (("GPX plain parse (baseline)", "parse-gpx"), ("GPX import", "import")):
-            n, elapsed, rss = run(gpx, mode, db)
-            rows.append((label, n, elapsed, rss))
+            rows.append((label, *run(gpx, mode, db)))
         csv_path = Path(tmp) / "bench.csv"
-        export = ("import sqlite3, sys; sys.path.insert(0, sys.argv[1]); from app.store.exporters import run_export; "
-                  "from app.store.points import PointFilter; run_export(sqlite3.connect(sys.argv[2]), 'csv', "
-                  "PointFilter(1), open(sys.argv[3], 'w', encoding='utf-8', newline=''))")
+        export = ("import sqlite3, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+                  "from app.store.export_file import export_file; from app.store.points import PointFilter; "
+                  "export_file(sqlite3.connect(sys.argv[2]), 'csv', PointFilter(1), Path(sys.argv[3]))")
         subprocess.run([sys.executable, "-c", export, str(ROOT), str(db), str(csv_path)], check=True)
         print(f"CSV file: {csv_path.stat().st_size / 1e6:.0f} MB")
         db2 = Path(tmp) / "bench2.sqlite"
         for label, mode in (("CSV plain parse (baseline)", "parse-csv"), ("CSV import", "import")):
-            n, elapsed, rss = run(csv_path, mode, db2)
-            rows.append((label, n, elapsed, rss))
-        print(f"{'step':<28} {'points':>10} {'seconds':>8} {'points/s':>10} {'peak RSS MB':>12}")
-        for label, n, elapsed, rss in rows:
-            print(f"{label:<28} {n:>10,} {elapsed:>8.1f} {n / elapsed:>10,.0f} {rss:>12.0f}")
+            rows.append((label, *run(csv_path, mode, db2)))
+        print(f"{'step':<28} {'points':>10} {'seconds':>8} {'points/s':>10} {'vs baseline':>11} "
+              f"{'peak RSS MB':>12} {'parser RSS MB':>13}")
+        baseline = 0.0
+        for label, n, elapsed, rss, parser_rss in rows:
+            rate = n / elapsed
+            baseline = rate if "baseline" in label else baseline
+            print(f"{label:<28} {n:>10,} {elapsed:>8.1f} {rate:>10,.0f} {rate / baseline:>11.2f} {rss:>12.0f} "
+                  f"{parser_rss if 'import' in label else 0:>13.0f}")
 
 
 if __name__ == "__main__":

@@ -80,11 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--max-attempts", type=positive_int, default=None,
                           help="give up on a batch after N attempts (default: keep trying, like flespi)")
 
-    export = commands.add_parser("export", help="export a session to GPX, CSV, KML or GeoJSON",
+    export = commands.add_parser("export", help="export a session to GPX, CSV, KML, GeoJSON, GeoPackage or GeoParquet",
                                  description="Export recorded tracks. Streams: memory stays flat however "
-                                             "large the session.")
+                                             "large the session. All or nothing: the file appears only when "
+                                             "complete. gpkg and geoparquet need pip install 'trackmon[geo]'.")
     export.add_argument("--db", type=Path, default=None)
-    export.add_argument("--format", required=True, choices=("gpx", "csv", "kml", "geojson"))
+    export.add_argument("--format", required=True, choices=("gpx", "csv", "kml", "geojson", "gpkg", "geoparquet"))
     export.add_argument("--session", type=int, default=None, help="session id (default: the most recent)")
     export.add_argument("--device", action="append", default=None, metavar="IDENT",
                         help="only this device (repeatable)")
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     fixes = export.add_mutually_exclusive_group()
     fixes.add_argument("--all-fixes", action="store_true",
                        help="include flagged positions (0/0, valid=false...); default for CSV")
-    fixes.add_argument("--valid-only", action="store_true", help="only usable fixes; default for GPX, KML, GeoJSON")
+    fixes.add_argument("--valid-only", action="store_true",
+                       help="only usable fixes; default for every format but CSV")
     export.add_argument("--param", action="append", default=[], metavar="KEY",
                         help="CSV: add this parameter as a column (repeatable)")
     export.add_argument("--all-params", action="store_true", help="CSV: every parameter as a column (sorted)")
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--where", default=None, metavar="EXPR",
                         help="only messages matching, e.g. 'position.speed > 100 and exists(alarm.event.trigger)'")
     export.add_argument("--gap", type=non_negative_float, default=300.0, metavar="SECONDS",
-                        help="GPX: start a new track segment after a gap this long (default 300)")
+                        help="GPX, GeoPackage: start a new track segment after a gap this long (default 300)")
     export.add_argument("-o", "--output", required=True, help="file to write ('-' for standard output)")
 
     replay = commands.add_parser("replay", help="re-send a recorded session like a flespi stream",

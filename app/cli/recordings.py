@@ -42,11 +42,15 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a session, with a progress bar on a terminal."""
+    """Export a session, with a progress bar on a terminal; a file appears only when complete."""
+    from pathlib import Path
+
     from tqdm import tqdm
 
     from app.store.csv_export import csvt_path
+    from app.store.export_file import export_file
     from app.store.exporters import collect_param_keys, run_export
+    from app.store.geo_export import GEO_FORMATS, missing_library
     from app.store.points import PointFilter
 
     if (args.param or args.all_params) and args.format != "csv":
@@ -55,6 +59,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError("--raw-text and --csv-profile apply to --format csv", EXIT_USAGE)
     if args.points and args.format != "geojson":
         raise CliError("--points applies to --format geojson", EXIT_USAGE)
+    to_stdout = args.output == "-"
+    if args.format in GEO_FORMATS:
+        if to_stdout:
+            raise CliError(f"--format {args.format} writes a file: give -o PATH", EXIT_USAGE)
+        missing = missing_library(args.format)
+        if missing:
+            raise CliError(missing)
     where = None
     if args.where is not None:
         from app.core.filters import FilterError, compile_filter
@@ -70,7 +81,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         params = list(args.param)
         if args.all_params:
             params = collect_param_keys(conn, f)
-        to_stdout = args.output == "-"
         show = sys.stderr.isatty() and not to_stdout
         bar = tqdm(total=0, unit=" msg", unit_scale=True, disable=not show, file=sys.stderr, desc=args.format)
 
@@ -79,31 +89,24 @@ def cmd_export(args: argparse.Namespace) -> int:
             bar.n = done
             bar.refresh()
 
+        options = {"title": f"{db.stem} session {session}", "params": params, "points": args.points, "gap": args.gap,
+                   "where": where, "progress": progress, "csv_profile": args.csv_profile, "raw_text": args.raw_text}
         try:
-            out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            if to_stdout:
+                exporter = run_export(conn, args.format, f, sys.stdout, **options)
+            else:
+                exporter = export_file(conn, args.format, f, Path(args.output), **options)
         except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc}") from None
-        try:
-            exporter = run_export(conn, args.format, f, out, title=f"{db.stem} session {session}", params=params,
-                                  points=args.points, gap=args.gap, where=where, progress=progress,
-                                  csv_profile=args.csv_profile, raw_text=args.raw_text)
+            raise CliError(f"cannot write {args.output}: {exc} (nothing was written)") from None
         finally:
-            if not to_stdout:
-                out.close()
             bar.close()
     finally:
         conn.close()
     if not to_stdout:
-        sidecar = ""
-        if args.format == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
-            csvt = csvt_path(args.output)
-            try:
-                csvt.write_text(exporter.csvt(), encoding="utf-8")  # type: ignore[attr-defined]
-                sidecar = f" (column types in {csvt.name})"
-            except OSError as exc:
-                print(f"could not write {csvt}: {exc}", file=sys.stderr)
+        sidecar = f" (column types in {csvt_path(args.output).name})" if args.format == "csv" else ""
+        tracks = f" and {exporter.tracks} track lines" if args.format == "gpkg" else ""
         skipped = f", {exporter.skipped} without a usable position skipped" if exporter.skipped else ""
-        print(f"wrote {exporter.written} points of session {session} to {args.output}{sidecar}{skipped}",
+        print(f"wrote {exporter.written} points{tracks} of session {session} to {args.output}{sidecar}{skipped}",
               file=sys.stderr)
     return 0
 

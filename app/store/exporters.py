@@ -9,19 +9,22 @@ dropped rather than breaking the file.
 from __future__ import annotations
 
 import html
+import itertools
 import math
+import operator
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 from xml.sax.saxutils import escape
 
+import numpy as np
 import orjson
 
 from app.core.normalize import flatten
-from app.store.export_text import cap, plain, rounded
-from app.store.points import TrackPoint
+from app.store.export_text import cap, integer_column, iso_time_column, plain, plain_column, rounded_column
+from app.store.points import PointBlock, TrackPoint
 from app.store.snapshot import read_snapshot
 
 GPX_NS = "http://www.topografix.com/GPX/1/1"
@@ -73,6 +76,36 @@ def drawable(p: TrackPoint) -> bool:
             and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0)
 
 
+def drawable_mask(b: PointBlock) -> np.ndarray:
+    """`drawable` for every point of a block at once."""
+    lat = np.array(b.lat, dtype=np.float64)  # None → nan, which fails every comparison
+    lon = np.array(b.lon, dtype=np.float64)
+    return (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
+
+
+def take(b: PointBlock, rows: np.ndarray) -> PointBlock:
+    """The block's points at ``rows`` (in that order)."""
+    picked = rows.tolist()
+    if not picked:
+        return PointBlock._make([[] for _ in b])
+    if len(picked) == 1:
+        return PointBlock._make([[column[picked[0]]] for column in b])
+    get = operator.itemgetter(*picked)
+    return PointBlock._make([get(column) for column in b])
+
+
+def runs(idents: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of one device in a column of idents."""
+    if idents.count(idents[0]) == len(idents) if isinstance(idents, list) else len(set(idents)) == 1:
+        yield 0, len(idents)
+        return
+    start = 0
+    for _, group in itertools.groupby(idents):
+        stop = start + sum(1 for _ in group)
+        yield start, stop
+        start = stop
+
+
 class Exporter:
     """Receives points (device by device when ``by_device``) and writes one file."""
 
@@ -91,6 +124,11 @@ class Exporter:
     def point(self, p: TrackPoint) -> None:
         """Write one point."""
         raise NotImplementedError
+
+    def block(self, b: PointBlock) -> None:
+        """Write consecutive points (writers that format a whole block at once override this)."""
+        for p in b.points():
+            self.point(p)
 
     def end(self) -> None:
         """Close everything that is open."""
@@ -133,6 +171,10 @@ class _PerDevice(Exporter):
         """Write whatever comes after the last device."""
 
 
+_EXT = "<extensions><gpxtpx:TrackPointExtension>"
+_END_EXT = "</gpxtpx:TrackPointExtension></extensions>"
+
+
 class GpxExporter(_PerDevice):
     """GPX 1.1: one <trk> per device, a new <trkseg> after a gap; speed and course in the Garmin
     TrackPointExtension v2; the device ident in a trackmon extension of <trk>."""
@@ -161,29 +203,55 @@ class GpxExporter(_PerDevice):
     def close_device(self) -> None:
         self.out.write("</trkseg>\n</trk>\n")
 
-    def device_point(self, p: TrackPoint) -> None:
-        if self.last_ts is not None and p.ts - self.last_ts > self.gap:
-            self.out.write("</trkseg>\n<trkseg>\n")
-        self.last_ts = p.ts
-        lon = -180.0 if p.lon == 180.0 else p.lon  # the schema's longitude excludes +180
-        parts = [f"<trkpt lat=\"{_num(p.lat)}\" lon=\"{_num(lon)}\">"]
-        if p.alt is not None:
-            parts.append(f"<ele>{_num(p.alt)}</ele>")
-        parts.append(f"<time>{iso_time(p.ts)}</time>")
-        if p.satellites is not None:
-            parts.append(f"<sat>{int(p.satellites)}</sat>")
-        if p.hdop is not None:
-            parts.append(f"<hdop>{_num(p.hdop)}</hdop>")
-        if p.speed is not None or p.direction is not None:
-            parts.append("<extensions><gpxtpx:TrackPointExtension>")
-            if p.speed is not None:
-                # km/h → m/s: millimetres per second are more than any tracker measures
-                parts.append(f"<gpxtpx:speed>{rounded(p.speed / 3.6, 3)}</gpxtpx:speed>")
-            if p.direction is not None:
-                parts.append(f"<gpxtpx:course>{rounded(p.direction % 360.0, 2)}</gpxtpx:course>")
-            parts.append("</gpxtpx:TrackPointExtension></extensions>")
-        parts.append("</trkpt>\n")
-        self.out.write("".join(parts))
+    def point(self, p: TrackPoint) -> None:
+        self.block(PointBlock._make([[value] for value in p]))
+
+    def block(self, b: PointBlock) -> None:
+        """A block's drawable points as <trkpt> lines, formatted column by column and written
+        with one join (the points of a device come in blocks of one device)."""
+        keep = drawable_mask(b)
+        kept = int(keep.sum())
+        self.skipped += len(keep) - kept
+        if not kept:
+            return
+        if kept < len(keep):
+            b = take(b, np.flatnonzero(keep))
+        for start, stop in runs(b.ident):
+            part = b if (start, stop) == (0, len(b.ident)) else PointBlock._make([c[start:stop] for c in b])
+            if part.ident[0] != self.ident:
+                if self.ident is not None:
+                    self.close_device()
+                self.ident = part.ident[0]
+                self.open_device(TrackPoint._make([column[0] for column in part]))
+            self._trkpts(part)
+            self.written += stop - start
+
+    def _trkpts(self, b: PointBlock) -> None:
+        ts = np.asarray(b.ts, dtype=np.float64)
+        previous = np.concatenate(([np.nan if self.last_ts is None else self.last_ts], ts[:-1]))
+        breaks = np.flatnonzero(ts - previous > self.gap).tolist()  # nan (a new device) compares False
+        self.last_ts = float(ts[-1])
+        lon = b.lon if 180.0 not in b.lon else [-180.0 if v == 180.0 else v for v in b.lon]  # xsd: lon < 180
+        ele = plain_column(b.alt, "<ele>", "</ele>")
+        sat = integer_column(b.satellites, "<sat>", "</sat>")
+        hdop = plain_column(b.hdop, "<hdop>", "</hdop>")
+        # km/h → m/s (millimetres per second are more than any tracker measures); course in [0, 360)
+        if None not in b.speed and None not in b.direction:  # the usual case: tags around both at once
+            speed = rounded_column(b.speed, 3, scale=3.6, before=_EXT + "<gpxtpx:speed>", after="</gpxtpx:speed>")
+            extensions = rounded_column(b.direction, 2, modulo=360.0, before="<gpxtpx:course>",
+                                        after="</gpxtpx:course>" + _END_EXT)
+        else:
+            speed = rounded_column(b.speed, 3, scale=3.6, before="<gpxtpx:speed>", after="</gpxtpx:speed>")
+            course = rounded_column(b.direction, 2, modulo=360.0, before="<gpxtpx:course>", after="</gpxtpx:course>")
+            extensions = [_EXT + s + c + _END_EXT if s or c else "" for s, c in zip(speed, course, strict=True)]
+            speed = [""] * len(speed)
+        lines = [f'<trkpt lat="{la}" lon="{lo}">{e}<time>{t}</time>{sa}{h}{sp}{x}</trkpt>\n'
+                 for la, lo, e, t, sa, h, sp, x in zip(plain_column(b.lat), plain_column(lon), ele,
+                                                       iso_time_column(b.ts), sat, hdop, speed, extensions,
+                                                       strict=True)]
+        for i in breaks:
+            lines[i] = "</trkseg>\n<trkseg>\n" + lines[i]
+        self.out.write("".join(lines))
 
     def finish(self) -> None:
         self.out.write("</gpx>\n")
@@ -316,6 +384,27 @@ def collect_param_keys(conn: Any, f: Any) -> list[str]:
     return collect(conn, f)
 
 
+def make_exporter(conn: Any, fmt: str, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
+                  points: bool = False, gap: float = 300.0, csv_profile: str = "trackmon",
+                  raw_text: bool = False) -> Exporter:
+    """The text writer for ``fmt`` (one of `FORMATS`) on ``out``."""
+    from app.store.points import RawCache
+    if fmt == "gpx":
+        return GpxExporter(out, title, gap=gap)
+    if fmt == "kml":
+        return KmlExporter(out, title)
+    if fmt == "geojson":
+        return GeoJsonExporter(out, title, points=points)
+    if fmt == "csv":
+        from app.store.csv_export import CsvExporter
+        from app.store.message_names import NameCache
+
+        # Each row reads its message's own name; without parameters few batches need to stay decoded.
+        return CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
+                           profile=csv_profile, names=NameCache(conn).names, raw_text=raw_text)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
 def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackmon", params: list[str] | None = None,
                points: bool = False, gap: float = 300.0, where: Callable[[dict[str, Any]], bool] | None = None,
                progress: Callable[[int, int], None] | None = None,
@@ -329,41 +418,51 @@ def run_export(conn: Any, fmt: str, f: Any, out: TextIO, *, title: str = "trackm
     ``progress(done, total)`` is called every few thousand points; ``cancelled()`` is polled
     as often and raises `Cancelled` when it returns True.
     """
-    from app.store.points import RawCache, count_points, iter_points
-    exporter: Exporter
-    if fmt == "gpx":
-        exporter = GpxExporter(out, title, gap=gap)
-    elif fmt == "kml":
-        exporter = KmlExporter(out, title)
-    elif fmt == "geojson":
-        exporter = GeoJsonExporter(out, title, points=points)
-    elif fmt == "csv":
-        from app.store.csv_export import CsvExporter
-        # Each row reads its message's own name; without parameters few batches need to stay decoded.
-        exporter = CsvExporter(out, title, params=params, raw=RawCache(conn, 16 if params else 4).raw,
-                               profile=csv_profile,
-                               raw_text=raw_text)
-    else:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    exporter = make_exporter(conn, fmt, out, title=title, params=params, points=points, gap=gap,
+                             csv_profile=csv_profile, raw_text=raw_text)
+    return drive(conn, exporter, f, where=where, progress=progress, cancelled=cancelled)
+
+
+def drive(conn: Any, writer: Any, f: Any, *, where: Callable[[dict[str, Any]], bool] | None = None,
+          progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None) -> Any:
+    """Feed the filtered points to ``writer`` (``begin``, ``block`` per block, ``end``; device by
+    device when its ``by_device``), with progress and cancel as `run_export` describes."""
+    from app.store.points import count_points, iter_blocks
     with read_snapshot(conn):  # the count, the points and their raw messages: one view of the file
         total = count_points(conn, f)
-        exporter.begin()
-        done = 0
-        raw_cache = RawCache(conn) if where is not None else None
-        for p in iter_points(conn, f, by_device=exporter.by_device):
-            if raw_cache is not None:
-                raw = raw_cache.raw(p)
-                if not where(flatten(raw) if isinstance(raw, dict) else {}):  # type: ignore[misc]
-                    done += 1
-                    continue
-            exporter.point(p)
-            done += 1
-            if done % 5000 == 0:
+        writer.begin()
+        done = reported = 0
+        keep_where = where_filter(conn, where)
+        for block in iter_blocks(conn, f, by_device=writer.by_device):
+            n = len(block.ts)
+            if keep_where is not None:
+                block = keep_where(block)
+            if len(block.ts):
+                writer.block(block)
+            done += n
+            if done - reported >= 5000:
+                reported = done
                 if cancelled is not None and cancelled():
                     raise Cancelled()
                 if progress is not None:
                     progress(done, total)
-    exporter.end()
+    writer.end()
     if progress is not None:
         progress(done, done)
-    return exporter
+    return writer
+
+
+def where_filter(conn: Any, where: Callable[[dict[str, Any]], bool] | None
+                 ) -> Callable[[PointBlock], PointBlock] | None:
+    """A block → the block's points whose message matches ``where`` (None: no filter)."""
+    if where is None:
+        return None
+    from app.store.points import RawCache
+    cache = RawCache(conn)
+
+    def keep(block: PointBlock) -> PointBlock:
+        rows = [i for i, p in enumerate(block.points())
+                if where(flatten(raw) if isinstance(raw := cache.raw(p), dict) else {})]
+        return block if len(rows) == len(block.ts) else take(block, np.array(rows, dtype=np.int64))
+
+    return keep

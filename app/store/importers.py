@@ -15,6 +15,7 @@ from typing import Any
 
 import xxhash
 
+from app.store import import_process
 from app.store.import_csv import csv_messages
 from app.store.import_gpx import GpxReader
 from app.store.import_summary import ImportError_, ImportSummary
@@ -47,8 +48,13 @@ def file_messages(path: Path, summary: ImportSummary) -> Iterator[dict[str, Any]
 
 
 def file_batches(path: Path, summary: ImportSummary | None = None) -> Iterator[list[dict[str, Any]]]:
-    """The file's points in batches of `BATCH` messages."""
-    messages = file_messages(path, summary or ImportSummary(file=path.name))
+    """The file's points in batches of `BATCH` messages: parsed in a second process for a large
+    file (see `import_process`: parsing and recording then use both cores), here for a small one."""
+    summary = summary or ImportSummary(file=path.name)
+    if path.suffix.lower() in (".gpx", ".csv") and path.stat().st_size >= import_process.MIN_BYTES:
+        yield from import_process.parsed_batches(path, summary, BATCH)
+        return
+    messages = file_messages(path, summary)
     batch: list[dict[str, Any]] = []
     for message in messages:
         batch.append(message)

@@ -2,19 +2,23 @@
 
 Points come from the ``tracks`` chunks (plus, for a session still being written or cut short by
 a crash, the batches not yet chunked, normalized from their raw bodies). Chunks are read in
-``t_min`` order and merged through a small heap: a point is emitted once no later chunk can hold
-an earlier one, so memory holds only chunks that overlap in time, however large the session.
-Used by exports, replay and anything else that walks a recording.
+``t_min`` order and merged a block of columns at a time: points are emitted once no later chunk
+can hold an earlier one, so memory holds only chunks that overlap in time (and at most
+`MERGE_BUFFER` points of them at once), however large the session. Exporters take the blocks
+(`iter_blocks`) and format each one whole; replay and everything else that walks a recording
+take the points one by one (`iter_points`), in the same order.
 """
 
 from __future__ import annotations
 
 import heapq
+import operator
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from app.core.normalize import UNUSABLE_FIX, normalize_batch
@@ -112,34 +116,125 @@ def _chunks(conn: sqlite3.Connection, f: PointFilter, ident: str | None, extra: 
     return heapq.merge(stored, sorted(extra, key=lambda chunk: chunk.t_min), key=lambda chunk: chunk.t_min)
 
 
-def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[TrackPoint]:
-    heap: list[tuple[float, int, int, TrackPoint]] = []
+class PointBlock(NamedTuple):
+    """Consecutive points of the stream, column by column (the columns of `TrackPoint`).
+
+    Exporters format a whole block at once (one join per block instead of one write per point);
+    ``ident`` and ``name`` are per row, the name being the chunk's device name."""
+
+    ident: Sequence[str]
+    name: Sequence[str]
+    batch_id: Sequence[int]
+    idx: Sequence[int]
+    ts: Sequence[float]
+    server_ts: Sequence[float | None]
+    lat: Sequence[float | None]
+    lon: Sequence[float | None]
+    alt: Sequence[float | None]
+    speed: Sequence[float | None]
+    direction: Sequence[float | None]
+    satellites: Sequence[float | None]
+    hdop: Sequence[float | None]
+    valid: Sequence[bool | None]
+    flags: Sequence[int]
+
+    def points(self) -> Iterator[TrackPoint]:
+        """The block's points one at a time."""
+        return map(TrackPoint._make, zip(*self, strict=True))
+
+
+#: Points held back (overlapping chunks) before they are sorted and emitted as far as possible.
+MERGE_BUFFER = 100_000
+_ROW_WIDTH = len(TrackPoint._fields) - 2
+
+
+def _in_order(ts: Sequence[float]) -> bool:
+    steps = np.diff(np.asarray(ts, dtype=np.float64))
+    return steps.size == 0 or bool((steps > 0).all())
+
+
+class _Held:
+    """Rows of overlapping chunks waiting to be merged: rows as stored, with their device."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.idents: list[str] = []
+        self.names: list[str] = []
+        self.keys: list[list[Any]] = [[], [], []]  # ts, batch_id, idx
+        self.latest = float("-inf")
+
+    def add(self, ident: str, name: str, rows: list[Any], columns: list[Sequence[Any]], latest: float) -> None:
+        self.rows.extend(rows)
+        self.idents.extend([ident] * len(rows))
+        self.names.extend([name] * len(rows))
+        for keys, column in zip(self.keys, (columns[2], columns[0], columns[1]), strict=True):
+            keys.extend(column)
+        self.latest = max(self.latest, latest)
+
+    def take_before(self, limit: float) -> PointBlock | None:
+        """The held rows earlier than ``limit``, in (ts, batch_id, idx) order; the rest stay.
+
+        Sorted with numpy; the rows are gathered whole (one gather, not one per column) and
+        then turned into columns by ``zip``."""
+        ts = np.asarray(self.keys[0], dtype=np.float64)
+        order = np.lexsort((np.asarray(self.keys[2]), np.asarray(self.keys[1]), ts))
+        cut = len(order) if limit > self.latest else int(np.searchsorted(ts[order], limit, side="left"))
+        if not cut:
+            return None
+        picked, rest = order[:cut].tolist(), order[cut:].tolist()
+        rows, idents, names = _gather(self.rows, picked), _gather(self.idents, picked), _gather(self.names, picked)
+        self.rows, self.idents, self.names = _gather(self.rows, rest), _gather(self.idents, rest), \
+            _gather(self.names, rest)
+        self.keys = [_gather(keys, rest) for keys in self.keys]
+        if not self.rows:
+            self.latest = float("-inf")
+        return PointBlock(idents, names, *zip(*rows, strict=True))
+
+
+def _gather(values: list[Any], at: list[int]) -> list[Any]:
+    if not at:
+        return []
+    if len(at) == 1:
+        return [values[at[0]]]
+    return list(operator.itemgetter(*at)(values))
+
+
+def _merge_blocks(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[PointBlock]:
+    """Chunks (in ``t_min`` order) → blocks of points in (ts, batch_id, idx) order.
+
+    A chunk that no later chunk overlaps goes out as one block (the usual case per device);
+    overlapping chunks wait (`_Held`) and are sorted and emitted up to the next chunk's start
+    once that start is past everything held, or once `MERGE_BUFFER` points are held (memory
+    holds only chunks that overlap in time)."""
     t_from = float("-inf") if f.t_from is None else f.t_from
     t_to = float("inf") if f.t_to is None else f.t_to
     unusable = UNUSABLE_FIX if f.valid_only else 0
-    make = TrackPoint._make
+    filtering = f.t_from is not None or f.t_to is not None or bool(unusable)
+    held = _Held()
     iterator = iter(chunks)
     chunk = next(iterator, None)
     while chunk is not None:
         following = next(iterator, None)
         rows = orjson.loads(chunk.rows) if isinstance(chunk.rows, (bytes, str)) else chunk.rows
-        head = (chunk.ident, chunk.name)
-        points = [make(head + tuple(row)) for row in rows
-                  if t_from <= row[2] <= t_to and not row[12] & unusable]
-        last = max((p.ts for p in points), default=chunk.t_min)
-        if not heap and (following is None or following.t_min >= last):
-            # Nothing earlier can follow: emit this chunk directly (the usual case per device).
-            points.sort(key=lambda p: (p.ts, p.batch_id, p.idx))
-            yield from points
-        else:
-            for point in points:
-                heapq.heappush(heap, (point.ts, point.batch_id, point.idx, point))
-            limit = float("inf") if following is None else following.t_min
-            while heap and heap[0][0] < limit:
-                yield heapq.heappop(heap)[3]
+        if filtering:
+            rows = [row for row in rows if t_from <= row[2] <= t_to and not row[12] & unusable]
+        limit = float("inf") if following is None else following.t_min
+        if rows:
+            columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+            if len(columns) != _ROW_WIDTH:
+                raise ValueError(f"a track chunk of {chunk.ident!r} has rows of an unknown shape")
+            last = max(columns[2])
+            if not held.rows and limit > last and _in_order(columns[2]):
+                n = len(rows)
+                yield PointBlock([chunk.ident] * n, [chunk.name] * n, *columns)
+                chunk = following
+                continue
+            held.add(chunk.ident, chunk.name, rows, columns, last)
+        if held.rows and (limit > held.latest or len(held.rows) >= MERGE_BUFFER):
+            block = held.take_before(limit)
+            if block is not None:
+                yield block
         chunk = following
-    while heap:
-        yield heapq.heappop(heap)[3]
 
 
 def session_idents(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk] | None = None) -> list[str]:
@@ -165,12 +260,24 @@ def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
     are exhausted or the iterator is closed), so a chunk flush meanwhile cannot double a point."""
     with read_snapshot(conn):
         tail = _unchunked(conn, f)
-        if not by_device:
-            yield from _merge(_chunks(conn, f, None, tail.values()), f)
-            return
-        for ident in session_idents(conn, f, tail):
-            extra = [tail[ident]] if ident in tail else []
-            yield from _merge(_chunks(conn, f, ident, extra), f)
+        for block in _blocks(conn, f, tail, by_device):
+            yield from block.points()
+
+
+def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[PointBlock]:
+    """The points of `iter_points`, in the same order, a block of columns at a time."""
+    with read_snapshot(conn):
+        yield from _blocks(conn, f, _unchunked(conn, f), by_device)
+
+
+def _blocks(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk], by_device: bool
+            ) -> Iterator[PointBlock]:
+    if not by_device:
+        yield from _merge_blocks(_chunks(conn, f, None, tail.values()), f)
+        return
+    for ident in session_idents(conn, f, tail):
+        extra = [tail[ident]] if ident in tail else []
+        yield from _merge_blocks(_chunks(conn, f, ident, extra), f)
 
 
 class RawCache:

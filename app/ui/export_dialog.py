@@ -2,7 +2,10 @@
 
 The export runs in a worker thread with its own SQLite connection, so the window stays live (and
 keeps recording) while a large session is written. The worker holds no Qt object: it reports
-through a `ThreadBridge` and is cancelled through a plain `threading.Event`.
+through a `ThreadBridge` and is cancelled through a plain `threading.Event`. The file appears
+only when complete (`export_file`): a cancelled or failed export leaves nothing behind.
+GeoPackage and GeoParquet need an optional extra; without it they are listed but disabled,
+with the command that installs them.
 """
 
 from __future__ import annotations
@@ -31,13 +34,19 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.filters import FilterError, Predicate, compile_filter
-from app.store.csv_export import csvt_path
-from app.store.exporters import Cancelled, collect_param_keys, run_export
+from app.store.export_file import FILE_FORMATS, SUFFIXES, export_file
+from app.store.exporters import Cancelled, collect_param_keys
+from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
 from app.ui.thread_bridge import ThreadBridge
 
-SUFFIX = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson"}
+SUFFIX = SUFFIXES
+#: What each format is for, shown as the format's tooltip.
+FORMAT_HELP = {"gpx": "GPX 1.1: GPS tools, GPSPrune, gpsbabel, Garmin", "csv": "CSV: spreadsheets, pandas, gpsbabel",
+               "kml": "KML: Google Earth", "geojson": "GeoJSON: web maps, QGIS",
+               "gpkg": "GeoPackage: QGIS, ogr2ogr (a points and a tracks layer)",
+               "geoparquet": "GeoParquet: DuckDB, pandas/GeoPandas, polars (one row per fix)"}
 
 
 #: The worker reports progress at most this often (each report is a call across threads).
@@ -67,7 +76,20 @@ class ExportDialog(QDialog):
         finally:
             conn.close()
         self.format = QComboBox()
-        self.format.addItems(["gpx", "csv", "kml", "geojson"])
+        self.format.addItems(list(FILE_FORMATS))
+        unavailable = []
+        for i, fmt in enumerate(FILE_FORMATS):
+            missing = missing_library(fmt) if fmt in ("gpkg", "geoparquet") else None
+            item = self.format.model().item(i)  # type: ignore[attr-defined]
+            item.setToolTip(FORMAT_HELP[fmt] + (f" — {missing}" if missing else ""))
+            if missing:
+                item.setEnabled(False)
+                unavailable.append(fmt)
+        self.format_hint = QLabel(f"{' and '.join(unavailable)} (disabled) need an optional extra: {INSTALL_HINT}"
+                                  if unavailable else "")
+        self.format_hint.setTextFormat(Qt.TextFormat.PlainText)
+        self.format_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.format_hint.setVisible(bool(unavailable))
         self.format.currentTextChanged.connect(self._format_changed)
         self.devices = QListWidget()
         for ident in idents:
@@ -104,6 +126,7 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self._cancel_or_close)
         form = QFormLayout()
         form.addRow("Format", self.format)
+        form.addRow("", self.format_hint)
         form.addRow("Devices", self.devices)
         form.addRow("From", self.t_from)
         form.addRow("To", self.t_to)
@@ -137,7 +160,8 @@ class ExportDialog(QDialog):
 
     def _browse(self) -> None:
         fmt = self.format.currentText()
-        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), f"{fmt.upper()} (*{SUFFIX[fmt]})")
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(),
+                                              f"{FORMAT_HELP[fmt]} (*{SUFFIX[fmt]})")
         if path:
             self.path.setText(path)
 
@@ -210,15 +234,12 @@ def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_pa
     conn = sqlite3.connect(db)
     try:
         params = collect_param_keys(conn, f) if all_params else None
-        with open(target, "w", encoding="utf-8", newline="") as out:
-            exporter = run_export(conn, fmt, f, out, title=title, params=params, points=points, where=where,
-                                  progress=report, cancelled=cancel.is_set, **(csv_options or {}))
-        if fmt == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
-            csvt_path(target).write_text(exporter.csvt(), encoding="utf-8")  # type: ignore[attr-defined]
-        finished.send(f"Wrote {exporter.written:,} points to {target.name}")
+        exporter = export_file(conn, fmt, f, target, title=title, params=params, points=points, where=where,
+                               progress=report, cancelled=cancel.is_set, **(csv_options or {}))
+        tracks = f" and {exporter.tracks:,} track lines" if fmt == "gpkg" else ""
+        finished.send(f"Wrote {exporter.written:,} points{tracks} to {target.name}")
     except Cancelled:
-        target.unlink(missing_ok=True)
-        finished.send("Cancelled")
+        finished.send("Cancelled: nothing was written")
     except Exception as exc:  # shown in the dialog
         finished.send(f"Failed: {exc}")
     finally:

@@ -1,0 +1,72 @@
+"""An export written to a file all or nothing, in any format (text or GeoPackage/GeoParquet).
+
+The export is written to a hidden partial file beside the target (same directory, so the final
+rename is atomic on the same file system) and renamed over the target only once it is complete;
+a failed or cancelled export deletes the partial file (and anything its writer left beside it)
+and leaves the target as it was. A CSV's ``.csvt`` column types are written the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.store.exporters import FORMATS, drive, make_exporter
+from app.store.geo_export import GEO_FORMATS, write_geo
+
+#: Every format a file can be written in → its usual suffix.
+SUFFIXES = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson", **GEO_FORMATS}
+FILE_FORMATS = (*FORMATS, *GEO_FORMATS)
+#: Files SQLite (GDAL's GeoPackage) may leave beside a database it was writing.
+_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+def partial_path(target: Path) -> Path:
+    """Where ``target`` is written until it is complete (hidden, same directory and suffix: GDAL
+    picks the format's behaviour by suffix)."""
+    return target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+
+
+def _discard(path: Path) -> None:
+    for candidate in (path, *(path.with_name(path.name + side) for side in _SIDE_FILES)):
+        candidate.unlink(missing_ok=True)
+
+
+def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trackmon",
+                params: list[str] | None = None, points: bool = False, gap: float = 300.0,
+                where: Callable[[dict[str, Any]], bool] | None = None,
+                progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                csv_profile: str = "trackmon", raw_text: bool = False) -> Any:
+    """Write the filtered points of a session to ``target`` in ``fmt`` (see `FILE_FORMATS`), all
+    or nothing; returns the writer with its counts (``written``, ``skipped``). Raises
+    `exporters.Cancelled` when cancelled, RuntimeError when a GeoPackage/GeoParquet library is
+    missing, OSError when the directory cannot be written — in every case leaving no file."""
+    from app.store.csv_export import csvt_path
+
+    if fmt not in SUFFIXES:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FILE_FORMATS)}")
+    partial = partial_path(target)
+    sidecar: Path | None = None
+    try:
+        if fmt in GEO_FORMATS:
+            writer = write_geo(conn, fmt, f, partial, title=title, gap=gap, where=where, progress=progress,
+                               cancelled=cancelled)
+        else:
+            with open(partial, "w", encoding="utf-8", newline="") as out:
+                writer = make_exporter(conn, fmt, out, title=title, params=params, points=points, gap=gap,
+                                       csv_profile=csv_profile, raw_text=raw_text)
+                drive(conn, writer, f, where=where, progress=progress, cancelled=cancelled)
+            if fmt == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
+                sidecar = partial_path(csvt_path(target))
+                sidecar.write_text(writer.csvt(), encoding="utf-8")
+        os.replace(partial, target)
+        if sidecar is not None:
+            os.replace(sidecar, csvt_path(target))
+    except BaseException:
+        _discard(partial)
+        if sidecar is not None:
+            sidecar.unlink(missing_ok=True)
+        raise
+    return writer

@@ -1,0 +1,133 @@
+"""Parse an import file in a second process, so parsing and recording use both cores.
+
+An import is two pipelines sharing one interpreter: parsing the file into messages (GPX/CSV) and
+recording them (normalize, compress, insert, in the recorder's writer thread). Both hold the GIL,
+so in one process they take turns on one core. Here the child process parses and sends each
+batch as JSON over a pipe; this process decodes it and records it. The pipe is the bound on
+memory: a child ahead of the recorder blocks on a full pipe.
+
+Frames on the child's standard output: one type byte, a 4-byte big-endian length, the payload.
+``B`` a batch (a JSON array of messages), ``S`` the summary (JSON, last), ``E`` an
+`ImportError_` message, ``O`` an OSError/UnicodeDecodeError message. The child is killed if
+this side stops reading (a failed write, a cancelled import).
+
+    python -m app.store.import_process FILE     (what `parsed_batches` runs)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from app.store.import_summary import ImportError_, ImportSummary
+
+#: Files smaller than this are parsed in this process: starting a process would cost more.
+MIN_BYTES = 2 * 1024 * 1024
+_HEADER = struct.Struct(">cI")
+
+
+def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[list[dict[str, Any]]]:
+    """The file's messages in batches of ``batch``, parsed by a child process; ``summary`` is
+    filled in when the last batch has been read. Raises `ImportError_` (the file) or OSError."""
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding the `app` package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-m", "app.store.import_process", str(path), str(batch)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert child.stdout is not None
+    finished = False
+    try:
+        while True:
+            kind, payload = _read_frame(child.stdout)
+            if kind == b"B":
+                yield orjson.loads(payload)
+            elif kind == b"S":
+                _fill(summary, orjson.loads(payload))
+                finished = True
+                break
+            elif kind == b"E":
+                raise ImportError_(payload.decode())
+            elif kind == b"O":
+                raise OSError(payload.decode())
+            else:
+                error = child.stderr.read().decode(errors="replace").strip() if child.stderr else ""
+                raise OSError(f"the import's parser process stopped: {error.splitlines()[-1] if error else '?'}")
+    finally:
+        if not finished:
+            child.kill()
+        child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _read_frame(stream: BinaryIO) -> tuple[bytes, bytes]:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return b"", b""
+    kind, size = _HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        return b"", b""
+    return kind, payload
+
+
+def _fill(summary: ImportSummary, values: dict[str, Any]) -> None:
+    for f in fields(summary):
+        if f.name in ("file", "session_id") or f.name not in values:
+            continue
+        value = values[f.name]
+        if f.name == "not_imported":
+            value = Counter(value)
+        elif f.name == "renamed":
+            value = [tuple(pair) for pair in value]
+        setattr(summary, f.name, value)
+
+
+def _write_frame(out: BinaryIO, kind: bytes, payload: bytes) -> None:
+    out.write(_HEADER.pack(kind, len(payload)))
+    out.write(payload)
+
+
+def main(argv: list[str]) -> int:
+    """The child: parse ``argv[0]`` and write frames to standard output."""
+    from app.store.import_csv import csv_messages
+    from app.store.import_gpx import GpxReader
+
+    path, size = Path(argv[0]), int(argv[1])
+    out = sys.stdout.buffer
+    summary = ImportSummary(file=path.name)
+    try:
+        messages = GpxReader(path, summary).messages() if path.suffix.lower() == ".gpx" \
+            else csv_messages(path, summary)
+        held: list[dict[str, Any]] = []
+        for message in messages:
+            held.append(message)
+            if len(held) >= size:
+                _write_frame(out, b"B", orjson.dumps(held))
+                held = []
+        if held:
+            _write_frame(out, b"B", orjson.dumps(held))
+        values = {f.name: getattr(summary, f.name) for f in fields(summary)}
+        _write_frame(out, b"S", orjson.dumps(values))
+        out.flush()
+    except BrokenPipeError:  # the importer stopped reading (cancelled, or failed): nothing to say
+        return 1
+    except ImportError_ as exc:
+        _write_frame(out, b"E", str(exc).encode())
+    except (OSError, UnicodeDecodeError) as exc:
+        _write_frame(out, b"O", str(exc).encode())
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
