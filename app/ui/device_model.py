@@ -190,6 +190,13 @@ class DeviceTableModel(QAbstractTableModel):
         if self.idents:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.idents) - 1, max(TICKING)))
 
+    def refresh_health(self) -> None:
+        """The health rules changed: every row's Health cell is judged again."""
+        for row in self.cells:
+            row[HEALTH_COLUMN] = None
+        if self.idents:
+            self.dataChanged.emit(self.index(0, HEALTH_COLUMN), self.index(len(self.idents) - 1, HEALTH_COLUMN))
+
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Order rows by ``column`` (remembered; `resort` re-applies it to fresh data)."""
         self.sort_column, self.sort_order = column, order

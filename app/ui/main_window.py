@@ -54,6 +54,7 @@ from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel, SortHold
 from app.ui.health_panel import HealthPanel
+from app.ui.health_rules import load_thresholds, save_thresholds
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.intake import SlicedIntake
 from app.ui.log_model import LogFilterProxy, MessageLogModel
@@ -109,7 +110,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recorder.start_session()
         self.reader = sqlite3.connect(db, check_same_thread=False)
         self._reader_generation = self.recorder.file_generation  # which file `reader` reads
-        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
+        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY,
+                                health=load_thresholds(store))
         self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
             messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
@@ -250,8 +252,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self.inspector = Inspector(self._load_raw)
         self.trip_panel = TripPanel()
-        self.health_panel = HealthPanel()
+        self.health_panel = HealthPanel(self.live_fleet.health.thresholds)
         self.health_panel.occurrence_activated.connect(self.show_log_entry)
+        self.health_panel.thresholds_changed.connect(self._health_rules_changed)
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(self.inspector, "Inspector")
         self.side_tabs.addTab(self.health_panel, "Health")
@@ -673,6 +676,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         ident = self.selected
         device = None if ident is None else self.fleet.health.devices.get(ident)
         self.health_panel.show_device(self._label(ident) if ident is not None else "", device)
+
+    def _health_rules_changed(self, thresholds) -> None:
+        for fleet in {id(f): f for f in (self.live_fleet, self.fleet)}.values():
+            fleet.health.set_thresholds(thresholds)
+        save_thresholds(self.store, thresholds)
+        self.device_model.refresh_health()
 
     def _show_charts(self, force: bool = False) -> None:
         """Chart the selected device when the Charts tab is shown (again every 5 s)."""
