@@ -169,8 +169,10 @@
     if (t) { if (on) t.addTo(map); else map.removeLayer(t); }
   }
 
-  /* Update one device; returns its marker when it is new (to be added in bulk). */
-  function upsert(d, moved) {
+  /* Update one device; returns its marker when it is new (to be added in bulk). A shown marker
+   * moved with setLatLng is re-filed by the cluster group itself (markercluster listens to its
+   * markers' "move" events, documented in its README); a hidden one is not in the group. */
+  function upsert(d) {
     let m = markers.get(d.id);
     const pos = [d.lat, d.lon];
     let fresh = null;
@@ -183,9 +185,7 @@
       fresh = m;
     } else {
       const old = m.getLatLng();
-      if (old.lat !== d.lat || old.lng !== d.lon) {
-        if (m._tmShown) moved.push([m, pos]); else m.setLatLng(pos);
-      }
+      if (old.lat !== d.lat || old.lng !== d.lon) m.setLatLng(pos);
       m.setIcon(icon(d));
       if (m._tm.name !== d.name) m.setTooltipContent(label(d));
     }
@@ -244,7 +244,7 @@
       // no animations (cheaper under software rendering), no coverage polygons.
       if (!map.options.maxZoom) map.setMaxZoom(19);  // the cluster group needs a fixed maximum
       layer = typeof L.markerClusterGroup === "function"
-        ? L.markerClusterGroup({ maxClusterRadius: 45, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
+        ? L.markerClusterGroup({ maxClusterRadius: 35, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
                                  showCoverageOnHover: false, spiderfyOnMaxZoom: false,
                                  iconCreateFunction: clusterIcon })
         : L.layerGroup();
@@ -306,19 +306,10 @@
     },
 
     update(devices) {
-      const fresh = [], moved = [];
+      const fresh = [];
       for (const d of devices) {
-        const m = upsert(d, moved);
+        const m = upsert(d);
         if (m) fresh.push(m);
-      }
-      if (moved.length) {
-        // In bulk: the cluster group re-files removed and re-added markers far cheaper than one by one.
-        const markersMoved = moved.map(([m]) => m);
-        const open = markersMoved.filter((m) => m.isPopupOpen());
-        layer.removeLayers ? layer.removeLayers(markersMoved) : markersMoved.forEach((m) => layer.removeLayer(m));
-        for (const [m, pos] of moved) m.setLatLng(pos);
-        layer.addLayers ? layer.addLayers(markersMoved) : markersMoved.forEach((m) => layer.addLayer(m));
-        for (const m of open) m.openPopup();
       }
       const add = fresh.filter((m) => shown(m._tm.id));
       for (const m of add) m._tmShown = true;
@@ -348,12 +339,15 @@
         const on = shown(id);
         if (on !== !!m._tmShown) (on ? show : hide).push(m);
       }
-      for (const m of [...hide, ...show]) {
-        m._tmShown = show.includes(m);
+      // One by one for hiding: only removeLayer() also stops the group listening to the marker's
+      // moves (bulk removeLayers() in markercluster 1.4.1 keeps listening, and a hidden marker that
+      // moved would be added back). Showing in bulk.
+      for (const m of hide) showMarker(m, false);
+      for (const m of show) {
+        m._tmShown = true;
         const t = trails.get(m._tm.id);
-        if (t) { if (m._tmShown) t.addTo(map); else map.removeLayer(t); }
+        if (t) t.addTo(map);
       }
-      if (hide.length) layer.removeLayers ? layer.removeLayers(hide) : hide.forEach((m) => layer.removeLayer(m));
       if (show.length) layer.addLayers ? layer.addLayers(show) : show.forEach((m) => layer.addLayer(m));
       if (view === "fleet") fitFleet(true);
       setView(view);
@@ -373,7 +367,7 @@
       const before = selected;
       selected = id;
       for (const other of [before, id]) {
-        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm, []); }
+        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm); }
       }
       if (id && focus && markers.has(id)) {
         // The user asked to look at this device: the view is theirs from now on.

@@ -26,7 +26,7 @@ _NAMES = ("Truck", "Van", "Bus", "Courier", "Tractor", "Taxi", "Ambulance", "Loa
 #: Vehicle number (0-based) → its fault, in fleets of at least FAULTY_FLEET vehicles.
 FAULTS: dict[int, str] = {2: "no_fix", 5: "jumps", 8: "silent"}
 FAULTY_FLEET = 8
-JUMP_EVERY = 12  # the jumping tracker reports a position ~20 km off every this many messages
+JUMP_EVERY = 12  # the jumping tracker reports a position ~3 km off every this many messages
 SILENT_CYCLE = (60.0, 150.0)  # the silent tracker: reports for this long, then is silent for this long
 
 
@@ -186,8 +186,8 @@ class FleetSimulator:
             message["position.valid"] = False
             message["position.satellites"] = rng.randint(0, 2)
             message["position.hdop"] = 25.0
-        elif v.fault == "jumps" and v.reports % JUMP_EVERY == 0:  # a fix ~20 km off, then back
-            message["position.latitude"] = round(message.get("position.latitude", lat) + 0.18, 6)
+        elif v.fault == "jumps" and v.reports % JUMP_EVERY == 0:  # a fix ~3 km off, then back
+            message["position.latitude"] = round(message.get("position.latitude", lat) + 0.03, 6)
         return message
 
 

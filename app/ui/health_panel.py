@@ -116,7 +116,8 @@ class HealthPanel(QWidget):
         self.rules = QLabel("")
         self.rules.setTextFormat(Qt.TextFormat.PlainText)
         self.rules.setStyleSheet("color: #607d8b;")
-        self.rules.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.rules.setWordWrap(True)
+        self.rules.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         self.change_rules = QPushButton("Warning rules…")
         self.change_rules.setToolTip("When a finding becomes a warning: satellites, HDOP, shares, durations")
         self.change_rules.clicked.connect(self.edit_rules)
@@ -149,8 +150,8 @@ class HealthPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.checks)
         split.addWidget(self.occurrences)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 1)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         split.setChildrenCollapsible(False)
         self.checks.setMinimumSize(240, 120)
         self.occurrences.setMinimumSize(200, 120)
@@ -172,7 +173,7 @@ class HealthPanel(QWidget):
         th = self.thresholds
         self.rules.setText(f"Warns when fix problems hit ≥{th.bad_share:.0%} of {th.window_messages} messages "
                            f"for {th.persist_s:g} s, or an event repeats {th.events}× in "
-                           f"{th.events_window_s / 60:g} min")
+                           f"{th.events_window_s / 60:g} min (hover for all rules)")
         self.rules.setToolTip(plain_tooltip("\n".join(th.describe())))
 
     def edit_rules(self) -> None:
@@ -204,8 +205,8 @@ class HealthPanel(QWidget):
         interval = report["interval"]
         latency = report["latency"]["device_to_server_mean_s"]
         warnings = device.warnings()
-        verdict = (", ".join(f"{SEVERITY_NAMES[s]}: {CHECKS[c][0].lower()}" for c, s in warnings.items())
-                   if warnings else "healthy")
+        verdict = (f"{SEVERITY_NAMES[next(iter(warnings.values()))]} — "
+                   + ", ".join(CHECKS[c][0].lower() for c in warnings) if warnings else "healthy")
         parts = [f"{label}: {verdict}", f"{report['messages']:,} messages"]
         if interval["median_s"] is not None:
             parts.append(f"usual interval {interval['median_s']:g} s (half within {interval['p25_s']:g}–"

@@ -650,9 +650,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _select_row(self, ident: str | None) -> None:
         """Put the table's current row on ``ident`` (without re-selecting through the table); no
         current row while the filter hides it."""
-        if ident is None or ident not in self.device_model.rows:
+        if ident is not None and ident not in self.device_model.rows:
             return
-        index = self.device_proxy.mapFromSource(self.device_model.index(self.device_model.rows[ident], 0))
+        index = (QModelIndex() if ident is None else
+                 self.device_proxy.mapFromSource(self.device_model.index(self.device_model.rows[ident], 0)))
         if not index.isValid():
             selection = self.device_table.selectionModel()
             selection.blockSignals(True)

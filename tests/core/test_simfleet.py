@@ -69,7 +69,7 @@ def test_a_fleet_of_eight_or_more_has_three_clearly_broken_trackers() -> None:
         if fault == "no_fix":
             assert not any(normalize(m, 0).has_fix for m in track)
         elif fault == "jumps":
-            far = [b for a, b in itertools.pairwise(track) if distance_m(a, b) > 10_000]
+            far = [b for a, b in itertools.pairwise(track) if distance_m(a, b) > 2_500]
             assert len(far) >= 2 * (len(track) // 12) - 2
         else:
             gaps = [b["timestamp"] - a["timestamp"] for a, b in itertools.pairwise(track)]

@@ -140,6 +140,13 @@ def test_filtering_the_device_list_filters_the_map(loop, make_window) -> None:
         assert window.device_proxy.rowCount() == 5
         assert inside(state, 49.30, 28.90)  # following the fleet: fitted to what is shown
         assert sum(1 for n in state["trails"] if n) <= 41
+        # Hidden devices that move stay hidden.
+        moved = [device(i, 49.05 + (i % 40) * 0.001 + 0.002, 28.60, T0 + 1) for i in range(1, 10)]
+        assert await post(url, moved) == 200
+        await wait_until(lambda: window.fleet.total == 50, what="the moves")
+        await asyncio.sleep(0.4)
+        state = await map_state(window)
+        assert state["shown"] == 5 and abs(state["positions"]["d0001"][0] - 49.053) < 1e-9
         # A new device that the filter hides stays off the map.
         assert await post(url, [device(901, 49.06, 28.61, T0 + 1, name="Truck new")]) == 200
         await wait_until(lambda: window.device_model.rowCount() == 42, what="the new row")
