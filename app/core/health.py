@@ -261,18 +261,19 @@ class DeviceHealth:
         """Slide the window of recent fix problems by one message; note when a share went high."""
         window = self.share_bits
         bad = self.bad
-        if len(window) == window.maxlen:
-            gone = window[0]
-            if gone:
-                for check, bit in _SHARE_BITS.items():
-                    if gone & bit:
-                        bad[check] -= 1
+        full = len(window) == window.maxlen
+        gone = window[0] if full else 0
+        if gone:
+            for check, bit in _SHARE_BITS.items():
+                if gone & bit:
+                    bad[check] -= 1
         window.append(bits)
         if bits:
             for check, bit in _SHARE_BITS.items():
                 if bits & bit:
                     bad[check] += 1
-        self._mark_shares()
+        if bits or gone or not full:  # otherwise no share changed: nothing to re-judge
+            self._mark_shares()
 
     def _mark_shares(self) -> None:
         th = self.thresholds

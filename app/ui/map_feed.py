@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shiboken6 import isValid
+
 from app.ui.map_view import MapView
 
 SLICE = 250  # devices per JavaScript call
@@ -64,7 +66,8 @@ class MapFeed:
 
     def _answered(self, _result: Any) -> None:
         self.in_flight = max(0, self.in_flight - 1)
-        self.pump()
+        if isValid(self.view):  # the answer can come after the window was closed
+            self.pump()
 
     def page_loaded(self) -> None:
         """A (re)loaded page knows nothing: no call is outstanding, the filter is sent again."""
