@@ -140,12 +140,15 @@
     return points;
   }
 
-  /* Fit every shown device: now (force), or only when one is outside the view. */
+  /* Fit every shown device: now (force), or when one is outside the view or the fleet would fit
+   * a zoom level closer (it shrank or drifted). A zoom level is a factor of two, so vehicles
+   * moving about do not make the view pump in and out. */
   function fitFleet(force) {
     const points = shownPoints();
     if (!points.length) return;
     const bounds = L.latLngBounds(points);
-    if (!force && map.getBounds().pad(-0.03).contains(bounds)) return;
+    if (!force && map.getBounds().pad(-0.03).contains(bounds)
+        && Math.min(map.getBoundsZoom(bounds, false, L.point(80, 80)), FIT.maxZoom) <= map.getZoom()) return;
     moveView(() => {
       if (points.length === 1 || bounds.getNorthEast().equals(bounds.getSouthWest())) {
         map.setView(points[0], FIT.maxZoom, { animate: false });
@@ -244,7 +247,7 @@
       // no animations (cheaper under software rendering), no coverage polygons.
       if (!map.options.maxZoom) map.setMaxZoom(19);  // the cluster group needs a fixed maximum
       layer = typeof L.markerClusterGroup === "function"
-        ? L.markerClusterGroup({ maxClusterRadius: 35, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
+        ? L.markerClusterGroup({ maxClusterRadius: 22, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
                                  showCoverageOnHover: false, spiderfyOnMaxZoom: false,
                                  iconCreateFunction: clusterIcon })
         : L.layerGroup();

@@ -267,8 +267,12 @@ class HealthPanel(QWidget):
             rows = [(utc_text(ts, millis=True), detail) for ts, _, detail in latest]
         self.occurrences.setRowCount(len(rows))
         for r, (when, detail) in enumerate(rows):
-            self.occurrences.setItem(r, 0, QTableWidgetItem(when))
-            self.occurrences.setItem(r, 1, QTableWidgetItem(detail))
+            time_item = QTableWidgetItem(when[11:] or when)  # the time of day; the date in the tooltip
+            time_item.setToolTip(when)
+            self.occurrences.setItem(r, 0, time_item)
+            detail_item = QTableWidgetItem(detail)
+            detail_item.setToolTip(plain_tooltip(detail))
+            self.occurrences.setItem(r, 1, detail_item)
 
     def _activate(self, row: int, column: int) -> None:
         if 0 <= row < len(self._refs) and self._refs[row] is not None:
