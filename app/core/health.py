@@ -233,7 +233,11 @@ class DeviceHealth:
         if hdop is not None and hdop > th.max_hdop:
             self._hit("high_hdop", ts, ref, f"HDOP {hdop:g}")
             bits |= 4
-        self._share(bits)
+        window = self.share_bits
+        if bits or len(window) < window.maxlen or window[0]:  # type: ignore[operator]
+            self._share(bits)
+        else:  # the usual case, inline: a good fix replaces a good fix, no share changes
+            window.append(0)
         # -- parameters ---------------------------------------------------------------------------
         keys = params.keys()
         previous_keys = self.prev_keys
