@@ -1,16 +1,34 @@
 /* trackmon map API: the only code that touches the Leaflet map after the page is built.
  *
- * Python calls window.trackmon.* once per frame with plain data (never HTML). Every string that
- * came from a device is put into the page with textContent, so it is shown, never run.
- * The page talks back through console messages prefixed "trackmon:" followed by JSON.
+ * Python calls window.trackmon.* once per slice of changed devices with plain data (never HTML).
+ * Every string that came from a device is put into the page with textContent, so it is shown,
+ * never run. The page talks back through console messages prefixed "trackmon:" followed by JSON.
+ *
+ * The view: until the user pans or zooms it follows the fleet (fits every shown device when the
+ * first fixes arrive and again whenever a device is outside it); "Fit all" goes back to that. A
+ * small control on the map says which of the three it is doing. Markers are grouped with
+ * Leaflet.markercluster (shipped offline by the xstatic-leaflet-markercluster package) so that a
+ * thousand devices in a few streets read as numbered clusters, not one blob.
  */
 (function () {
   "use strict";
   const COLORS = { online: "#2e7d32", stale: "#f9a825", offline: "#78909c" };
-  const MANY = 60;          // above this many markers, labels only when zoomed in
+  const MANY = 60;          // above this many markers on screen, labels only when zoomed in
   const LABEL_ZOOM = 15;
+  const FOCUS_ZOOM = 16;    // a focused device is shown at least this close; clusters open from here on
+  const FIT = { padding: [40, 40], maxZoom: 15, animate: false };
+  const VIEW_TEXT = {
+    waiting: "Following the fleet — waiting for positions",
+    fleet: "Following the fleet",
+    device: "Following the selected device",
+    fixed: "View fixed — Fit all to resume",
+  };
   let map = null, markers = new Map(), trails = new Map(), selected = null, follow = false;
   let trailLength = 200, baseLayer = null, gridLayer = null, banner = null, stopsLayer = null;
+  let layer = null;         // holds the shown markers: a marker cluster group (a plain group without the plugin)
+  let visible = null;       // ids the device list's filter lets through (null: all)
+  let view = "fleet";       // "fleet" (fit every shown device), "device" (follow the selected one), "fixed"
+  let viewControl = null, programmatic = 0;
 
   function send(message) { console.log("trackmon:" + JSON.stringify(message)); }
 
@@ -23,6 +41,7 @@
 
   function icon(d) {
     const root = el("div", "tm-marker");
+    root.dataset.id = d.id;  // an attribute value set through the DOM: text, never markup
     const color = COLORS[d.status] || COLORS.offline;
     if (typeof d.heading === "number") {
       const arrow = el("span", "tm-arrow");
@@ -74,15 +93,21 @@
 
   function overlaps(r, p) { return r.left < p.right && r.right > p.left && r.top < p.bottom && r.bottom > p.top; }
 
-  /* Many devices and zoomed out: no labels at all. Otherwise hide each label that would cover one
-   * already placed, placing the selected device's label first. */
+  function shown(id) { return visible === null || visible.has(id); }
+
+  /* Markers drawn on their own right now (not inside a cluster, not filtered out). */
+  function onScreen() { return [...markers.entries()].filter(([, m]) => m._icon); }
+
+  /* Many markers on screen and zoomed out: no labels at all. Otherwise hide each label that would
+   * cover one already placed, placing the selected device's label first. */
   function declutter() {
-    const crowded = markers.size > MANY && map.getZoom() < LABEL_ZOOM;
+    const drawn = onScreen();
+    const crowded = drawn.length > MANY && map.getZoom() < LABEL_ZOOM;
     map.getContainer().classList.toggle("tm-many", crowded);
     if (crowded) return;
     const placed = [];
-    const order = [...markers.entries()].sort(([a], [b]) => (b === selected) - (a === selected));
-    for (const [, m] of order) {
+    drawn.sort(([a], [b]) => (b === selected) - (a === selected));
+    for (const [, m] of drawn) {
       const node = m.getTooltip() && m.getTooltip().getElement();
       if (!node) continue;
       node.style.visibility = "";
@@ -93,18 +118,77 @@
     }
   }
 
+  /* Move the view without it counting as the user's doing. */
+  function moveView(change) {
+    programmatic += 1;
+    try { change(); } finally { programmatic -= 1; }
+  }
+
+  function setView(mode) {
+    view = mode;
+    if (!viewControl) return;
+    const node = viewControl.getContainer();
+    const text = mode === "fleet" && !shownPoints().length ? VIEW_TEXT.waiting : VIEW_TEXT[mode];
+    if (node.textContent !== text) node.textContent = text;
+    node.classList.toggle("tm-view-fixed", mode === "fixed");
+    node.title = mode === "fixed" ? "Click to fit all devices and follow the fleet again" : "";
+  }
+
+  function shownPoints() {
+    const points = [];
+    for (const [id, m] of markers) if (shown(id)) points.push(m.getLatLng());
+    return points;
+  }
+
+  /* Fit every shown device: now (force), or when one is outside the view or the fleet would fit
+   * a zoom level closer (it shrank or drifted). A zoom level is a factor of two, so vehicles
+   * moving about do not make the view pump in and out. */
+  function fitFleet(force) {
+    const points = shownPoints();
+    if (!points.length) return;
+    const bounds = L.latLngBounds(points);
+    if (!force && map.getBounds().pad(-0.03).contains(bounds)
+        && Math.min(map.getBoundsZoom(bounds, false, L.point(80, 80)), FIT.maxZoom) <= map.getZoom()) return;
+    moveView(() => {
+      if (points.length === 1 || bounds.getNorthEast().equals(bounds.getSouthWest())) {
+        map.setView(points[0], FIT.maxZoom, { animate: false });
+      } else {
+        map.fitBounds(bounds, FIT);
+      }
+    });
+  }
+
+  function userMoved() {
+    if (programmatic) return;
+    if (follow) { api.setFollow(false); send({ follow: false }); }
+    if (view !== "fixed") setView("fixed");
+  }
+
+  function showMarker(m, on) {
+    if (on === !!m._tmShown) return;
+    m._tmShown = on;
+    if (on) layer.addLayer(m); else layer.removeLayer(m);
+    const t = trails.get(m._tm.id);
+    if (t) { if (on) t.addTo(map); else map.removeLayer(t); }
+  }
+
+  /* Update one device; returns its marker when it is new (to be added in bulk). A shown marker
+   * moved with setLatLng is re-filed by the cluster group itself (markercluster listens to its
+   * markers' "move" events, documented in its README); a hidden one is not in the group. */
   function upsert(d) {
     let m = markers.get(d.id);
     const pos = [d.lat, d.lon];
+    let fresh = null;
     if (!m) {
       m = L.marker(pos, { icon: icon(d), keyboard: false });
       m.bindTooltip(label(d), { permanent: true, direction: "right", offset: [12, 0], className: "tm-label" });
       m.bindPopup(() => popup(m._tm));
       m.on("click", () => send({ select: d.id }));
-      m.addTo(map);
       markers.set(d.id, m);
+      fresh = m;
     } else {
-      m.setLatLng(pos);
+      const old = m.getLatLng();
+      if (old.lat !== d.lat || old.lng !== d.lon) m.setLatLng(pos);
       m.setIcon(icon(d));
       if (m._tm.name !== d.name) m.setTooltipContent(label(d));
     }
@@ -114,7 +198,7 @@
     if (!t) {
       t = L.polyline([], { color: COLORS[d.status] || COLORS.offline, weight: 2.5, opacity: 0.7,
                            interactive: false });
-      t.addTo(map);
+      if (shown(d.id)) t.addTo(map);
       trails.set(d.id, t);
     }
     if (d.trail) t.setLatLngs(d.trail);
@@ -123,6 +207,19 @@
     if (pts.length > trailLength) t.setLatLngs(pts.slice(pts.length - trailLength));
     t.setStyle({ color: d.id === selected ? "#1e88e5" : (COLORS[d.status] || COLORS.offline),
                  opacity: d.id === selected ? 0.95 : 0.6 });
+    return fresh;
+  }
+
+  /* Cluster icons: the count (a number, never a device string), coloured by how many are online. */
+  function clusterIcon(cluster) {
+    const children = cluster.getAllChildMarkers();
+    const online = children.filter((m) => m._tm && m._tm.status === "online").length;
+    const share = online / children.length;
+    const tone = share >= 0.5 ? "tm-cluster-online" : (share > 0 ? "tm-cluster-mixed" : "tm-cluster-offline");
+    const size = children.length < 10 ? 30 : children.length < 100 ? 36 : 42;
+    const root = el("div", "tm-cluster " + tone);
+    root.appendChild(el("span", null, String(children.length)));
+    return L.divIcon({ html: root, className: "", iconSize: [size, size], iconAnchor: [size / 2, size / 2] });
   }
 
   const api = {
@@ -146,10 +243,20 @@
       }))({ zIndex: 0 });
       gridLayer.addTo(map);
       api.setBaseLayer(options.tileUrl || "", options.attribution || "", options.maxZoom || 19);
+      // Documented options of Leaflet.markercluster 1.4 (its README): clusters open at FOCUS_ZOOM,
+      // no animations (cheaper under software rendering), no coverage polygons.
+      if (!map.options.maxZoom) map.setMaxZoom(19);  // the cluster group needs a fixed maximum
+      layer = typeof L.markerClusterGroup === "function"
+        ? L.markerClusterGroup({ maxClusterRadius: 22, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
+                                 showCoverageOnHover: false, spiderfyOnMaxZoom: false,
+                                 iconCreateFunction: clusterIcon })
+        : L.layerGroup();
+      layer.addTo(map);
+      if (layer.on) layer.on("animationend", declutter);
       const Toolbar = L.Control.extend({
         onAdd() {
           const bar = el("div", "tm-toolbar leaflet-bar");
-          const fit = el("button", null, "⤢"); fit.title = "Fit all devices";
+          const fit = el("button", null, "⤢"); fit.title = "Fit all devices and follow the fleet";
           fit.onclick = (e) => { e.stopPropagation(); api.fitAll(); };
           const fol = el("button", null, "◎"); fol.title = "Follow the selected device"; fol.id = "tm-follow";
           fol.onclick = (e) => { e.stopPropagation(); api.setFollow(!follow); send({ follow: follow }); };
@@ -159,8 +266,19 @@
         }
       });
       new Toolbar({ position: "topleft" }).addTo(map);
+      viewControl = L.control({ position: "bottomleft" });
+      viewControl.onAdd = () => {
+        const node = el("div", "tm-view");
+        node.id = "tm-view";
+        node.onclick = (e) => { e.stopPropagation(); if (view === "fixed") { api.fitAll(); send({ fitted: true }); } };
+        L.DomEvent.disableClickPropagation(node);
+        return node;
+      };
+      viewControl.addTo(map);
+      setView(view);
       map.on("zoomend moveend", declutter);
-      map.on("dragstart", () => { if (follow) { api.setFollow(false); send({ follow: false }); } });
+      // Any move the page did not make itself is the user's (drag, wheel, keys, a cluster click).
+      map.on("movestart zoomstart", userMoved);
       send({ ready: true });
     },
 
@@ -191,9 +309,20 @@
     },
 
     update(devices) {
-      for (const d of devices) upsert(d);
+      const fresh = [];
+      for (const d of devices) {
+        const m = upsert(d);
+        if (m) fresh.push(m);
+      }
+      const add = fresh.filter((m) => shown(m._tm.id));
+      for (const m of add) m._tmShown = true;
+      if (add.length) layer.addLayers ? layer.addLayers(add) : add.forEach((m) => layer.addLayer(m));
+      if (view === "fleet") fitFleet(add.length > 0);  // the fleet grew, or a device left the view
+      if (view === "fleet" || fresh.length) setView(view);
+      if (follow && selected && markers.has(selected)) {
+        moveView(() => map.panTo(markers.get(selected).getLatLng(), { animate: false }));
+      }
       declutter();
-      if (follow && selected && markers.has(selected)) map.panTo(markers.get(selected).getLatLng(), { animate: false });
     },
 
     /* The same as update(), from compact arrays (what Python sends each frame):
@@ -202,16 +331,40 @@
       api.update(rows.map((r) => ({ id: r[0], name: r[1], lat: r[2], lon: r[3], heading: r[4], status: r[5],
                                     ts: r[6], speed: r[7], sats: r[8], count: r[9], trail: r[10],
                                     append: r[11] })));
+      return rows.length;
+    },
+
+    /* Show only these devices (the device list's filter), or all of them (null). */
+    setVisible(ids) {
+      visible = ids === null || ids === undefined ? null : new Set(ids);
+      const hide = [], show = [];
+      for (const [id, m] of markers) {
+        const on = shown(id);
+        if (on !== !!m._tmShown) (on ? show : hide).push(m);
+      }
+      // One by one for hiding: only removeLayer() also stops the group listening to the marker's
+      // moves (bulk removeLayers() in markercluster 1.4.1 keeps listening, and a hidden marker that
+      // moved would be added back). Showing in bulk.
+      for (const m of hide) showMarker(m, false);
+      for (const m of show) {
+        m._tmShown = true;
+        const t = trails.get(m._tm.id);
+        if (t) t.addTo(map);
+      }
+      if (show.length) layer.addLayers ? layer.addLayers(show) : show.forEach((m) => layer.addLayer(m));
+      if (view === "fleet") fitFleet(true);
+      setView(view);
+      declutter();
     },
 
     remove(ids) {
       for (const id of ids) {
-        if (markers.has(id)) { map.removeLayer(markers.get(id)); markers.delete(id); }
+        if (markers.has(id)) { showMarker(markers.get(id), false); markers.delete(id); }
         if (trails.has(id)) { map.removeLayer(trails.get(id)); trails.delete(id); }
       }
     },
 
-    clear() { api.remove([...markers.keys()]); selected = null; },
+    clear() { api.remove([...markers.keys()]); selected = null; setView(view); },
 
     select(id, focus) {
       const before = selected;
@@ -219,7 +372,12 @@
       for (const other of [before, id]) {
         if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm); }
       }
-      if (id && focus && markers.has(id)) map.setView(markers.get(id).getLatLng(), Math.max(map.getZoom(), 15), { animate: false });
+      if (id && focus && markers.has(id)) {
+        // The user asked to look at this device: the view is theirs from now on.
+        moveView(() => map.setView(markers.get(id).getLatLng(), Math.max(map.getZoom(), FOCUS_ZOOM),
+                                   { animate: false }));
+        if (view === "fleet") setView("fixed");
+      }
       declutter();
     },
 
@@ -227,13 +385,21 @@
       follow = !!on;
       const button = document.getElementById("tm-follow");
       if (button) button.classList.toggle("tm-on", follow);
-      if (follow && selected && markers.has(selected)) map.panTo(markers.get(selected).getLatLng(), { animate: false });
+      if (follow) {
+        setView("device");
+        if (selected && markers.has(selected)) {
+          moveView(() => map.panTo(markers.get(selected).getLatLng(), { animate: false }));
+        }
+      } else if (view === "device") {
+        setView("fixed");
+      }
     },
 
+    /* Fit every shown device and follow the fleet again (until the user moves the view). */
     fitAll() {
-      const points = [...markers.values()].map((m) => m.getLatLng());
-      if (points.length === 1) map.setView(points[0], 15, { animate: false });
-      else if (points.length) map.fitBounds(L.latLngBounds(points), { padding: [30, 30], maxZoom: 16, animate: false });
+      if (follow) { follow = false; api.setFollow(false); send({ follow: false }); }
+      setView("fleet");
+      fitFleet(true);
     },
 
     /* Replay: stops as small squares with a tooltip ([lat, lon, label] each; labels are text). */
@@ -249,7 +415,12 @@
       }
     },
 
-    openPopup(id) { if (markers.has(id)) markers.get(id).openPopup(); },
+    openPopup(id) {
+      const m = markers.get(id);
+      if (!m || !m._tmShown) return;
+      if (layer.zoomToShowLayer) layer.zoomToShowLayer(m, () => m.openPopup());
+      else m.openPopup();
+    },
 
     setTrailLength(n) { trailLength = n; },
 
@@ -260,8 +431,18 @@
       for (const [id, m] of markers) { const p = m.getLatLng(); positions[id] = [p.lat, p.lng]; }
       const trailSizes = {};
       for (const [id, t] of trails) trailSizes[id] = t.getLatLngs().length;
+      const b = map.getBounds();
+      const inView = [...markers.entries()].filter(([id, m]) => shown(id) && b.contains(m.getLatLng())).length;
       return JSON.stringify({ devices: markers.size, selected: selected, follow: follow, zoom: map.getZoom(),
-                              stops: stopCount,
+                              stops: stopCount, view: view,
+                              viewText: viewControl ? viewControl.getContainer().textContent : "",
+                              clustered: typeof L.markerClusterGroup === "function",
+                              shown: [...markers.values()].filter((m) => m._tmShown).length,
+                              inView: inView,
+                              onScreen: onScreen().length,
+                              clusters: document.querySelectorAll(".tm-cluster").length,
+                              markerIcons: document.querySelectorAll(".leaflet-marker-pane .leaflet-marker-icon").length,
+                              bounds: [[b.getSouth(), b.getWest()], [b.getNorth(), b.getEast()]],
                               center: [c.lat, c.lng], positions: positions, trails: trailSizes,
                               labels: [...document.querySelectorAll(".tm-label")].map((n) => n.textContent),
                               visibleLabels: [...document.querySelectorAll(".tm-label")]

@@ -4,6 +4,13 @@ What an engineer bringing up a tracker needs to see at a glance: how regularly i
 how late its data arrives, whether its clock and fixes can be trusted, whether parameters come
 and go or never change. Every finding keeps references to the latest offending messages so a
 view can jump to them. Pure: no Qt, no I/O; cheap enough to run on every message.
+
+Every occurrence is counted, but a device is only *warned about* when a problem is persistent or
+material, so that a real problem stands out in a fleet: a fix problem (invalid, few satellites,
+high HDOP) when it affects a share of the recent messages for a while; an event (a jump, a clock
+or ordering problem, a gap, late delivery) when it happens repeatedly within a window; the
+informational checks never. `HealthThresholds` holds every number, in words a user can read
+(`describe`).
 """
 
 from __future__ import annotations
@@ -35,9 +42,23 @@ CHECKS: dict[str, tuple[str, int]] = {
     "stuck": ("Values that never change", INFO),
 }
 
-#: Interval histogram bin edges in seconds (the last bin is open-ended).
-INTERVAL_BINS: tuple[float, ...] = (0.5, 1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800,
-                                    3600, 7200, 21600, 86400)
+#: How a check earns a warning: by the share of recent messages it affects ("share"), by how
+#: often it happens within a time window ("events"), or never: shown, not warned about ("info").
+RULES: dict[str, str] = {
+    "invalid_fix": "share", "few_satellites": "share", "high_hdop": "share",
+    "future_time": "events", "jump": "events", "out_of_order": "events", "duplicate_time": "events",
+    "past_time": "events", "gap": "events", "latency": "events",
+    "params_changed": "info", "stuck": "info",
+}
+_SHARE_BITS = {"invalid_fix": 1, "few_satellites": 2, "high_hdop": 4}
+
+#: Interval histogram bin edges in seconds (the last bin is open-ended): about four per doubling
+#: from 0.1 s to a day, in round numbers, so that a tracker's usual interval and its spread read
+#: as several bars, not one.
+INTERVAL_BINS: tuple[float, ...] = (
+    0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50,
+    60, 75, 90, 120, 150, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 21600, 43200,
+    86400)
 _MISSING = object()
 #: Parameters that are constant by nature, never reported as stuck.
 NOT_SENSORS = ("ident", "timestamp", "server.timestamp", "device.", "channel.", "protocol.", "peer", "position.valid")
@@ -60,6 +81,23 @@ class HealthThresholds:
     stuck_messages: int = 100  # unchanged for this many messages...
     stuck_seconds: float = 1800.0  # ...spanning at least this much device time
     keep_refs: int = 20  # latest offending messages kept per check
+    # When a check becomes a warning (see RULES):
+    bad_share: float = 0.25  # a fix problem in at least this share of...
+    window_messages: int = 20  # ...the device's latest this many messages...
+    persist_s: float = 60.0  # ...for at least this long (device time)
+    events: int = 2  # an event check this many times...
+    events_window_s: float = 600.0  # ...within this much device time
+
+    def describe(self) -> list[str]:
+        """The warning rules in words, as a user reads them in the Health tab."""
+        return [
+            f"Fix problems (invalid fix, fewer than {self.min_satellites:g} satellites, HDOP above "
+            f"{self.max_hdop:g}): a warning when they affect {self.bad_share:.0%} or more of the last "
+            f"{self.window_messages} messages for {self.persist_s:g} s or longer.",
+            f"Jumps (over {self.jump_kmh:g} km/h implied), clock, order, gap and delivery problems: a warning "
+            f"when one happens {self.events} times or more within {self.events_window_s / 60:g} minutes.",
+            "Parameters appearing or disappearing and values that never change: shown, never a warning.",
+        ]
 
 
 @dataclass(slots=True)
@@ -74,6 +112,8 @@ class DeviceHealth:
     """All checks for one device."""
 
     __slots__ = (
+        "bad",
+        "bad_since",
         "count",
         "findings",
         "first_ts",
@@ -89,6 +129,7 @@ class DeviceHealth:
         "prev_keys",
         "prev_ts",
         "recent",
+        "share_bits",
         "stuck_since",
         "thresholds",
         "transit_n",
@@ -115,6 +156,9 @@ class DeviceHealth:
         self.unchanged: dict[str, Any] | None = None
         self.stuck_since: float | None = None
         self.key_events: dict[str, int] = {}  # parameter → times it appeared or disappeared
+        self.share_bits: deque[int] = deque(maxlen=max(1, thresholds.window_messages))  # per message: _SHARE_BITS
+        self.bad = dict.fromkeys(_SHARE_BITS, 0)  # messages in share_bits with each fix problem
+        self.bad_since: dict[str, float | None] = dict.fromkeys(_SHARE_BITS)  # device time the share went high
 
     def _hit(self, check: str, ts: float, ref: Any, detail: str = "") -> None:
         finding = self.findings.get(check)
@@ -167,8 +211,10 @@ class DeviceHealth:
             self.transit_sum += received_at - server_ts
             self.transit_n += 1
         # -- position ---------------------------------------------------------------------------
+        bits = 0
         if m.flags & UNUSABLE_FIX:
             self._hit("invalid_fix", ts, ref)
+            bits = 1
         else:
             lat, lon = m.lat, m.lon
             previous = self.prev_fix
@@ -182,9 +228,16 @@ class DeviceHealth:
         satellites = m.satellites
         if satellites is not None and satellites < th.min_satellites:
             self._hit("few_satellites", ts, ref, f"{satellites:.0f} satellites")
+            bits |= 2
         hdop = m.hdop
         if hdop is not None and hdop > th.max_hdop:
             self._hit("high_hdop", ts, ref, f"HDOP {hdop:g}")
+            bits |= 4
+        window = self.share_bits
+        if bits or len(window) < window.maxlen or window[0]:  # type: ignore[operator]
+            self._share(bits)
+        else:  # the usual case, inline: a good fix replaces a good fix, no share changes
+            window.append(0)
         # -- parameters ---------------------------------------------------------------------------
         keys = params.keys()
         previous_keys = self.prev_keys
@@ -207,6 +260,69 @@ class DeviceHealth:
         elif unchanged:
             for key in [k for k, v in unchanged.items() if params.get(k, _MISSING) != v]:
                 del unchanged[key]
+
+    def _share(self, bits: int) -> None:
+        """Slide the window of recent fix problems by one message; note when a share went high."""
+        window = self.share_bits
+        bad = self.bad
+        full = len(window) == window.maxlen
+        gone = window[0] if full else 0
+        if gone:
+            for check, bit in _SHARE_BITS.items():
+                if gone & bit:
+                    bad[check] -= 1
+        window.append(bits)
+        if bits:
+            for check, bit in _SHARE_BITS.items():
+                if bits & bit:
+                    bad[check] += 1
+        if bits or gone or not full:  # otherwise no share changed: nothing to re-judge
+            self._mark_shares()
+
+    def _mark_shares(self) -> None:
+        th = self.thresholds
+        n = len(self.share_bits)
+        enough = n >= min(th.window_messages, 5)
+        since = self.bad_since
+        for check, count in self.bad.items():
+            high = enough and count >= th.bad_share * n and count > 0
+            if not high:
+                since[check] = None
+            elif since[check] is None:
+                since[check] = self.last_ts
+
+    def retune(self, thresholds: HealthThresholds) -> None:
+        """Judge by new thresholds from now on: counts stay; windows resize (keeping the latest
+        messages), and a fix problem's persistence is timed again from the latest message."""
+        self.thresholds = thresholds
+        bits = list(self.share_bits)[-max(1, thresholds.window_messages):]
+        self.share_bits = deque(bits, maxlen=max(1, thresholds.window_messages))
+        self.bad = {check: sum(1 for b in bits if b & bit) for check, bit in _SHARE_BITS.items()}
+        self.bad_since = dict.fromkeys(_SHARE_BITS)
+        self._mark_shares()
+        for finding in self.findings.values():
+            finding.latest = deque(finding.latest, maxlen=thresholds.keep_refs)
+
+    def warning(self, check: str) -> int:
+        """The severity this check is warned about with now, or 0 (not persistent or material)."""
+        rule = RULES[check]
+        th = self.thresholds
+        if rule == "share":
+            since = self.bad_since[check]
+            return CHECKS[check][1] if since is not None and self.last_ts - since >= th.persist_s else 0
+        if rule == "events":
+            finding = self.findings.get(check)
+            if finding is None or finding.count < th.events:
+                return 0
+            start = self.last_ts - th.events_window_s
+            recent = sum(1 for ts, _, _ in finding.latest if ts >= start)
+            return CHECKS[check][1] if recent >= min(th.events, th.keep_refs) else 0
+        return 0
+
+    def warnings(self) -> dict[str, int]:
+        """Checks warned about now → severity, most severe first."""
+        found = {check: severity for check in self.counts() if (severity := self.warning(check))}
+        return dict(sorted(found.items(), key=lambda kv: (-kv[1], list(CHECKS).index(kv[0]))))
 
     def _estimate(self) -> None:
         ordered = sorted(self.recent)
@@ -232,13 +348,10 @@ class DeviceHealth:
         return out
 
     def worst(self) -> tuple[int, str]:
-        """The most severe check that fired: (severity, check id), or (0, '')."""
-        best = (0, "")
-        for check in self.counts():
-            severity = CHECKS[check][1]
-            if severity > best[0]:
-                best = (severity, check)
-        return best
+        """The most severe warning now (see `warning`): (severity, check id), or (0, '') when
+        nothing is persistent or material, even if some checks fired now and then."""
+        warned = self.warnings()
+        return next(((severity, check) for check, severity in warned.items()), (0, ""))
 
     def report(self) -> dict[str, Any]:
         """Everything known about this device, JSON-ready."""
@@ -261,6 +374,7 @@ class DeviceHealth:
                                             for ts, _, detail in (self.findings[check].latest
                                                                   if check in self.findings else [])]}
                          for check, count in self.counts().items()},
+            "warnings": {check: SEVERITY_NAMES[severity] for check, severity in self.warnings().items()},
             "stuck": self.stuck(),
             "changing_parameters": dict(sorted(self.key_events.items(), key=lambda kv: -kv[1])[:20]),
             "worst": SEVERITY_NAMES[self.worst()[0]],
@@ -280,6 +394,12 @@ class HealthMonitor:
         if device is None:
             device = self.devices[m.ident] = DeviceHealth(self.thresholds)
         device.add(m, received_at, ref)
+
+    def set_thresholds(self, thresholds: HealthThresholds) -> None:
+        """Judge every device by ``thresholds`` from now on (see `DeviceHealth.retune`)."""
+        self.thresholds = thresholds
+        for device in self.devices.values():
+            device.retune(thresholds)
 
     def clear(self) -> None:
         self.devices.clear()

@@ -4,6 +4,10 @@ Vehicles drive along a street grid (turning at intersections), accelerate, stop 
 park with the ignition off, drain and charge batteries, and occasionally report bad fixes
 (0/0, ``position.valid: false``, missing position, few satellites) — the things an engineer
 bringing up a tracker needs to see handled. Pure and deterministic for a given seed.
+
+A fleet of eight or more has a few clearly broken trackers among healthy ones (`FAULTS`), so
+that the demo shows what a problem looks like next to normal noise: one that never gets a fix,
+one whose position jumps kilometres away and back, and one that goes silent for minutes at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ BLOCK_M = 400.0  # street grid spacing
 _M_PER_DEG_LAT = 111_320.0
 _HEADINGS = (0.0, 90.0, 180.0, 270.0)
 _NAMES = ("Truck", "Van", "Bus", "Courier", "Tractor", "Taxi", "Ambulance", "Loader")
+#: Vehicle number (0-based) → its fault, in fleets of at least FAULTY_FLEET vehicles.
+FAULTS: dict[int, str] = {2: "no_fix", 5: "jumps", 8: "silent"}
+FAULTY_FLEET = 8
+JUMP_EVERY = 12  # the jumping tracker reports a position ~3 km off every this many messages
+SILENT_CYCLE = (60.0, 150.0)  # the silent tracker: reports for this long, then is silent for this long
 
 
 @dataclass(slots=True)
@@ -36,13 +45,16 @@ class _Vehicle:
     battery: float
     mileage: float
     satellites: int
+    fault: str = ""  # "" (healthy) or one of FAULTS' values
+    reports: int = 0
 
 
 class FleetSimulator:
     """Generates messages in flespi's flat notation, round-robin over ``devices`` vehicles."""
 
     def __init__(self, devices: int, *, seed: int = 1, start: float, interval: float = 5.0,
-                 center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01) -> None:
+                 center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01,
+                 faulty: bool = True) -> None:
         if devices < 1:
             raise ValueError("need at least one device")
         if interval <= 0:
@@ -53,7 +65,11 @@ class FleetSimulator:
         self.center = center
         self.bad_fix_rate = bad_fix_rate
         self.produced = 0
+        self._turn = 0  # round-robin position (a silent tracker's turn passes to the next one)
         self.vehicles = [self._new_vehicle(i) for i in range(devices)]
+        if faulty and devices >= FAULTY_FLEET:
+            for number, fault in FAULTS.items():
+                self.vehicles[number].fault = fault
 
     def _new_vehicle(self, number: int) -> _Vehicle:
         rng = self.rng
@@ -72,12 +88,22 @@ class FleetSimulator:
         step = self.interval / len(self.vehicles)
         out = []
         for _ in range(count):
-            k = self.produced
-            vehicle = self.vehicles[k % len(self.vehicles)]
+            ts = self.start + self.produced * step
+            vehicle = self._next_vehicle(ts)
             self._advance(vehicle, self.interval)
-            out.append(self._report(vehicle, self.start + k * step))
+            out.append(self._report(vehicle, ts))
             self.produced += 1
         return out
+
+    def _next_vehicle(self, ts: float) -> _Vehicle:
+        """Whose turn it is; a silent tracker's turn goes to the next vehicle."""
+        vehicles = self.vehicles
+        on, off = SILENT_CYCLE
+        while True:
+            vehicle = vehicles[self._turn % len(vehicles)]
+            self._turn += 1
+            if vehicle.fault != "silent" or (ts - self.start) % (on + off) < on:
+                return vehicle
 
     def _advance(self, v: _Vehicle, dt: float) -> None:
         rng = self.rng
@@ -108,7 +134,7 @@ class FleetSimulator:
                 elif rng.random() < 0.03:  # park with the engine off
                     v.pause, v.ignition, travel = rng.uniform(120.0, 600.0), False, 0.0
         v.battery = min(100.0, v.battery + 0.01 * dt)
-        v.satellites = max(3, min(22, v.satellites + rng.choice((-1, 0, 0, 0, 1))))
+        v.satellites = max(5, min(22, v.satellites + rng.choice((-1, 0, 0, 0, 1))))
 
     def _report(self, v: _Vehicle, ts: float) -> dict[str, Any]:
         rng = self.rng
@@ -155,6 +181,13 @@ class FleetSimulator:
             else:
                 message["position.satellites"] = 2
                 message["position.hdop"] = 9.9
+        v.reports += 1
+        if v.fault == "no_fix":  # antenna unplugged: reports go on, never with a usable fix
+            message["position.valid"] = False
+            message["position.satellites"] = rng.randint(0, 2)
+            message["position.hdop"] = 25.0
+        elif v.fault == "jumps" and v.reports % JUMP_EVERY == 0:  # a fix ~3 km off, then back
+            message["position.latitude"] = round(message.get("position.latitude", lat) + 0.03, 6)
         return message
 
 

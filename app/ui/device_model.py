@@ -12,8 +12,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
 from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QAbstractItemView
 
 from app.core.display import age_text, number_text, position_text
 from app.core.fleet import BATTERY_KEYS, IGNITION_KEY, POWER_KEY, DeviceState, Fleet, StatusThresholds
@@ -181,6 +190,13 @@ class DeviceTableModel(QAbstractTableModel):
         if self.idents:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.idents) - 1, max(TICKING)))
 
+    def refresh_health(self) -> None:
+        """The health rules changed: every row's Health cell is judged again."""
+        for row in self.cells:
+            row[HEALTH_COLUMN] = None
+        if self.idents:
+            self.dataChanged.emit(self.index(0, HEALTH_COLUMN), self.index(len(self.idents) - 1, HEALTH_COLUMN))
+
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Order rows by ``column`` (remembered; `resort` re-applies it to fresh data)."""
         self.sort_column, self.sort_order = column, order
@@ -225,3 +241,50 @@ class DeviceFilterProxy(QSortFilterProxyModel):
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self.sourceModel().sort(column, order)
+
+    def visible_idents(self) -> list[str] | None:
+        """The devices the filter lets through, in table order; None when nothing is filtered
+        (the map shows what the list shows, as in Traccar)."""
+        if not self.filterRegularExpression().pattern():
+            return None
+        source = self.sourceModel()
+        return [source.idents[self.mapToSource(self.index(row, 0)).row()] for row in range(self.rowCount())]
+
+    def accepts(self, ident: str | None) -> bool:
+        """Whether ``ident`` is a row the current filter lets through."""
+        source = self.sourceModel()
+        row = source.rows.get(ident) if ident is not None else None
+        return row is not None and self.filterAcceptsRow(row, QModelIndex())
+
+
+class SortHold(QObject):
+    """Holds the once-a-second re-sort while the pointer is over the table.
+
+    Sorted by *Last seen*, rows trade places every second; a row moving under the pointer just as
+    the user clicks selects another device. So while the pointer is over the rows the order stays
+    put, and the deferred re-sort happens when it leaves."""
+
+    def __init__(self, view: QAbstractItemView, model: DeviceTableModel) -> None:
+        super().__init__(view)
+        self.model = model
+        self.hovered = False
+        self.deferred = False
+        view.viewport().installEventFilter(self)
+
+    def resort(self) -> None:
+        """Re-sort now, or when the pointer leaves the table."""
+        if self.hovered:
+            self.deferred = True
+        else:
+            self.deferred = False
+            self.model.resort()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind in (QEvent.Type.Enter, QEvent.Type.MouseMove, QEvent.Type.MouseButtonPress):
+            self.hovered = True
+        elif kind == QEvent.Type.Leave:
+            self.hovered = False
+            if self.deferred:
+                self.resort()
+        return False

@@ -52,12 +52,14 @@ from app.store.recorder import Recorder
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
-from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
+from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel, SortHold
 from app.ui.health_panel import HealthPanel
+from app.ui.health_rules import load_thresholds, save_thresholds
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.log_model import LogFilterProxy, MessageLogModel
+from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
@@ -74,7 +76,6 @@ log = logging.getLogger(__name__)
 FRAME_MS = 100
 TICK_MS = 1000
 LOG_CAPACITY = 20_000
-MAP_SLICE = 250  # devices per JavaScript call within a frame
 
 
 def _table(model) -> QTableView:
@@ -111,7 +112,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recorder.start_session()
         self.reader = sqlite3.connect(db, check_same_thread=False)
         self._reader_generation = self.recorder.file_generation  # which file `reader` reads
-        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY)
+        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY,
+                                health=load_thresholds(store))
         self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
             messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
@@ -158,6 +160,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         for column, width in ((0, 58), (1, 150), (2, 128), (3, 100), (4, 66), (5, 52), (6, 62), (7, 150)):
             self.device_table.setColumnWidth(column, width)
         self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
+        self.sort_hold = SortHold(self.device_table, self.device_model)  # rows stay put under the pointer
         self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
         self.device_filter.setClearButtonEnabled(True)
         self.device_filter.textChanged.connect(self._filter_devices)
@@ -187,6 +190,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.map.device_clicked.connect(self._map_clicked)
         self.map.follow_changed.connect(lambda on: self.follow_action.setChecked(on))
         self.map.ready.connect(self._map_ready)
+        self.map_feed = MapFeed(self.map, self._map_row)  # sliced updates, one in flight
         self.map.call("setTrailLength", self.settings.trail_length)
 
         top = QSplitter(Qt.Orientation.Horizontal)
@@ -251,8 +255,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self.inspector = Inspector(self._load_raw)
         self.trip_panel = TripPanel()
-        self.health_panel = HealthPanel()
+        self.health_panel = HealthPanel(self.live_fleet.health.thresholds)
         self.health_panel.occurrence_activated.connect(self.show_log_entry)
+        self.health_panel.thresholds_changed.connect(self._health_rules_changed)
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(self.inspector, "Inspector")
         self.side_tabs.addTab(self.health_panel, "Health")
@@ -517,9 +522,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.requests_table.scrollToBottom()
         if table_changed:
             self._update_status_bar()
-        for start in range(0, len(changed), MAP_SLICE):
-            yield
-            self._send_to_map(changed[start:start + MAP_SLICE], now)
+        if changed:
+            self.map_feed.set_visible(self.device_proxy.visible_idents())
+            self._send_to_map(changed, now)
 
     def clock(self) -> float:
         """The time the views measure ages against: now, or the replay position."""
@@ -529,7 +534,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Once a second: ages, statuses and rates move on even without new messages."""
         now = self.clock()
         self.device_model.tick(now)
-        self.device_model.resort()
+        self.sort_hold.resort()
+        self._log_scope_changed(self.log_selected_only.isChecked())  # the selection may be gone
         moved = [ident for ident, d in self.fleet.devices.items()
                  if d.fix is not None and self.sent_status.get(ident) != self.thresholds.status(now - d.last_seen)]
         if moved:
@@ -566,13 +572,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
                 d.count, trail, append]
 
     def _send_to_map(self, idents: list[str], now: float) -> None:
-        devices = self.fleet.devices
-        payload = [p for ident in idents
-                   if (d := devices.get(ident)) is not None and (p := self._device_payload(d, now)) is not None]
-        if payload:
-            self.map.call("updatePacked", payload)
+        self.map_feed.push(idents)  # rows are made when sent, with the clock of that moment
+
+    def _map_row(self, ident: str) -> list[Any] | None:
+        device = self.fleet.devices.get(ident)
+        return None if device is None else self._device_payload(device, self.clock())
 
     def _map_ready(self) -> None:
+        self.map_feed.page_loaded()
         self.map.call("setTrailLength", self.settings.trail_length)
         self.sent_trail.clear()  # the page is new: send whole trails again
         self._send_to_map(list(self.fleet.devices), self.clock())
@@ -621,8 +628,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.selected = ident
         self._select_row(ident)
         self.map.call("select", ident, focus_map)
-        if self.log_selected_only.isChecked():
-            self.log_proxy.set_ident(ident)
+        self._log_scope_changed(self.log_selected_only.isChecked())
         self.inspecting_latest = True
         if ident is not None:
             self._inspect_latest(ident)
@@ -631,18 +637,33 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     def _filter_devices(self, text: str) -> None:
         self.device_proxy.setFilterFixedString(text)
+        self.map_feed.set_visible(self.device_proxy.visible_idents())  # the map shows what the list shows
+        self._select_row(self.selected)  # the selection stays; its row is highlighted when shown
         self._update_status_bar()
 
     def _device_row_changed(self, current, previous) -> None:
+        if previous.isValid() and not self.device_proxy.accepts(previous.data(IDENT_ROLE)):
+            # The filter hid the current row and Qt moved on to a neighbour: not the user's choice.
+            QTimer.singleShot(0, lambda: self._select_row(self.selected))
+            return
         ident = current.data(IDENT_ROLE) if current.isValid() else None
         if ident != self.selected:
             self.select_device(ident)
 
     def _select_row(self, ident: str | None) -> None:
-        """Put the table's current row on ``ident`` (without re-selecting through the table)."""
-        if ident is None or ident not in self.device_model.rows:
+        """Put the table's current row on ``ident`` (without re-selecting through the table); no
+        current row while the filter hides it."""
+        if ident is not None and ident not in self.device_model.rows:
             return
-        index = self.device_proxy.mapFromSource(self.device_model.index(self.device_model.rows[ident], 0))
+        index = (QModelIndex() if ident is None else
+                 self.device_proxy.mapFromSource(self.device_model.index(self.device_model.rows[ident], 0)))
+        if not index.isValid():
+            selection = self.device_table.selectionModel()
+            selection.blockSignals(True)
+            selection.clear()
+            selection.blockSignals(False)
+            self.device_table.viewport().update()
+            return
         if index.isValid() and self.device_table.currentIndex().row() != index.row():
             self.device_table.selectionModel().setCurrentIndex(
                 index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
@@ -659,6 +680,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         ident = self.selected
         device = None if ident is None else self.fleet.health.devices.get(ident)
         self.health_panel.show_device(self._label(ident) if ident is not None else "", device)
+
+    def _health_rules_changed(self, thresholds) -> None:
+        for fleet in {id(f): f for f in (self.live_fleet, self.fleet)}.values():
+            fleet.health.set_thresholds(thresholds)
+        save_thresholds(self.store, thresholds)
+        self.device_model.refresh_health()
 
     def _show_charts(self, force: bool = False) -> None:
         """Chart the selected device when the Charts tab is shown (again every 5 s)."""
@@ -693,7 +720,11 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._update_status_bar()
 
     def _log_scope_changed(self, only_selected: bool) -> None:
-        self.log_proxy.set_ident(self.selected if only_selected else None)
+        ident = self.selected if only_selected else None
+        if ident != self.log_proxy.ident:
+            self.log_proxy.set_ident(ident)
+        self.log_selected_only.setText("Selected device only" if ident is not None or not only_selected
+                                       else "Selected device only (none selected: showing all)")
 
     def _log_row_changed(self, current, previous) -> None:
         if not current.isValid():

@@ -1,5 +1,9 @@
 """Build the map page once, with folium, loading Leaflet from local files (never a CDN).
 
+Leaflet comes from the ``xstatic-leaflet`` package and Leaflet.markercluster from
+``xstatic-leaflet-markercluster`` (both ship the upstream files with their licences inside a
+PyPI package), so nothing is vendored in this repository and nothing is fetched at run time.
+
 The page holds an empty Leaflet map plus ``resources/map.js``; everything after start-up happens
 through that script's API (see `MapView`). The app therefore works offline and in tests.
 """
@@ -12,19 +16,23 @@ from typing import ClassVar
 import folium
 import orjson
 import xstatic.pkg.leaflet as xstatic_leaflet
+import xstatic.pkg.leaflet_markercluster as xstatic_markercluster
 from branca.element import MacroElement
 from jinja2 import Template
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 LEAFLET = Path(xstatic_leaflet.BASE_DIR)
+MARKERCLUSTER = Path(xstatic_markercluster.BASE_DIR)
 
 
 class _LocalMap(folium.Map):
     """folium's map with its CDN scripts and styles replaced by local files."""
 
     default_js: ClassVar = [("leaflet", (LEAFLET / "leaflet.js").as_uri()),
+                            ("markercluster", (MARKERCLUSTER / "leaflet.markercluster.js").as_uri()),
                             ("trackmon", (RESOURCES / "map.js").as_uri())]
     default_css: ClassVar = [("leaflet_css", (LEAFLET / "leaflet.css").as_uri()),
+                             ("markercluster_css", (MARKERCLUSTER / "MarkerCluster.css").as_uri()),
                              ("trackmon_css", (RESOURCES / "map.css").as_uri())]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from app.ui.tile_scheme import SCHEME, TILE_URL, TileSchemeHandler
 
 log = logging.getLogger(__name__)
 PREFIX = "trackmon:"
+
+
+def _script(function: str, args: tuple[Any, ...]) -> str:
+    return f"trackmon.{function}({','.join(orjson.dumps(a).decode() for a in args)});"
 
 
 class _Page(QWebEnginePage):
@@ -43,6 +48,7 @@ class MapView(QWebEngineView):
     ready = Signal()
     device_clicked = Signal(str)
     follow_changed = Signal(bool)
+    fitted = Signal()  # the user clicked "View fixed — Fit all to resume" on the map
 
     def __init__(self, tile_url: str, attribution: str = "", parent=None) -> None:
         super().__init__(parent)
@@ -77,14 +83,21 @@ class MapView(QWebEngineView):
             self.device_clicked.emit(payload["select"])
         elif isinstance(payload.get("follow"), bool):
             self.follow_changed.emit(payload["follow"])
+        elif payload.get("fitted") is True:
+            self.fitted.emit()
 
     def call(self, function: str, *args: Any) -> None:
         """Run ``trackmon.<function>(args...)`` with arguments passed as JSON data."""
-        script = f"trackmon.{function}({','.join(orjson.dumps(a).decode() for a in args)});"
+        script = _script(function, args)
         if self.is_ready:
             self.page().runJavaScript(script)
         else:
             self._pending.append(script)
+
+    def call_then(self, function: str, args: tuple[Any, ...], done: Callable[[Any], None]) -> None:
+        """Like `call` on a ready page, and ``done(result)`` once the page has run it: lets a
+        sender keep at most one large call queued in the page (see `MapFeed`)."""
+        self.page().runJavaScript(_script(function, args), 0, done)
 
     def set_base_layer(self, tile_url: str, attribution: str = "", mbtiles: MBTiles | None = None) -> None:
         """Show tiles from ``mbtiles`` when given, else from ``tile_url`` ('' for the plain grid)."""

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QStyle,
+    QStyleOptionSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -142,11 +143,16 @@ class ReplayController(QObject):
 
 
 class DensityStrip(QWidget):
-    """Where the recording has data: a bar per time bin, with the replay position marked."""
+    """Where the recording has data: a bar per time bin, with the replay position marked. A click
+    (or a drag) on it asks to go to that point of the recording."""
+
+    clicked_at = Signal(float)  # 0..1 along the recording
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFixedHeight(22)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip("Click to go to this point of the recording")
         self.bins: list[float] = []
         self.position = 0.0  # 0..1
 
@@ -174,6 +180,43 @@ class DensityStrip(QWidget):
         x = self.position * (self.width() - 1)
         painter.drawLine(int(x), 0, int(x), self.height())
         painter.end()
+
+    def _ask(self, event: Any) -> None:
+        width = max(self.width() - 1, 1)
+        self.clicked_at.emit(min(max(event.position().x() / width, 0.0), 1.0))
+
+    def mousePressEvent(self, event: Any) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._ask(event)
+
+    def mouseMoveEvent(self, event: Any) -> None:
+        if event.buttons() & Qt.MouseButton.LeftButton:
+            self._ask(event)
+
+
+class TimelineSlider(QSlider):
+    """A slider whose groove, clicked, jumps the handle there (Qt's default only pages towards the
+    click, and a page step is not a seek); dragging the handle works as usual."""
+
+    jumped = Signal(int)
+
+    def mousePressEvent(self, event: Any) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            option = QStyleOptionSlider()
+            self.initStyleOption(option)
+            handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                                 QStyle.SubControl.SC_SliderHandle, self)
+            if not handle.contains(event.position().toPoint()):
+                groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                                     QStyle.SubControl.SC_SliderGroove, self)
+                span = groove.width() - handle.width()
+                x = event.position().x() - groove.x() - handle.width() / 2
+                value = QStyle.sliderValueFromPosition(self.minimum(), self.maximum(), round(x), max(span, 1))
+                self.setValue(value)
+                self.jumped.emit(value)
+                event.accept()
+                return
+        super().mousePressEvent(event)
 
 
 class ReplayBar(QWidget):
@@ -219,7 +262,7 @@ class ReplayBar(QWidget):
         self.live = QPushButton("Back to live")
         self.live.clicked.connect(self.back_to_live)
         self.strip = DensityStrip()
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = TimelineSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
         self.start_label = QLabel("")
         self.end_label = QLabel("")
@@ -254,6 +297,8 @@ class ReplayBar(QWidget):
             lambda i: self.controller and self.controller.set_speed(SPEEDS[i][1]))
         self.slider.sliderMoved.connect(lambda _: self._seek_timer.start())
         self.slider.sliderReleased.connect(self._seek_to_slider)
+        self.slider.jumped.connect(lambda _: self._seek_to_slider())
+        self.strip.clicked_at.connect(self._seek_to_fraction)
 
     def attach(self, controller: ReplayController, title: str) -> None:
         """Drive ``controller`` from this bar (replacing any previous one)."""
@@ -299,6 +344,11 @@ class ReplayBar(QWidget):
             self.slider.blockSignals(True)
             self.slider.setValue(round(fraction * SLIDER_STEPS))
             self.slider.blockSignals(False)
+
+    def _seek_to_fraction(self, fraction: float) -> None:
+        if self.controller is not None:
+            source = self.controller.source
+            self.controller.seek(source.start + fraction * (source.end - source.start))
 
     def _seek_to_slider(self) -> None:
         if self.controller is not None:

@@ -108,7 +108,8 @@ class SessionsMixin:
         """Show a recorded session at an instant, with the timeline bar (live recording goes on)."""
         self.leave_replay(show_live=False)
         source = ReplaySource(self.reader, session_id, idents)
-        fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000)
+        fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
+                      health=self.live_fleet.health.thresholds)
         self.replay = ReplayController(source, fleet, self.settings.trail_length, self)
         self.replay.moved.connect(lambda _: self._replay_moved())
         self.replay.seeked.connect(lambda _: self._reset_views())

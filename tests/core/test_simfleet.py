@@ -41,7 +41,7 @@ def test_vehicles_move_at_the_speeds_they_report_and_along_streets() -> None:
 
 
 def test_bad_fixes_appear_at_the_configured_rate_and_are_flagged() -> None:
-    messages = FleetSimulator(20, seed=5, start=1e9, bad_fix_rate=0.05).next_messages(4000)
+    messages = FleetSimulator(20, seed=5, start=1e9, bad_fix_rate=0.05, faulty=False).next_messages(4000)
     unusable = sum(not normalize(m, 0).has_fix for m in messages)
     assert 80 < unusable < 200  # three of the four kinds make the fix unusable: ~3.75 %
 
@@ -54,3 +54,29 @@ def test_nested_rendering_keeps_the_mixed_key_like_the_setup_guide() -> None:
     assert nested["external.powersource.voltage"] == flat["external.powersource.voltage"]
     assert normalize(nested, 0) == normalize(flat, 0)
 
+
+
+def test_a_fleet_of_eight_or_more_has_three_clearly_broken_trackers() -> None:
+    fleet = FleetSimulator(24, seed=5, start=1e9, interval=2.0, bad_fix_rate=0.01)
+    messages = fleet.next_messages(24 * 300)  # ten minutes
+    by_ident: dict[str, list[dict]] = {}
+    for m in messages:
+        by_ident.setdefault(m["ident"], []).append(m)
+    faulty = {v.ident: v.fault for v in fleet.vehicles if v.fault}
+    assert sorted(faulty.values()) == ["jumps", "no_fix", "silent"]
+    for ident, fault in faulty.items():
+        track = by_ident[ident]
+        if fault == "no_fix":
+            assert not any(normalize(m, 0).has_fix for m in track)
+        elif fault == "jumps":
+            far = [b for a, b in itertools.pairwise(track) if distance_m(a, b) > 2_500]
+            assert len(far) >= 2 * (len(track) // 12) - 2
+        else:
+            gaps = [b["timestamp"] - a["timestamp"] for a, b in itertools.pairwise(track)]
+            assert max(gaps) >= 150 and len(track) < len(by_ident[next(iter(by_ident))]) / 2
+    healthy = [track for ident, track in by_ident.items() if ident not in faulty]
+    assert len(healthy) == 21 and all(len(track) > 250 for track in healthy)
+    span = messages[-1]["timestamp"] - messages[0]["timestamp"]
+    assert abs(span - (24 * 300 - 1) * 2.0 / 24) < 0.01  # the pace is kept: one message per slot
+    small = FleetSimulator(4, seed=5, start=1e9).vehicles
+    assert not any(v.fault for v in small)  # a small fleet is all healthy

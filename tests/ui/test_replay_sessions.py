@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 
 from app.ui.device_model import COLUMNS
@@ -66,8 +67,12 @@ def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
         assert abs(window.replay.t - target) < 0.1
         assert table_positions(window) == expected_at(window.replay.t)
         await wait_until(lambda: window.map.is_ready, what="map")
+        expected = expected_at(window.replay.t)
         state = await map_state(window)
-        for ident, text in expected_at(window.replay.t).items():
+        while set(state["positions"]) != set(expected):  # the map gets its slice once it has drawn the last
+            await asyncio.sleep(0.05)
+            state = await map_state(window)
+        for ident, text in expected.items():
             assert f"{state['positions'][ident][0]:.6f}, {state['positions'][ident][1]:.6f}" == text
         # Step forward lands on the next message of any device.
         before = window.replay.t
