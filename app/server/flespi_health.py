@@ -71,18 +71,31 @@ class StreamHealth:
             return "warning"
         return "ok"
 
+    def state_words(self) -> list[str]:
+        """enabled / connected / queue, as short words."""
+        words = [{True: "enabled", False: "DISABLED", None: "enabled ?"}[self.enabled]]
+        if self.connected is not None:
+            words.append("connected" if self.connected else "not connected")
+        words.append("queue ?" if self.queue_size is None else f"queue {self.queue_size:,}")
+        return words
+
     def summary(self) -> str:
         """One line: the state, the backlog, the newest error."""
-        parts = [f"flespi stream {self.name!r} ({self.stream_id})"]
-        parts.append({True: "enabled", False: "DISABLED", None: "enabled ?"}[self.enabled])
-        if self.connected is not None:
-            parts.append("connected" if self.connected else "not connected")
-        parts.append("queue ?" if self.queue_size is None else f"queue {self.queue_size:,}")
+        parts = [f"flespi stream {self.name!r} ({self.stream_id})", *self.state_words()]
         if self.errors and self.level == "error":
             parts.append(f"last error: {self.errors[0].text}")
         elif self.last_accepted is not None:
             parts.append(f"last delivery {time.strftime('%H:%M:%S', time.gmtime(self.last_accepted))} UTC")
         return " · ".join(parts)
+
+    def grouped_errors(self) -> list[tuple[str, int, float]]:
+        """The recent errors by text: (text, how many, newest time), newest first — a refused
+        batch is re-sent over and over and would otherwise fill the list with one line."""
+        groups: dict[str, tuple[int, float]] = {}
+        for error in self.errors:
+            count, newest = groups.get(error.text, (0, error.at))
+            groups[error.text] = (count + 1, max(newest, error.at))
+        return sorted(((t, c, at) for t, (c, at) in groups.items()), key=lambda g: g[2], reverse=True)
 
 
 def _number(value: Any) -> float | None:
@@ -130,7 +143,7 @@ def read_health(stream: dict[str, Any], records: list[dict[str, Any]], now: floa
                         enabled if isinstance(enabled, bool) else None,
                         connected if isinstance(connected, bool) else None,
                         int(queue) if isinstance(queue, int | float) and not isinstance(queue, bool) else None,
-                        accepted, errors[:10])
+                        accepted, errors[:30])
 
 
 async def fetch_health(client: FlespiClient, stream_id: int) -> StreamHealth:

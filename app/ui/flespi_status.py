@@ -115,14 +115,21 @@ class FlespiStatus:
     def _health(self, health: StreamHealth) -> None:
         self.last = health
         self.panel.title.setText(f"flespi stream {health.name!r} ({health.stream_id})")
-        self.panel.state.setText(health.summary().split(" · ", 1)[-1]
-                                 + f" — checked {time.strftime('%H:%M:%S', time.gmtime(health.checked_at))} UTC")
+        checked = time.strftime("%H:%M:%S", time.gmtime(health.checked_at))
+        delivered = ("" if health.last_accepted is None else
+                     f" · last delivery {time.strftime('%H:%M:%S', time.gmtime(health.last_accepted))} UTC")
+        self.panel.state.setText(" · ".join(health.state_words()) + delivered + f" — checked {checked} UTC")
         self.panel.state.setStyleSheet(f"color: {COLOURS[health.level]};")
-        if health.errors:
-            lines = [f"{time.strftime('%H:%M:%S', time.gmtime(e.at))} UTC  {e.text}" for e in health.errors[:4]]
-            self.panel.errors.setText("Recent delivery errors (flespi's stream log):\n" + "\n".join(lines))
+        groups = health.grouped_errors()
+        if groups:
+            lines = [f"{time.strftime('%H:%M:%S', time.gmtime(at))} UTC{f' ({n}×)' if n > 1 else ''}  "
+                     f"{text if len(text) <= 160 else text[:159] + '…'}" for text, n, at in groups[:3]]
+            heading = "Delivery errors" if health.level == "error" else "Earlier delivery errors"
+            self.panel.errors.setText(f"{heading} in flespi's stream log:\n" + "\n".join(lines))
+            self.panel.errors.setStyleSheet(f"color: {COLOURS['error' if health.level == 'error' else 'unknown']};")
         else:
             self.panel.errors.setText("No delivery errors in flespi's recent stream log.")
+            self.panel.errors.setStyleSheet(f"color: {COLOURS['unknown']};")
         queue = "?" if health.queue_size is None else f"{health.queue_size:,}"
         text = {"ok": f"flespi: OK, queue {queue}", "warning": f"flespi: queue {queue}",
                 "error": f"flespi: delivery failing — {health.errors[0].text if health.errors else ''}"}[health.level]

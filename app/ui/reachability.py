@@ -117,8 +117,9 @@ class ReachabilityMixin:
 
     def open_flespi_pull(self) -> FlespiPullDialog:
         """Show 'Import from flespi…' (pulled pages into the live session also reach the views)."""
-        poller = self.flespi_status.poller
-        dialog = FlespiPullDialog(self.recorder, self.settings.flespi_api, run=self._background,
+        poller = self.flespi_status.poller  # the token and API of the watched stream, if any
+        dialog = FlespiPullDialog(self.recorder, poller.api if poller is not None else self.settings.flespi_api,
+                                  run=self._background,
                                   on_batch=lambda result, at: self.intake.add(result.messages, at, result.batch_id),
                                   token=poller.token if poller is not None else "", parent=self)
         dialog.show()

@@ -86,7 +86,7 @@ def test_health_panel_shows_delivery_errors(loop, make_window) -> None:
             await wait_until(lambda: window.flespi_status.last is not None, what="health")
             panel = window.flespi_status.panel
             assert "queue 1" in panel.state.text()
-            assert "Recent delivery errors" in panel.errors.text() and "HTTP 401" in panel.errors.text()
+            assert "Delivery errors in flespi's stream log" in panel.errors.text() and "HTTP 401" in panel.errors.text()
             assert window.flespi_status.label.text().startswith("flespi: delivery failing")
             window.flespi_status.watch("wrong-token", standin.url, stream_id)
             await wait_until(lambda: "Cannot check" in panel.state.text(), what="error shown")
