@@ -147,12 +147,14 @@ def read_health(stream: dict[str, Any], records: list[dict[str, Any]], now: floa
 
 
 async def fetch_health(client: FlespiClient, stream_id: int) -> StreamHealth:
-    """The stream item and its newest log records, read together."""
+    """The stream's newest log records, then its item: read in this order, the backlog is never
+    older than the deliveries logged (a batch delivered between the two reads shows as delivered
+    and gone, not as delivered and still queued)."""
+    records = await client.call("GET", f"/gw/streams/{int(stream_id)}/logs",
+                                data={"count": LOG_RECORDS, "reverse": True})
     items = await client.items("streams", str(int(stream_id)))
     if not items:
         raise FlespiError(f"flespi has no stream {stream_id} (deleted?)")
-    records = await client.call("GET", f"/gw/streams/{int(stream_id)}/logs",
-                                data={"count": LOG_RECORDS, "reverse": True})
     return read_health(items[0], records)
 
 

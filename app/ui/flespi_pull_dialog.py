@@ -200,8 +200,8 @@ class FlespiPullDialog(QDialog):
                     name: str | None) -> None:
         try:
             async with client:
-                self.summary = await pull(client, self.recorder, devices, t_from, t_to, session_name=name,
-                                          progress=self._progress, on_batch=self._on_batch)
+                summary = await pull(client, self.recorder, devices, t_from, t_to, session_name=name,
+                                     progress=self._progress, on_batch=self._on_batch)
         except asyncio.CancelledError:
             self.result.setText("Cancelled: no session was left behind." if name is not None else
                                 "Cancelled: the pages already imported stay in the live session.")
@@ -213,7 +213,8 @@ class FlespiPullDialog(QDialog):
         finally:
             self._busy(False)
         self.progress.setValue(1000)
-        self.result.setText(self.summary.text())
+        self.result.setText(summary.text())
+        self.summary = summary  # last: the import is over when this is set
 
     def closeEvent(self, event) -> None:
         self.cancel_pull()

@@ -43,17 +43,15 @@ def test_health_of_a_stream_delivering_and_then_refused(tmp_path) -> None:
                 good = StreamSpec("trackmon", served.url, {"Authorization": "Bearer right"})
                 result = await set_up_stream(client, good)
                 await inject_into_stream(client, result.stream_id, probe_messages()[1])
-                for _ in range(100):
-                    healthy = await fetch_health(client, result.stream_id)
-                    if healthy.last_accepted:
-                        break
+                deadline = time.monotonic() + 30  # a busy machine: give the delivery time
+                while not (healthy := await fetch_health(client, result.stream_id)).last_accepted:
+                    assert time.monotonic() < deadline, "the stream never delivered"
                     await asyncio.sleep(0.05)
                 await set_up_stream(client, StreamSpec("trackmon", served.url, {"Authorization": "Bearer wrong"}))
                 await inject_into_stream(client, result.stream_id, probe_messages()[1])
-                for _ in range(100):
-                    failing = await fetch_health(client, result.stream_id)
-                    if failing.level == "error":
-                        break
+                deadline = time.monotonic() + 30
+                while (failing := await fetch_health(client, result.stream_id)).level != "error":
+                    assert time.monotonic() < deadline, "the refusal never showed"
                     await asyncio.sleep(0.05)
                 return healthy, failing
 
