@@ -178,6 +178,7 @@ class Standin:
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     retry_delay: float = 0.2
     unavailable: set[int] = field(default_factory=set)  # devices whose messages answer 503 (tests)
+    messages_delay: float = 0.0  # seconds each device-messages read takes (tests: a slow pull)
     next_id: int = 1000
 
     def __post_init__(self) -> None:
@@ -270,6 +271,8 @@ class Standin:
         except orjson.JSONDecodeError:
             return refuse(400, "'data' parameter is not valid JSON")
         parts = request.match_info["tail"].split("/")
+        if self.messages_delay and parts[0] == "devices" and parts[-1] == "messages":
+            await asyncio.sleep(self.messages_delay)
         try:
             result = self.route(request.method, parts, body, data, request.query.get("fields"))
         except Refusal as refusal:

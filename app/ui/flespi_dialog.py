@@ -321,7 +321,7 @@ class FlespiDialog(QDialog):
                 finally:
                     waiting.cancel()
                 health = await fetch_health(client, self.stream_id)
-        except FlespiError as exc:
+        except (FlespiError, ValueError) as exc:
             self.result.setPlainText(f"Test not done: {exc}")
             return
         if arrived:

@@ -135,3 +135,34 @@ def test_import_from_flespi_into_a_new_and_the_live_session(loop, make_window) -
     assert sessions["van history"].messages == 15
     counts = Counter(m.message.params["seq"] for s in sessions.values() for m in iter_messages(conn, s.id))
     assert sorted(counts) == list(range(30)) and set(counts.values()) == {1}
+
+
+def test_cancelling_an_import_into_a_new_session_leaves_nothing(loop, make_window) -> None:
+    window = make_window()
+    with running_standin() as standin:
+        standin.call(seed, standin.state)
+        standin.state.store(11, [{"timestamp": T0 + 1000 + i, "seq": 100 + i} for i in range(3000)])
+        standin.state.messages_delay = 0.3  # each page takes a while: time to press Cancel
+
+        async def scenario() -> None:
+            dialog = window.open_flespi_pull()
+            dialog.api.setText(standin.url)
+            dialog.token.setText(FLESPI_TOKEN)
+            dialog.load_button.click()
+            await wait_until(lambda: dialog.list.count() == 2, what="devices")
+            tick(dialog.list, {11})
+            zone = dialog.t_from.timeZone()
+            dialog.t_from.setDateTime(dialog.t_from.dateTime().fromSecsSinceEpoch(int(T0), zone))
+            dialog.start_button.click()
+            assert dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
+            await wait_until(lambda: dialog.progress.value() > 0, what="a first page")
+            dialog.cancel_button.click()
+            await wait_until(lambda: dialog.result.text().startswith("Cancelled"), what="cancelled")
+            assert dialog.result.text() == "Cancelled: no session was left behind."
+            assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
+            dialog.close()
+
+        run(loop, scenario(), timeout=60)
+    conn = sqlite3.connect(window.db)
+    assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (1,)  # the live session only
+    assert conn.execute("SELECT count(*) FROM batches").fetchone() == (0,)
