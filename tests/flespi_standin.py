@@ -178,7 +178,7 @@ class Standin:
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     retry_delay: float = 0.2
     unavailable: set[int] = field(default_factory=set)  # devices whose messages answer 503 (tests)
-    messages_delay: float = 0.0  # seconds each device-messages read takes (tests: a slow pull)
+    hold_pages_after: int | None = None  # device-message reads past this many wait until close (tests)
     next_id: int = 1000
 
     def __post_init__(self) -> None:
@@ -186,6 +186,8 @@ class Standin:
         self.app.router.add_route("*", "/gw/{tail:.*}", self.handle)
         self._wake: dict[int, asyncio.Event] = {}
         self._tasks: list[asyncio.Task] = []
+        self._pages_read = 0
+        self._release = asyncio.Event()
 
     # -- seeding (tests) --------------------------------------------------------------------
     def add_stream(self, item: dict[str, Any]) -> int:
@@ -271,8 +273,10 @@ class Standin:
         except orjson.JSONDecodeError:
             return refuse(400, "'data' parameter is not valid JSON")
         parts = request.match_info["tail"].split("/")
-        if self.messages_delay and parts[0] == "devices" and parts[-1] == "messages":
-            await asyncio.sleep(self.messages_delay)
+        if self.hold_pages_after is not None and parts[0] == "devices" and parts[-1] == "messages":
+            self._pages_read += 1
+            if self._pages_read > self.hold_pages_after:
+                await self._release.wait()  # a pull stuck mid-way: the test cancels it meanwhile
         try:
             result = self.route(request.method, parts, body, data, request.query.get("fields"))
         except Refusal as refusal:
@@ -396,6 +400,7 @@ class Standin:
         return copy.deepcopy(found[:count])
 
     async def close(self) -> None:
+        self._release.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

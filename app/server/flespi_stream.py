@@ -245,10 +245,12 @@ async def device_channels(client: FlespiClient, device_ids: list[int]) -> dict[i
 
 
 def probe_messages(count: int = 2) -> tuple[str, list[dict[str, Any]]]:
-    """A marker ident and a few messages carrying it, to recognise flespi's delivery."""
+    """A marker and a few messages carrying it as their ident and as ``trackmon.test`` (messages
+    posted into a device may come out with the device's ident: that flespi keeps a posted ident
+    is not documented), to recognise flespi's delivery."""
     marker = f"trackmon-test-{uuid.uuid4().hex[:8]}"
     now = time.time()
-    return marker, [{"ident": marker, "timestamp": round(now - count + i, 3), "trackmon.test": True}
+    return marker, [{"ident": marker, "timestamp": round(now - count + i, 3), "trackmon.test": marker}
                     for i in range(count)]
 
 

@@ -39,6 +39,7 @@ from app.server.flespi_stream import (
     duplicate_warning,
     find_stream,
     http_protocol_id,
+    inject_into_device,
     inject_into_stream,
     probe_messages,
     set_up_stream,
@@ -138,6 +139,11 @@ class FlespiDialog(QDialog):
         self.flespi_test_button.setToolTip("flespi puts two test messages into the stream's queue and delivers "
                                            "them to the URI: proves flespi reaches this listener")
         self.flespi_test_button.clicked.connect(lambda: self._start(self._flespi_test()))
+        self.test_route = QComboBox()
+        self.test_route.setToolTip("Where flespi takes the test messages from: the stream's own queue, or a "
+                                   "subscribed device (documented by flespi; the messages then stay in the "
+                                   "device's history)")
+        self.test_route.addItem("via the stream's queue", None)
         self.test_button = QPushButton("Send test batch (local only)")
         self.test_button.setToolTip("Posts a sample batch from this machine to the URL, as flespi would. It "
                                     "does not prove that flespi can reach the URL.")
@@ -162,7 +168,7 @@ class FlespiDialog(QDialog):
         form.addRow("flespi API", self.api)
         form.addRow("flespi token", token_row)
         buttons = QHBoxLayout()
-        for button in (self.create_button, self.flespi_test_button, self.test_button):
+        for button in (self.create_button, self.flespi_test_button, self.test_route, self.test_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         close = QPushButton("Close")
@@ -269,6 +275,10 @@ class FlespiDialog(QDialog):
                 entry.setCheckState(Qt.CheckState.Unchecked)
                 widget.addItem(entry)
             widget.blockSignals(False)
+        while self.test_route.count() > 1:
+            self.test_route.removeItem(1)
+        for device in self.account["devices"]:
+            self.test_route.addItem(f"via device {device.get('name') or device['id']}", device["id"])
         self._refresh()
         counts = ", ".join(f"{len(self.account[k])} {k}" for k in KINDS)
         self.result.setPlainText(f"Loaded {counts}. Tick what the stream should send.")
@@ -314,7 +324,11 @@ class FlespiDialog(QDialog):
                 marker, messages = probe_messages()
                 waiting = asyncio.ensure_future(self._arrival(marker, TEST_WAIT))
                 try:
-                    await inject_into_stream(client, self.stream_id, messages)
+                    device = self.test_route.currentData()
+                    if device is None:
+                        await inject_into_stream(client, self.stream_id, messages)
+                    else:  # reaches the stream only if it is subscribed to the device (or its channel, group)
+                        await inject_into_device(client, int(device), messages)
                     self.result.setPlainText(f"flespi has the test messages ({marker}); waiting up to "
                                              f"{TEST_WAIT:.0f} s for them to arrive here…")
                     arrived = await waiting

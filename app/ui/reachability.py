@@ -6,6 +6,7 @@ A mixin of `MainWindow` (it uses the window's settings, listener and status bar)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from pathlib import Path
@@ -125,14 +126,21 @@ class ReachabilityMixin:
         dialog.show()
         return dialog
 
-    async def _flespi_arrival(self, ident: str, seconds: float) -> bool:
-        """Whether a message from ``ident`` reaches the live view within ``seconds``."""
+    async def _flespi_arrival(self, marker: str, seconds: float) -> bool:
+        """Whether a test message carrying ``marker`` (as its ident or its ``trackmon.test``)
+        reaches the live view within ``seconds``."""
+        def arrived() -> bool:
+            if marker in self.live_fleet.devices:
+                return True
+            recent = itertools.islice(reversed(self.live_fleet.log), 500)
+            return any(entry.message.params.get("trackmon.test") == marker for entry in recent)
+
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if ident in self.live_fleet.devices:
+            if arrived():
                 return True
             await asyncio.sleep(0.2)
-        return ident in self.live_fleet.devices
+        return arrived()
 
     async def _send_test_batch(self, url: str) -> str:
         header = self.auth_header()

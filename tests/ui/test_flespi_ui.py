@@ -64,13 +64,22 @@ def test_set_up_subscribe_and_test_through_flespi(loop, make_window) -> None:
             await wait_until(lambda: "delivered" in dialog.result.toPlainText()
                              or "did not arrive" in dialog.result.toPlainText(), timeout=40, what="flespi test")
             assert "flespi delivered the test to this listener" in dialog.result.toPlainText()
+            # The documented route: messages posted into a subscribed device reach the stream too.
+            dialog.test_route.setCurrentIndex(dialog.test_route.findData(11))
+            assert dialog.test_route.currentText() == "via device van 1"
+            dialog.result.setPlainText("")
+            dialog.flespi_test_button.click()
+            await wait_until(lambda: "delivered" in dialog.result.toPlainText()
+                             or "did not arrive" in dialog.result.toPlainText(), timeout=40, what="device test")
+            assert "flespi delivered the test to this listener" in dialog.result.toPlainText()
             dialog.close()
 
         run(loop, scenario(), timeout=90)
         stream = standin.state.streams[1000]
     assert stream["protocol_id"] == 1 and stream["configuration"]["uri"] == window.urls()[0]
     assert standin.state.subscriptions[1000] == {"devices": {11}}
-    assert any(ident.startswith("trackmon-test-") for ident in window.live_fleet.devices)
+    assert sum(ident.startswith("trackmon-test-") for ident in window.live_fleet.devices) == 2
+    assert any(m.get("ident", "").startswith("trackmon-test-") for m in standin.state.messages[11])
 
 
 def test_health_panel_shows_delivery_errors(loop, make_window) -> None:
@@ -142,7 +151,7 @@ def test_cancelling_an_import_into_a_new_session_leaves_nothing(loop, make_windo
     with running_standin() as standin:
         standin.call(seed, standin.state)
         standin.state.store(11, [{"timestamp": T0 + 1000 + i, "seq": 100 + i} for i in range(3000)])
-        standin.state.messages_delay = 0.3  # each page takes a while: time to press Cancel
+        standin.state.hold_pages_after = 1  # the second page does not come: the pull is mid-way
 
         async def scenario() -> None:
             dialog = window.open_flespi_pull()
@@ -155,7 +164,8 @@ def test_cancelling_an_import_into_a_new_session_leaves_nothing(loop, make_windo
             dialog.t_from.setDateTime(dialog.t_from.dateTime().fromSecsSinceEpoch(int(T0), zone))
             dialog.start_button.click()
             assert dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
-            await wait_until(lambda: dialog.progress.value() > 0, what="a first page")
+            await wait_until(lambda: dialog.result.text().startswith("Device 1 of 1: 1,000 messages"),
+                             what="the first page")
             dialog.cancel_button.click()
             await wait_until(lambda: dialog.result.text().startswith("Cancelled"), what="cancelled")
             assert dialog.result.text() == "Cancelled: no session was left behind."
