@@ -125,10 +125,11 @@ async def device_pages(client: FlespiClient, device: Device, t_from: float, t_to
         items = [m for m in items if isinstance(m, dict)]
         if not items:
             return
-        fresh = [m for m in items if not (_timestamp(m) == cursor and orjson.dumps(m) in at_cursor)]
-        for message in fresh:
-            if "ident" not in message and device.ident:
-                message["ident"] = device.ident
+        keys = [orjson.dumps(m) for m in items]  # as flespi sent them, before any ident is filled in
+        fresh = [m for m, key in zip(items, keys, strict=True)
+                 if not (_timestamp(m) == cursor and key in at_cursor)]
+        if device.ident:
+            fresh = [m if "ident" in m else {**m, "ident": device.ident} for m in fresh]
         if fresh:
             yield fresh
         if len(items) < size:
@@ -139,10 +140,10 @@ async def device_pages(client: FlespiClient, device: Device, t_from: float, t_to
         if last == cursor:  # a whole page of one instant: ask for more at once
             if size >= page * GROW_LIMIT:
                 raise FlespiError(f"{device.label()}: more than {size:,} messages share the time {last}")
-            at_cursor |= {orjson.dumps(m) for m in items}
+            at_cursor |= set(keys)
             size *= 2
             continue
-        at_cursor = {orjson.dumps(m) for m in items if _timestamp(m) == last}
+        at_cursor = {key for m, key in zip(items, keys, strict=True) if _timestamp(m) == last}
         cursor, size = last, page
 
 

@@ -50,6 +50,8 @@ def test_pages_by_time_give_every_message_once() -> None:
     with running_standin() as standin:
         seeded(standin.state)
 
+        standin.state.messages[11].append({"timestamp": T0 + 500, "seq": 25})  # stored without an ident
+
         async def job(client):
             [device] = await resolve_devices(client, ["configuration.ident=3520001"])
             return device, [page async for page in device_pages(client, device, T0, T0 + 1000, page=4)]
@@ -58,10 +60,33 @@ def test_pages_by_time_give_every_message_once() -> None:
         calls = [c for c in standin.state.calls if "/messages" in c[1]]
     assert device == Device(11, "van 1", "3520001")
     messages = [m for page in pages for m in page]
-    assert sorted(m["seq"] for m in messages) == list(range(25))  # none lost, none twice
+    assert sorted(m["seq"] for m in messages) == list(range(26))  # none lost, none twice
+    assert {m["ident"] for m in messages} == {"3520001"}  # the one without took the device's ident
     assert all(len(page) <= 4 for page in pages) and len(pages) >= 7
     first = orjson.loads(calls[0][1].split("data=", 1)[1])
     assert first == {"from": T0, "to": T0 + 1000, "count": 4}
+
+
+def test_a_page_full_of_one_instant_is_asked_again_larger() -> None:
+    with running_standin() as standin:
+        standin.state.add_device(31, "burst", "3520031")
+        standin.state.store(31, [{"timestamp": T0, "seq": i} for i in range(10)]
+                            + [{"timestamp": T0 + 1, "seq": 10}])
+        standin.state.add_device(32, "storm", "3520032")
+        standin.state.store(32, [{"timestamp": T0, "seq": i} for i in range(40)])
+        device = Device(31, "burst", "3520031")
+
+        async def job(client):
+            pages = [page async for page in device_pages(client, device, T0, T0 + 10, page=4)]
+            with pytest.raises(FlespiError, match="more than 32 messages share the time"):  # 2 x GROW_LIMIT
+                async for _ in device_pages(client, Device(32, "storm", "3520032"), T0, T0 + 10, page=2):
+                    pass
+            return pages
+
+        pages = asyncio.run(pulling(standin.url, job))
+        counts = [orjson.loads(c[1].split("data=", 1)[1])["count"] for c in standin.state.calls if "data=" in c[1]]
+    assert sorted(m["seq"] for page in pages for m in page) == list(range(11))
+    assert counts == [4, 8, 16, 2, 4, 8, 16, 32]  # doubled while one instant fills the page, up to a limit
 
 
 def test_pull_into_a_new_session_with_progress(tmp_path) -> None:

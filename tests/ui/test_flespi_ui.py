@@ -176,3 +176,20 @@ def test_cancelling_an_import_into_a_new_session_leaves_nothing(loop, make_windo
     conn = sqlite3.connect(window.db)
     assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (1,)  # the live session only
     assert conn.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+
+
+def test_the_window_watches_the_stream_when_flespi_token_is_set(loop, make_window, monkeypatch) -> None:
+    with running_standin() as standin:
+        standin.state.add_stream({"name": "trackmon", "protocol_id": 2, "configuration": {}})  # mqtt: not ours
+        ours = standin.state.add_stream({"name": "trackmon", "protocol_id": 1,
+                                         "configuration": {"uri": "https://a.example.test/"}})
+        monkeypatch.setenv("FLESPI_TOKEN", FLESPI_TOKEN)
+        window = make_window(flespi_api=standin.url)
+
+        async def scenario() -> None:
+            await wait_until(lambda: window.flespi_status.last is not None, what="health")
+
+        run(loop, scenario())
+    assert window.flespi_status.last.stream_id == ours
+    assert window.flespi_status.label.text() == "flespi: OK, queue 0"
+    assert window.flespi_status.panel.title.text() == f"flespi stream 'trackmon' ({ours})"
