@@ -39,7 +39,8 @@ def test_setup_creates_updates_and_subscribes(token) -> None:
         first = trackmon("flespi", "setup", "--api", standin.url, "--uri", "https://one.example.test/",
                          "--listener-token", "s3cret", "--device", "configuration.ident=3520001", "--channel", "5")
         second = trackmon("flespi", "setup", "--api", standin.url, "--uri", "https://two.example.test/",
-                          "--listener-token", "s3cret", "--limit-messages", "200")
+                          "--listener-token", "s3cret", "--limit-messages", "200",
+                          "--validate-message", "exists('position.latitude')")
         stream = standin.state.streams[1000]
         subs = standin.state.subscriptions[1000]
     assert first.returncode == 0, first.stderr
@@ -48,9 +49,10 @@ def test_setup_creates_updates_and_subscribes(token) -> None:
                                          "subscribed to channels 5"]
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[:2] == [
-        "stream 1000", "updated stream 1000: configuration.uri, configuration.limit_messages"]
+        "stream 1000", "updated stream 1000: configuration.uri, configuration.limit_messages, validate_message"]
     assert "not subscribed to anything" in second.stdout  # this run asked for no subscription
     assert stream["protocol_id"] == 1 and stream["configuration"]["limit_messages"] == 200
+    assert stream["validate_message"] == "exists('position.latitude')"  # top level, not in configuration
     assert stream["configuration"]["headers"] == [{"name": "Authorization", "value": "Bearer s3cret"}]
     assert subs == {"devices": {11}, "channels": {5}}
 

@@ -40,6 +40,9 @@ def add_flespi_commands(commands: argparse._SubParsersAction) -> None:
     setup.add_argument("--name", default="trackmon", help="stream name (default trackmon)")
     setup.add_argument("--limit-messages", type=int, default=None, metavar="N",
                        help="most messages per POST (default: flespi's, or what the stream has)")
+    setup.add_argument("--validate-message", default=None, metavar="EXPR",
+                       help="flespi expression: only messages matching it are sent, e.g. "
+                            "\"exists('position.latitude')\"")
     setup.add_argument("--ca-file", type=Path, default=None, metavar="PEM",
                        help="private CA flespi should trust for the URI (e.g. from `trackmon cert --export`)")
     for kind in ("device", "channel", "group"):
@@ -102,7 +105,7 @@ async def _setup(args: argparse.Namespace, token: str) -> int:
         if "BEGIN CERTIFICATE" not in ca_pem:
             raise CliError(f"--ca-file: {args.ca_file} holds no PEM certificate", EXIT_USAGE)
     spec = StreamSpec(args.name, args.uri, {"Authorization": f"Bearer {args.listener_token}"},
-                      limit_messages=args.limit_messages, ca_pem=ca_pem)
+                      limit_messages=args.limit_messages, ca_pem=ca_pem, validate_message=args.validate_message)
     subscriptions = {"devices": args.device, "channels": args.channel, "groups": args.group}
     try:
         async with FlespiClient(token, args.api) as client:

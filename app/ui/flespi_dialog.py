@@ -103,6 +103,9 @@ class FlespiDialog(QDialog):
         self.limit = QSpinBox(minimum=1, maximum=100_000, value=DEFAULT_LIMIT)
         self.limit.setToolTip("limit_messages: most messages in one POST")
         self.limit.valueChanged.connect(self._refresh)
+        self.validate = QLineEdit(placeholderText="optional flespi expression, e.g. exists('position.latitude')")
+        self.validate.setToolTip("validate_message: flespi sends only the messages matching this expression")
+        self.validate.textChanged.connect(self._refresh)
         self.json = _text_box(130)
         self.curl = _text_box(80)
         copy_json = QPushButton("Copy JSON")
@@ -161,6 +164,7 @@ class FlespiDialog(QDialog):
         form.addRow("", self.reach)
         form.addRow("Stream name", self.name)
         form.addRow("limit_messages", self.limit)
+        form.addRow("validate_message", self.validate)
         form.addRow("Stream JSON", self.json)
         form.addRow("", copy_json)
         form.addRow("curl", self.curl)
@@ -196,7 +200,8 @@ class FlespiDialog(QDialog):
     def spec(self) -> StreamSpec:
         """The stream trackmon asks for, from the current choices."""
         return StreamSpec(self.name.text().strip() or "trackmon", self._uri(), dict(self.headers),
-                          limit_messages=self.limit.value(), ca_pem=self.ca_pem)
+                          limit_messages=self.limit.value(), ca_pem=self.ca_pem,
+                          validate_message=self.validate.text().strip() or None)
 
     def body(self) -> dict[str, Any]:
         """The create body (``protocol_id`` once looked up with the token)."""
