@@ -87,8 +87,14 @@ class PullSummary:
     duplicates: int = 0
     pages: int = 0
     devices: list[str] = field(default_factory=list)
+    into_new: bool = False
 
     def text(self) -> str:
+        if self.into_new and self.session_id is None:
+            if self.duplicates:
+                return (f"nothing new from {len(self.devices)} device(s): all {self.duplicates:,} messages of the "
+                        "range are already in the recording; no session was made")
+            return f"flespi holds no messages of {len(self.devices)} device(s) in that range; no session was made"
         where = f"session {self.session_id}" if self.session_id is not None else "the live session"
         return (f"{self.new:,} messages recorded into {where} from {len(self.devices)} device(s); "
                 f"{self.duplicates:,} were already in the recording and were not stored again")
@@ -178,7 +184,9 @@ async def pull(client: FlespiClient, recorder: Recorder, devices: list[Device], 
     pages = _all_pages(client, devices, t_from, t_to, summary, progress, page)
     if session_name is not None:
         tally = await recorder.record_pulled(session_name, pages)
-        summary.session_id, summary.new, summary.duplicates = tally.session_id, tally.new, tally.duplicates
+        summary.session_id = tally.session_id if tally.kept else None
+        summary.new, summary.duplicates = tally.new, tally.duplicates
+        summary.into_new = True
         return summary
     async for raws in pages:
         body = orjson.dumps(raws)

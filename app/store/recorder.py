@@ -201,6 +201,7 @@ class PullTally:
     new: int = 0
     duplicates: int = 0
     batches: int = 0
+    kept: bool = True  # False: nothing was new, and the session was removed again
 
 
 #: ``sessions.indexed_batch`` of a session still being imported (hidden, deleted if left over).
@@ -786,7 +787,11 @@ class Recorder:
                 if raws:
                     await loop.run_in_executor(self._executor, self._guarded, self._pull_batch, state, raws, peer,
                                                tally)
-            await loop.run_in_executor(self._executor, self._guarded, self._finish_import, state)
+            if tally.new:
+                await loop.run_in_executor(self._executor, self._guarded, self._finish_import, state)
+            else:  # nothing new: no empty session is left behind
+                await loop.run_in_executor(self._executor, self._guarded, self._delete_session, tally.session_id)
+                tally.kept = False
         except BaseException:
             with suppress(Exception):
                 await asyncio.shield(loop.run_in_executor(self._executor, self._guarded, self._delete_session,

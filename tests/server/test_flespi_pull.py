@@ -139,7 +139,9 @@ def test_messages_the_stream_delivered_are_stored_once_when_pulled(tmp_path) -> 
     finally:
         recorder.close()
     assert (live.new, live.duplicates) == (25 - len(delivered), len(delivered))
-    assert (again.new, again.duplicates) == (0, 25)
+    assert (again.new, again.duplicates, again.session_id) == (0, 25, None)
+    assert again.text().startswith("nothing new from 1 device(s): all 25 messages of the range are already")
+    assert "again" not in [s.name for s in list_sessions(sqlite3.connect(db))]  # no empty session left
     rows = stored(db)
     assert sorted(m.params["seq"] for _, m in rows) == list(range(25))  # each once in the file
 
