@@ -99,7 +99,7 @@ class FlespiDialog(QDialog):
         self.url.addItems(urls)
         self.url.currentTextChanged.connect(self._refresh)
         self.name = QLineEdit("trackmon")
-        self.name.textChanged.connect(self._refresh)
+        self.name.textChanged.connect(self._name_changed)
         self.limit = QSpinBox(minimum=1, maximum=100_000, value=DEFAULT_LIMIT)
         self.limit.setToolTip("limit_messages: most messages in one POST")
         self.limit.valueChanged.connect(self._refresh)
@@ -227,6 +227,10 @@ class FlespiDialog(QDialog):
         self.json.setPlainText(text)
         self.curl.setPlainText(curl_command(self.spec(), self.protocol_id, self._api()))
 
+    def _name_changed(self) -> None:
+        self.stream_id = None  # another name is another stream: found again when needed
+        self._refresh()
+
     def _api(self) -> str:
         return self.api.text().strip() or "https://flespi.io"
 
@@ -265,9 +269,20 @@ class FlespiDialog(QDialog):
                     self.account[kind] = [i for i in await client.items(kind, "all", fields)
                                           if isinstance(i.get("id"), int)]
                 self.channel_of = await device_channels(client, [d["id"] for d in self.account["devices"]])
-        except FlespiError as exc:
+                existing, _ = await find_stream(client, self.spec().name, self.protocol_id)
+        except (FlespiError, ValueError) as exc:
             self.result.setPlainText(f"Not loaded: {exc}")
             return
+        note = ""
+        if existing is not None:  # show what the stream has, so an update keeps it unless changed here
+            self.stream_id = int(existing["id"])
+            configuration = existing.get("configuration") if isinstance(existing.get("configuration"), dict) else {}
+            if isinstance(configuration.get("limit_messages"), int):
+                self.limit.setValue(configuration["limit_messages"])
+            if isinstance(existing.get("validate_message"), str):
+                self.validate.setText(existing["validate_message"])
+            note = (f" Stream {self.stream_id} named {self.spec().name!r} exists: pressing Create / update patches "
+                    "only its URI, headers, limit_messages, private CA and validate_message.")
         for kind, widget in self.lists.items():
             widget.blockSignals(True)
             widget.clear()
@@ -286,7 +301,7 @@ class FlespiDialog(QDialog):
             self.test_route.addItem(f"via device {device.get('name') or device['id']}", device["id"])
         self._refresh()
         counts = ", ".join(f"{len(self.account[k])} {k}" for k in KINDS)
-        self.result.setPlainText(f"Loaded {counts}. Tick what the stream should send.")
+        self.result.setPlainText(f"Loaded {counts}. Tick what the stream should send.{note}")
 
     async def _create(self) -> None:
         client = self._client()

@@ -193,3 +193,32 @@ def test_the_window_watches_the_stream_when_flespi_token_is_set(loop, make_windo
     assert window.flespi_status.last.stream_id == ours
     assert window.flespi_status.label.text() == "flespi: OK, queue 0"
     assert window.flespi_status.panel.title.text() == f"flespi stream 'trackmon' ({ours})"
+
+
+def test_the_dialog_shows_what_an_existing_stream_has(loop, make_window) -> None:
+    """Updating from the dialog keeps a limit_messages and validate_message set in flespi's panel."""
+    window = make_window()
+    with running_standin() as standin:
+        stream_id = standin.state.add_stream({"name": "trackmon", "protocol_id": 1, "queue_ttl": 3600,
+                                              "validate_message": "position.speed > 0",
+                                              "configuration": {"uri": "https://old.example.test/",
+                                                                "limit_messages": 250}})
+
+        async def scenario() -> None:
+            dialog = window.open_flespi()
+            dialog.api.setText(standin.url)
+            dialog.token.setText(FLESPI_TOKEN)
+            dialog.load_button.click()
+            await wait_until(lambda: dialog.stream_id is not None, what="the stream found")
+            assert dialog.limit.value() == 250 and dialog.validate.text() == "position.speed > 0"
+            assert f"Stream {stream_id} named 'trackmon' exists" in dialog.result.toPlainText()
+            dialog.create_button.click()
+            await wait_until(lambda: dialog.result.toPlainText().startswith(("Updated", "Not done")), what="update")
+            assert dialog.result.toPlainText().startswith(
+                f"Updated stream {stream_id}: configuration.uri, configuration.headers")
+            dialog.close()
+
+        run(loop, scenario())
+        stream = standin.state.streams[stream_id]
+    assert stream["configuration"]["limit_messages"] == 250 and stream["validate_message"] == "position.speed > 0"
+    assert stream["queue_ttl"] == 3600 and stream["configuration"]["uri"] == window.urls()[0]
