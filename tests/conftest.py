@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.pop("FLESPI_TOKEN", None)  # the window would watch the real flespi with it: tests stay on 127.0.0.1
 
 from app.server.listener import Listener, ListenerConfig
 from app.server.service import ListenerService

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from app.cli.common import CliError
+from app.cli.flespi import cmd_flespi, cmd_pull
 from app.cli.listen import cmd_cert, cmd_gui, cmd_record
 from app.cli.parser import build_parser
 from app.cli.recordings import cmd_check, cmd_export, cmd_import, cmd_sessions
@@ -18,7 +19,7 @@ from app.cli.send import cmd_replay, cmd_simulate
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
             "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "cert": cmd_cert, "check": cmd_check,
-            "gui": cmd_gui}
+            "gui": cmd_gui, "flespi": cmd_flespi, "pull": cmd_pull}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from app.cli.common import (
     positive_int,
     time_value,
 )
+from app.cli.flespi import add_flespi_commands
 from app.core.health import CHECKS
 
 
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--export", type=Path, default=None, metavar="PATH",
                       help="copy the certificate (not the key) here, e.g. for flespi's private CA field")
     cert.add_argument("--regenerate", action="store_true", help="make a new key and certificate")
+
+    add_flespi_commands(commands)  # `flespi setup|status`, `pull`
 
     sessions = commands.add_parser("sessions", help="list recorded sessions")
     sessions.add_argument("--db", type=Path, default=None)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -191,6 +191,17 @@ class _ImportState:
     batches: int = 0
     pending: int = 0
     last: int = 0
+
+
+@dataclass
+class PullTally:
+    """What `Recorder.record_pulled` recorded: its session, new messages, ones already held."""
+
+    session_id: int
+    new: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    kept: bool = True  # False: nothing was new, and the session was removed again
 
 
 #: ``sessions.indexed_batch`` of a session still being imported (hidden, deleted if left over).
@@ -760,6 +771,69 @@ class Recorder:
                 _write_chunks(conn, state.session_id, state.groups, state.names)
             conn.execute("UPDATE sessions SET indexed_batch = ?, ended_at = ? WHERE id = ?",
                          (state.last, time.time(), state.session_id))
+
+    async def record_pulled(self, name: str, pages: AsyncIterable[list[Any]], peer: str = "flespi-pull") -> PullTally:
+        """Record pages of messages pulled from elsewhere (flespi's stored history) into a new
+        session, all or nothing like an import — but, unlike an import, each message already in
+        this recording (delivered by a stream, pulled before) is left out, as for a live batch:
+        the file holds every message once. ``pages`` are fetched on the loop; each is written by
+        the writer thread. Cancelled or failed, the session is deleted and the window of recent
+        messages rebuilt from the file."""
+        loop = asyncio.get_running_loop()
+        tally = PullTally(await loop.run_in_executor(self._executor, self._guarded, self._create_import_session, name))
+        state = _ImportState(session_id=tally.session_id)
+        try:
+            async for raws in pages:
+                if raws:
+                    await loop.run_in_executor(self._executor, self._guarded, self._pull_batch, state, raws, peer,
+                                               tally)
+            if tally.new:
+                await loop.run_in_executor(self._executor, self._guarded, self._finish_import, state)
+            else:  # nothing new: no empty session is left behind
+                await loop.run_in_executor(self._executor, self._guarded, self._delete_session, tally.session_id)
+                tally.kept = False
+        except BaseException:
+            with suppress(Exception):
+                await asyncio.shield(loop.run_in_executor(self._executor, self._guarded, self._delete_session,
+                                                          tally.session_id))
+            raise
+        return tally
+
+    def _pull_batch(self, state: _ImportState, raws: list[Any], peer: str, tally: PullTally) -> None:
+        conn = self._conn
+        assert conn is not None
+        body = orjson.dumps(raws)
+        now = time.time()
+        messages = normalize_batch(raws, now, body)
+        verdict = self._seen.check(messages, self._stored_content)
+        keys, contents = verdict.keys, verdict.contents
+        stored = body
+        if verdict.duplicates:
+            drop = set(verdict.duplicates)
+            keep = [i for i in range(len(messages)) if i not in drop]
+            stored = select_elements(body, keep)
+            messages = [messages[i] for i in keep]
+            keys = [keys[i] for i in keep]
+            contents = {new: contents[old] for new, old in enumerate(keep) if old in contents}
+        with transaction(conn):
+            if conn.execute("SELECT indexed_batch FROM sessions WHERE id = ?",
+                            (state.session_id,)).fetchone() != (IMPORTING,):
+                raise RuntimeError("the session being pulled into was removed")
+            state.last = int(conn.execute(
+                "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged, duplicates, digest,"
+                " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (state.session_id, now, peer, len(body), len(messages), sum(1 for m in messages if m.flags),
+                 len(verdict.duplicates), batch_digest(body), compress_body(stored))).lastrowid or 0)
+            merge_rows(state.groups, track_rows(state.last, messages))
+            device_names(messages, state.names)
+            state.pending += len(messages)
+            if state.pending >= FLUSH_MESSAGES:
+                _write_chunks(conn, state.session_id, state.groups, state.names)
+                state.groups, state.pending = {}, 0
+        self._seen.add(state.last, keys, contents, self._stored_content)
+        tally.new += len(messages)
+        tally.duplicates += len(verdict.duplicates)
+        tally.batches += 1
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything recorded in it."""

@@ -73,6 +73,8 @@ class ConnectionPanel(QWidget):
         layout.addLayout(self.urls_box)
         layout.addWidget(self.https_box)
         layout.addLayout(reach_row)
+        self.sections = QVBoxLayout()  # e.g. the flespi stream's health (ui/flespi_status.py)
+        layout.addLayout(self.sections)
         layout.addWidget(_plain("Add this header to the stream's headers:", "color: #455a64; margin-top: 6px;"))
         layout.addLayout(self.header_box)
         layout.addWidget(_plain("The stream's limit_messages can stay at its default; every batch is "
@@ -123,6 +125,10 @@ class ConnectionPanel(QWidget):
             self._copy_row(self.header_box, header)
         else:
             self.header_box.addWidget(_plain("(none: token disabled in Settings)", "color: #78909c;"))
+
+    def add_section(self, widget: QWidget) -> None:
+        """Show ``widget`` under the tunnel and flespi buttons."""
+        self.sections.addWidget(widget)
 
     def set_demo_running(self, running: bool) -> None:
         """Reflect the demo feed's state on its button."""

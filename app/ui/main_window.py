@@ -53,6 +53,7 @@ from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel, SortHold
+from app.ui.flespi_status import FlespiStatus
 from app.ui.health_panel import HealthPanel
 from app.ui.health_rules import load_thresholds, save_thresholds
 from app.ui.inspector import Inspector, RawJsonDialog
@@ -144,6 +145,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._build_views()
         self._build_actions()
         self._build_status_bar()
+        self.flespi_status = FlespiStatus(self.connection, self.statusBar())  # stream health from flespi's side
         self._frame_task: asyncio.Task | None = None
         self.text_pacer = TextViewPacer(log_limit=self.live_fleet.log.maxlen)
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
@@ -309,8 +311,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
         self.tunnel_action = QAction("Tunnel…", self, triggered=self.open_tunnel)
         self.flespi_action = QAction("flespi…", self, triggered=self.open_flespi)
+        self.flespi_pull_action = QAction("Import from flespi…", self, triggered=self.open_flespi_pull)
         for action in (self.demo_action, self.connection_action, self.recording_action, self.new_session_action,
-                       self.sessions_action, self.tunnel_action, self.flespi_action, self.fit_action,
+                       self.sessions_action, self.tunnel_action, self.flespi_action, self.flespi_pull_action,
+                       self.fit_action,
                        self.follow_action, self.settings_action):
             bar.addAction(action)
 
@@ -343,6 +347,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     async def start(self) -> None:
         """Start the listener and the frame timers."""
         await self.start_listener()
+        self.flespi_status.watch_from_environment(self.settings.flespi_api)  # FLESPI_TOKEN set: watch 'trackmon'
         self.frame_timer.start()
         self.tick_timer.start()
         self._update_status_bar()
@@ -405,6 +410,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.tick_timer.stop()
         await self.stop_tunnel()
         await self.stop_demo()
+        await self.flespi_status.stop()
         await self.intake.close()
         if self.service is not None:
             await self.service.stop()

@@ -5,6 +5,8 @@ A mixin of `MainWindow` (it uses the window's settings, listener and status bar)
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import ssl
 import time
 from pathlib import Path
@@ -17,12 +19,12 @@ from PySide6.QtWidgets import (
 from app.core.simfleet import FleetSimulator
 from app.paths import data_dir
 from app.server.addresses import interface_addresses
-from app.server.flespi_api import FlespiError, create_or_update_stream
 from app.server.service import server_ssl_context
 from app.server.stream_client import GiveUp, StreamSender
 from app.server.tls import export_certificate, make_self_signed
 from app.server.tunnels import ExternalTunnel, SshTunnel, SshTunnelConfig, TunnelState
 from app.ui.flespi_dialog import FlespiDialog
+from app.ui.flespi_pull_dialog import FlespiPullDialog
 from app.ui.tunnel_dialog import TunnelDialog
 
 
@@ -109,16 +111,36 @@ class ReachabilityMixin:
         headers = dict([header.split(": ", 1)]) if header else {}
         ca_pem = self.certificate.read_text() if self.certificate else None
         dialog = FlespiDialog(([public] if public else []) + self.urls(), headers, ca_pem, self.settings.flespi_api,
-                              self._create_stream, self._send_test_batch, self._background, self)
+                              local_test=self._send_test_batch, arrival=self._flespi_arrival, run=self._background,
+                              on_stream=self.flespi_status.watch, parent=self)
         dialog.show()
         return dialog
 
-    async def _create_stream(self, token: str, config: dict, api: str) -> str:
-        try:
-            stream_id, created = await create_or_update_stream(token, config, api or self.settings.flespi_api)
-        except FlespiError as exc:
-            return f"Not done: {exc}"
-        return f"{'Created' if created else 'Updated'} stream {stream_id}. Subscribe it to your devices in flespi."
+    def open_flespi_pull(self) -> FlespiPullDialog:
+        """Show 'Import from flespi…' (pulled pages into the live session also reach the views)."""
+        poller = self.flespi_status.poller  # the token and API of the watched stream, if any
+        dialog = FlespiPullDialog(self.recorder, poller.api if poller is not None else self.settings.flespi_api,
+                                  run=self._background,
+                                  on_batch=lambda result, at: self.intake.add(result.messages, at, result.batch_id),
+                                  token=poller.token if poller is not None else "", parent=self)
+        dialog.show()
+        return dialog
+
+    async def _flespi_arrival(self, marker: str, seconds: float) -> bool:
+        """Whether a test message carrying ``marker`` (as its ident or its ``trackmon.test``)
+        reaches the live view within ``seconds``."""
+        def arrived() -> bool:
+            if marker in self.live_fleet.devices:
+                return True
+            recent = itertools.islice(reversed(self.live_fleet.log), 500)
+            return any(entry.message.params.get("trackmon.test") == marker for entry in recent)
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if arrived():
+                return True
+            await asyncio.sleep(0.2)
+        return arrived()
 
     async def _send_test_batch(self, url: str) -> str:
         header = self.auth_header()
@@ -133,7 +155,8 @@ class ReachabilityMixin:
                 await sender.send(orjson.dumps(batch), len(batch))
         except GiveUp as exc:
             return f"The test batch did not arrive: {exc}"
-        return f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200)."
+        return (f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200). It was sent "
+                "from this machine: it does not show that flespi can reach the URL (use 'Test through flespi').")
 
     def _export_certificate(self) -> None:
         if self.certificate is None:

@@ -6,12 +6,9 @@ import ssl
 
 import aiohttp
 import asyncssh
-from aiohttp import web
 
 from app.server.tls import fingerprint
 from tests.processes import free_port
-from tests.server.test_flespi_api import TOKEN as FLESPI_TOKEN
-from tests.server.test_flespi_api import FakeFlespi
 from tests.server.test_tunnels import start_ssh_server
 from tests.ui.conftest import TOKEN, post, run, wait_until
 
@@ -61,37 +58,23 @@ def test_ssh_tunnel_from_the_window_brings_messages_in(loop, make_window, tmp_pa
     assert "s3cret" not in repr(window.settings)
 
 
-def test_flespi_dialog_creates_the_stream_and_sends_a_test_batch(loop, make_window) -> None:
+def test_flespi_dialog_local_test_batch_says_it_is_local_only(loop, make_window) -> None:
     window = make_window()
-    fake = FakeFlespi()
 
     async def scenario() -> None:
-        runner = web.AppRunner(fake.app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            dialog = window.open_flespi()
-            config = dialog.config()["configuration"]
-            assert config["uri"] == window.urls()[0]
-            assert config["headers"] == [{"name": "Authorization", "value": f"Bearer {TOKEN}"}]
-            assert '"uri"' in dialog.json.toPlainText() and "FlespiToken $FLESPI_TOKEN" in dialog.curl.toPlainText()
-            dialog.api.setText(f"http://127.0.0.1:{runner.addresses[0][1]}")
-            dialog.token.setText(FLESPI_TOKEN)
-            dialog.create_button.click()
-            await wait_until(lambda: dialog.result.text().startswith(("Created", "Not done")), what="flespi answer")
-            assert dialog.result.text().startswith("Created stream 1000")
-            dialog.test_button.click()
-            await wait_until(lambda: "test batch" in dialog.result.text() and "…" not in dialog.result.text(),
-                             what="test batch")
-            assert "reached" in dialog.result.text()
-            await wait_until(lambda: window.live_fleet.total == 4, what="test batch recorded")
-            dialog.close()
-        finally:
-            await runner.cleanup()
+        dialog = window.open_flespi()
+        config = dialog.body()["configuration"]
+        assert config["uri"] == window.urls()[0]
+        assert config["headers"] == [{"name": "Authorization", "value": f"Bearer {TOKEN}"}]
+        assert "local only" in dialog.test_button.text()
+        dialog.test_button.click()
+        await wait_until(lambda: "test batch" in dialog.result.toPlainText(), what="test batch")
+        assert "reached" in dialog.result.toPlainText()
+        assert "does not show that flespi can reach the URL" in dialog.result.toPlainText()
+        await wait_until(lambda: window.live_fleet.total == 4, what="test batch recorded")
+        dialog.close()
 
     run(loop, scenario())
-    assert fake.streams[1000]["configuration"]["uri"] == window.urls()[0]
 
 
 def test_flespi_dialog_warns_about_addresses_flespi_cannot_reach() -> None:
