@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from app.cli.common import (
+    MQTT_TOKEN_ENVS,
     TOKEN_ENV,
     add_limit_options,
     add_listener_options,
@@ -40,6 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--append", action="store_true",
                         help="record into the most recent session instead of starting a new one")
     record.add_argument("--session-name", default="", help="name for the new session")
+    mqtt = record.add_argument_group(
+        "MQTT source (connect out to a broker, e.g. flespi's: no tunnel needed)",
+        f"The broker's token (flespi: the token is the username) comes from --mqtt-token-file or the "
+        f"{' or '.join(MQTT_TOKEN_ENVS)} environment variable, never from an argument.")
+    mqtt.add_argument("--mqtt", default=None, metavar="mqtt[s]://HOST[:PORT]",
+                      help="record what this broker publishes (flespi: mqtts://mqtt.flespi.io); ports default "
+                           "to 1883 / 8883, mqtts verifies the certificate")
+    mqtt.add_argument("--mqtt-topic", action="append", default=[], metavar="TOPIC",
+                      help="topic filter to subscribe to (repeatable; default flespi/message/gw/devices/+, "
+                           "every device the token may see)")
+    mqtt.add_argument("--mqtt-token-file", type=Path, default=None, metavar="PATH",
+                      help="read the broker token from this file (its first line)")
+    mqtt.add_argument("--mqtt-cafile", type=Path, default=None, metavar="PEM",
+                      help="trust only this CA for mqtts:// (default: the system's CAs)")
+    mqtt.add_argument("--mqtt-client-id", default=None, metavar="ID",
+                      help="the persistent session's name at the broker (default: derived from this machine and "
+                           "the recording file, the same on every run so the broker queues while trackmon is away)")
+    mqtt.add_argument("--no-listen", action="store_true",
+                      help="no HTTP listener: record from --mqtt only")
     tunnel = record.add_argument_group("SSH reverse tunnel (reach this listener from the internet)")
     tunnel.add_argument("--ssh-tunnel", default=None, metavar="USER@HOST[:PORT]",
                         help="keep a reverse tunnel open through this SSH server (reconnects with back-off); "

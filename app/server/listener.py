@@ -128,6 +128,7 @@ class Listener:
         self.connections = ConnectionStats()
         self._batch_callbacks: list[BatchCallback] = []
         self._request_callbacks: list[RequestCallback] = []
+        self._status_parts: dict[str, Callable[[], Any]] = {}
         # Large bodies: one parsing thread, and a bound on how many are held at once.
         self._parser: ThreadPoolExecutor | None = None
         self._large = asyncio.Semaphore(self.config.limits.large_bodies)
@@ -140,6 +141,11 @@ class Listener:
     def on_request(self, callback: RequestCallback) -> None:
         """Call ``callback(event)`` after every POST, accepted or not."""
         self._request_callbacks.append(callback)
+
+    def add_status(self, name: str, part: Callable[[], Any]) -> None:
+        """Serve ``part()`` under ``name`` in the authorised ``GET /status`` (another source's
+        state, such as the MQTT source's, or a stalled stream)."""
+        self._status_parts[name] = part
 
     def close(self) -> None:
         """Stop the parsing thread once its queued work is done (the service calls this when it
@@ -176,7 +182,8 @@ class Listener:
         return {**self.stats.as_json(), "session": self.recorder.session_id,
                 "path": self.config.path, "auth": self.config.auth is not None,
                 "database": str(self.recorder.path), "connections": self.connections.as_json(),
-                "recording_problem": self.recorder.problem, "recording_problem_since": self.recorder.problem_since}
+                "recording_problem": self.recorder.problem, "recording_problem_since": self.recorder.problem_since,
+                **{name: part() for name, part in self._status_parts.items()}}
 
     # -- POST -------------------------------------------------------------------------------
     async def _handle_post(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -128,3 +128,13 @@ class MqttConfig:
         context.check_hostname = True
         context.verify_mode = ssl.CERT_REQUIRED
         return context
+
+
+def default_client_id(recording: Path) -> str:
+    """A client id that stays the same for this machine and recording file (so the broker's
+    persistent session is found again) and differs between them (two trackmons sharing one
+    id would take each other's session over)."""
+    import hashlib
+    import socket
+    seed = f"{socket.gethostname()}\0{recording.resolve()}".encode()
+    return "trackmon-" + hashlib.blake2b(seed, digest_size=6).hexdigest()
