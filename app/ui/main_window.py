@@ -59,6 +59,7 @@ from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
+from app.ui.mqtt_panel import MqttController
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
@@ -116,6 +117,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
             messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
         self.replay: ReplayController | None = None
+        self.mqtt = MqttController(self.recorder, lambda event, messages: self.intake.add(
+            messages, event.received_at, event.batch_id), store=store)  # MQTT source: same intake
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ListenerService | None = None
@@ -304,8 +307,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
         self.tunnel_action = QAction("Tunnel…", self, triggered=self.open_tunnel)
         self.flespi_action = QAction("flespi…", self, triggered=self.open_flespi)
+        self.mqtt_action = QAction("MQTT…", self, triggered=lambda: self.mqtt.open_dialog(self))
         for action in (self.demo_action, self.connection_action, self.recording_action, self.new_session_action,
-                       self.sessions_action, self.tunnel_action, self.flespi_action, self.fit_action,
+                       self.sessions_action, self.tunnel_action, self.flespi_action, self.mqtt_action, self.fit_action,
                        self.follow_action, self.settings_action):
             bar.addAction(action)
 
@@ -319,6 +323,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.status_urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = self.statusBar()
         bar.addWidget(self.status_urls, 1)
+        bar.addPermanentWidget(self.mqtt.label)
         bar.addPermanentWidget(self.status_rate)
         bar.addPermanentWidget(self.status_totals)
         bar.addPermanentWidget(self.status_file)
@@ -338,6 +343,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     async def start(self) -> None:
         """Start the listener and the frame timers."""
         await self.start_listener()
+        await self.mqtt.start()
         self.frame_timer.start()
         self.tick_timer.start()
         self._update_status_bar()
@@ -352,6 +358,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
         self.listener.on_batch(lambda event, messages: self.intake.add(messages, event.received_at, event.batch_id))
         self.listener.on_request(self._on_request)
+        self.listener.add_status("mqtt", self.mqtt.status)
         try:
             self.ssl_context, self.certificate = self._server_tls()
         except (OSError, ValueError) as exc:
@@ -400,6 +407,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.tick_timer.stop()
         await self.stop_tunnel()
         await self.stop_demo()
+        await self.mqtt.stop()
         await self.intake.close()
         if self.service is not None:
             await self.service.stop()
