@@ -48,7 +48,8 @@ def listener_setup(args: argparse.Namespace):
     try:
         config = ListenerConfig(path=args.path or "/", auth=auth,
                                 max_body=args.max_body * 1024 * 1024,
-                                messages_path=args.messages_path, limits=_limits(args, Limits()))
+                                messages_path=args.messages_path, limits=_limits(args, Limits()),
+                                accept_stuck=getattr(args, "accept_stuck_batches", False))
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     ssl_context = None
@@ -171,6 +172,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                   flush=True)
 
     listener.on_request(report)
+    listener.stalls.on_change(_report_stall)
     service = None if args.no_listen else ListenerService(listener, host, port, ssl_context=ssl_context)
     source = _mqtt_source(recorder, mqtt_config, listener)
 
@@ -226,6 +228,18 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_stall(stall) -> None:
+    """Say loudly (once, then every tenth re-send) that the stream is stuck, and when it is not."""
+    if stall is None:
+        print("the stream is no longer stuck", file=sys.stderr, flush=True)
+        return
+    from app.server.poison import STALL_AFTER
+    if stall.count == STALL_AFTER or stall.count % 10 == 0:
+        hint = (" Or run with --accept-stuck-batches to accept it as flagged (kept whole) so the stream moves on."
+                if stall.acceptable else "")
+        print(f"STALLED: {stall.text()}{hint}", file=sys.stderr, flush=True)
+
+
 def _mqtt_source(recorder, config, listener):
     """The MQTT source for `record`, logging each change of state; its state in ``/status``."""
     if config is None:
@@ -251,6 +265,8 @@ def _figures(listener, source) -> str:
     stats = listener.stats
     text = (f"{stats.messages} messages in {stats.batches} batches, {stats.retries} re-sent, "
             f"{stats.duplicates} duplicate messages left out, {stats.rejects} rejected")
+    if stats.stuck:
+        text += f", {stats.stuck} stuck batch{'es' if stats.stuck > 1 else ''} accepted as flagged"
     if source is not None:
         m = source.stats
         text += (f"; MQTT: {m.messages} messages in {m.batches} batches, {m.duplicates} received again, "

@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--append", action="store_true",
                         help="record into the most recent session instead of starting a new one")
     record.add_argument("--session-name", default="", help="name for the new session")
+    record.add_argument("--accept-stuck-batches", action="store_true",
+                        help="when the stream re-sends the same refused batch a third time (too many messages, too "
+                             "deep, not message objects, not JSON), answer 200 and keep it whole as a stuck batch so "
+                             "the stream moves on; never for auth failures or bodies over --max-body")
     mqtt = record.add_argument_group(
         "MQTT source (connect out to a broker, e.g. flespi's: no tunnel needed)",
         f"The broker's token (flespi: the token is the username) comes from --mqtt-token-file or the "

@@ -198,7 +198,7 @@ class MqttSource:
                 raise
             except Exception as exc:  # every failure is a reason to reconnect, said in words
                 reason, auth_failed = describe_failure(exc)
-                log.warning("MQTT %s: %s", config.broker.url, reason)
+                log.info("MQTT %s: %s", config.broker.url, reason)
             if self._stop.is_set():
                 break
             self._set(phase="reconnecting", detail=reason, retry_at=time.time() + backoff, topics=(),
