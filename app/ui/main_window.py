@@ -67,6 +67,7 @@ from app.ui.requests_model import RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.stall_banner import StallBanner
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 from app.ui.view_pacing import TextViewPacer
@@ -275,6 +276,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         main.setStretchFactor(1, 2)
         main.setSizes([540, 320])
         self.recording_banner = RecordingBanner()
+        self.stall_banner = StallBanner(self.store)  # the stream stuck on one refused batch
         self.replay_bar = ReplayBar()
         self.replay_bar.hide()
         self.replay_bar.back_to_live.connect(self.leave_replay)
@@ -284,6 +286,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         central_layout.setContentsMargins(0, 0, 0, 0)
         central_layout.setSpacing(0)
         central_layout.addWidget(self.recording_banner)
+        central_layout.addWidget(self.stall_banner)
         central_layout.addWidget(self.replay_bar)
         central_layout.addWidget(main, 1)
         self.setCentralWidget(central)
@@ -359,6 +362,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.listener.on_batch(lambda event, messages: self.intake.add(messages, event.received_at, event.batch_id))
         self.listener.on_request(self._on_request)
         self.listener.add_status("mqtt", self.mqtt.status)
+        self.stall_banner.attach(self.listener)
         try:
             self.ssl_context, self.certificate = self._server_tls()
         except (OSError, ValueError) as exc:
@@ -621,6 +625,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.reader = self.chart_panel.reader = sqlite3.connect(self.db, check_same_thread=False)
             self._reader_generation = self.recorder.file_generation
         self.recording_banner.show_problem(problem, self.recorder.problem_since)
+        self.stall_banner.refresh()
 
     # -- selection ------------------------------------------------------------------------------
     def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:
