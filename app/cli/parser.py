@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--backfill", type=non_negative_float, default=0.0, metavar="SECONDS",
                           help="with --rate: first send this much history at once, then continue live")
     simulate.add_argument("--bad-fix-rate", type=non_negative_float, default=0.01)
+    simulate.add_argument("--buffered-rate", type=non_negative_float, default=0.0, metavar="P",
+                          help="chance per message that a vehicle loses coverage and later uploads what it kept "
+                               "(old timestamps after newer ones, like buffered history); 0.002 is lifelike; "
+                               "default 0 keeps the feed in time order")
+    simulate.add_argument("--same-retries", action="store_true",
+                          help="re-send a refused batch byte for byte; by default a retry is cut again from the "
+                               "queue (same first message, another end), as flespi's queue may")
     simulate.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
     simulate.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                           help="extra header (repeatable)")

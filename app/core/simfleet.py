@@ -4,13 +4,27 @@ Vehicles drive along a street grid (turning at intersections), accelerate, stop 
 park with the ignition off, drain and charge batteries, and occasionally report bad fixes
 (0/0, ``position.valid: false``, missing position, few satellites) — the things an engineer
 bringing up a tracker needs to see handled. Pure and deterministic for a given seed.
+
+What the messages carry, and what is documented by flespi (flespi.com/kb/messages-basic-information-units,
+read 2026-11) versus assumed:
+
+* documented: ``ident``; ``timestamp`` (device time) and ``server.timestamp`` (when flespi got it),
+  Unix time with the microseconds as a fraction; ``channel.id``, ``protocol.id``, ``peer`` (the
+  IP:port the tracker connected from); ``device.id``, ``device.name``, ``device.type.id`` for a
+  registered device;
+* assumed: that trackers reporting whole seconds arrive with integer timestamps (here: two
+  vehicles in three when a vehicle reports at most once a second); indexed parameters spelled
+  ``name#N`` (``ain#1``, ``temperature#2``), as protocol parameter lists show them; a tracker out
+  of coverage keeping its messages and uploading them late, in order, on a new connection (a new
+  ``peer`` port), each with the device time it was recorded at and the server time of the upload
+  (``buffered_rate``: the chance per message that a vehicle loses coverage).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Default centre: the coordinates of flespi's own example message.
@@ -36,13 +50,20 @@ class _Vehicle:
     battery: float
     mileage: float
     satellites: int
+    # How it reaches flespi (see the module doc): set by `FleetSimulator._wire`.
+    device_id: int = 0
+    peer: str = ""
+    whole_seconds: bool = False
+    offline: int = 0  # messages still to be kept before coverage returns
+    held: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FleetSimulator:
     """Generates messages in flespi's flat notation, round-robin over ``devices`` vehicles."""
 
     def __init__(self, devices: int, *, seed: int = 1, start: float, interval: float = 5.0,
-                 center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01) -> None:
+                 center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01,
+                 buffered_rate: float = 0.0) -> None:
         if devices < 1:
             raise ValueError("need at least one device")
         if interval <= 0:
@@ -52,8 +73,15 @@ class FleetSimulator:
         self.start = start
         self.center = center
         self.bad_fix_rate = bad_fix_rate
-        self.produced = 0
+        self.produced = 0  # messages handed out by `next_messages`
         self.vehicles = [self._new_vehicle(i) for i in range(devices)]
+        # Delivery details draw from their own generator, so the motion stays what it was.
+        self.buffered_rate = buffered_rate
+        self._wire_rng = random.Random(seed * 7919 + 1)
+        self._generated = 0  # messages recorded by the vehicles (some held back while offline)
+        self._late: list[dict[str, Any]] = []  # uploaded after a coverage gap, due out next
+        for number, vehicle in enumerate(self.vehicles):
+            self._wire(vehicle, number)
 
     def _new_vehicle(self, number: int) -> _Vehicle:
         rng = self.rng
@@ -68,16 +96,58 @@ class FleetSimulator:
             satellites=rng.randint(8, 18))
 
     def next_messages(self, count: int) -> list[dict[str, Any]]:
-        """The next ``count`` messages; message k is due at ``start + k * interval / devices``."""
+        """The next ``count`` messages as flespi would deliver them. The vehicles record message
+        k at ``start + k * interval / devices``; with ``buffered_rate``, a vehicle out of coverage
+        holds its messages and they come out later, after newer ones of other vehicles."""
         step = self.interval / len(self.vehicles)
-        out = []
-        for _ in range(count):
-            k = self.produced
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            if self._late:
+                out.append(self._late.pop(0))
+                continue
+            k = self._generated
             vehicle = self.vehicles[k % len(self.vehicles)]
             self._advance(vehicle, self.interval)
-            out.append(self._report(vehicle, self.start + k * step))
-            self.produced += 1
+            message = self._delivered(vehicle, self._report(vehicle, self.start + k * step))
+            self._generated += 1
+            if vehicle.offline == 0 and self.buffered_rate and self._wire_rng.random() < self.buffered_rate:
+                vehicle.offline = self._wire_rng.randint(3, 40)  # coverage lost for this many reports
+            if vehicle.offline == 0:
+                out.append(message)
+                continue
+            vehicle.held.append(message)
+            vehicle.offline -= 1
+            if vehicle.offline == 0:  # back in coverage: upload everything held, oldest first
+                self._upload(vehicle, message["server.timestamp"])
+        self.produced += len(out)
         return out
+
+    def _wire(self, v: _Vehicle, number: int) -> None:
+        """How vehicle ``number`` reaches flespi: its device id, connection and clock."""
+        v.device_id = 4_100_000 + number * 13
+        v.peer = f"10.{number // 250 % 250}.{number % 250}.{self._wire_rng.randint(2, 250)}:" \
+                 f"{self._wire_rng.randint(20000, 60000)}"
+        v.whole_seconds = number % 3 != 0 and self.interval >= 1.0
+
+    def _delivered(self, v: _Vehicle, message: dict[str, Any]) -> dict[str, Any]:
+        """The fields flespi adds (and the clock the tracker keeps) on a reported message."""
+        if v.whole_seconds:
+            message["timestamp"] = int(message["timestamp"])
+        message["device.id"] = v.device_id
+        message["peer"] = v.peer
+        message["temperature#1"] = round(18.0 + 6.0 * math.sin(message["timestamp"] / 3600.0), 1)
+        message["temperature#2"] = round(4.0 + self._wire_rng.gauss(0, 0.3), 1)
+        return message
+
+    def _upload(self, v: _Vehicle, at: float) -> None:
+        """Release what ``v`` held: received by flespi now, over a new connection."""
+        host, _port = v.peer.rsplit(":", 1)
+        v.peer = f"{host}:{self._wire_rng.randint(20000, 60000)}"
+        for index, message in enumerate(v.held):
+            message["server.timestamp"] = round(at + 0.001 * (index + 1), 6)
+            message["peer"] = v.peer
+        self._late.extend(v.held)
+        v.held = []
 
     def _advance(self, v: _Vehicle, dt: float) -> None:
         rng = self.rng
