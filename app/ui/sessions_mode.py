@@ -75,11 +75,13 @@ class SessionsMixin:
     def _recording_toggled(self, on: bool) -> None:
         if on:
             self._background(self.start_listener())
-        elif self.service is not None:
+            self._background(self.mqtt.start())  # the MQTT source too, if it is set up
+        elif self.service is not None or self.mqtt.source is not None:
             self._background(self._stop_listening())
 
     async def _stop_listening(self) -> None:
         await self.stop_demo()
+        await self.mqtt.stop()  # unacknowledged publishes wait at the broker
         if self.service is not None:
             await self.service.stop()
             self.service = None

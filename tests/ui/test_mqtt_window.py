@@ -77,3 +77,17 @@ def test_a_bad_broker_url_is_refused_in_the_dialog(loop, make_window) -> None:
     assert dialog.isVisible() and "mqtt:// or mqtts://" in dialog.error.text()
     dialog.reject()
     assert window.mqtt.source is None
+
+
+def test_unticking_recording_stops_the_mqtt_source_and_ticking_starts_it_again(loop, make_window) -> None:
+    window = make_window()
+    with running_broker(token=MQTT_TOKEN) as broker:
+        run(loop, window.mqtt.apply(MqttSettings(enabled=True, broker=broker.url, token=MQTT_TOKEN)))
+        run(loop, wait_until(lambda: window.mqtt.source.state.phase == "connected", what="connected"))
+        window.recording_action.setChecked(False)
+        run(loop, wait_until(lambda: window.mqtt.source is None, what="the source to stop"))
+        assert not window.mqtt.label.isVisible()
+        window.recording_action.setChecked(True)
+        run(loop, wait_until(lambda: window.mqtt.source is not None and window.mqtt.source.state.phase == "connected",
+                             what="the source to start again"))
+        run(loop, window.mqtt.stop())
