@@ -81,11 +81,11 @@ class SessionsMixin:
 
     async def _stop_listening(self) -> None:
         await self.stop_demo()
-        await self.mqtt.stop()  # unacknowledged publishes wait at the broker
         if self.service is not None:
             await self.service.stop()
             self.service = None
         self.listen_error = "recording stopped (tick Recording to start again)"
+        await self.mqtt.stop()  # unacknowledged publishes wait at the broker
         self._show_listener()
 
     def _reset_views(self) -> None:

@@ -85,8 +85,8 @@ def test_unticking_recording_stops_the_mqtt_source_and_ticking_starts_it_again(l
         run(loop, window.mqtt.apply(MqttSettings(enabled=True, broker=broker.url, token=MQTT_TOKEN)))
         run(loop, wait_until(lambda: window.mqtt.source.state.phase == "connected", what="connected"))
         window.recording_action.setChecked(False)
-        run(loop, wait_until(lambda: window.mqtt.source is None, what="the source to stop"))
-        assert not window.mqtt.label.isVisible()
+        run(loop, wait_until(lambda: window.service is None and window.mqtt.source is None
+                             and not window.mqtt.label.isVisible(), what="listener and source to stop"))
         window.recording_action.setChecked(True)
         run(loop, wait_until(lambda: window.mqtt.source is not None and window.mqtt.source.state.phase == "connected",
                              what="the source to start again"))
