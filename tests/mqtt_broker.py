@@ -1,8 +1,13 @@
-"""A real MQTT broker (amqtt) on 127.0.0.1 in its own process, started and stopped by a test.
+"""A real MQTT broker on 127.0.0.1 in its own process, started and stopped by a test.
 
-Run as a script it serves until killed: ``python -m tests.mqtt_broker PORT [--token T]
-[--cert PEM --key PEM]``. With a token, a client is let in only when its username is that token
-(flespi's rule: the token is the username, the password empty); otherwise anyone is.
+amqtt (pure Python, from PyPI): run as a script it serves until killed: ``python -m
+tests.mqtt_broker PORT [--token T] [--cert PEM --key PEM]``. With a token, a client is let in only
+when its username is that token (flespi's rule: the token is the username, the password empty);
+otherwise anyone is.
+
+Mosquitto (`running_mosquitto`, installed by ``make test``): for what amqtt does not do as MQTT
+3.1.1 §4.4 requires — re-send, on reconnection of a persistent session, messages that were sent
+but never acknowledged (amqtt drops them when the connection closes).
 """
 
 from __future__ import annotations
@@ -120,6 +125,34 @@ def running_broker(*, token: str = "", cert: Path | None = None, key: Path | Non
     broker = BrokerProcess(free_port(), token, cert, key)
     broker.start()
     try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextmanager
+def running_mosquitto(tmp: Path) -> Iterator[BrokerProcess]:
+    """Mosquitto on a free loopback port (anonymous, in memory) for the block; always stopped."""
+    import getpass
+    import shutil
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"user {getpass.getuser()}\nlog_dest stderr\nmax_inflight_messages 100\n")
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = BrokerProcess(port, process=process)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start (exit {process.poll()})")
+            time.sleep(0.05)
         yield broker
     finally:
         broker.stop()

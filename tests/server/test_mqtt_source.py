@@ -20,7 +20,7 @@ from app.server.mqtt_source import MqttSource
 from app.server.tls import make_self_signed
 from app.store.queries import iter_messages, list_rejects
 from app.store.recorder import Recorder
-from tests.mqtt_broker import running_broker
+from tests.mqtt_broker import running_broker, running_mosquitto
 
 TOKEN = "flespi-token-0123456789"
 TOPIC = "flespi/message/gw/devices/+"
@@ -185,6 +185,34 @@ def test_a_batch_the_file_refuses_is_held_unacknowledged_and_recorded_once_it_ca
     source = asyncio.run(run())
     assert any("not recorded" in d and "full" in d for d in details)
     assert source.state.detail == "" and len(stored(recorder.path)) == 40
+
+
+def test_nothing_is_acknowledged_before_it_is_committed(recorder: Recorder, tmp_path: Path) -> None:
+    """Held while the file refuses data, then trackmon stops: the broker (mosquitto, which re-sends
+    unacknowledged messages to a persistent session as MQTT 3.1.1 requires) delivers them again
+    to the next run, and they are recorded once. Acknowledged on receipt, they would be lost."""
+    details: list[str] = []
+
+    async def run() -> MqttSource:
+        with running_mosquitto(tmp_path) as broker:
+            config = config_for(broker.url, token="", client_id="trackmon-held")
+            async with source_running(recorder, config) as first:
+                first.on_state(lambda state: details.append(state.detail))
+                await wait_until(lambda: first.state.phase == "connected")
+                recorder.max_bytes = 1  # "the disk is full"
+                noise = [orjson.dumps(orjson.loads(message(i)) | {"noise": os.urandom(3000).hex()}) for i in range(25)]
+                await publish(broker.port, [(TOPIC.replace("+", "5"), payload) for payload in noise])
+                await wait_until(lambda: first.stats.received == 25 and any("holding" in d for d in details))
+            assert first.stats.messages == 0  # stopped while holding: nothing recorded, nothing acknowledged
+            recorder.max_bytes = None
+            async with source_running(recorder, config) as second:
+                await wait_until(lambda: second.stats.messages == 25)
+                await asyncio.sleep(0.3)
+                return second
+
+    second = asyncio.run(run())
+    assert second.stats.received == 25 and second.stats.duplicates == 0
+    assert sorted(m.message.ts for m in stored(recorder.path)) == [1_700_000_000 + i for i in range(25)]
 
 
 def test_tls_against_a_private_ca_and_an_untrusted_certificate(recorder: Recorder, tmp_path: Path) -> None:
