@@ -131,8 +131,9 @@ def running_broker(*, token: str = "", cert: Path | None = None, key: Path | Non
 
 
 @contextmanager
-def running_mosquitto(tmp: Path) -> Iterator[BrokerProcess]:
-    """Mosquitto on a free loopback port (anonymous, in memory) for the block; always stopped."""
+def running_mosquitto(tmp: Path, *, max_inflight: int = 100) -> Iterator[BrokerProcess]:
+    """Mosquitto on a free loopback port (anonymous, in memory, queueing without limit for
+    offline persistent sessions) for the block; always stopped."""
     import getpass
     import shutil
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -141,7 +142,8 @@ def running_mosquitto(tmp: Path) -> Iterator[BrokerProcess]:
     port = free_port()
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    f"user {getpass.getuser()}\nlog_dest stderr\nmax_inflight_messages 100\n")
+                    f"user {getpass.getuser()}\nlog_dest stderr\nmax_inflight_messages {max_inflight}\n"
+                    "max_queued_messages 0\n")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     broker = BrokerProcess(port, process=process)
     try:
