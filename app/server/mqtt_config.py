@@ -105,6 +105,9 @@ class MqttConfig:
     batch_wait: float = 0.15
     batch_idle: float = 0.02
     max_payload: int = 1024 * 1024
+    #: Messages held in memory while the recording file refuses data; past it the connection is
+    #: closed and the broker keeps the rest (unacknowledged) until trackmon can record again.
+    max_held: int = 100_000
     first_backoff: float = 1.0
     max_backoff: float = 60.0
     connect_timeout: float = 15.0

@@ -132,6 +132,7 @@ class MqttSource:
         self._state_callbacks: list[StateCallback] = []
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._holding = False  # a batch is waiting for the file to take data again
 
     # -- observers ---------------------------------------------------------------------------
     def on_batch(self, callback: BatchCallback) -> None:
@@ -226,8 +227,11 @@ class MqttSource:
                 pending.append(_Item(message, time.time()))
                 self.stats.received += 1
                 arrived.set()
+                if self._holding and len(pending) > self.config.max_held:  # the file refuses data
+                    raise _HeldTooMuch(len(pending))
 
         reader = asyncio.create_task(read())
+        reader.add_done_callback(lambda _task: self._wake.set())  # ends a hold's pause at once
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             while True:
@@ -244,8 +248,11 @@ class MqttSource:
                 await self._gather(pending, arrived, reader)
                 batch = pending[:self.config.batch_max]
                 del pending[:len(batch)]
-                if not await self._commit(client, batch):
-                    return  # stopped while the file refused data: nothing acknowledged
+                if not await self._commit(client, batch, reader, pending):
+                    if self._stop.is_set():
+                        return  # stopped while the file refused data: nothing acknowledged
+                    reader.result()  # disconnected, or held too much, while the file refused data
+                    raise aiomqtt.MqttError("the broker ended the subscription")
         finally:
             stopping.cancel()
             reader.cancel()
@@ -290,10 +297,13 @@ class MqttSource:
             out.messages.extend(parsed.messages)
         return out
 
-    async def _commit(self, client: aiomqtt.Client, batch: list[_Item]) -> bool:
+    async def _commit(self, client: aiomqtt.Client, batch: list[_Item], reader: asyncio.Task | None = None,
+                      waiting: list[_Item] | None = None) -> bool:
         """Record ``batch`` (rejects first, then the messages as one batch), then acknowledge
         every publish in it, in order. While the file refuses data, retry with back-off; returns
-        False if stopped meanwhile (nothing acknowledged)."""
+        False (nothing acknowledged) if stopped meanwhile, or if the connection ended or more
+        than ``max_held`` messages piled up behind the batch: then the broker keeps them all
+        (unacknowledged, in the persistent session) until the next connection."""
         started = time.perf_counter()
         received_at = batch[0].arrived_at
         sorted_ = self._sort(batch, received_at)
@@ -315,11 +325,18 @@ class MqttSource:
                 reason = str(exc) if isinstance(exc, RecordingUnavailable) else f"internal error: {exc!r}"
                 if not isinstance(exc, RecordingUnavailable):
                     log.exception("could not record an MQTT batch")
+                self._holding = True
                 self._set(detail=f"holding {len(batch)} messages, not recorded: {reason}")
                 await self._pause(backoff)
-                if self._stop.is_set():
+                if self._stop.is_set() or (reader is not None and reader.done()):
+                    self._holding = False
                     return False
+                held = len(batch) + (len(waiting) if waiting is not None else 0)
+                if held > self.config.max_held:
+                    self._holding = False
+                    raise _HeldTooMuch(held) from exc
                 backoff = min(self.config.max_backoff, backoff * 2)
+        self._holding = False
         if self.state.detail:
             self._set(detail="")
         paho = _paho(client)
@@ -345,6 +362,12 @@ class MqttSource:
         return True
 
 
+class _HeldTooMuch(Exception):
+    def __init__(self, held: int) -> None:
+        super().__init__(f"held {held:,} messages the recording file would not take: disconnected, so the broker "
+                         "keeps them until it can")
+
+
 class _SubscribeRefused(Exception):
     def __init__(self, topics: list[str]) -> None:
         super().__init__(f"the broker refused the subscription to {', '.join(topics)} "
@@ -359,7 +382,7 @@ def describe_failure(exc: BaseException) -> tuple[str, bool]:
             return (f"the broker refused the credentials ({exc}); check the token (flespi: a valid token as the "
                     "username, no password)"), True
         return f"{exc}", False
-    if isinstance(exc, _SubscribeRefused):
+    if isinstance(exc, (_SubscribeRefused, _HeldTooMuch)):
         return str(exc), False
     text = str(exc) or type(exc).__name__
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:

@@ -215,6 +215,32 @@ def test_nothing_is_acknowledged_before_it_is_committed(recorder: Recorder, tmp_
     assert sorted(m.message.ts for m in stored(recorder.path)) == [1_700_000_000 + i for i in range(25)]
 
 
+def test_past_max_held_the_broker_keeps_the_rest_until_the_file_takes_data(recorder: Recorder, tmp_path: Path) -> None:
+    """While the file refuses data, at most ``max_held`` messages wait in memory: then the source
+    disconnects (nothing acknowledged) and the broker keeps them; all are recorded once later."""
+    reasons: list[str] = []
+
+    async def run() -> MqttSource:
+        with running_mosquitto(tmp_path) as broker:
+            config = config_for(broker.url, token="", client_id="trackmon-bounded", max_held=10, batch_max=5)
+            async with source_running(recorder, config) as source:
+                source.on_state(lambda state: reasons.append(state.detail))
+                await wait_until(lambda: source.state.phase == "connected")
+                recorder.max_bytes = 1  # "the disk is full"
+                noise = [orjson.dumps(orjson.loads(message(i)) | {"noise": os.urandom(3000).hex()}) for i in range(60)]
+                await publish(broker.port, [(TOPIC.replace("+", "6"), payload) for payload in noise])
+                await wait_until(lambda: any("held" in r and "broker keeps them" in r for r in reasons),
+                                 message=lambda: f"{reasons[-3:]} {source.status()}")
+                recorder.max_bytes = None
+                await wait_until(lambda: len(stored(recorder.path)) == 60, timeout=30,
+                                 message=lambda: f"{len(stored(recorder.path))} {source.status()}")
+                return source
+
+    source = asyncio.run(run())
+    assert source.stats.connects >= 2  # it let go, and came back
+    assert sorted(m.message.ts for m in stored(recorder.path)) == [1_700_000_000 + i for i in range(60)]
+
+
 def test_tls_against_a_private_ca_and_an_untrusted_certificate(recorder: Recorder, tmp_path: Path) -> None:
     cert, key = make_self_signed(tmp_path / "ca", hosts=["127.0.0.1"])
     import ssl
