@@ -43,6 +43,10 @@ test: $(VENV)/.test-installed lint
 	@command -v gpsbabel >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get install -y -qq gpsbabel >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gpsbabel >/dev/null 2>&1; }; } \
 	  || echo "gpsbabel is not installed: the export tests leave out its read-back check"; }
+	@# mosquitto: the MQTT test of re-delivery of unacknowledged messages (amqtt drops them).
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq mosquitto >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null 2>&1; }; } \
+	  || echo "mosquitto is not installed and could not be: sudo apt-get install mosquitto"; }
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 clean:

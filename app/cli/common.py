@@ -17,6 +17,9 @@ from app.paths import default_db
 DEFAULT_PORT = 8585
 #: Environment variable holding the listener's bearer token (out of the process list).
 TOKEN_ENV = "TRACKMON_TOKEN"
+#: Environment variables holding the MQTT broker's token (the flespi token is the username), in
+#: the order they are looked at. Never an argument: any local user can read the process list.
+MQTT_TOKEN_ENVS = ("TRACKMON_MQTT_TOKEN", "FLESPI_TOKEN")
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -136,6 +139,31 @@ def resolve_token(args: argparse.Namespace) -> None:
         token = os.environ.get(TOKEN_ENV, "").strip()
         if token:
             args.token = token
+
+
+def read_token_file(path: Path, option: str) -> str:
+    """The first line of a token file, or a usage error saying why not."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{option}: cannot read {path}: {exc}", EXIT_USAGE) from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise CliError(f"{option}: {path} is empty", EXIT_USAGE)
+    return token
+
+
+def resolve_mqtt_token(args: argparse.Namespace) -> str:
+    """The MQTT broker's token: --mqtt-token-file, else the first of MQTT_TOKEN_ENVS that is set,
+    else none (a broker that lets anyone in)."""
+    token_file = getattr(args, "mqtt_token_file", None)
+    if token_file is not None:
+        return read_token_file(token_file, "--mqtt-token-file")
+    for name in MQTT_TOKEN_ENVS:
+        token = os.environ.get(name, "").strip()
+        if token:
+            return token
+    return ""
 
 
 def open_readonly(db: Path | None):

@@ -10,7 +10,14 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from app.cli.common import DEFAULT_PORT, EXIT_USAGE, CliError, resolve_token, stop_on_signals
+from app.cli.common import (
+    DEFAULT_PORT,
+    EXIT_USAGE,
+    CliError,
+    resolve_mqtt_token,
+    resolve_token,
+    stop_on_signals,
+)
 from app.paths import data_dir, default_db
 
 
@@ -41,7 +48,8 @@ def listener_setup(args: argparse.Namespace):
     try:
         config = ListenerConfig(path=args.path or "/", auth=auth,
                                 max_body=args.max_body * 1024 * 1024,
-                                messages_path=args.messages_path, limits=_limits(args, Limits()))
+                                messages_path=args.messages_path, limits=_limits(args, Limits()),
+                                accept_stuck=getattr(args, "accept_stuck_batches", False))
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     ssl_context = None
@@ -98,6 +106,31 @@ def tunnel_setup(args: argparse.Namespace):
                            announce=args.ssh_service, known_hosts=data_dir() / "known_hosts")
 
 
+def mqtt_setup(args: argparse.Namespace, db: Path):
+    """The MQTT source's configuration from `record`'s options, or None without --mqtt."""
+    if not args.mqtt:
+        if args.mqtt_topic or args.mqtt_token_file or args.mqtt_cafile or args.mqtt_client_id:
+            raise CliError("--mqtt-topic, --mqtt-token-file, --mqtt-cafile and --mqtt-client-id need --mqtt URL",
+                           EXIT_USAGE)
+        if args.no_listen:
+            raise CliError("--no-listen leaves nothing to record from: add --mqtt URL", EXIT_USAGE)
+        return None
+    from app.server.mqtt_config import FLESPI_ALL_DEVICES, MqttConfig, default_client_id, parse_broker_url
+    try:
+        broker = parse_broker_url(args.mqtt)
+    except ValueError as exc:
+        raise CliError(f"--mqtt: {exc}", EXIT_USAGE) from None
+    if args.mqtt_cafile is not None and not args.mqtt_cafile.is_file():
+        raise CliError(f"--mqtt-cafile: no such file {args.mqtt_cafile}", EXIT_USAGE)
+    if args.mqtt_cafile is not None and not broker.tls:
+        raise CliError("--mqtt-cafile is for mqtts:// brokers", EXIT_USAGE)
+    try:
+        return MqttConfig(broker, tuple(args.mqtt_topic or [FLESPI_ALL_DEVICES]), token=resolve_mqtt_token(args),
+                          cafile=args.mqtt_cafile, client_id=args.mqtt_client_id or default_client_id(db))
+    except ValueError as exc:
+        raise CliError(f"--mqtt-topic: {exc}", EXIT_USAGE) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -119,13 +152,16 @@ def open_recorder(db: Path, sync_full: bool):
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    """Listen and record until interrupted (Ctrl-C or SIGTERM)."""
+    """Listen (and/or subscribe to an MQTT broker) and record until interrupted (Ctrl-C or SIGTERM)."""
     from app.server.listener import Listener, RequestEvent
     from app.server.service import ListenerService, PortInUse
 
     host, port, config, ssl_context = listener_setup(args)
     tunnel_config = tunnel_setup(args)
     db = args.db or default_db()
+    mqtt_config = mqtt_setup(args, db)
+    if args.no_listen and tunnel_config is not None:
+        raise CliError("--ssh-tunnel forwards to the HTTP listener: drop --no-listen", EXIT_USAGE)
     recorder = open_recorder(db, args.sync == "full")
     session = recorder.start_session(args.session_name, append=args.append)
     listener = Listener(recorder, config)
@@ -136,22 +172,27 @@ def cmd_record(args: argparse.Namespace) -> int:
                   flush=True)
 
     listener.on_request(report)
-    service = ListenerService(listener, host, port, ssl_context=ssl_context)
+    listener.stalls.on_change(_report_stall)
+    service = None if args.no_listen else ListenerService(listener, host, port, ssl_context=ssl_context)
+    source = _mqtt_source(recorder, mqtt_config, listener)
 
     async def serve() -> None:
         stop = stop_on_signals()
-        try:
-            urls = await service.start()
-        except PortInUse as exc:
-            raise CliError(str(exc)) from None
+        urls = []
+        if service is not None:
+            try:
+                urls = await service.start()
+            except PortInUse as exc:
+                raise CliError(str(exc)) from None
         print(f"recording session {session} to {db}", flush=True)
-        if args.tls_cert:
+        if args.tls_cert and service is not None:
             from app.server.tls import fingerprint
             print(f"HTTPS certificate {args.tls_cert}, SHA-256 {fingerprint(Path(args.tls_cert))}", flush=True)
         for url in urls:
             print(f"listening on {url}", flush=True)
+        mqtt_task = asyncio.ensure_future(source.run()) if source is not None else None
         tunnel_task = None
-        if tunnel_config is not None:
+        if tunnel_config is not None and service is not None:
             from app.server.tunnels import SshTunnel, TunnelState
 
             def tunnel_changed(state: TunnelState) -> None:
@@ -166,26 +207,71 @@ def cmd_record(args: argparse.Namespace) -> int:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=5.0)
             except TimeoutError:
-                figures = (listener.stats.messages, listener.stats.rejects, listener.stats.retries,
-                           listener.stats.duplicates)
+                figures = _figures(listener, source)
                 if figures != last:
-                    print(f"{figures[0]} messages in {listener.stats.batches} batches, "
-                          f"{figures[2]} re-sent, {figures[3]} duplicate messages left out, {figures[1]} rejected",
-                          flush=True)
+                    print(figures, flush=True)
                     last = figures
         if tunnel_task is not None:
             tunnel.stop()
             await asyncio.wait_for(tunnel_task, 10)
-        await service.stop()
+        if mqtt_task is not None:
+            source.stop()
+            await asyncio.wait_for(mqtt_task, 30)
+        if service is not None:
+            await service.stop()
 
     try:
         asyncio.run(serve())
     finally:
         recorder.close()
-    stats = listener.stats
-    print(f"stopped: {stats.messages} messages in {stats.batches} batches, {stats.retries} "
-          f"re-sent, {stats.duplicates} duplicate messages left out, {stats.rejects} rejected", flush=True)
+    print(f"stopped: {_figures(listener, source)}", flush=True)
     return 0
+
+
+def _report_stall(stall) -> None:
+    """Say loudly (once, then every tenth re-send) that the stream is stuck, and when it is not."""
+    if stall is None:
+        print("the stream is no longer stuck", file=sys.stderr, flush=True)
+        return
+    from app.server.poison import STALL_AFTER
+    if stall.count == STALL_AFTER or stall.count % 10 == 0:
+        hint = (" Or run with --accept-stuck-batches to accept it as flagged (kept whole) so the stream moves on."
+                if stall.acceptable else "")
+        print(f"STALLED: {stall.text()}{hint}", file=sys.stderr, flush=True)
+
+
+def _mqtt_source(recorder, config, listener):
+    """The MQTT source for `record`, logging each change of state; its state in ``/status``."""
+    if config is None:
+        return None
+    from app.server.mqtt_source import MqttSource, MqttState
+    source = MqttSource(recorder, config, limits=listener.config.limits)
+
+    def changed(state: MqttState) -> None:
+        if state.phase == "connected" and state.detail:  # holding a batch the file refuses
+            print(f"MQTT {state.detail}", file=sys.stderr, flush=True)
+        elif state.phase == "reconnecting":
+            print(f"MQTT {state.text()}", file=sys.stderr, flush=True)
+        elif state.phase in ("connecting", "connected") and not state.detail:
+            print(f"MQTT {state.text()}", flush=True)
+
+    source.on_state(changed)
+    listener.add_status("mqtt", source.status)
+    return source
+
+
+def _figures(listener, source) -> str:
+    """The running totals `record` prints every few seconds when they change."""
+    stats = listener.stats
+    text = (f"{stats.messages} messages in {stats.batches} batches, {stats.retries} re-sent, "
+            f"{stats.duplicates} duplicate messages left out, {stats.rejects} rejected")
+    if stats.stuck:
+        text += f", {stats.stuck} stuck batch{'es' if stats.stuck > 1 else ''} accepted as flagged"
+    if source is not None:
+        m = source.stats
+        text += (f"; MQTT: {m.messages} messages in {m.batches} batches, {m.duplicates} received again, "
+                 f"{m.rejects} rejected")
+    return text
 
 
 def cmd_cert(args: argparse.Namespace) -> int:

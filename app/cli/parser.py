@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from app.cli.common import (
+    MQTT_TOKEN_ENVS,
     TOKEN_ENV,
     add_limit_options,
     add_listener_options,
@@ -41,6 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--append", action="store_true",
                         help="record into the most recent session instead of starting a new one")
     record.add_argument("--session-name", default="", help="name for the new session")
+    record.add_argument("--accept-stuck-batches", action="store_true",
+                        help="when the stream re-sends the same refused batch a third time (too many messages, too "
+                             "deep, not message objects, not JSON), answer 200 and keep it whole as a stuck batch so "
+                             "the stream moves on; never for auth failures or bodies over --max-body")
+    mqtt = record.add_argument_group(
+        "MQTT source (connect out to a broker, e.g. flespi's: no tunnel needed)",
+        f"The broker's token (flespi: the token is the username) comes from --mqtt-token-file or the "
+        f"{' or '.join(MQTT_TOKEN_ENVS)} environment variable, never from an argument.")
+    mqtt.add_argument("--mqtt", default=None, metavar="mqtt[s]://HOST[:PORT]",
+                      help="record what this broker publishes (flespi: mqtts://mqtt.flespi.io); ports default "
+                           "to 1883 / 8883, mqtts verifies the certificate")
+    mqtt.add_argument("--mqtt-topic", action="append", default=[], metavar="TOPIC",
+                      help="topic filter to subscribe to (repeatable; default flespi/message/gw/devices/+, "
+                           "every device the token may see)")
+    mqtt.add_argument("--mqtt-token-file", type=Path, default=None, metavar="PATH",
+                      help="read the broker token from this file (its first line)")
+    mqtt.add_argument("--mqtt-cafile", type=Path, default=None, metavar="PEM",
+                      help="trust only this CA for mqtts:// (default: the system's CAs)")
+    mqtt.add_argument("--mqtt-client-id", default=None, metavar="ID",
+                      help="the persistent session's name at the broker (default: derived from this machine and "
+                           "the recording file, the same on every run so the broker queues while trackmon is away)")
+    mqtt.add_argument("--no-listen", action="store_true",
+                      help="no HTTP listener: record from --mqtt only")
     tunnel = record.add_argument_group("SSH reverse tunnel (reach this listener from the internet)")
     tunnel.add_argument("--ssh-tunnel", default=None, metavar="USER@HOST[:PORT]",
                         help="keep a reverse tunnel open through this SSH server (reconnects with back-off); "
@@ -73,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--backfill", type=non_negative_float, default=0.0, metavar="SECONDS",
                           help="with --rate: first send this much history at once, then continue live")
     simulate.add_argument("--bad-fix-rate", type=non_negative_float, default=0.01)
+    simulate.add_argument("--buffered-rate", type=non_negative_float, default=0.0, metavar="P",
+                          help="chance per message that a vehicle loses coverage and later uploads what it kept "
+                               "(old timestamps after newer ones, like buffered history); 0.002 is lifelike; "
+                               "default 0 keeps the feed in time order")
+    simulate.add_argument("--same-retries", action="store_true",
+                          help="re-send a refused batch byte for byte; by default a retry is cut again from the "
+                               "queue (same first message, another end), as flespi's queue may")
     simulate.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
     simulate.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                           help="extra header (repeatable)")

@@ -31,7 +31,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options = EmulatorOptions(devices=args.devices, batch=args.batch, rate=args.rate,
                               count=args.count, duration=args.duration, nested=args.nested,
                               seed=args.seed, interval=args.interval or 5.0, start=args.start,
-                              bad_fix_rate=args.bad_fix_rate, backfill=args.backfill, headers=headers)
+                              bad_fix_rate=args.bad_fix_rate, backfill=args.backfill, headers=headers,
+                              buffered_rate=args.buffered_rate, recut=not args.same_retries)
     ssl_context = client_ssl(args)
 
     async def run() -> None:

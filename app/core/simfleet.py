@@ -8,13 +8,27 @@ bringing up a tracker needs to see handled. Pure and deterministic for a given s
 A fleet of eight or more has a few clearly broken trackers among healthy ones (`FAULTS`), so
 that the demo shows what a problem looks like next to normal noise: one that never gets a fix,
 one whose position jumps kilometres away and back, and one that goes silent for minutes at a time.
+
+What the messages carry, and what is documented by flespi (flespi.com/kb/messages-basic-information-units,
+read 2026-11) versus assumed:
+
+* documented: ``ident``; ``timestamp`` (device time) and ``server.timestamp`` (when flespi got it),
+  Unix time with the microseconds as a fraction; ``channel.id``, ``protocol.id``, ``peer`` (the
+  IP:port the tracker connected from); ``device.id``, ``device.name``, ``device.type.id`` for a
+  registered device;
+* assumed: that trackers reporting whole seconds arrive with integer timestamps (here: two
+  vehicles in three when a vehicle reports at most once a second); indexed parameters spelled
+  ``name#N`` (``ain#1``, ``temperature#2``), as protocol parameter lists show them; a tracker out
+  of coverage keeping its messages and uploading them late, in order, on a new connection (a new
+  ``peer`` port), each with the device time it was recorded at and the server time of the upload
+  (``buffered_rate``: the chance per message that a vehicle loses coverage).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Default centre: the coordinates of flespi's own example message.
@@ -47,6 +61,12 @@ class _Vehicle:
     satellites: int
     fault: str = ""  # "" (healthy) or one of FAULTS' values
     reports: int = 0
+    # How it reaches flespi (see the module doc): set by `FleetSimulator._wire`.
+    device_id: int = 0
+    peer: str = ""
+    whole_seconds: bool = False
+    offline: int = 0  # messages still to be kept before coverage returns
+    held: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FleetSimulator:
@@ -54,7 +74,7 @@ class FleetSimulator:
 
     def __init__(self, devices: int, *, seed: int = 1, start: float, interval: float = 5.0,
                  center: tuple[float, float] = DEFAULT_CENTER, bad_fix_rate: float = 0.01,
-                 faulty: bool = True) -> None:
+                 faulty: bool = True, buffered_rate: float = 0.0) -> None:
         if devices < 1:
             raise ValueError("need at least one device")
         if interval <= 0:
@@ -64,12 +84,19 @@ class FleetSimulator:
         self.start = start
         self.center = center
         self.bad_fix_rate = bad_fix_rate
-        self.produced = 0
+        self.produced = 0  # messages handed out by `next_messages`
         self._turn = 0  # round-robin position (a silent tracker's turn passes to the next one)
         self.vehicles = [self._new_vehicle(i) for i in range(devices)]
         if faulty and devices >= FAULTY_FLEET:
             for number, fault in FAULTS.items():
                 self.vehicles[number].fault = fault
+        # Delivery details draw from their own generator, so the motion stays what it was.
+        self.buffered_rate = buffered_rate
+        self._wire_rng = random.Random(seed * 7919 + 1)
+        self._generated = 0  # messages recorded by the vehicles (some held back while offline)
+        self._late: list[dict[str, Any]] = []  # uploaded after a coverage gap, due out next
+        for number, vehicle in enumerate(self.vehicles):
+            self._wire(vehicle, number)
 
     def _new_vehicle(self, number: int) -> _Vehicle:
         rng = self.rng
@@ -84,17 +111,31 @@ class FleetSimulator:
             satellites=rng.randint(8, 18))
 
     def next_messages(self, count: int) -> list[dict[str, Any]]:
-        """The next ``count`` messages; message k is due at ``start + k * interval / devices``."""
+        """The next ``count`` messages as flespi would deliver them. The vehicles record message
+        k at ``start + k * interval / devices``; with ``buffered_rate``, a vehicle out of coverage
+        holds its messages and they come out later, after newer ones of other vehicles."""
         step = self.interval / len(self.vehicles)
-        out = []
-        for _ in range(count):
-            ts = self.start + self.produced * step
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            if self._late:
+                out.append(self._late.pop(0))
+                continue
+            ts = self.start + self._generated * step
             vehicle = self._next_vehicle(ts)
             self._advance(vehicle, self.interval)
-            out.append(self._report(vehicle, ts))
-            self.produced += 1
+            message = self._delivered(vehicle, self._report(vehicle, ts))
+            self._generated += 1
+            if vehicle.offline == 0 and self.buffered_rate and self._wire_rng.random() < self.buffered_rate:
+                vehicle.offline = self._wire_rng.randint(3, 40)  # coverage lost for this many reports
+            if vehicle.offline == 0:
+                out.append(message)
+                continue
+            vehicle.held.append(message)
+            vehicle.offline -= 1
+            if vehicle.offline == 0:  # back in coverage: upload everything held, oldest first
+                self._upload(vehicle, message["server.timestamp"])
+        self.produced += len(out)
         return out
-
     def _next_vehicle(self, ts: float) -> _Vehicle:
         """Whose turn it is; a silent tracker's turn goes to the next vehicle."""
         vehicles = self.vehicles
@@ -104,6 +145,33 @@ class FleetSimulator:
             self._turn += 1
             if vehicle.fault != "silent" or (ts - self.start) % (on + off) < on:
                 return vehicle
+
+    def _wire(self, v: _Vehicle, number: int) -> None:
+        """How vehicle ``number`` reaches flespi: its device id, connection and clock."""
+        v.device_id = 4_100_000 + number * 13
+        v.peer = f"10.{number // 250 % 250}.{number % 250}.{self._wire_rng.randint(2, 250)}:" \
+                 f"{self._wire_rng.randint(20000, 60000)}"
+        v.whole_seconds = number % 3 != 0 and self.interval >= 1.0
+
+    def _delivered(self, v: _Vehicle, message: dict[str, Any]) -> dict[str, Any]:
+        """The fields flespi adds (and the clock the tracker keeps) on a reported message."""
+        if v.whole_seconds:
+            message["timestamp"] = int(message["timestamp"])
+        message["device.id"] = v.device_id
+        message["peer"] = v.peer
+        message["temperature#1"] = round(18.0 + 6.0 * math.sin(message["timestamp"] / 3600.0), 1)
+        message["temperature#2"] = round(4.0 + self._wire_rng.gauss(0, 0.3), 1)
+        return message
+
+    def _upload(self, v: _Vehicle, at: float) -> None:
+        """Release what ``v`` held: received by flespi now, over a new connection."""
+        host, _port = v.peer.rsplit(":", 1)
+        v.peer = f"{host}:{self._wire_rng.randint(20000, 60000)}"
+        for index, message in enumerate(v.held):
+            message["server.timestamp"] = round(at + 0.001 * (index + 1), 6)
+            message["peer"] = v.peer
+        self._late.extend(v.held)
+        v.held = []
 
     def _advance(self, v: _Vehicle, dt: float) -> None:
         rng = self.rng

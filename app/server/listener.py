@@ -30,10 +30,12 @@ from app.server import gcpause
 from app.server.auth import HeaderAuth
 from app.server.connections import ConnectionStats
 from app.server.limits import Limits
+from app.server.poison import Stall, StallWatch
 from app.server.refusal import Refused
 from app.server.reject_capture import capture
 from app.store.faults import RecordingUnavailable
 from app.store.recorder import Recorder
+from app.store.stuck import StuckBatch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ class ListenerConfig:
     max_body: int = DEFAULT_MAX_BODY
     messages_path: str = ""
     limits: Limits = field(default_factory=Limits)
+    #: Answer 200 to a batch a stalled stream keeps re-sending, keeping it whole as a stuck
+    #: batch (see `poison`); changeable at run time through `Listener.stalls.accept`.
+    accept_stuck: bool = False
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -100,6 +105,7 @@ class ListenerStats:
     retries: int = 0
     duplicates: int = 0  # messages received again after they were recorded (stored once)
     rejects: int = 0
+    stuck: int = 0  # batches a stalled stream kept re-sending, accepted as flagged and kept whole
     wire_bytes: int = 0
     last_batch_at: float | None = None
 
@@ -108,7 +114,7 @@ class ListenerStats:
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
             "batches": self.batches, "messages": self.messages, "flagged": self.flagged,
-            "retries": self.retries, "duplicates": self.duplicates, "rejects": self.rejects,
+            "retries": self.retries, "duplicates": self.duplicates, "rejects": self.rejects, "stuck": self.stuck,
             "bytes": self.wire_bytes,
             "last_batch_at": self.last_batch_at,
         }
@@ -128,6 +134,9 @@ class Listener:
         self.connections = ConnectionStats()
         self._batch_callbacks: list[BatchCallback] = []
         self._request_callbacks: list[RequestCallback] = []
+        self._status_parts: dict[str, Callable[[], Any]] = {}
+        #: Notices a stream stuck on one refused batch (and accepts it when told to).
+        self.stalls = StallWatch(accept=self.config.accept_stuck)
         # Large bodies: one parsing thread, and a bound on how many are held at once.
         self._parser: ThreadPoolExecutor | None = None
         self._large = asyncio.Semaphore(self.config.limits.large_bodies)
@@ -140,6 +149,11 @@ class Listener:
     def on_request(self, callback: RequestCallback) -> None:
         """Call ``callback(event)`` after every POST, accepted or not."""
         self._request_callbacks.append(callback)
+
+    def add_status(self, name: str, part: Callable[[], Any]) -> None:
+        """Serve ``part()`` under ``name`` in the authorised ``GET /status`` (another source's
+        state, such as the MQTT source's, or a stalled stream)."""
+        self._status_parts[name] = part
 
     def close(self) -> None:
         """Stop the parsing thread once its queued work is done (the service calls this when it
@@ -176,7 +190,9 @@ class Listener:
         return {**self.stats.as_json(), "session": self.recorder.session_id,
                 "path": self.config.path, "auth": self.config.auth is not None,
                 "database": str(self.recorder.path), "connections": self.connections.as_json(),
-                "recording_problem": self.recorder.problem, "recording_problem_since": self.recorder.problem_since}
+                "recording_problem": self.recorder.problem, "recording_problem_since": self.recorder.problem_since,
+                "stalled": self.stalls.status(),
+                **{name: part() for name, part in self._status_parts.items()}}
 
     # -- POST -------------------------------------------------------------------------------
     async def _handle_post(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -255,6 +271,7 @@ class Listener:
             stats.last_batch_at = received_at
         stats.wire_bytes += wire_bytes
         stats.duplicates += result.duplicates
+        self.stalls.accepted(request.path)
         reason = ("re-sent batch, already recorded" if result.duplicate else
                   f"{result.duplicates} re-sent messages already recorded" if result.duplicates else "")
         event = RequestEvent(received_at, peer, request.path, 200, result.count, wire_bytes,
@@ -352,6 +369,9 @@ class Listener:
     # -- refusing ---------------------------------------------------------------------------
     async def _refuse(self, request: web.BaseRequest, refused: Refused, received_at: float, peer: str,
                       started: float, wire_bytes: int, authenticated: bool) -> web.StreamResponse:
+        stall = self.stalls.refused(request.path, refused, authenticated, received_at)
+        if self.stalls.should_accept(stall):
+            return await self._keep_stuck(request, refused, stall, received_at, peer, started)
         reject = capture(received_at=received_at, peer=peer, method=request.method, raw_path=request.raw_path,
                          headers=request.headers.items(), refused=refused, auth=self.config.auth,
                          authenticated=authenticated)
@@ -369,6 +389,28 @@ class Listener:
         if refused.status in (408, 413) or not authenticated:
             response.force_close()  # do not wait for (or drain) the rest of a body we refused
         return response
+
+    async def _keep_stuck(self, request: web.BaseRequest, refused: Refused, stall: Stall, received_at: float,
+                          peer: str, started: float) -> web.StreamResponse:
+        """Answer 200 to a batch the stream is stuck on, once it is kept whole (see `poison`)."""
+        reason = f"stuck batch accepted as flagged (refused {stall.count - 1} times before: {refused.reason})"
+        try:
+            row = await self.recorder.record_stuck(StuckBatch(
+                received_at, peer, request.path, refused.status, refused.reason, stall.count, bytes(refused.body),
+                stall.digest))
+        except RecordingUnavailable as exc:
+            log.warning("stuck batch not kept (503): %s", exc)
+            reason = str(exc).replace(str(self.recorder.path.parent), "…")
+            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {reason}"})
+        except Exception:
+            log.exception("could not keep a stuck batch")
+            return _json(503, NOT_RECORDED)
+        log.warning("stream on %s moved on: %s", request.path, reason)
+        self.stats.stuck += 1
+        self.stalls.accepted(request.path)
+        self._notify(RequestEvent(received_at, peer, request.path, 200, 0, refused.body_bytes,
+                                  (time.perf_counter() - started) * 1000.0, reason))
+        return _json(200, {"accepted": 0, "stuck": row, "detail": reason})
 
     def _notify(self, event: RequestEvent) -> None:
         for callback in self._request_callbacks:

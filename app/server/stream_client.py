@@ -1,18 +1,29 @@
 """The client side of a flespi HTTP stream: post batches exactly the way flespi does.
 
 One request in flight; the next batch only after the previous one was answered 200; anything
-else (an error status, a refused connection, a timeout) means the same batch is sent again after
-a growing pause. The emulator (`trackmon simulate`) and replay (`trackmon replay`) both send
+else (an error status, a refused connection, a timeout) means the batch is sent again after a
+growing pause. The emulator (`trackmon simulate`) and replay (`trackmon replay`) both send
 through `StreamSender`, so they test a listener the way the real stream will.
+
+Documented by flespi (its HTTP stream protocol page and KB): one request at a time, a batch of at
+most ``limit_messages`` messages, re-sent until the receiver answers 200. Assumed, not documented:
+what a retry holds. flespi keeps a queue and cuts each attempt from its head, so a retry after a
+timeout or a 503 starts with the same message but may end elsewhere (more queued meanwhile, or a
+smaller cut) — it is not promised to be byte-identical. `send_from` does that: a receiver that
+relies on identical retries (a digest of the body) loses or doubles messages against it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
 
 import aiohttp
 
@@ -63,31 +74,69 @@ class StreamSender:
             self._session = None
 
     async def send(self, body: bytes, count: int) -> None:
-        """Deliver one batch; returns only once the receiver answered 200 (or raises GiveUp)."""
-        if self._session is None:
-            raise RuntimeError("use StreamSender as an async context manager")
+        """Deliver one batch byte for byte; returns only once the receiver answered 200 (or
+        raises GiveUp)."""
         backoff = self.first_backoff
         attempts = 0
         while True:
             attempts += 1
-            started = time.perf_counter()
-            try:
-                async with self._session.post(self.url, data=body, headers=self.headers) as reply:
-                    answer = await reply.read()
-                    if reply.status == 200:
-                        self.stats.ack_ms.append((time.perf_counter() - started) * 1000.0)
-                        self.stats.batches += 1
-                        self.stats.messages += count
-                        self.stats.bytes += len(body)
-                        return
-                    error = f"HTTP {reply.status}: {answer[:300].decode(errors='replace')}"
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            self.stats.retries += 1
-            if error != self.stats.last_error and self.on_error is not None:
-                self.on_error(error)
-            self.stats.last_error = error
-            if self.max_attempts is not None and attempts >= self.max_attempts:
-                raise GiveUp(f"gave up after {attempts} attempts; last answer: {error}")
-            await asyncio.sleep(backoff)
+            error = await self.attempt(body, count)
+            if error is None:
+                return
+            await self._failed(error, attempts, backoff)
             backoff = min(self.max_backoff, backoff * 2)
+
+    async def send_from(self, queue: deque[Any], limit: int, encode: Callable[[list[Any]], bytes], *,
+                        recut: random.Random | None = None, top_up: Callable[[], None] | None = None) -> int:
+        """Deliver the head of ``queue`` (at most ``limit`` messages) the way flespi's queue does,
+        removing what was acknowledged; returns how many. After a failed attempt ``top_up()``
+        may add what was queued meanwhile, and the retry is cut again from the head: up to
+        ``limit`` (it grows with the queue), or, with ``recut``, at a random other length — the
+        same first message, another last one (see the module doc)."""
+        backoff = self.first_backoff
+        attempts = 0
+        size = min(limit, len(queue))
+        while True:
+            attempts += 1
+            batch = list(islice(queue, size))
+            error = await self.attempt(encode(batch), len(batch))
+            if error is None:
+                for _ in batch:
+                    queue.popleft()
+                return len(batch)
+            await self._failed(error, attempts, backoff)
+            backoff = min(self.max_backoff, backoff * 2)
+            if top_up is not None:
+                top_up()
+            longest = min(limit, len(queue))
+            size = longest
+            if recut is not None and longest > 1:
+                size = recut.choice([n for n in range(1, longest + 1) if n != len(batch)])
+
+    async def attempt(self, body: bytes, count: int) -> str | None:
+        """One POST: None when answered 200 (counted in `stats`), else what went wrong."""
+        if self._session is None:
+            raise RuntimeError("use StreamSender as an async context manager")
+        started = time.perf_counter()
+        try:
+            async with self._session.post(self.url, data=body, headers=self.headers) as reply:
+                answer = await reply.read()
+                if reply.status == 200:
+                    self.stats.ack_ms.append((time.perf_counter() - started) * 1000.0)
+                    self.stats.batches += 1
+                    self.stats.messages += count
+                    self.stats.bytes += len(body)
+                    return None
+                return f"HTTP {reply.status}: {answer[:300].decode(errors='replace')}"
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def _failed(self, error: str, attempts: int, backoff: float) -> None:
+        """Count a failed attempt, say it (once per distinct error), give up or pause."""
+        self.stats.retries += 1
+        if error != self.stats.last_error and self.on_error is not None:
+            self.on_error(error)
+        self.stats.last_error = error
+        if self.max_attempts is not None and attempts >= self.max_attempts:
+            raise GiveUp(f"gave up after {attempts} attempts; last answer: {error}")
+        await asyncio.sleep(backoff)

@@ -41,6 +41,7 @@ from app.store.codec import compress_body, decompress_body
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.schema import connect, transaction
 from app.store.seen import WINDOW, SeenMessages
+from app.store.stuck import StuckBatch, insert_stuck
 
 log = logging.getLogger(__name__)
 
@@ -844,7 +845,7 @@ class Recorder:
             self._flush_now()
         assert self._conn is not None
         with transaction(self._conn) as conn:
-            for table in ("tracks", "batches", "rejects"):
+            for table in ("tracks", "batches", "rejects", "stuck_batches"):
                 conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         self._bodies.clear()
@@ -895,6 +896,18 @@ class Recorder:
                 rejects.prune(conn)
         rejects.remember(key, _Burst(row_id, reject.received_at, reject.received_at))
         return RejectRow(row_id, 1, reject.received_at)
+
+    # -- stuck batches (server/poison.py) ---------------------------------------------------
+    async def record_stuck(self, stuck: StuckBatch) -> int:
+        """Keep a batch a stalled stream kept re-sending, whole; returns its ``stuck_batches`` id.
+        Committed (into the file at the path) before it returns, like a batch."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, self._insert_stuck, stuck)
+
+    def _insert_stuck(self, stuck: StuckBatch) -> int:
+        assert self._conn is not None
+        with transaction(self._conn) as conn:
+            return insert_stuck(conn, self.session_id, stuck)
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

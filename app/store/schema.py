@@ -115,8 +115,27 @@ DUPLICATES = """
 ALTER TABLE batches ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
 """
 
+#: Batches a stalled stream kept re-sending, accepted as flagged (``--accept-stuck-batches``, see
+#: ``server/poison.py``): the whole body as received (zstd), why it was refused and how often.
+STUCK_BATCHES = """
+CREATE TABLE stuck_batches (
+    id           INTEGER PRIMARY KEY,
+    session_id   INTEGER REFERENCES sessions(id),
+    received_at  REAL NOT NULL,
+    peer         TEXT NOT NULL DEFAULT '',
+    path         TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    refusals     INTEGER NOT NULL,
+    body_bytes   INTEGER NOT NULL,
+    digest       BLOB NOT NULL,
+    body         BLOB NOT NULL
+);
+CREATE INDEX stuck_batches_session ON stuck_batches(session_id, received_at);
+"""
+
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
-MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS, DUPLICATES)
+MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS, DUPLICATES, STUCK_BATCHES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

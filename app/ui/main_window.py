@@ -62,6 +62,7 @@ from app.ui.label_text import set_label
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
+from app.ui.mqtt_panel import MqttController
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
@@ -69,6 +70,7 @@ from app.ui.requests_model import RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.stall_banner import StallBanner
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 from app.ui.view_pacing import TextViewPacer
@@ -119,6 +121,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
             messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
         self.replay: ReplayController | None = None
+        self.mqtt = MqttController(self.recorder, lambda event, messages: self.intake.add(
+            messages, event.received_at, event.batch_id), store=store)  # MQTT source: same intake
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ListenerService | None = None
@@ -279,6 +283,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         main.setStretchFactor(1, 2)
         main.setSizes([540, 320])
         self.recording_banner = RecordingBanner()
+        self.stall_banner = StallBanner(self.store)  # the stream stuck on one refused batch
         self.replay_bar = ReplayBar()
         self.replay_bar.hide()
         self.replay_bar.back_to_live.connect(self.leave_replay)
@@ -288,6 +293,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         central_layout.setContentsMargins(0, 0, 0, 0)
         central_layout.setSpacing(0)
         central_layout.addWidget(self.recording_banner)
+        central_layout.addWidget(self.stall_banner)
         central_layout.addWidget(self.replay_bar)
         central_layout.addWidget(main, 1)
         self.setCentralWidget(central)
@@ -312,10 +318,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.tunnel_action = QAction("Tunnel…", self, triggered=self.open_tunnel)
         self.flespi_action = QAction("flespi…", self, triggered=self.open_flespi)
         self.flespi_pull_action = QAction("Import from flespi…", self, triggered=self.open_flespi_pull)
+        self.mqtt_action = QAction("MQTT…", self, triggered=lambda: self.mqtt.open_dialog(self))
         for action in (self.demo_action, self.connection_action, self.recording_action, self.new_session_action,
                        self.sessions_action, self.tunnel_action, self.flespi_action, self.flespi_pull_action,
-                       self.fit_action,
-                       self.follow_action, self.settings_action):
+                       self.mqtt_action, self.fit_action, self.follow_action, self.settings_action):
             bar.addAction(action)
 
     def _build_status_bar(self) -> None:
@@ -328,6 +334,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.status_urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = self.statusBar()
         bar.addWidget(self.status_urls, 1)
+        bar.addPermanentWidget(self.mqtt.label)
         bar.addPermanentWidget(self.status_rate)
         bar.addPermanentWidget(self.status_totals)
         bar.addPermanentWidget(self.status_file)
@@ -348,6 +355,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Start the listener and the frame timers."""
         await self.start_listener()
         self.flespi_status.watch_from_environment(self.settings.flespi_api)  # FLESPI_TOKEN set: watch 'trackmon'
+        await self.mqtt.start()
         self.frame_timer.start()
         self.tick_timer.start()
         self._update_status_bar()
@@ -362,6 +370,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
         self.listener.on_batch(lambda event, messages: self.intake.add(messages, event.received_at, event.batch_id))
         self.listener.on_request(self._on_request)
+        self.listener.add_status("mqtt", self.mqtt.status)
+        self.stall_banner.attach(self.listener)
         try:
             self.ssl_context, self.certificate = self._server_tls()
         except (OSError, ValueError) as exc:
@@ -411,6 +421,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         await self.stop_tunnel()
         await self.stop_demo()
         await self.flespi_status.stop()
+        await self.mqtt.stop()
         await self.intake.close()
         if self.service is not None:
             await self.service.stop()
@@ -626,6 +637,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.reader = self.chart_panel.reader = sqlite3.connect(self.db, check_same_thread=False)
             self._reader_generation = self.recorder.file_generation
         self.recording_banner.show_problem(problem, self.recorder.problem_since)
+        self.stall_banner.refresh()
 
     # -- selection ------------------------------------------------------------------------------
     def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:

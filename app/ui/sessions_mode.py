@@ -75,7 +75,8 @@ class SessionsMixin:
     def _recording_toggled(self, on: bool) -> None:
         if on:
             self._background(self.start_listener())
-        elif self.service is not None:
+            self._background(self.mqtt.start())  # the MQTT source too, if it is set up
+        elif self.service is not None or self.mqtt.source is not None:
             self._background(self._stop_listening())
 
     async def _stop_listening(self) -> None:
@@ -84,6 +85,7 @@ class SessionsMixin:
             await self.service.stop()
             self.service = None
         self.listen_error = "recording stopped (tick Recording to start again)"
+        await self.mqtt.stop()  # unacknowledged publishes wait at the broker
         self._show_listener()
 
     def _reset_views(self) -> None:

@@ -1,0 +1,249 @@
+"""The MQTT source in the window: a status-bar label, a dialog to set it up, and the controller
+that runs `server.mqtt_source.MqttSource` on the window's loop (qasync: its callbacks arrive on
+the GUI thread) and hands its batches to the same intake as the HTTP listener's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.server.limits import Limits
+from app.server.listener import BatchCallback
+from app.server.mqtt_source import MqttSource, MqttState
+from app.ui.mqtt_settings import TOKEN_ENVS, MqttSettings, load_mqtt_settings, save_mqtt_settings
+
+TROUBLE = "color: #b71c1c; font-weight: 600;"
+
+
+class MqttStatusLabel(QLabel):
+    """``MQTT: connected · 1,234 msgs`` in the status bar; red while it is not connected. A
+    one-second timer keeps the "reconnecting in N s" countdown moving."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.setTextFormat(Qt.TextFormat.PlainText)  # the reason may quote the broker
+        self._state: MqttState | None = None
+        self._messages = 0
+        self._timer = QTimer(self, interval=1000, timeout=self._render)
+        self.hide()
+
+    def show_state(self, state: MqttState | None, messages: int = 0) -> None:
+        """Show ``state`` (None hides the label: the source is off)."""
+        self._state, self._messages = state, messages
+        if state is None:
+            self._timer.stop()
+            self.hide()
+            return
+        if not self._timer.isActive():
+            self._timer.start()
+        self._render()
+        self.show()
+
+    def _render(self) -> None:
+        state = self._state
+        if state is None:
+            return
+        if state.phase == "connected":
+            held = " · HOLDING" if state.detail else ""
+            self.setText(f"MQTT: connected · {self._messages:,} msgs{held}")
+        elif state.phase == "reconnecting" and state.retry_at is not None:
+            what = "token refused" if state.auth_failed else "disconnected"
+            self.setText(f"MQTT: {what} · retry in {max(0.0, state.retry_at - time.time()):.0f} s")
+        else:
+            self.setText(f"MQTT: {state.phase}")
+        trouble = state.phase == "reconnecting" or bool(state.detail)
+        self.setStyleSheet(TROUBLE if trouble else "")
+        self.setToolTip(state.text())
+
+
+class MqttDialog(QDialog):
+    """Set up the MQTT source (broker, topics, token, CA) and watch its state."""
+
+    def __init__(self, settings: MqttSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("MQTT source")
+        self.setMinimumWidth(560)
+        self.result_settings: MqttSettings | None = None
+        self.enabled = QCheckBox("Record what the broker publishes (no tunnel needed)")
+        self.enabled.setChecked(settings.enabled)
+        self.broker = QLineEdit(settings.broker)
+        self.broker.setPlaceholderText("mqtts://mqtt.flespi.io")
+        self.topics = QPlainTextEdit(settings.topics)
+        self.topics.setPlaceholderText("flespi/message/gw/devices/+")
+        self.topics.setFixedHeight(72)
+        self.token = QLineEdit(settings.token)
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText(f"flespi token (empty: {' or '.join(TOKEN_ENVS)} from the environment)")
+        self.cafile = QLineEdit(settings.cafile)
+        self.cafile.setPlaceholderText("the system's CAs")
+        browse = QPushButton("Browse…", clicked=self._browse)
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.cafile, 1)
+        ca_row.addWidget(browse)
+        self.client_id = QLineEdit(settings.client_id)
+        self.client_id.setPlaceholderText("derived from this machine and the recording file")
+        form = QFormLayout()
+        form.addRow(self.enabled)
+        form.addRow("Broker", self.broker)
+        form.addRow("Topics (one per line)", self.topics)
+        form.addRow("Token (MQTT username)", self.token)
+        form.addRow("CA file (mqtts)", ca_row)
+        form.addRow("Session (client id)", self.client_id)
+        hint = QLabel("flespi: mqtts://mqtt.flespi.io with a flespi token; flespi/message/gw/devices/+ is every "
+                      "device the token may see, flespi/message/gw/devices/ID one device. Messages are "
+                      "acknowledged only once recorded, and the broker keeps them while trackmon is closed.")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #555;")
+        self.state_label = QLabel("")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.state_label.setWordWrap(True)
+        self.error = QLabel("")
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet(TROUBLE)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._save)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(hint)
+        layout.addWidget(self.state_label)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def show_state(self, state: MqttState | None, stats: dict[str, Any] | None = None) -> None:
+        if state is None:
+            self.state_label.setText("State: off")
+            return
+        figures = (f"\n{stats['received']:,} received · {stats['messages']:,} recorded · {stats['rejects']:,} "
+                   f"rejected · {stats['duplicates']:,} received again" if stats else "")
+        self.state_label.setText(f"State: {state.text()}{figures}")
+
+    def current(self) -> MqttSettings:
+        return MqttSettings(enabled=self.enabled.isChecked(), broker=self.broker.text().strip(),
+                            topics=self.topics.toPlainText(), token=self.token.text().strip(),
+                            cafile=self.cafile.text().strip(), client_id=self.client_id.text().strip())
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "CA certificate", "", "PEM (*.pem *.crt);;All files (*)")
+        if path:
+            self.cafile.setText(path)
+
+    def _save(self) -> None:
+        settings = self.current()
+        if settings.enabled:
+            try:
+                settings.config(Path("check"))
+            except ValueError as exc:
+                self.error.setText(str(exc))
+                return
+        self.result_settings = settings
+        self.accept()
+
+
+class MqttController:
+    """Owns the running source (or none), its settings, and what shows its state."""
+
+    def __init__(self, recorder, deliver: BatchCallback, *, store: QSettings | None = None,
+                 limits: Limits | None = None) -> None:
+        self.recorder = recorder
+        self.deliver = deliver
+        self.store = store
+        self.limits = limits or Limits()
+        self.settings = load_mqtt_settings(store)
+        self.label = MqttStatusLabel()
+        self.source: MqttSource | None = None
+        self.error = ""
+        self._task: asyncio.Task | None = None
+        self._dialog: MqttDialog | None = None
+        self._applying: asyncio.Future | None = None
+
+    def status(self) -> dict[str, Any]:
+        """For ``GET /status``: the source's state, or why it is off."""
+        if self.source is None:
+            return {"state": "off", "detail": self.error}
+        return self.source.status()
+
+    async def start(self) -> None:
+        """Start the source if it is enabled; a bad setting is shown, not raised."""
+        await self.stop()
+        self.error = ""
+        if not self.settings.enabled:
+            self.label.show_state(None)
+            return
+        try:
+            config = self.settings.config(self.recorder.path)
+        except ValueError as exc:
+            self.error = f"MQTT not started: {exc}"
+            self.label.setText(self.error)
+            self.label.setStyleSheet(TROUBLE)
+            self.label.show()
+            return
+        source = self.source = MqttSource(self.recorder, config, limits=self.limits)
+        source.on_batch(self.deliver)
+        source.on_state(self._changed)
+        source.on_batch(lambda _event, _messages: self._changed(source.state))
+        self._task = asyncio.ensure_future(source.run())
+        self._changed(source.state)
+
+    async def stop(self) -> None:
+        """Stop the source (the batch being written is finished first)."""
+        source, task = self.source, self._task
+        self.source = self._task = None
+        if source is not None:
+            source.stop()
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+        self.label.show_state(None)
+
+    async def apply(self, settings: MqttSettings) -> None:
+        """Save ``settings`` and restart the source with them."""
+        self.settings = settings
+        save_mqtt_settings(self.store, settings)
+        await self.start()
+
+    def open_dialog(self, parent: QWidget | None = None) -> MqttDialog:
+        """The set-up dialog (non-modal); Save applies and restarts."""
+        if self._dialog is not None:
+            self._dialog.raise_()
+            return self._dialog
+        dialog = self._dialog = MqttDialog(replace(self.settings), parent)
+        dialog.show_state(self.source.state if self.source else None, self.source.status() if self.source else None)
+        dialog.finished.connect(self._dialog_closed)
+        dialog.show()
+        return dialog
+
+    def _dialog_closed(self, _result: int) -> None:
+        dialog, self._dialog = self._dialog, None
+        if dialog is not None and dialog.result_settings is not None:
+            self._applying = asyncio.ensure_future(self.apply(dialog.result_settings))
+        if dialog is not None:
+            dialog.deleteLater()
+
+    def _changed(self, state: MqttState) -> None:
+        source = self.source
+        messages = source.stats.messages if source is not None else 0
+        self.label.show_state(state, messages)
+        if self._dialog is not None and source is not None:
+            self._dialog.show_state(state, source.status())
