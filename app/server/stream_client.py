@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from app.server.error_words import send_problem
+
 
 @dataclass(slots=True)
 class SendStats:
@@ -82,7 +84,7 @@ class StreamSender:
                         return
                     error = f"HTTP {reply.status}: {answer[:300].decode(errors='replace')}"
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = send_problem(exc, self.url)
             self.stats.retries += 1
             if error != self.stats.last_error and self.on_error is not None:
                 self.on_error(error)

@@ -41,7 +41,9 @@ from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
+from app.server.error_words import listen_problem, send_problem
 from app.server.listener import Listener, ListenerConfig, RequestEvent
+from app.server.listener_state import ListenerState
 from app.server.service import ListenerService, PortInUse
 from app.server.stream_client import StreamSender
 from app.server.tls import fingerprint
@@ -65,6 +67,7 @@ from app.ui.requests_model import RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.status_bar import StatusLine
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 
@@ -117,7 +120,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ListenerService | None = None
-        self.listen_error = ""
+        self.link = ListenerState()  # the one account of the listener's state every view renders
         self.pending_requests: list[RequestEvent] = []
         self.sent_trail: dict[str, int] = {}
         self.sent_status: dict[str, str] = {}
@@ -125,12 +128,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.inspecting_latest = True
         self.demo_stop: asyncio.Event | None = None
         self.demo_task: asyncio.Task | None = None
+        self.demo_sender: StreamSender | None = None  # the running demo's sender (its URL follows the listener)
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._cursor_ts: float | None = None
         self.cli_ssl_context = ssl_context  # a --tls-* option wins over Settings for this run
         self._charts_due = 0  # ticks until the charts are drawn again
         self.certificate: Path | None = None
+        self._fingerprint: str | None = None  # of the listener's HTTPS certificate
         self.tunnel: SshTunnel | ExternalTunnel | None = None
         self.tunnel_state = TunnelState("stopped")
         self.tunnel_dialog: TunnelDialog | None = None
@@ -175,6 +180,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.connection.tunnel_requested.connect(self.open_tunnel)
         self.connection.flespi_requested.connect(self.open_flespi)
         self.connection.export_certificate_requested.connect(self._export_certificate)
+        self.connection.copied.connect(lambda text: self.statusBar().showMessage(text, 3000))
         self.left = QStackedWidget()
         self.left.addWidget(self.connection)
         self.left.addWidget(devices)
@@ -307,18 +313,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             bar.addAction(action)
 
     def _build_status_bar(self) -> None:
-        self.status_urls = QLabel("")
-        self.status_rate = QLabel("")
-        self.status_totals = QLabel("")
-        self.status_file = QLabel("")
-        for label in (self.status_urls, self.status_rate, self.status_totals, self.status_file):
-            label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bar = self.statusBar()
-        bar.addWidget(self.status_urls, 1)
-        bar.addPermanentWidget(self.status_rate)
-        bar.addPermanentWidget(self.status_totals)
-        bar.addPermanentWidget(self.status_file)
+        self.status_line = StatusLine(self.statusBar())
+        self.status_line.flespi_requested.connect(self.open_flespi)
+        self.status_urls, self.status_totals, self.status_file = (
+            self.status_line.urls, self.status_line.totals, self.status_line.file)
 
     def _apply_tiles(self) -> None:
         """Base layer from settings: the MBTiles file if one is chosen and usable, else the URL."""
@@ -353,22 +351,31 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.ssl_context, self.certificate = self._server_tls()
         except (OSError, ValueError) as exc:
             self.ssl_context, self.certificate = None, None
-            self.listen_error = f"HTTPS not available: {exc}"
+            self.link.failed(listen_problem(exc, s.host, s.port))
             self._show_listener()
             return
         service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
         try:
             await service.start()
         except (PortInUse, OSError) as exc:
-            self.listen_error = str(exc).replace(" with --port", " in Settings")
+            self.link.failed(listen_problem(exc, s.host, s.port))
             log.warning("listener not started: %s", exc)
         else:
-            self.listen_error = ""
             self.service = service
+            self.link.started(service.urls(), time.time())
+            if self.demo_sender is not None:  # a demo feed waiting through a pause: to the new address
+                self.demo_sender.url = service.urls()[0]
         self._show_listener()
 
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
+        self.link.request(event.received_at, event.peer, event.status, event.count, duplicate=event.duplicate,
+                          reason=event.reason)
+
+    @property
+    def listen_error(self) -> str:
+        """Why nothing listens, in words ('' while listening)."""
+        return self.link.problem
 
     def urls(self) -> list[str]:
         """Where the listener can be reached, or where it would be once the port is free."""
@@ -385,10 +392,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         return f"Authorization: Bearer {token}" if token else None
 
     def _show_listener(self) -> None:
-        public = self.public_url()
-        fingerprint_text = fingerprint(self.certificate) if self.certificate else None
-        self.connection.show_listener(([public] if public else []) + self.urls(), self.auth_header(),
-                                      self.listen_error, https_fingerprint=fingerprint_text)
+        self._fingerprint = fingerprint(self.certificate) if self.certificate else None
         self._update_status_bar()
 
     async def shutdown(self) -> None:
@@ -428,7 +432,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self._background(self.stop_demo())
             return
         if self.service is None:
-            self.statusBar().showMessage("The listener is not running: " + self.listen_error, 8000)
+            self.statusBar().showMessage("The demo feed needs the listener: " + (
+                self.listen_error or "tick Recording to start it"), 8000)
             return
         url = self.service.urls()[0]
         headers = {}
@@ -446,12 +451,15 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
                         stop: asyncio.Event) -> None:
         ssl_context = False if url.startswith("https") else None
         try:
-            async with StreamSender(url, headers, ssl_context=ssl_context) as sender:
+            # Re-sent every 2 s at most while the listener is paused (Recording off), as flespi would.
+            async with StreamSender(url, headers, ssl_context=ssl_context, max_backoff=2.0) as sender:
+                self.demo_sender = sender
                 await run_emulator(sender, options, stop)
         except Exception as exc:  # shown to the user, never a crash
             log.exception("demo feed failed")
-            self.statusBar().showMessage(f"Demo feed stopped: {exc}", 10000)
+            self.statusBar().showMessage(f"Demo feed stopped: {send_problem(exc, url)}", 10000)
         finally:
+            self.demo_sender = None
             self._demo_changed(False)
 
     async def stop_demo(self) -> None:
@@ -466,6 +474,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _demo_changed(self, running: bool) -> None:
         self.demo_action.setText("Stop demo feed" if running else "Start demo feed")
         self.connection.set_demo_running(running)
+        self.link.demo_running = running
 
     # -- frames ---------------------------------------------------------------------------------
     def frame(self) -> None:
@@ -572,32 +581,20 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._send_to_map(list(self.fleet.devices), self.clock())
 
     def _update_status_bar(self) -> None:
-        urls = self.urls()
-        if self.listen_error:
-            self.status_urls.setText(f"Not listening: {self.listen_error}")
-            self.status_urls.setStyleSheet("color: #b71c1c; font-weight: 600;")
-        else:
-            public = self.public_url()
-            self.status_urls.setText(("Public " + public + "  ·  " if public else "") + "Listening on "
-                                     + "  ·  ".join(urls))
-            self.status_urls.setStyleSheet("")
-        stats = self.listener.stats if self.listener else None
-        self.status_rate.setText(f"{self.rate:,.0f} msg/s")
-        if stats is not None:
-            live = "Live: " if self.replay is not None else ""
-            fleet = self.live_fleet
-            self.status_totals.setText(f"{live}{fleet.total:,} messages · {len(fleet.devices)} devices · "
-                                       f"{stats.rejects} rejected · {stats.retries} re-sent")
+        """Render the listener's state (one `StatusView`) in the status bar and the connection panel."""
         try:
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
         except OSError:
             size = 0
         self._show_recording_problem()
-        problem = self.recorder.problem
-        self.status_file.setText(f"NOT recording: {problem.split(';')[0]} (503s)" if problem else
-                                 f"Recording {self.db.name} ({size / 1e6:.1f} MB)")
-        self.status_file.setStyleSheet("color: #b71c1c; font-weight: 600;" if problem else "")
-        self.status_file.setToolTip(problem or str(self.db))
+        self.link.public_url = self.public_url()
+        fleet = self.live_fleet
+        view = self.link.view(time.time(), messages=fleet.total, devices=len(fleet.devices),
+                              recording_problem=self.recorder.problem, file_name=self.db.name, file_bytes=size)
+        self.status_line.render(view, self.rate, self.recorder.problem or str(self.db))
+        if self.replay is not None:
+            self.status_totals.setText("Live: " + view.totals)
+        self.connection.show_state(view, self.auth_header(), https_fingerprint=self._fingerprint)
         self.device_count.setText(f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
         self.log_count.setText(f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 

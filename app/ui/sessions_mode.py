@@ -79,11 +79,12 @@ class SessionsMixin:
             self._background(self._stop_listening())
 
     async def _stop_listening(self) -> None:
-        await self.stop_demo()
+        """Recording off: the listener stops. A running demo feed keeps running, as a flespi stream
+        would: it re-sends its batch until the listener answers again (tick Recording)."""
         if self.service is not None:
             await self.service.stop()
             self.service = None
-        self.listen_error = "recording stopped (tick Recording to start again)"
+        self.link.paused_by_user()
         self._show_listener()
 
     def _reset_views(self) -> None:
