@@ -65,7 +65,7 @@ from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
 from app.ui.requests_model import RequestsModel
 from app.ui.sessions_mode import SessionsMixin
-from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
+from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.status_bar import StatusLine
 from app.ui.trip_panel import TripPanel
@@ -98,10 +98,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     """One recording session shown live."""
 
     def __init__(self, settings: AppSettings, db: Path, *, store: QSettings | None = None,
-                 auth_override: HeaderAuth | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 auth_override: HeaderAuth | None = None, ssl_context: ssl.SSLContext | None = None,
+                 overrides: RunOverrides | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.store = store
+        self.overrides = overrides or RunOverrides({}, {})  # command-line values: this run only
         self.db = db
         self.auth_override = auth_override
         self.ssl_context = ssl_context
@@ -301,7 +303,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.follow_action.setShortcut(QKeySequence("Ctrl+F"))
         self.settings_action = QAction("Settings…", self, triggered=self.open_settings)
         self.sessions_action = QAction("Sessions…", self, triggered=self.open_sessions)
-        self.new_session_action = QAction("New session", self, triggered=self.new_session)
+        self.new_session_action = QAction("New session…", self, triggered=self.ask_new_session)
         self.recording_action = QAction("Recording", self, checkable=True, checked=True,
                                         toggled=self._recording_toggled)
         self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
@@ -752,7 +754,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     def open_settings(self) -> None:
         """Edit settings; listener changes restart it, view changes apply at once."""
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self, overridden=self.overrides.describe())
         if not dialog.exec():
             return
         self.apply_settings(dialog.result_settings())
@@ -761,7 +763,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Use ``new`` from now on (and save it)."""
         old, self.settings = self.settings, new
         if self.store is not None:
-            save_settings(self.store, new)
+            save_settings(self.store, self.overrides.persistent(new))
         self.thresholds = StatusThresholds(new.stale_after, new.offline_after)
         self.device_model.thresholds = self.thresholds
         if new.trail_length != old.trail_length:

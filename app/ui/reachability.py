@@ -14,10 +14,10 @@ from PySide6.QtWidgets import (
     QFileDialog,
 )
 
-from app.core.simfleet import FleetSimulator
 from app.paths import data_dir
 from app.server.addresses import interface_addresses
 from app.server.flespi_api import FlespiError, create_or_update_stream
+from app.server.probe_batch import TEST_IDENT_PREFIX, TEST_NAME, make_test_batch
 from app.server.service import server_ssl_context
 from app.server.stream_client import GiveUp, StreamSender
 from app.server.tls import export_certificate, make_self_signed
@@ -123,8 +123,7 @@ class ReachabilityMixin:
     async def _send_test_batch(self, url: str) -> str:
         header = self.auth_header()
         headers = dict([header.split(": ", 1)]) if header else {}
-        fleet = FleetSimulator(2, seed=1, start=time.time() - 10, interval=5.0, bad_fix_rate=0)
-        batch = fleet.next_messages(4)
+        batch = make_test_batch(time.time())  # marked test devices, never the demo's (see probe_batch)
         ssl_context: ssl.SSLContext | bool | None = None
         if url.startswith("https") and self.certificate:
             ssl_context = ssl.create_default_context(cafile=str(self.certificate))
@@ -133,7 +132,8 @@ class ReachabilityMixin:
                 await sender.send(orjson.dumps(batch), len(batch))
         except GiveUp as exc:
             return f"The test batch did not arrive: {exc}"
-        return f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200)."
+        return (f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200), from test "
+                f"devices {TEST_IDENT_PREFIX}1 and {TEST_IDENT_PREFIX}2 (named '{TEST_NAME}').")
 
     def _export_certificate(self) -> None:
         if self.certificate is None:

@@ -15,6 +15,7 @@ from app.server.stream_client import StreamSender
 from app.store.replay import ReplaySource
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
+from app.ui.new_session_prompt import confirm_new_session
 from app.ui.replay import ReplayController
 from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
@@ -61,6 +62,11 @@ class SessionsMixin:
                 return
             self.statusBar().showMessage(f"Sent {stats.messages:,} messages of session {session_id} to {url}", 15000)
         return self._background(send())
+
+    def ask_new_session(self) -> None:
+        """*New session* from the toolbar or menu: only after the user confirms it."""
+        if confirm_new_session(self, self.recorder.session_id, self.live_fleet.total, len(self.live_fleet.devices)):
+            self.new_session()
 
     def new_session(self) -> None:
         """Close the current session and record into a fresh one."""
