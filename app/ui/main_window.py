@@ -58,16 +58,18 @@ from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector, RawJsonDialog
 from app.ui.intake import SlicedIntake
+from app.ui.layout_memory import remember_splitter
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
-from app.ui.requests_model import RequestsModel
+from app.ui.requests_model import REQUEST_SAMPLES, RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.status_bar import StatusLine
+from app.ui.table_layout import arrange_device_table, arrange_log_table, fit_columns, readable
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 
@@ -159,8 +161,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.device_table = _table(self.device_proxy)
         self.device_table.setSortingEnabled(True)
         self.device_table.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by ident
-        for column, width in ((0, 58), (1, 150), (2, 128), (3, 100), (4, 66), (5, 52), (6, 62), (7, 150)):
-            self.device_table.setColumnWidth(column, width)
+        arrange_device_table(self.device_table)  # sized from the font, name/ident/speed/heading first
         self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
         self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
         self.device_filter.setClearButtonEnabled(True)
@@ -199,14 +200,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         top.addWidget(self.map)
         top.setStretchFactor(0, 0)
         top.setStretchFactor(1, 1)
-        top.setSizes([560, 880])
+        top.setSizes([640, 800])
+        remember_splitter(top, self.store, "devices-map")
 
         self.log_model = MessageLogModel(LOG_CAPACITY, self)
         self.log_proxy = LogFilterProxy(self)
         self.log_proxy.setSourceModel(self.log_model)
         self.log_table = _table(self.log_proxy)
-        for column, width in ((0, 60), (1, 170), (2, 170), (3, 130), (4, 110), (5, 160), (6, 80), (7, 52)):
-            self.log_table.setColumnWidth(column, width)
+        arrange_log_table(self.log_table)
         self.log_table.selectionModel().currentRowChanged.connect(self._log_row_changed)
         self.log_filter = QLineEdit(placeholderText='Filter: words, or an expression like position.speed > 100 and '
                                                     'exists(alarm.event.trigger)')
@@ -235,8 +236,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self.requests_model = RequestsModel(5000, self)
         self.requests_table = _table(self.requests_model)
-        for column, width in ((0, 170), (1, 110), (2, 90), (3, 52), (4, 70), (5, 90), (6, 60)):
-            self.requests_table.setColumnWidth(column, width)
+        readable(self.requests_table)
+        fit_columns(self.requests_table, REQUEST_SAMPLES)
         self.requests_table.doubleClicked.connect(self._request_details)
         requests_hint = QLabel("Every POST that reached the listener. Refused ones are red — double-click a row "
                                "to see the headers and body that were sent.")
@@ -269,13 +270,15 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
         bottom.setSizes([860, 580])
+        remember_splitter(bottom, self.store, "tabs-inspector")
 
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(bottom)
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 2)
-        main.setSizes([540, 320])
+        main.setSizes([500, 400])  # the inspector shows a screenful of parameters
+        remember_splitter(main, self.store, "top-bottom")
         self.recording_banner = RecordingBanner()
         self.replay_bar = ReplayBar()
         self.replay_bar.hide()
