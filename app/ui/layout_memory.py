@@ -3,7 +3,7 @@ back at the next start (in the settings file, under ``layout/``)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QTimer
 from PySide6.QtWidgets import QSplitter
 
 
@@ -14,5 +14,7 @@ def remember_splitter(splitter: QSplitter, store: QSettings | None, key: str) ->
     name = f"layout/{key}"
     saved = store.value(name)
     if isinstance(saved, QByteArray | bytes) and saved:
-        splitter.restoreState(QByteArray(saved))
+        # Once the window is laid out: restored before, the sizes would be rescaled to the
+        # splitter's first (smaller) geometry.
+        QTimer.singleShot(0, splitter, lambda: splitter.restoreState(QByteArray(saved)))
     splitter.splitterMoved.connect(lambda *_: store.setValue(name, splitter.saveState()))

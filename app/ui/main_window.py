@@ -61,6 +61,7 @@ from app.ui.intake import SlicedIntake
 from app.ui.layout_memory import remember_splitter
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_view import MapView
+from app.ui.menu_bar import build_menu_bar
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
@@ -148,6 +149,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self._build_views()
         self._build_actions()
+        build_menu_bar(self)
         self._build_status_bar()
         self._frame_task: asyncio.Task | None = None
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
