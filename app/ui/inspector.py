@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QGuiApplication
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -29,6 +29,7 @@ from app.core.display import utc_text, value_text
 from app.core.fleet import LogEntry, changed_params
 from app.core.normalize import Message, flag_names
 from app.core.raw_json import indent_exact
+from app.ui.copy_feedback import copy_with_feedback
 
 CHANGE_COLORS = {"changed": QColor("#fff59d"), "added": QColor("#c8e6c9"), "removed": QColor("#ffcdd2")}
 RawLoader = Callable[[LogEntry], Any]
@@ -61,7 +62,7 @@ class RawJsonDialog(QDialog):
             self._show_layout(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text.toPlainText()))
+        self.copy.clicked.connect(lambda: copy_with_feedback(self.text.toPlainText(), self.copy))
         buttons.rejected.connect(self.reject)
         layout.addWidget(self.text)
         layout.addWidget(buttons)

@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.display import utc_text
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
@@ -49,14 +48,14 @@ from app.server.stream_client import StreamSender
 from app.server.tls import fingerprint
 from app.server.tunnels import ExternalTunnel, SshTunnel, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
-from app.store.queries import list_rejects, raw_message_bytes
+from app.store.queries import raw_message_bytes
 from app.store.recorder import Recorder
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
 from app.ui.health_panel import HealthPanel
-from app.ui.inspector import Inspector, RawJsonDialog
+from app.ui.inspector import Inspector
 from app.ui.intake import SlicedIntake
 from app.ui.layout_memory import remember_splitter
 from app.ui.log_model import LogFilterProxy, MessageLogModel
@@ -65,6 +64,7 @@ from app.ui.menu_bar import build_menu_bar
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
+from app.ui.request_inspector import RequestInspector
 from app.ui.requests_model import REQUEST_SAMPLES, RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
@@ -242,7 +242,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         fit_columns(self.requests_table, REQUEST_SAMPLES)
         self.requests_table.doubleClicked.connect(self._request_details)
         requests_hint = QLabel("Every POST that reached the listener. Refused ones are red — double-click a row "
-                               "to see the headers and body that were sent.")
+                               "for the request and our response, and to replay it.")
         requests_hint.setStyleSheet("color: #607d8b;")
         requests_page = QWidget()
         requests_layout = QVBoxLayout(requests_page)
@@ -739,23 +739,13 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         elif self.fleet.devices:
             self.left.setCurrentIndex(1)
 
-    def _request_details(self, index) -> None:
+    def _request_details(self, index) -> RequestInspector:
+        """The request and our response in detail, with Replay (non-modal; returned)."""
         event: RequestEvent = self.requests_model.data(index, ITEM_ROLE)
-        if event.reject_id is None:
-            text = (f"HTTP {event.status} · {event.count} messages · batch {event.batch_id}\n"
-                    f"{event.reason or 'accepted'}")
-        else:
-            [reject] = [r for r in list_rejects(self.reader) if r["id"] == event.reject_id] or [None]
-            if reject is None:
-                return
-            headers = "\n".join(f"{k}: {v}" for k, v in reject["headers"].items())
-            body = reject["body"].decode("utf-8", errors="replace")
-            repeated = (f"{reject['count']} identical refusals, first {utc_text(reject['received_at'])}, "
-                        f"last {utc_text(reject['last_at'])}\n" if reject["count"] > 1 else "")
-            text = (f"{reject['method']} {reject['path']} from {reject['peer']}\n"
-                    f"HTTP {reject['status']}: {reject['reason']}\n{repeated}\n{headers}\n\n"
-                    f"{body}{'…' if reject['body_bytes'] > len(reject['body']) else ''}")
-        RawJsonDialog("Request details", text, self).exec()
+        url = self.service.urls()[0] if self.service is not None else None
+        dialog = RequestInspector(event, self.reader, url, self.auth_header(), self._background, self)
+        dialog.show()
+        return dialog
 
     def open_settings(self) -> None:
         """Edit settings; listener changes restart it, view changes apply at once."""
