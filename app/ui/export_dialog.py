@@ -35,7 +35,9 @@ from app.store.csv_export import csvt_path
 from app.store.exporters import Cancelled, collect_param_keys, run_export
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
+from app.ui.device_picker import with_all_none
 from app.ui.thread_bridge import ThreadBridge
+from app.ui.time_crop import TimeCrop
 
 SUFFIX = {"gpx": ".gpx", "csv": ".csv", "kml": ".kml", "geojson": ".geojson"}
 
@@ -104,9 +106,9 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self._cancel_or_close)
         form = QFormLayout()
         form.addRow("Format", self.format)
-        form.addRow("Devices", self.devices)
-        form.addRow("From", self.t_from)
-        form.addRow("To", self.t_to)
+        form.addRow("Devices", with_all_none(self.devices))
+        self.crop = TimeCrop(self.t_from, self.t_to, start, end + 1)  # From/To stay the filter's source
+        form.addRow("Time range", self.crop)
         form.addRow("", self.valid_only)
         form.addRow("", self.all_params)
         form.addRow("", self.points)
