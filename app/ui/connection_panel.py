@@ -17,6 +17,13 @@ from app.ui.copy_feedback import copy_with_feedback
 LEVEL_COLORS = {OK: "#2e7d32", IDLE: "#263238", WARN: "#b26a00", ERROR: "#b71c1c"}
 
 
+def restyle(widget: QWidget, style: str) -> None:
+    """Set a style sheet only when it changes: setting one re-polishes the widget, and the panel
+    is rendered on every frame."""
+    if widget.styleSheet() != style:
+        widget.setStyleSheet(style)
+
+
 def _plain(text: str, style: str = "") -> QLabel:
     label = QLabel(text)
     label.setTextFormat(Qt.TextFormat.PlainText)
@@ -78,6 +85,7 @@ class ConnectionPanel(QWidget):
         self.demo.setStyleSheet("padding: 6px 14px; font-weight: 600;")
         self.demo.clicked.connect(self.demo_requested)
         self._shown: tuple = ()  # (urls, header): rows are rebuilt only when these change
+        self._rendered: tuple = ()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 16)
@@ -131,11 +139,14 @@ class ConnectionPanel(QWidget):
 
     def show_state(self, view: StatusView, header: str | None, *, https_fingerprint: str | None = None) -> None:
         """Render the listener's state: heading, what to do, and URLs only where something listens."""
+        if (view, header, https_fingerprint) == self._rendered:
+            return  # unchanged: no style or layout work (this runs every frame)
+        self._rendered = (view, header, https_fingerprint)
         self.heading.setText(view.heading)
-        self.heading.setStyleSheet(f"font-size: 17px; font-weight: 700; color: {LEVEL_COLORS[view.level]};")
+        restyle(self.heading, f"font-size: 17px; font-weight: 700; color: {LEVEL_COLORS[view.level]};")
         self.detail.setText(view.detail)
         self.error_box.setVisible(not view.urls and view.listening_level == ERROR)
-        self.flespi.setStyleSheet("font-weight: 700; color: #b26a00;" if view.suggest_flespi else "")
+        restyle(self.flespi, "font-weight: 700; color: #b26a00;" if view.suggest_flespi else "")
         self.urls_intro.setVisible(bool(view.urls))
         self.https_box.setVisible(https_fingerprint is not None and bool(view.urls))
         if https_fingerprint:

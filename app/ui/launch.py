@@ -84,12 +84,14 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
 
     from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
+    from app.ui.rendering import choose_rendering
     from app.ui.settings import RunOverrides, load_settings
     from app.ui.tile_scheme import register_scheme
 
     register_scheme()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    choose_rendering()  # no GPU: draw the map in software, not through emulated OpenGL (ui/rendering)
     app.setOrganizationName("trackmon")
     app.setApplicationName("trackmon")
     store = QSettings()

@@ -54,6 +54,7 @@ from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel
+from app.ui.frame_pace import FramePace
 from app.ui.health_panel import HealthPanel
 from app.ui.inspector import Inspector
 from app.ui.intake import SlicedIntake
@@ -153,6 +154,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._build_status_bar()
         self._frame_task: asyncio.Task | None = None
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
+        self.pace = FramePace()
         self.tick_timer = QTimer(self, interval=TICK_MS, timeout=self.tick)
 
     # -- construction ---------------------------------------------------------------------------
@@ -493,6 +495,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Timer tick (≤10 Hz): render a frame in slices, letting the loop serve requests between
         them; a frame still rendering makes this tick a no-op (its changes go in the next one)."""
         if self._frame_task is None or self._frame_task.done():
+            if not self.pace.due(time.monotonic(), self.fleet.total, len(self.pending_requests)):
+                return  # little waiting: a few frames a second (ui/frame_pace)
             self._frame_task = self._background(self._sliced_frame())
 
     async def _sliced_frame(self) -> None:

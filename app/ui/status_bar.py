@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QStatusBar, QWidget
 
 from app.server.listener_state import ERROR, IDLE, OK, WARN, StatusView
+from app.ui.connection_panel import restyle
 
 STYLES = {OK: "color: #2e7d32; font-weight: 600;", IDLE: "color: #455a64;",
           WARN: "color: #b26a00; font-weight: 600;", ERROR: "color: #b71c1c; font-weight: 600;"}
@@ -20,6 +21,7 @@ class StatusLine(QWidget):
     def __init__(self, bar: QStatusBar) -> None:
         super().__init__(bar)
         self.hide()  # a holder for signals only; the labels live in the bar
+        self._rendered: tuple = ()
         self.health = QLabel("")
         self.urls = QLabel("")
         self.rate = QLabel("")
@@ -41,15 +43,19 @@ class StatusLine(QWidget):
         bar.addPermanentWidget(self.file)
 
     def render(self, view: StatusView, rate: float, file_tooltip: str) -> None:
-        """Show ``view`` (and the live message rate)."""
+        """Show ``view`` (and the live message rate); unchanged parts are left alone (a style
+        sheet set again costs a re-polish)."""
+        self.rate.setText(f"{rate:,.0f} msg/s")
+        if (view, file_tooltip) == self._rendered:
+            return
+        self._rendered = (view, file_tooltip)
         self.health.setText("● " + view.heading)
-        self.health.setStyleSheet(STYLES[view.level])
+        restyle(self.health, STYLES[view.level])
         self.health.setToolTip(view.detail)
         self.flespi.setVisible(view.suggest_flespi)
         self.urls.setText(view.listening)
-        self.urls.setStyleSheet(STYLES[view.listening_level] if view.listening_level == ERROR else "")
-        self.rate.setText(f"{rate:,.0f} msg/s")
+        restyle(self.urls, STYLES[view.listening_level] if view.listening_level == ERROR else "")
         self.totals.setText(view.totals)
         self.file.setText(view.recording)
-        self.file.setStyleSheet(STYLES[ERROR] if view.recording_level == ERROR else "")
+        restyle(self.file, STYLES[ERROR] if view.recording_level == ERROR else "")
         self.file.setToolTip(file_tooltip)
