@@ -103,7 +103,7 @@ class ListenerState:
                 "Listening on " + "  ·  ".join(self.urls)
             listening_level = OK
         elif self.paused:
-            urls, listening, listening_level = (), "Paused: not listening (tick Recording to resume)", IDLE
+            urls, listening, listening_level = (), "Not listening or recording (tick Recording to resume)", IDLE
         else:
             urls, listening, listening_level = (), f"Not listening: {self.problem}", ERROR
         refused = f"{self.rejected:,} refused" if self.rejected != 1 else "1 refused"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable
 
+import orjson
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.display import utc_text
+from app.core.raw_json import indent_exact
 from app.server.listener import RequestEvent
 from app.server.request_replay import Answer, replay, replay_headers
 from app.store.queries import batch_body, list_rejects
@@ -35,8 +37,16 @@ def headers_text(headers: dict[str, str]) -> str:
 
 
 def body_text(body: bytes, total: int | None = None) -> str:
-    """A body as text, cut at SHOWN_BODY with a note saying how much there was."""
+    """A body as text — JSON laid out one key per line, every value spelled as sent — cut at
+    SHOWN_BODY with a note saying how much there was."""
     total = len(body) if total is None else total
+    if len(body) <= SHOWN_BODY and total == len(body):
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # not JSON (e.g. a refused body): shown as it came
+        else:
+            return indent_exact(body)
     shown = body[:SHOWN_BODY].decode("utf-8", errors="replace")
     return shown + (f"\n… ({total - min(len(body), SHOWN_BODY):,} more bytes not shown)" if total > SHOWN_BODY or
                     total > len(body) else "")
@@ -94,9 +104,10 @@ class RequestInspector(QDialog):
         self.resize(980, 640)
         self.request, self.url, self.auth_header, self._run = event, url, auth_header, run
         self.body, note = request_body(reader, event)
+        messages = f"{event.count:,} message{'' if event.count == 1 else 's'}"
         summary = QLabel(f"POST {event.path} from {event.peer or 'unknown'} at {utc_text(event.received_at, True)} "
-                         f"UTC · {event.wire_bytes:,} bytes · {event.count:,} messages · answered in "
-                         f"{event.process_ms:.1f} ms" + (f" · {event.reason}" if event.reason else ""))
+                         f"UTC · {event.wire_bytes:,} bytes · {messages} · answered in {event.process_ms:.1f} ms"
+                         + (f" · {event.reason}" if event.reason else ""))
         summary.setTextFormat(Qt.TextFormat.PlainText)
         summary.setWordWrap(True)
         self.request_headers = _text(headers_text(event.request_headers))

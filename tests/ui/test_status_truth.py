@@ -80,7 +80,7 @@ def test_pausing_recording_says_so_everywhere_without_contradiction(loop, make_w
     run(loop, scenario())
     window.tick()
     assert window.connection.heading.text() == "Paused"
-    assert window.status_urls.text().startswith("Paused: not listening")
+    assert window.status_urls.text().startswith("Not listening or recording")
     assert window.status_file.text().startswith("Not recording")
     assert window.connection.error_box.isHidden()  # nothing to fix: the user paused it
 
