@@ -45,6 +45,14 @@ def number_text(value: float | None, unit: str = "", digits: int = 0) -> str:
     return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
 
 
+def speed_text(kmh: float | None) -> str:
+    """'76 km/h' (whole km/h; '4.5 km/h' below 10, where a tenth matters): always the unit written
+    out, never an SI prefix or a clipped '76 k'; '' when the message has no speed."""
+    if kmh is None or not math.isfinite(kmh):
+        return ""
+    return f"{kmh:.1f} km/h" if 0 < abs(kmh) < 10 and round(kmh, 1) != round(kmh) else f"{kmh:.0f} km/h"
+
+
 def value_text(value: Any) -> str:
     """Any parameter value as the inspector shows it (JSON-like: true/false/null)."""
     if value is True:

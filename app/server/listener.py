@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ from app.server.connections import ConnectionStats
 from app.server.limits import Limits
 from app.server.poison import Stall, StallWatch
 from app.server.refusal import Refused
-from app.server.reject_capture import capture
+from app.server.reject_capture import capture, safe_headers
 from app.store.faults import RecordingUnavailable
 from app.store.recorder import Recorder
 from app.store.stuck import StuckBatch
@@ -92,6 +92,11 @@ class RequestEvent:
     duplicate: bool = False
     reject_id: int | None = None
     repeats: int = 1
+    # What an inspector shows (like ngrok's): the request's headers (secrets redacted, see
+    # reject_capture.safe_headers) and the answer we gave — status above, headers and JSON body.
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
 
 
 @dataclass(slots=True)
@@ -256,7 +261,11 @@ class Listener:
             log.warning("batch not recorded (503): %s", exc)
             # The sender learns why (it shows in flespi's stream log) but not where the file lives.
             reason = str(exc).replace(str(self.recorder.path.parent), "…")
-            return _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {reason}"})
+            response = _json(503, {"error": "not_recorded", "detail": f"batch not recorded: {reason}"})
+            self._notify(self._answered(request, response, RequestEvent(
+                received_at, peer, request.path, 503, 0, wire_bytes, (time.perf_counter() - started) * 1000.0,
+                f"not recorded: {exc}")))
+            return response
         except Exception:  # anything else: not acknowledged, so re-sent
             log.exception("could not record batch")
             return _json(503, NOT_RECORDED)
@@ -274,17 +283,24 @@ class Listener:
         self.stalls.accepted(request.path)
         reason = ("re-sent batch, already recorded" if result.duplicate else
                   f"{result.duplicates} re-sent messages already recorded" if result.duplicates else "")
-        event = RequestEvent(received_at, peer, request.path, 200, result.count, wire_bytes,
-                             total_ms, reason, result.batch_id, result.duplicate)
+        response = _json(200, {"accepted": result.count, "batch": result.batch_id,
+                               "duplicate": result.duplicate, "duplicates": result.duplicates,
+                               "flagged": result.flagged})
+        event = self._answered(request, response, RequestEvent(received_at, peer, request.path, 200, result.count,
+                                                               wire_bytes, total_ms, reason, result.batch_id,
+                                                               result.duplicate))
         if not result.duplicate:
             for batch_callback in self._batch_callbacks:
                 # Only the messages recorded now, in a list of their own: a large batch's list is
                 # emptied by the parsing thread afterwards (`_free_slowly`), the views keep theirs.
                 batch_callback(event, list(result.messages))
         self._notify(event)
-        return _json(200, {"accepted": result.count, "batch": result.batch_id,
-                           "duplicate": result.duplicate, "duplicates": result.duplicates,
-                           "flagged": result.flagged})
+        return response
+
+    def _answered(self, request: web.BaseRequest, response: web.Response, event: RequestEvent) -> RequestEvent:
+        """``event`` with the request's (redacted) headers and our response, for the inspector."""
+        return replace(event, request_headers=safe_headers(request.headers.items(), self.config.auth),
+                       response_headers=_response_headers(response), response_body=_response_body(response))
 
     def _check_headers(self, request: web.BaseRequest) -> None:
         auth = self.config.auth
@@ -381,13 +397,14 @@ class Listener:
         except Exception:  # the refusal still goes out; losing the reject row is logged
             log.exception("could not record rejected request")
         self.stats.rejects += 1
-        self._notify(RequestEvent(received_at, peer, reject.path, refused.status, 0,
-                                  wire_bytes or reject.body_bytes, (time.perf_counter() - started) * 1000.0,
-                                  reject.reason, reject_id=row.id if row else None,
-                                  repeats=row.count if row else 1))
         response = _json(refused.status, {"error": refused.code, "detail": refused.detail})
         if refused.status in (408, 413) or not authenticated:
             response.force_close()  # do not wait for (or drain) the rest of a body we refused
+        self._notify(RequestEvent(received_at, peer, reject.path, refused.status, 0,
+                                  wire_bytes or reject.body_bytes, (time.perf_counter() - started) * 1000.0,
+                                  reject.reason, reject_id=row.id if row else None, repeats=row.count if row else 1,
+                                  request_headers=dict(reject.headers), response_headers=_response_headers(response),
+                                  response_body=_response_body(response)))
         return response
 
     async def _keep_stuck(self, request: web.BaseRequest, refused: Refused, stall: Stall, received_at: float,
@@ -474,6 +491,18 @@ def _declared_length(request: web.BaseRequest) -> int:
         return request.content_length or 0
     except ValueError:
         return 0
+
+
+def _response_headers(response: web.Response) -> dict[str, str]:
+    """The headers we set on ``response`` (aiohttp adds Date, Server, Content-Length on sending)."""
+    headers = dict(response.headers.items())
+    if response.keep_alive is False:  # force_close(): the connection is closed after it
+        headers["Connection"] = "close"
+    return headers
+
+
+def _response_body(response: web.Response) -> bytes:
+    return response.body if isinstance(response.body, bytes) else b""
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:

@@ -27,6 +27,8 @@ from typing import Any
 
 import aiohttp
 
+from app.server.error_words import send_problem
+
 
 @dataclass(slots=True)
 class SendStats:
@@ -129,7 +131,7 @@ class StreamSender:
                     return None
                 return f"HTTP {reply.status}: {answer[:300].decode(errors='replace')}"
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return send_problem(exc, self.url)
 
     async def _failed(self, error: str, attempts: int, backoff: float) -> None:
         """Count a failed attempt, say it (once per distinct error), give up or pause."""

@@ -109,6 +109,15 @@ def raw_message_bytes(conn: sqlite3.Connection, batch_id: int, index: int) -> by
     return element_bytes(decompress_body(row[0]), index)
 
 
+def batch_body(conn: sqlite3.Connection, batch_id: int) -> bytes:
+    """A batch's body as stored: the JSON array of the messages it recorded (what a replay of the
+    request re-sends)."""
+    row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no batch {batch_id}")
+    return decompress_body(row[0])
+
+
 def list_rejects(conn: sqlite3.Connection, session_id: int | None = None) -> list[dict[str, Any]]:
     """Refused requests (newest last) with status, reason, redacted headers and body.
 

@@ -1,10 +1,27 @@
-"""The empty state: exactly how to point a flespi HTTP stream at this window, or start a demo."""
+"""The connection panel: is data arriving, from where, is it healthy — and exactly how to point a
+flespi HTTP stream at this window (or start a demo).
+
+It renders a `StatusView` (app/server/listener_state.py), the same one the status bar renders, so
+the two never disagree. Extra status lines (e.g. a flespi stream's health) go in with
+`add_status_line`.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from app.server.listener_state import ERROR, IDLE, OK, WARN, StatusView
+from app.ui.copy_feedback import copy_with_feedback
+
+LEVEL_COLORS = {OK: "#2e7d32", IDLE: "#263238", WARN: "#b26a00", ERROR: "#b71c1c"}
+
+
+def restyle(widget: QWidget, style: str) -> None:
+    """Set a style sheet only when it changes: setting one re-polishes the widget, and the panel
+    is rendered on every frame."""
+    if widget.styleSheet() != style:
+        widget.setStyleSheet(style)
 
 
 def _plain(text: str, style: str = "") -> QLabel:
@@ -17,27 +34,32 @@ def _plain(text: str, style: str = "") -> QLabel:
 
 
 class ConnectionPanel(QWidget):
-    """URLs and header to paste into flespi, with copy buttons; demo feed; listener errors."""
+    """State of the link, URLs and header to paste into flespi (with copy buttons), demo feed."""
 
     demo_requested = Signal()
     change_port_requested = Signal()
     tunnel_requested = Signal()
     flespi_requested = Signal()
     export_certificate_requested = Signal()
+    copied = Signal(str)  # "Copied the URL to the clipboard": for the status bar
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("connectionPanel")
         self.setStyleSheet("#connectionPanel { background: #fafbfc; }")
-        self.error = _plain("", "color: #b71c1c; font-weight: 600;")
+        self.heading = _plain("Waiting for data", "font-size: 17px; font-weight: 700; color: #263238;")
+        self.detail = _plain("", "color: #37474f;")
+        self.status_lines = QVBoxLayout()  # more lines about the link (add_status_line)
+        self.status_lines.setContentsMargins(0, 0, 0, 0)
         self.change_port = QPushButton("Choose another port…")
         self.change_port.clicked.connect(self.change_port_requested)
-        self.error_box = QFrame()
+        self.error_box = QFrame()  # shown while nothing listens because of a problem
         error_layout = QVBoxLayout(self.error_box)
         error_layout.setContentsMargins(0, 0, 0, 0)
-        error_layout.addWidget(self.error)
         error_layout.addWidget(self.change_port, 0, Qt.AlignmentFlag.AlignLeft)
         self.error_box.hide()
+        self.urls_intro = _plain("Point a flespi HTTP stream here: in flespi, create a stream with protocol http "
+                                 "and paste one of these URLs as its URI.", "color: #455a64; margin-top: 6px;")
         self.urls_box = QVBoxLayout()
         self.header_box = QVBoxLayout()
         self.https = _plain("", "color: #2e7d32;")
@@ -53,23 +75,26 @@ class ConnectionPanel(QWidget):
         tunnel = QPushButton("Tunnel…")
         tunnel.setToolTip("Reach this listener from the internet through SSH, cloudflared or ngrok")
         tunnel.clicked.connect(self.tunnel_requested)
-        flespi = QPushButton("Set up flespi stream…")
-        flespi.clicked.connect(self.flespi_requested)
+        self.flespi = QPushButton("Set up flespi stream…")
+        self.flespi.clicked.connect(self.flespi_requested)
         reach_row = QHBoxLayout()
         reach_row.addWidget(tunnel)
-        reach_row.addWidget(flespi)
+        reach_row.addWidget(self.flespi)
         reach_row.addStretch(1)
         self.demo = QPushButton("▶  Start demo feed")
         self.demo.setStyleSheet("padding: 6px 14px; font-weight: 600;")
         self.demo.clicked.connect(self.demo_requested)
+        self._shown: tuple = ()  # (urls, header): rows are rebuilt only when these change
+        self._rendered: tuple = ()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 16)
         layout.setSpacing(8)
-        layout.addWidget(_plain("Waiting for data", "font-size: 17px; font-weight: 700; color: #263238;"))
-        layout.addWidget(_plain("Point a flespi HTTP stream here: in flespi, create a stream with "
-                                "protocol http and paste one of these URLs as its URI.", "color: #455a64;"))
+        layout.addWidget(self.heading)
+        layout.addWidget(self.detail)
+        layout.addLayout(self.status_lines)
         layout.addWidget(self.error_box)
+        layout.addWidget(self.urls_intro)
         layout.addLayout(self.urls_box)
         layout.addWidget(self.https_box)
         layout.addLayout(reach_row)
@@ -85,13 +110,18 @@ class ConnectionPanel(QWidget):
         layout.addWidget(self.demo, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addStretch(1)
 
-    def _copy_row(self, box: QVBoxLayout, text: str) -> None:
+    def add_status_line(self, widget: QWidget) -> None:
+        """Another line under the heading (e.g. the flespi stream's own health)."""
+        self.status_lines.addWidget(widget)
+
+    def _copy_row(self, box: QVBoxLayout, text: str, what: str) -> None:
         row = QHBoxLayout()
         field = QLineEdit(text)
         field.setReadOnly(True)
         field.setCursorPosition(0)
         copy = QPushButton("Copy")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(text))
+        copy.setToolTip(f"Copy the {what} to the clipboard")
+        copy.clicked.connect(lambda: copy_with_feedback(text, copy, self.copied.emit, f"the {what}"))
         row.addWidget(field, 1)
         row.addWidget(copy)
         box.addLayout(row)
@@ -109,27 +139,46 @@ class ConnectionPanel(QWidget):
             elif item.widget() is not None:
                 item.widget().deleteLater()
 
-    def show_listener(self, urls: list[str], header: str | None, error: str = "", *,
-                      https_fingerprint: str | None = None) -> None:
-        """Show where the listener is reachable (public URL first), or why it is not."""
-        self._clear(self.urls_box)
-        self._clear(self.header_box)
-        self.error.setText(error)
-        self.error_box.setVisible(bool(error))
-        for url in urls:
-            self._copy_row(self.urls_box, url)
-        self.https_box.setVisible(https_fingerprint is not None)
+    def show_state(self, view: StatusView, header: str | None, *, https_fingerprint: str | None = None) -> None:
+        """Render the listener's state: heading, what to do, and URLs only where something listens."""
+        if (view, header, https_fingerprint) == self._rendered:
+            return  # unchanged: no style or layout work (this runs every frame)
+        self._rendered = (view, header, https_fingerprint)
+        self.heading.setText(view.heading)
+        restyle(self.heading, f"font-size: 17px; font-weight: 700; color: {LEVEL_COLORS[view.level]};")
+        self.detail.setText(view.detail)
+        self.error_box.setVisible(not view.urls and view.listening_level == ERROR)
+        restyle(self.flespi, "font-weight: 700; color: #b26a00;" if view.suggest_flespi else "")
+        self.urls_intro.setVisible(bool(view.urls))
+        self.https_box.setVisible(https_fingerprint is not None and bool(view.urls))
         if https_fingerprint:
             self.https.setText(f"HTTPS certificate SHA-256 {https_fingerprint}")
+        if self._shown == (view.urls, header):
+            return
+        self._shown = (view.urls, header)
+        self._clear(self.urls_box)
+        self._clear(self.header_box)
+        for url in view.urls:
+            self._copy_row(self.urls_box, url, "URL")
         if header:
-            self._copy_row(self.header_box, header)
+            self._copy_row(self.header_box, header, "header")
         else:
             self.header_box.addWidget(_plain("(none: token disabled in Settings)", "color: #78909c;"))
 
     def add_section(self, widget: QWidget) -> None:
         """Show ``widget`` under the tunnel and flespi buttons."""
         self.sections.addWidget(widget)
+    def copy_buttons(self) -> list[QPushButton]:
+        """The Copy buttons shown now (URLs first, then the header)."""
+        buttons = []
+        for box in (self.urls_box, self.header_box):
+            for i in range(box.count()):
+                row = box.itemAt(i).layout()
+                if row is not None:
+                    buttons.append(row.itemAt(1).widget())
+        return buttons
 
     def set_demo_running(self, running: bool) -> None:
         """Reflect the demo feed's state on its button."""
         self.demo.setText("■  Stop demo feed" if running else "▶  Start demo feed")
+

@@ -24,7 +24,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView
 
-from app.core.display import age_text, number_text, position_text
+from app.core.display import age_text, number_text, position_text, speed_text
 from app.core.fleet import BATTERY_KEYS, IGNITION_KEY, POWER_KEY, DeviceState, Fleet, StatusThresholds
 from app.core.health import CHECKS, ERROR, INFO, WARN
 from app.ui.text import plain_tooltip
@@ -90,7 +90,7 @@ COLUMNS: list[tuple[str, Cell, bool]] = [
     ("Rate/min", lambda d, now, th: _measure(d.rate_per_min(now), "", 1), True),
     ("Position", lambda d, now, th: (position_text(d.fix.lat, d.fix.lon), d.fix.lat) if d.fix else ("no fix", MISSING),
      False),
-    ("Speed", lambda d, now, th: _measure(d.latest.speed, "km/h"), True),
+    ("Speed", lambda d, now, th: (speed_text(d.latest.speed), _key(d.latest.speed)), True),
     ("Heading", lambda d, now, th: _measure(d.latest.direction, "°"), True),
     ("Sats", lambda d, now, th: _measure(d.latest.satellites, ""), True),
     ("Ignition", lambda d, now, th: _ignition(d), False),

@@ -1,9 +1,60 @@
-"""A checklist of devices (which ones a replay shows)."""
+"""Choosing devices from a checklist (which ones a replay shows, which ones an export writes),
+with *All* and *None* for long lists."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def set_all_checked(devices: QListWidget, checked: bool) -> None:
+    """Tick (or untick) every device in the list."""
+    state = Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked
+    for i in range(devices.count()):
+        devices.item(i).setCheckState(state)
+
+
+def checked_count(devices: QListWidget) -> int:
+    return sum(devices.item(i).checkState() == Qt.CheckState.Checked for i in range(devices.count()))
+
+
+def with_all_none(devices: QListWidget) -> QWidget:
+    """``devices`` with *All* / *None* buttons and a 'n of m' count under it."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(devices)
+    row = QHBoxLayout()
+    every = QPushButton("All")
+    every.setToolTip("Tick every device")
+    every.clicked.connect(lambda: set_all_checked(devices, True))
+    nothing = QPushButton("None")
+    nothing.setToolTip("Untick every device")
+    nothing.clicked.connect(lambda: set_all_checked(devices, False))
+    count = QLabel("")
+    count.setStyleSheet("color: #607d8b;")
+
+    def recount() -> None:
+        count.setText(f"{checked_count(devices)} of {devices.count()} devices")
+
+    devices.itemChanged.connect(lambda _: recount())
+    recount()
+    row.addWidget(every)
+    row.addWidget(nothing)
+    row.addWidget(count, 1)
+    layout.addLayout(row)
+    box.setObjectName("devicesAllNone")
+    return box
 
 
 class DevicePicker(QDialog):
@@ -24,7 +75,7 @@ class DevicePicker(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list)
+        layout.addWidget(with_all_none(self.list))
         layout.addWidget(buttons)
 
     def chosen(self) -> list[str]:

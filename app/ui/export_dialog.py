@@ -39,7 +39,9 @@ from app.store.exporters import Cancelled, collect_param_keys
 from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
+from app.ui.device_picker import with_all_none
 from app.ui.thread_bridge import ThreadBridge
+from app.ui.time_crop import TimeCrop
 
 SUFFIX = SUFFIXES
 #: What each format is for, shown as the format's tooltip.
@@ -127,9 +129,9 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         form.addRow("Format", self.format)
         form.addRow("", self.format_hint)
-        form.addRow("Devices", self.devices)
-        form.addRow("From", self.t_from)
-        form.addRow("To", self.t_to)
+        form.addRow("Devices", with_all_none(self.devices))
+        self.crop = TimeCrop(self.t_from, self.t_to, start, end + 1)  # From/To stay the filter's source
+        form.addRow("Time range", self.crop)
         form.addRow("", self.valid_only)
         form.addRow("", self.all_params)
         form.addRow("", self.points)

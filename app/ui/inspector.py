@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QGuiApplication
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -29,6 +29,7 @@ from app.core.display import utc_text, value_text
 from app.core.fleet import LogEntry, changed_params
 from app.core.normalize import Message, flag_names
 from app.core.raw_json import indent_exact
+from app.ui.copy_feedback import copy_with_feedback
 
 CHANGE_COLORS = {"changed": QColor("#fff59d"), "added": QColor("#c8e6c9"), "removed": QColor("#ffcdd2")}
 RawLoader = Callable[[LogEntry], Any]
@@ -61,7 +62,7 @@ class RawJsonDialog(QDialog):
             self._show_layout(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text.toPlainText()))
+        self.copy.clicked.connect(lambda: copy_with_feedback(self.text.toPlainText(), self.copy))
         buttons.rejected.connect(self.reject)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
@@ -83,8 +84,6 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.raw_loader = raw_loader
         self.entry: LogEntry | None = None
-        self.heading = QLabel("Inspector")
-        self.heading.setStyleSheet("font-size: 13px; font-weight: 700; color: #263238;")
         self.title = QLabel("Select a device or a message")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setWordWrap(True)
@@ -105,20 +104,21 @@ class Inspector(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)  # compact rows
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.legend = QLabel("yellow: changed · green: new · red: gone since the previous message")
-        self.legend.setStyleSheet("color: #607d8b;")
-        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: #607d8b; font-size: 11px;")
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.changes_only)
         top.addWidget(self.raw_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self)  # the tab names it: no heading, every line for parameters
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.heading)
+        layout.setSpacing(3)
         layout.addWidget(self.title)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)

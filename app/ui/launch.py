@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +84,14 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
 
     from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
-    from app.ui.settings import load_settings
+    from app.ui.rendering import choose_rendering
+    from app.ui.settings import RunOverrides, load_settings
     from app.ui.tile_scheme import register_scheme
 
     register_scheme()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    choose_rendering()  # no GPU: draw the map in software, not through emulated OpenGL (ui/rendering)
     app.setOrganizationName("trackmon")
     app.setApplicationName("trackmon")
     store = QSettings()
@@ -99,7 +100,7 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
                  if value is not None}
     if args.token:
         overrides.update(token=args.token, require_token=True)
-    settings = replace(settings, **overrides)
+    settings, run_overrides = RunOverrides.over(settings, overrides)  # for this run: never saved
     # Validate the effective listener options exactly as `record` does (token rules, TLS files).
     args.host, args.port, args.path = settings.host, settings.port, settings.path
     args.token = settings.auth_token
@@ -109,7 +110,7 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(settings, args.db or default_db(), store=store, auth_override=auth_override,
-                        ssl_context=ssl_context)
+                        ssl_context=ssl_context, overrides=run_overrides)
     window.show()
     # Cyclic garbage collection only on this thread, from now on (see app/ui/gc_guard.py).
     collector = GuiGarbageCollector(app)

@@ -7,13 +7,14 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from app.core.display import number_text, position_text, utc_text
+from app.core.display import position_text, speed_text, utc_text
 from app.core.filters import FilterError, Predicate, compile_filter, looks_like_expression
 from app.core.fleet import NAME_KEY, LogEntry
 from app.core.normalize import flag_names
 from app.ui.bounded_model import BoundedListModel
 
 FLAGGED = QBrush(QColor("#fff3e0"))
+RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def _name(entry: LogEntry) -> str:
@@ -42,10 +43,12 @@ class MessageLogModel(BoundedListModel[LogEntry]):
             if column == 5:
                 return position_text(m.lat, m.lon) if m.has_fix else "no fix"
             if column == 6:
-                return number_text(m.speed, "km/h")
+                return speed_text(m.speed)
             if column == 7:
                 return str(len(m.params))
             return ", ".join(flag_names(m.flags))
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, 6, 7):
+            return RIGHT
         if role == Qt.ItemDataRole.BackgroundRole and m.flags:
             return FLAGGED
         return None

@@ -36,41 +36,48 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.display import utc_text
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
+from app.server.error_words import listen_problem, send_problem
 from app.server.listener import Listener, ListenerConfig, RequestEvent
+from app.server.listener_state import ListenerState
 from app.server.service import ListenerService, PortInUse
 from app.server.stream_client import StreamSender
 from app.server.tls import fingerprint
 from app.server.tunnels import ExternalTunnel, SshTunnel, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
-from app.store.queries import list_rejects, raw_message_bytes
+from app.store.queries import raw_message_bytes
 from app.store.recorder import Recorder
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
 from app.ui.device_model import IDENT_ROLE, DeviceFilterProxy, DeviceTableModel, SortHold
 from app.ui.flespi_status import FlespiStatus
+from app.ui.frame_pace import FramePace
 from app.ui.health_panel import HealthPanel
 from app.ui.health_rules import load_thresholds, save_thresholds
-from app.ui.inspector import Inspector, RawJsonDialog
+from app.ui.inspector import Inspector
 from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
+from app.ui.layout_memory import remember_splitter
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
+from app.ui.menu_bar import build_menu_bar
 from app.ui.mqtt_panel import MqttController
 from app.ui.reachability import ReachabilityMixin
 from app.ui.recording_banner import RecordingBanner
 from app.ui.replay import ReplayBar, ReplayController
-from app.ui.requests_model import RequestsModel
+from app.ui.request_inspector import RequestInspector
+from app.ui.requests_model import REQUEST_SAMPLES, RequestsModel
 from app.ui.sessions_mode import SessionsMixin
-from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, save_settings
+from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.stall_banner import StallBanner
+from app.ui.status_bar import StatusLine
+from app.ui.table_layout import arrange_device_table, arrange_log_table, fit_columns, readable
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 from app.ui.view_pacing import TextViewPacer
@@ -101,10 +108,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     """One recording session shown live."""
 
     def __init__(self, settings: AppSettings, db: Path, *, store: QSettings | None = None,
-                 auth_override: HeaderAuth | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 auth_override: HeaderAuth | None = None, ssl_context: ssl.SSLContext | None = None,
+                 overrides: RunOverrides | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.store = store
+        self.overrides = overrides or RunOverrides({}, {})  # command-line values: this run only
         self.db = db
         self.auth_override = auth_override
         self.ssl_context = ssl_context
@@ -126,7 +135,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ListenerService | None = None
-        self.listen_error = ""
+        self.link = ListenerState()  # the one account of the listener's state every view renders
         self.pending_requests: list[RequestEvent] = []
         self.sent_trail: dict[str, int] = {}
         self.sent_status: dict[str, str] = {}
@@ -134,12 +143,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.inspecting_latest = True
         self.demo_stop: asyncio.Event | None = None
         self.demo_task: asyncio.Task | None = None
+        self.demo_sender: StreamSender | None = None  # the running demo's sender (its URL follows the listener)
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._cursor_ts: float | None = None
         self.cli_ssl_context = ssl_context  # a --tls-* option wins over Settings for this run
         self._charts_due = 0  # ticks until the charts are drawn again
         self.certificate: Path | None = None
+        self._fingerprint: str | None = None  # of the listener's HTTPS certificate
         self.tunnel: SshTunnel | ExternalTunnel | None = None
         self.tunnel_state = TunnelState("stopped")
         self.tunnel_dialog: TunnelDialog | None = None
@@ -148,11 +159,13 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self._build_views()
         self._build_actions()
+        build_menu_bar(self)
         self._build_status_bar()
         self.flespi_status = FlespiStatus(self.connection, self.statusBar())  # stream health from flespi's side
         self._frame_task: asyncio.Task | None = None
         self.text_pacer = TextViewPacer(log_limit=self.live_fleet.log.maxlen)
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
+        self.pace = FramePace()
         self.tick_timer = QTimer(self, interval=TICK_MS, timeout=self.tick)
 
     # -- construction ---------------------------------------------------------------------------
@@ -163,8 +176,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.device_table = _table(self.device_proxy)
         self.device_table.setSortingEnabled(True)
         self.device_table.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by ident
-        for column, width in ((0, 58), (1, 150), (2, 128), (3, 100), (4, 66), (5, 52), (6, 62), (7, 150)):
-            self.device_table.setColumnWidth(column, width)
+        arrange_device_table(self.device_table)  # sized from the font, name/ident/speed/heading first
         self.device_table.selectionModel().currentRowChanged.connect(self._device_row_changed)
         self.sort_hold = SortHold(self.device_table, self.device_model)  # rows stay put under the pointer
         self.device_filter = QLineEdit(placeholderText="Filter devices (ident, name, any column)…")
@@ -187,6 +199,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.connection.tunnel_requested.connect(self.open_tunnel)
         self.connection.flespi_requested.connect(self.open_flespi)
         self.connection.export_certificate_requested.connect(self._export_certificate)
+        self.connection.copied.connect(lambda text: self.statusBar().showMessage(text, 3000))
         self.left = QStackedWidget()
         self.left.addWidget(self.connection)
         self.left.addWidget(devices)
@@ -204,14 +217,14 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         top.addWidget(self.map)
         top.setStretchFactor(0, 0)
         top.setStretchFactor(1, 1)
-        top.setSizes([560, 880])
+        top.setSizes([640, 800])
+        remember_splitter(top, self.store, "devices-map")
 
         self.log_model = MessageLogModel(LOG_CAPACITY, self)
         self.log_proxy = LogFilterProxy(self)
         self.log_proxy.setSourceModel(self.log_model)
         self.log_table = _table(self.log_proxy)
-        for column, width in ((0, 60), (1, 170), (2, 170), (3, 130), (4, 110), (5, 160), (6, 80), (7, 52)):
-            self.log_table.setColumnWidth(column, width)
+        arrange_log_table(self.log_table)
         self.log_table.selectionModel().currentRowChanged.connect(self._log_row_changed)
         self.log_filter = QLineEdit(placeholderText='Filter: words, or an expression like position.speed > 100 and '
                                                     'exists(alarm.event.trigger)')
@@ -240,11 +253,11 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
         self.requests_model = RequestsModel(5000, self)
         self.requests_table = _table(self.requests_model)
-        for column, width in ((0, 170), (1, 110), (2, 90), (3, 52), (4, 70), (5, 90), (6, 60)):
-            self.requests_table.setColumnWidth(column, width)
+        readable(self.requests_table)
+        fit_columns(self.requests_table, REQUEST_SAMPLES)
         self.requests_table.doubleClicked.connect(self._request_details)
         requests_hint = QLabel("Every POST that reached the listener. Refused ones are red — double-click a row "
-                               "to see the headers and body that were sent.")
+                               "for the request and our response, and to replay it.")
         requests_hint.setStyleSheet("color: #607d8b;")
         requests_page = QWidget()
         requests_layout = QVBoxLayout(requests_page)
@@ -275,13 +288,15 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
         bottom.setSizes([860, 580])
+        remember_splitter(bottom, self.store, "tabs-inspector")
 
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(bottom)
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 2)
-        main.setSizes([540, 320])
+        main.setSizes([500, 400])  # the inspector shows a screenful of parameters
+        remember_splitter(main, self.store, "top-bottom")
         self.recording_banner = RecordingBanner()
         self.stall_banner = StallBanner(self.store)  # the stream stuck on one refused batch
         self.replay_bar = ReplayBar()
@@ -311,7 +326,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.follow_action.setShortcut(QKeySequence("Ctrl+F"))
         self.settings_action = QAction("Settings…", self, triggered=self.open_settings)
         self.sessions_action = QAction("Sessions…", self, triggered=self.open_sessions)
-        self.new_session_action = QAction("New session", self, triggered=self.new_session)
+        self.new_session_action = QAction("New session…", self, triggered=self.ask_new_session)
         self.recording_action = QAction("Recording", self, checkable=True, checked=True,
                                         toggled=self._recording_toggled)
         self.recording_action.setToolTip("Untick to stop listening and recording; tick to start again")
@@ -325,19 +340,11 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             bar.addAction(action)
 
     def _build_status_bar(self) -> None:
-        self.status_urls = QLabel("")
-        self.status_rate = QLabel("")
-        self.status_totals = QLabel("")
-        self.status_file = QLabel("")
-        for label in (self.status_urls, self.status_rate, self.status_totals, self.status_file):
-            label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bar = self.statusBar()
-        bar.addWidget(self.status_urls, 1)
-        bar.addPermanentWidget(self.mqtt.label)
-        bar.addPermanentWidget(self.status_rate)
-        bar.addPermanentWidget(self.status_totals)
-        bar.addPermanentWidget(self.status_file)
+        self.status_line = StatusLine(self.statusBar())
+        self.status_line.flespi_requested.connect(self.open_flespi)
+        self.status_urls, self.status_totals, self.status_file = (
+            self.status_line.urls, self.status_line.totals, self.status_line.file)
+        self.statusBar().addPermanentWidget(self.mqtt.label)
 
     def _apply_tiles(self) -> None:
         """Base layer from settings: the MBTiles file if one is chosen and usable, else the URL."""
@@ -376,22 +383,31 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.ssl_context, self.certificate = self._server_tls()
         except (OSError, ValueError) as exc:
             self.ssl_context, self.certificate = None, None
-            self.listen_error = f"HTTPS not available: {exc}"
+            self.link.failed(listen_problem(exc, s.host, s.port))
             self._show_listener()
             return
         service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
         try:
             await service.start()
         except (PortInUse, OSError) as exc:
-            self.listen_error = str(exc).replace(" with --port", " in Settings")
+            self.link.failed(listen_problem(exc, s.host, s.port))
             log.warning("listener not started: %s", exc)
         else:
-            self.listen_error = ""
             self.service = service
+            self.link.started(service.urls(), time.time())
+            if self.demo_sender is not None:  # a demo feed waiting through a pause: to the new address
+                self.demo_sender.url = service.urls()[0]
         self._show_listener()
 
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
+        self.link.request(event.received_at, event.peer, event.status, event.count, duplicate=event.duplicate,
+                          reason=event.reason)
+
+    @property
+    def listen_error(self) -> str:
+        """Why nothing listens, in words ('' while listening)."""
+        return self.link.problem
 
     def urls(self) -> list[str]:
         """Where the listener can be reached, or where it would be once the port is free."""
@@ -408,10 +424,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         return f"Authorization: Bearer {token}" if token else None
 
     def _show_listener(self) -> None:
-        public = self.public_url()
-        fingerprint_text = fingerprint(self.certificate) if self.certificate else None
-        self.connection.show_listener(([public] if public else []) + self.urls(), self.auth_header(),
-                                      self.listen_error, https_fingerprint=fingerprint_text)
+        self._fingerprint = fingerprint(self.certificate) if self.certificate else None
         self._update_status_bar()
 
     async def shutdown(self) -> None:
@@ -453,7 +466,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self._background(self.stop_demo())
             return
         if self.service is None:
-            self.statusBar().showMessage("The listener is not running: " + self.listen_error, 8000)
+            self.statusBar().showMessage("The demo feed needs the listener: " + (
+                self.listen_error or "tick Recording to start it"), 8000)
             return
         url = self.service.urls()[0]
         headers = {}
@@ -471,12 +485,15 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
                         stop: asyncio.Event) -> None:
         ssl_context = False if url.startswith("https") else None
         try:
-            async with StreamSender(url, headers, ssl_context=ssl_context) as sender:
+            # Re-sent every 2 s at most while the listener is paused (Recording off), as flespi would.
+            async with StreamSender(url, headers, ssl_context=ssl_context, max_backoff=2.0) as sender:
+                self.demo_sender = sender
                 await run_emulator(sender, options, stop)
         except Exception as exc:  # shown to the user, never a crash
             log.exception("demo feed failed")
-            self.statusBar().showMessage(f"Demo feed stopped: {exc}", 10000)
+            self.statusBar().showMessage(f"Demo feed stopped: {send_problem(exc, url)}", 10000)
         finally:
+            self.demo_sender = None
             self._demo_changed(False)
 
     async def stop_demo(self) -> None:
@@ -491,6 +508,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _demo_changed(self, running: bool) -> None:
         self.demo_action.setText("Stop demo feed" if running else "Start demo feed")
         self.connection.set_demo_running(running)
+        self.link.demo_running = running
 
     # -- frames ---------------------------------------------------------------------------------
     def frame(self) -> None:
@@ -502,6 +520,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Timer tick (≤10 Hz): render a frame in slices, letting the loop serve requests between
         them; a frame still rendering makes this tick a no-op (its changes go in the next one)."""
         if self._frame_task is None or self._frame_task.done():
+            if not self.pace.due(time.monotonic(), self.fleet.total, len(self.pending_requests)):
+                return  # little waiting: a few frames a second (ui/frame_pace)
             self._frame_task = self._background(self._sliced_frame())
 
     async def _sliced_frame(self) -> None:
@@ -602,29 +622,20 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._send_to_map(list(self.fleet.devices), self.clock())
 
     def _update_status_bar(self) -> None:
-        urls = self.urls()
-        if self.listen_error:
-            set_label(self.status_urls, f"Not listening: {self.listen_error}", "color: #b71c1c; font-weight: 600;")
-        else:
-            public = self.public_url()
-            set_label(self.status_urls, ("Public " + public + "  ·  " if public else "") + "Listening on "
-                      + "  ·  ".join(urls), "")
-        stats = self.listener.stats if self.listener else None
-        set_label(self.status_rate, f"{self.rate:,.0f} msg/s")
-        if stats is not None:
-            live = "Live: " if self.replay is not None else ""
-            fleet = self.live_fleet
-            set_label(self.status_totals, f"{live}{fleet.total:,} messages · {len(fleet.devices)} devices · "
-                                          f"{stats.rejects} rejected · {stats.retries} re-sent")
+        """Render the listener's state (one `StatusView`) in the status bar and the connection panel."""
         try:
             size = sum(p.stat().st_size for p in (self.db, Path(f"{self.db}-wal")) if p.exists())
         except OSError:
             size = 0
         self._show_recording_problem()
-        problem = self.recorder.problem
-        set_label(self.status_file, f"NOT recording: {problem.split(';')[0]} (503s)" if problem else
-                  f"Recording {self.db.name} ({size / 1e6:.1f} MB)",
-                  "color: #b71c1c; font-weight: 600;" if problem else "", problem or str(self.db))
+        self.link.public_url = self.public_url()
+        fleet = self.live_fleet
+        view = self.link.view(time.time(), messages=fleet.total, devices=len(fleet.devices),
+                              recording_problem=self.recorder.problem, file_name=self.db.name, file_bytes=size)
+        self.status_line.render(view, self.rate, self.recorder.problem or str(self.db))
+        if self.replay is not None:
+            set_label(self.status_totals, "Live: " + view.totals)
+        self.connection.show_state(view, self.auth_header(), https_fingerprint=self._fingerprint)
         set_label(self.device_count, f"{self.device_proxy.rowCount()} of {self.device_model.rowCount()}")
         set_label(self.log_count, f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 
@@ -787,27 +798,17 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         elif self.fleet.devices:
             self.left.setCurrentIndex(1)
 
-    def _request_details(self, index) -> None:
+    def _request_details(self, index) -> RequestInspector:
+        """The request and our response in detail, with Replay (non-modal; returned)."""
         event: RequestEvent = self.requests_model.data(index, ITEM_ROLE)
-        if event.reject_id is None:
-            text = (f"HTTP {event.status} · {event.count} messages · batch {event.batch_id}\n"
-                    f"{event.reason or 'accepted'}")
-        else:
-            [reject] = [r for r in list_rejects(self.reader) if r["id"] == event.reject_id] or [None]
-            if reject is None:
-                return
-            headers = "\n".join(f"{k}: {v}" for k, v in reject["headers"].items())
-            body = reject["body"].decode("utf-8", errors="replace")
-            repeated = (f"{reject['count']} identical refusals, first {utc_text(reject['received_at'])}, "
-                        f"last {utc_text(reject['last_at'])}\n" if reject["count"] > 1 else "")
-            text = (f"{reject['method']} {reject['path']} from {reject['peer']}\n"
-                    f"HTTP {reject['status']}: {reject['reason']}\n{repeated}\n{headers}\n\n"
-                    f"{body}{'…' if reject['body_bytes'] > len(reject['body']) else ''}")
-        RawJsonDialog("Request details", text, self).exec()
+        url = self.service.urls()[0] if self.service is not None else None
+        dialog = RequestInspector(event, self.reader, url, self.auth_header(), self._background, self)
+        dialog.show()
+        return dialog
 
     def open_settings(self) -> None:
         """Edit settings; listener changes restart it, view changes apply at once."""
-        dialog = SettingsDialog(self.settings, self)
+        dialog = SettingsDialog(self.settings, self, overridden=self.overrides.describe())
         if not dialog.exec():
             return
         self.apply_settings(dialog.result_settings())
@@ -816,7 +817,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Use ``new`` from now on (and save it)."""
         old, self.settings = self.settings, new
         if self.store is not None:
-            save_settings(self.store, new)
+            save_settings(self.store, self.overrides.persistent(new))
         self.thresholds = StatusThresholds(new.stale_after, new.offline_after)
         self.device_model.thresholds = self.thresholds
         if new.trail_length != old.trail_length:

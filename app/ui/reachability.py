@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QFileDialog,
 )
 
-from app.core.simfleet import FleetSimulator
 from app.paths import data_dir
 from app.server.addresses import interface_addresses
+from app.server.probe_batch import TEST_IDENT_PREFIX, TEST_NAME, make_test_batch
 from app.server.service import server_ssl_context
 from app.server.stream_client import GiveUp, StreamSender
 from app.server.tls import export_certificate, make_self_signed
@@ -145,8 +145,7 @@ class ReachabilityMixin:
     async def _send_test_batch(self, url: str) -> str:
         header = self.auth_header()
         headers = dict([header.split(": ", 1)]) if header else {}
-        fleet = FleetSimulator(2, seed=1, start=time.time() - 10, interval=5.0, bad_fix_rate=0)
-        batch = fleet.next_messages(4)
+        batch = make_test_batch(time.time())  # marked test devices, never the demo's (see probe_batch)
         ssl_context: ssl.SSLContext | bool | None = None
         if url.startswith("https") and self.certificate:
             ssl_context = ssl.create_default_context(cafile=str(self.certificate))
@@ -155,7 +154,8 @@ class ReachabilityMixin:
                 await sender.send(orjson.dumps(batch), len(batch))
         except GiveUp as exc:
             return f"The test batch did not arrive: {exc}"
-        return (f"The test batch of {len(batch)} messages reached {url} and was recorded (HTTP 200). It was sent "
+        return (f"The test batch of {len(batch)} messages from test devices {TEST_IDENT_PREFIX}1 and "
+                f"{TEST_IDENT_PREFIX}2 (named '{TEST_NAME}') reached {url} and was recorded (HTTP 200). It was sent "
                 "from this machine: it does not show that flespi can reach the URL (use 'Test through flespi').")
 
     def _export_certificate(self) -> None:

@@ -17,6 +17,11 @@ REFUSED_TEXT = QBrush(QColor("#b71c1c"))
 RETRY = QBrush(QColor("#fffde7"))
 
 
+#: A typical value per column, for sizing (app/ui/table_layout.fit_columns).
+REQUEST_SAMPLES = ("2026-01-01 00:00:00.000", "255.255.255.255", "/flespi/path", "200", "10,000", "1,234,567",
+                   "1234.5", None)
+
+
 def note(e: RequestEvent) -> str:
     """The Note column: the reason, and for a refusal repeated in a burst how many times it came."""
     if e.repeats > 1:

@@ -15,6 +15,7 @@ from app.server.stream_client import StreamSender
 from app.store.replay import ReplaySource
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
+from app.ui.new_session_prompt import confirm_new_session
 from app.ui.replay import ReplayController
 from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
@@ -62,6 +63,11 @@ class SessionsMixin:
             self.statusBar().showMessage(f"Sent {stats.messages:,} messages of session {session_id} to {url}", 15000)
         return self._background(send())
 
+    def ask_new_session(self) -> None:
+        """*New session* from the toolbar or menu: only after the user confirms it."""
+        if confirm_new_session(self, self.recorder.session_id, self.live_fleet.total, len(self.live_fleet.devices)):
+            self.new_session()
+
     def new_session(self) -> None:
         """Close the current session and record into a fresh one."""
         session = self.recorder.start_session()
@@ -80,11 +86,12 @@ class SessionsMixin:
             self._background(self._stop_listening())
 
     async def _stop_listening(self) -> None:
-        await self.stop_demo()
+        """Recording off: the listener stops. A running demo feed keeps running, as a flespi stream
+        would: it re-sends its batch until the listener answers again (tick Recording)."""
         if self.service is not None:
             await self.service.stop()
             self.service = None
-        self.listen_error = "recording stopped (tick Recording to start again)"
+        self.link.paused_by_user()
         await self.mqtt.stop()  # unacknowledged publishes wait at the broker
         self._show_listener()
 

@@ -88,3 +88,31 @@ def restrict_to_owner(store: QSettings) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)
+
+
+@dataclass(slots=True)
+class RunOverrides:
+    """Settings given on the command line (``--port``, ``--host``, ``--path``, ``--token``): in
+    force for this run only, as the README promises, so confirming the Settings dialog never
+    saves them. A field the user then changes in the dialog is theirs, and saved."""
+
+    values: dict[str, Any]  # the command line's value per field
+    saved: dict[str, Any]  # what the settings file holds for those fields
+
+    @classmethod
+    def over(cls, settings: AppSettings, values: dict[str, Any]) -> tuple[AppSettings, RunOverrides]:
+        """``settings`` with ``values`` applied, and the record of what was overridden."""
+        saved = {name: getattr(settings, name) for name in values}
+        return replace(settings, **values), cls(dict(values), saved)
+
+    def persistent(self, new: AppSettings) -> AppSettings:
+        """What to save for ``new``: overridden fields the user left alone keep their saved value."""
+        for name in [n for n, value in self.values.items() if getattr(new, n) != value]:
+            del self.values[name], self.saved[name]  # changed in the dialog: the user's choice now
+        return replace(new, **self.saved)
+
+    def describe(self) -> str:
+        """'port 9000, path /x' — for the Settings dialog's note ('' when nothing is overridden)."""
+        shown = {name: ("(given)" if name == "token" else value) for name, value in self.values.items()
+                 if name != "require_token"}
+        return ", ".join(f"{name} {value}" for name, value in shown.items())

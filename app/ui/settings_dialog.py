@@ -27,7 +27,7 @@ from app.ui.settings import OSM_TILES, AppSettings, new_token
 class SettingsDialog(QDialog):
     """Edits a copy of the settings; `result_settings` returns it when accepted."""
 
-    def __init__(self, settings: AppSettings, parent=None) -> None:
+    def __init__(self, settings: AppSettings, parent=None, *, overridden: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("trackmon settings")
         self.original = settings
@@ -94,6 +94,12 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        if overridden:
+            note = QLabel(f"From the command line, for this run only (not saved unless you change them here): "
+                          f"{overridden}.")
+            note.setWordWrap(True)
+            note.setStyleSheet("color: #455a64;")
+            layout.addWidget(note)
         layout.addLayout(form)
         layout.addWidget(self.problem)
         layout.addWidget(buttons)

@@ -82,6 +82,28 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20, what: st
         await asyncio.sleep(0.05)
 
 
+def answer_modal(label: str, prepare: Callable[[Any], None] | None = None) -> list[Any]:
+    """Once a modal dialog opens, run ``prepare(dialog)`` and click its button labelled ``label``
+    (as a user would); returns a list that receives the dialog."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QAbstractButton, QApplication
+    seen: list[Any] = []
+
+    def poke() -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            QTimer.singleShot(20, poke)
+            return
+        seen.append(dialog)
+        if prepare is not None:
+            prepare(dialog)
+        [button] = [b for b in dialog.findChildren(QAbstractButton) if b.text().replace("&", "") == label]
+        button.click()
+
+    QTimer.singleShot(0, poke)
+    return seen
+
+
 async def js(window: MainWindow, script: str) -> Any:
     """Evaluate ``script`` in the map page and return its result."""
     future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -113,9 +135,9 @@ def make_window(loop, tmp_path: Path, qtbot) -> Iterator[Callable[..., MainWindo
     """Build and start windows (offline: no tiles); each is shut down after the test."""
     windows: list[MainWindow] = []
 
-    def make(**changes: Any) -> MainWindow:
+    def make(*, store: Any = None, overrides: Any = None, **changes: Any) -> MainWindow:
         settings = AppSettings(**{"port": 0, "token": TOKEN, "tile_url": "", **changes})
-        window = MainWindow(settings, tmp_path / f"gui{len(windows)}.sqlite")
+        window = MainWindow(settings, tmp_path / f"gui{len(windows)}.sqlite", store=store, overrides=overrides)
         window.resize(1440, 900)
         window.show()
         run(loop, window.start())

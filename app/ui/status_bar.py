@@ -1,0 +1,61 @@
+"""The window's status bar, rendered from the same `StatusView` as the connection panel: the
+link's health (coloured), where it listens, the rate, totals and the recording file."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QPushButton, QStatusBar, QWidget
+
+from app.server.listener_state import ERROR, IDLE, OK, WARN, StatusView
+from app.ui.connection_panel import restyle
+
+STYLES = {OK: "color: #2e7d32; font-weight: 600;", IDLE: "color: #455a64;",
+          WARN: "color: #b26a00; font-weight: 600;", ERROR: "color: #b71c1c; font-weight: 600;"}
+
+
+class StatusLine(QWidget):
+    """Owns the permanent labels of a QStatusBar (transient messages still use showMessage)."""
+
+    flespi_requested = Signal()
+
+    def __init__(self, bar: QStatusBar) -> None:
+        super().__init__(bar)
+        self.hide()  # a holder for signals only; the labels live in the bar
+        self._rendered: tuple = ()
+        self.health = QLabel("")
+        self.urls = QLabel("")
+        self.rate = QLabel("")
+        self.totals = QLabel("")
+        self.file = QLabel("")
+        for label in (self.health, self.urls, self.rate, self.totals, self.file):
+            label.setTextFormat(Qt.TextFormat.PlainText)
+        self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.flespi = QPushButton("flespi set-up…")
+        self.flespi.setFlat(True)
+        self.flespi.setToolTip("Nothing arrives: check the stream's URL and header in the flespi set-up")
+        self.flespi.clicked.connect(self.flespi_requested)
+        self.flespi.hide()
+        bar.addWidget(self.health)
+        bar.addWidget(self.flespi)
+        bar.addWidget(self.urls, 1)
+        bar.addPermanentWidget(self.rate)
+        bar.addPermanentWidget(self.totals)
+        bar.addPermanentWidget(self.file)
+
+    def render(self, view: StatusView, rate: float, file_tooltip: str) -> None:
+        """Show ``view`` (and the live message rate); unchanged parts are left alone (a style
+        sheet set again costs a re-polish)."""
+        self.rate.setText(f"{rate:,.0f} msg/s")
+        if (view, file_tooltip) == self._rendered:
+            return
+        self._rendered = (view, file_tooltip)
+        self.health.setText("● " + view.heading)
+        restyle(self.health, STYLES[view.level])
+        self.health.setToolTip(view.detail)
+        self.flespi.setVisible(view.suggest_flespi)
+        self.urls.setText(view.listening)
+        restyle(self.urls, STYLES[view.listening_level] if view.listening_level == ERROR else "")
+        self.totals.setText(view.totals)
+        self.file.setText(view.recording)
+        restyle(self.file, STYLES[ERROR] if view.recording_level == ERROR else "")
+        self.file.setToolTip(file_tooltip)
