@@ -203,25 +203,28 @@ async def pull(client: FlespiClient, recorder: Recorder, devices: list[Device], 
     if t_to < t_from:
         raise ValueError("the end of the time range is before its start")
     summary = PullSummary(None)
-    pages = read_ahead(_all_pages(client, devices, t_from, t_to, summary, progress, page))
-    if session_name is not None:
-        tally = await recorder.record_pulled(session_name, pages)
-        summary.session_id = tally.session_id if tally.kept else None
-        summary.new, summary.duplicates = tally.new, tally.duplicates
-        summary.into_new = True
-        return summary
-    async for raws in pages:
-        body = orjson.dumps(raws)
-        now = time.time()
-        started = time.perf_counter()
-        messages = normalize_batch(raws, now, body)
-        result = await recorder.record_batch(received_at=now, peer="flespi-pull", wire_bytes=len(body), body=body,
-                                             messages=messages,
-                                             process_ms=(time.perf_counter() - started) * 1000)
-        summary.new += result.new
-        summary.duplicates += result.duplicates
-        if on_batch is not None:
-            on_batch(result, now)
-        await asyncio.sleep(0)  # let live batches in between pages
+    # Closed here, in this task, whatever happens: a generator left to the garbage collector
+    # would have to finish its clean-up (cancelling the page being fetched) outside any task.
+    async with contextlib.aclosing(read_ahead(_all_pages(client, devices, t_from, t_to, summary, progress,
+                                                         page))) as pages:
+        if session_name is not None:
+            tally = await recorder.record_pulled(session_name, pages)
+            summary.session_id = tally.session_id if tally.kept else None
+            summary.new, summary.duplicates = tally.new, tally.duplicates
+            summary.into_new = True
+            return summary
+        async for raws in pages:
+            body = orjson.dumps(raws)
+            now = time.time()
+            started = time.perf_counter()
+            messages = normalize_batch(raws, now, body)
+            result = await recorder.record_batch(received_at=now, peer="flespi-pull", wire_bytes=len(body),
+                                                 body=body, messages=messages,
+                                                 process_ms=(time.perf_counter() - started) * 1000)
+            summary.new += result.new
+            summary.duplicates += result.duplicates
+            if on_batch is not None:
+                on_batch(result, now)
+            await asyncio.sleep(0)  # let live batches in between pages
     summary.session_id = recorder.session_id
     return summary
