@@ -236,8 +236,8 @@ class Standin:
 
     # -- the HTTP stream --------------------------------------------------------------------
     async def _deliver(self, stream_id: int) -> None:
-        """One batch in flight; re-sent until the target answers 200 (KB: "Each new portion of
-        messages will be posted only after flespi received a reply ... expects a 200")."""
+        """One batch in flight, the next only after a reply; re-sent until the target answers 200
+        (as the KB article on HTTP streams describes the stream's behaviour)."""
         async with aiohttp.ClientSession() as session:
             while self.queues.get(stream_id):
                 stream = self.streams.get(stream_id)
