@@ -37,6 +37,7 @@ import copy
 import re
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -150,6 +151,11 @@ def check_http_configuration(configuration: Any) -> None:
         raise Refusal(400, "configuration.limit_messages must be at least 1")
 
 
+def _stamp(message: dict[str, Any]) -> float:
+    value = message.get("timestamp", 0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """JSON merge patch: objects merge key by key, anything else (lists too) replaces."""
     out = copy.deepcopy(target)
@@ -202,20 +208,24 @@ class Standin:
         self.messages.setdefault(device_id, [])
 
     def store(self, device_id: int, messages: list[dict[str, Any]]) -> None:
+        """Messages arrive at a device: stored in time order, handed to the streams subscribed to
+        the device, its channel or a group holding it."""
         device = self.devices[device_id]
+        added = []
         for message in messages:
             stored = {"ident": device["configuration"]["ident"], "device.id": device_id,
                       "device.name": device["name"], "server.timestamp": message.get("timestamp", time.time()),
                       **message}
             if device.get("channel_id") is not None:
                 stored.setdefault("channel.id", device["channel_id"])
-            self.messages[device_id].append(stored)
-            self.messages[device_id].sort(key=lambda m: m.get("timestamp", 0))
-            for stream_id, subs in self.subscriptions.items():
-                if (device_id in subs.get("devices", ())
-                        or device.get("channel_id") in subs.get("channels", ())
-                        or any(device_id in self.groups[g].get("devices", ()) for g in subs.get("groups", ()))):
-                    self.enqueue(stream_id, [stored])
+            added.append(stored)
+        self.messages[device_id].extend(added)
+        self.messages[device_id].sort(key=_stamp)
+        for stream_id, subs in self.subscriptions.items():
+            if (device_id in subs.get("devices", ())
+                    or device.get("channel_id") in subs.get("channels", ())
+                    or any(device_id in self.groups[g].get("devices", ()) for g in subs.get("groups", ()))):
+                self.enqueue(stream_id, added)
 
     def enqueue(self, stream_id: int, messages: list[dict[str, Any]]) -> None:
         self.queues.setdefault(stream_id, []).extend(copy.deepcopy(messages))
@@ -226,8 +236,8 @@ class Standin:
 
     # -- the HTTP stream --------------------------------------------------------------------
     async def _deliver(self, stream_id: int) -> None:
-        """One batch in flight; re-sent until the target answers 200 (KB: "Each new portion of
-        messages will be posted only after flespi received a reply ... expects a 200")."""
+        """One batch in flight, the next only after a reply; re-sent until the target answers 200
+        (as the KB article on HTTP streams describes the stream's behaviour)."""
         async with aiohttp.ClientSession() as session:
             while self.queues.get(stream_id):
                 stream = self.streams.get(stream_id)
@@ -281,7 +291,7 @@ class Standin:
             result = self.route(request.method, parts, body, data, request.query.get("fields"))
         except Refusal as refusal:
             return refuse(refusal.status, refusal.reason)
-        return web.json_response({"result": result})
+        return web.Response(body=orjson.dumps({"result": result}), content_type="application/json")
 
     def route(self, method: str, parts: list[str], body: Any, data: Any, fields: str | None) -> list[Any]:
         kind = parts[0]
@@ -394,10 +404,14 @@ class Standin:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
             raise Refusal(400, f"data.count must be an integer from 1 to {MAX_COUNT}")
         t_from, t_to = data.get("from", 0), data.get("to", float("inf"))
-        found = sorted((m for d in devices for m in self.messages.get(d["id"], [])
-                        if t_from <= m.get("timestamp", 0) <= t_to), key=lambda m: m.get("timestamp", 0),
-                       reverse=bool(data.get("reverse")))
-        return copy.deepcopy(found[:count])
+        reverse = bool(data.get("reverse"))
+        found = []
+        for device in devices:  # each device's list is kept in time order: cut at most `count` out of it
+            stored = self.messages.get(device["id"], [])
+            low, high = bisect_left(stored, t_from, key=_stamp), bisect_right(stored, t_to, key=_stamp)
+            found += stored[max(low, high - count):high] if reverse else stored[low:min(high, low + count)]
+        found.sort(key=_stamp, reverse=reverse)
+        return found[:count]  # serialized at once, never changed: no copy needed
 
     async def close(self) -> None:
         self._release.set()

@@ -25,6 +25,7 @@ the stream, or pulled before — is stored once (``core/message_key`` + ``store/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -132,15 +133,16 @@ async def device_pages(client: FlespiClient, device: Device, t_from: float, t_to
         if not items:
             return
         keys = [orjson.dumps(m) for m in items]  # as flespi sent them, before any ident is filled in
-        fresh = [m for m, key in zip(items, keys, strict=True)
-                 if not (_timestamp(m) == cursor and key in at_cursor)]
+        stamps = [_timestamp(m) for m in items]
+        fresh = [m for m, key, stamp in zip(items, keys, stamps, strict=True)
+                 if not (stamp == cursor and key in at_cursor)]
         if device.ident:
             fresh = [m if "ident" in m else {**m, "ident": device.ident} for m in fresh]
         if fresh:
             yield fresh
         if len(items) < size:
             return
-        last = max((t for t in map(_timestamp, items) if t is not None), default=None)
+        last = max((t for t in stamps if t is not None), default=None)
         if last is None:
             raise FlespiError(f"{device.label()}: flespi returned messages without a timestamp; cannot page on")
         if last == cursor:  # a whole page of one instant: ask for more at once
@@ -149,8 +151,28 @@ async def device_pages(client: FlespiClient, device: Device, t_from: float, t_to
             at_cursor |= set(keys)
             size *= 2
             continue
-        at_cursor = {key for m, key in zip(items, keys, strict=True) if _timestamp(m) == last}
+        at_cursor = {key for key, stamp in zip(keys, stamps, strict=True) if stamp == last}
         cursor, size = last, page
+
+
+async def read_ahead(pages: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[list[dict[str, Any]]]:
+    """The same pages, the next one already being fetched while the caller records this one."""
+    iterator = aiter(pages)
+    pending: asyncio.Future = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                page = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(iterator))
+            yield page
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await iterator.aclose()
 
 
 async def _all_pages(client: FlespiClient, devices: list[Device], t_from: float, t_to: float,
@@ -181,25 +203,28 @@ async def pull(client: FlespiClient, recorder: Recorder, devices: list[Device], 
     if t_to < t_from:
         raise ValueError("the end of the time range is before its start")
     summary = PullSummary(None)
-    pages = _all_pages(client, devices, t_from, t_to, summary, progress, page)
-    if session_name is not None:
-        tally = await recorder.record_pulled(session_name, pages)
-        summary.session_id = tally.session_id if tally.kept else None
-        summary.new, summary.duplicates = tally.new, tally.duplicates
-        summary.into_new = True
-        return summary
-    async for raws in pages:
-        body = orjson.dumps(raws)
-        now = time.time()
-        started = time.perf_counter()
-        messages = normalize_batch(raws, now, body)
-        result = await recorder.record_batch(received_at=now, peer="flespi-pull", wire_bytes=len(body), body=body,
-                                             messages=messages,
-                                             process_ms=(time.perf_counter() - started) * 1000)
-        summary.new += result.new
-        summary.duplicates += result.duplicates
-        if on_batch is not None:
-            on_batch(result, now)
-        await asyncio.sleep(0)  # let live batches in between pages
+    # Closed here, in this task, whatever happens: a generator left to the garbage collector
+    # would have to finish its clean-up (cancelling the page being fetched) outside any task.
+    async with contextlib.aclosing(read_ahead(_all_pages(client, devices, t_from, t_to, summary, progress,
+                                                         page))) as pages:
+        if session_name is not None:
+            tally = await recorder.record_pulled(session_name, pages)
+            summary.session_id = tally.session_id if tally.kept else None
+            summary.new, summary.duplicates = tally.new, tally.duplicates
+            summary.into_new = True
+            return summary
+        async for raws in pages:
+            body = orjson.dumps(raws)
+            now = time.time()
+            started = time.perf_counter()
+            messages = normalize_batch(raws, now, body)
+            result = await recorder.record_batch(received_at=now, peer="flespi-pull", wire_bytes=len(body),
+                                                 body=body, messages=messages,
+                                                 process_ms=(time.perf_counter() - started) * 1000)
+            summary.new += result.new
+            summary.duplicates += result.duplicates
+            if on_batch is not None:
+                on_batch(result, now)
+            await asyncio.sleep(0)  # let live batches in between pages
     summary.session_id = recorder.session_id
     return summary

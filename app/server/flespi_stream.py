@@ -14,23 +14,24 @@ Per field and endpoint, what is documented (and where) and what is assumed:
   your platform via flespi HTTP stream" for ``validate_message``).
 * ``configuration.uri``, ``configuration.headers`` (list of ``{name, value}``) and
   ``configuration.limit_messages``: the KB article above names the URI, custom Authorization
-  headers and ``limit_messages``; the ``{name, value}`` list shape is what flespi's panel shows
-  (assumed from the previous, working curl of this project; not in a document we could read).
+  headers and ``limit_messages``; the ``{name, value}`` list shape of the headers is **assumed**
+  (the shape this project used before; no document we could read shows it).
 * the private-CA field: the KB says the stream can be given a private CA, but no public page we
   could read names the field; ``CA_FIELD`` is an **assumption**, kept in one place. If flespi
   names it otherwise it answers 400 with a ``schema_hint``, which is shown to the user.
 * the ident mask (``%ident%`` by default, KB) is left alone: nothing here sets it.
 * ``PATCH /gw/streams/{selector}`` patches fields and keeps the rest; ``PUT`` replaces the given
-  fields whole (flespi's API guide "CRUD Operations"; flespi-io-js 2.6.0 "patch requests").
+  fields whole (flespi's API guide, "CRUD Operations", for every entity). flespi-io-js's endpoint
+  table still lists only PUT for streams; its 2.6.0 added PATCH as a generic request method.
   An existing stream is found with ``GET /gw/streams/{name=="..."}`` (expression selector,
   documented) and matched on name **and** ``protocol_id``: a same-named MQTT stream is left alone.
 * ``POST /gw/streams/{id}/devices/{selector}``, ``.../channels/{selector}``,
   ``.../groups/{selector}`` subscribe the stream (documented: flespi-io-js ``src/configs.json``;
-  KB "Stream — forwarding data": "forward data from specific devices, groups of devices, or
-  entire channels"). "Pick EITHER channel(s) OR device(s) — don't mix up both — this may lead to
-  duplicate messages" is the KB's own warning.
-* test through flespi: ``POST /gw/devices/{selector}/messages`` "Post new messages into
-  specified device and associated streams" (documented: flespi-io-js ``docs/gatewayAPI.md``);
+  KB "Stream — forwarding data": a stream forwards devices, groups of devices or whole
+  channels). The KB article on HTTP streams itself warns that subscribing both channels and
+  devices may deliver messages twice.
+* test through flespi: ``POST /gw/devices/{selector}/messages`` stores messages in the device
+  and passes them to the streams subscribed to it (documented: flespi-io-js ``docs/gatewayAPI.md``);
   ``POST /gw/streams/{selector}/messages`` exists with a ``data`` query parameter (flespi-io-js
   ``src/configs.json``) — that it puts the messages into the stream's queue is **assumed**.
 """
