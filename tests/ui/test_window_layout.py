@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtTest import QTest
@@ -36,8 +38,26 @@ def fed(loop, window, messages: list[dict]) -> None:
     window.tick()
 
 
-def test_the_log_reads_speeds_in_full_and_the_device_table_shows_speed_without_scrolling(loop, make_window) -> None:
+@pytest.fixture
+def large_font(qapp) -> Iterator[None]:
+    """A desktop with larger text (or a HiDPI one): columns must still fit what they show."""
+    classes = ("QAbstractItemView", "QHeaderView")  # the platform theme gives views their own font
+    defaults = [qapp.font(), *(qapp.font(name) for name in classes)]
+    large = qapp.font(classes[0])
+    large.setPointSize(14)
+    qapp.setFont(large)
+    for name in classes:
+        qapp.setFont(large, name)
+    yield
+    qapp.setFont(defaults[0])
+    for name, font in zip(classes, defaults[1:], strict=True):
+        qapp.setFont(font, name)
+
+
+def test_the_log_reads_speeds_in_full_and_the_device_table_shows_speed_without_scrolling(loop, large_font,
+                                                                                         make_window) -> None:
     window = make_window()
+    assert window.log_table.font().pointSize() == 14
     fed(loop, window, [TRUCK | {"timestamp": 1_700_000_000}])
     log = window.log_table
     text = window.log_proxy.index(0, 6).data()
