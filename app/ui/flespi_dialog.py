@@ -8,7 +8,6 @@ from urllib.parse import urlparse
 
 import orjson
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.server.flespi_api import DEFAULT_LIMIT, curl_command, stream_config
+from app.ui.copy_feedback import copy_with_feedback
 
 Runner = Callable[[Awaitable[str]], None]
 
@@ -69,9 +69,9 @@ class FlespiDialog(QDialog):
         self.json = _text_box(150)
         self.curl = _text_box(90)
         copy_json = QPushButton("Copy JSON")
-        copy_json.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.json.toPlainText()))
+        copy_json.clicked.connect(lambda: copy_with_feedback(self.json.toPlainText(), copy_json, what="the JSON"))
         copy_curl = QPushButton("Copy curl")
-        copy_curl.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.curl.toPlainText()))
+        copy_curl.clicked.connect(lambda: copy_with_feedback(self.curl.toPlainText(), copy_curl, what="the command"))
         self.api = QLineEdit(api)
         self.token = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="flespi token (not stored)")
         self.create_button = QPushButton("Create / update stream in flespi")

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QSplitter
+from PySide6.QtWidgets import QPushButton, QSplitter
 
 import app
 from app.ui.export_dialog import ExportDialog
@@ -141,3 +141,8 @@ def test_copy_says_it_copied(loop, make_window) -> None:
     assert QGuiApplication.clipboard().text() == window.urls()[0]
     assert url_copy.text() == "Copied ✓"
     assert window.statusBar().currentMessage() == "Copied the URL to the clipboard"
+    dialog = window.open_flespi()
+    [copy_json] = [b for b in dialog.findChildren(QPushButton) if b.text() == "Copy JSON"]
+    copy_json.click()
+    assert copy_json.text() == "Copied ✓" and '"uri"' in QGuiApplication.clipboard().text()
+    dialog.close()
