@@ -7,7 +7,8 @@ Each step is saved as OUT_DIR/NN-name.png with ImageMagick's `import -window roo
 included, as seen on screen). With ``--docs`` the views this walk owns are also saved into docs/
 from the window itself: screenshot-empty.png (connection panel), screenshot-diagnostics.png
 (charts and health), screenshot-requests.png (request inspector), screenshot-export.png
-(export with All/None and the time crop). The map shows its offline grid (no network).
+(export with All/None and the time crop), screenshot-not-recording.png (the file taken away
+while the demo sends). The map shows its offline grid (no network).
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     await asyncio.sleep(4)
     window.tick()
     await shots.shot("recording-resumed")
+    # The recording file taken away while the demo sends: 503s, the banner, the status.
+    moved = window.db.with_name("moved-away.sqlite")
+    window.db.rename(moved)
+    await asyncio.sleep(4)
+    window.tick()
+    await shots.shot("not-recording", window, "screenshot-not-recording.png")
+    moved.rename(window.db)
+    await asyncio.sleep(4)
+    window.tick()
+    await shots.shot("recording-again")
     menu = window.menuBar().actions()[0].menu()
     menu.popup(window.mapToGlobal(window.menuBar().geometry().bottomLeft()))
     await shots.shot("file-menu")

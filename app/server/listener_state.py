@@ -97,6 +97,10 @@ class ListenerState:
              file_name: str, file_bytes: int) -> StatusView:
         """The words for the status bar, the connection panel and the empty state, at ``now``."""
         heading, level, detail, flespi = self._health(now, devices)
+        if recording_problem and self.listening:  # requests are answered 503: nothing is kept
+            heading, level = "Not recording", ERROR
+            detail = (f"Batches are refused with 503 and re-sent by the stream until this is fixed: "
+                      f"{recording_problem}.")
         if self.listening:
             urls = ((self.public_url,) if self.public_url else ()) + self.urls
             listening = ("Public " + self.public_url + "  ·  " if self.public_url else "") + \
@@ -136,10 +140,10 @@ class ListenerState:
                     "demo feed.", devices == 0)
         age = max(0.0, now - self.last_data_at)
         source = "the demo feed" if self.demo_fed_last else (self.last_peer or "an unknown peer")
+        when = f"last data {age_text(age)} ago ({utc_text(self.last_data_at)} UTC) from {source}"
+        if self.demo_fed_last and not self.demo_running:
+            return "Demo feed stopped", IDLE, when[:1].upper() + when[1:] + ".", False
         if age >= self.quiet_after:
-            when = f"last data {age_text(age)} ago ({utc_text(self.last_data_at)} UTC) from {source}"
-            if self.demo_fed_last and not self.demo_running:
-                return "Demo feed stopped", IDLE, when[:1].upper() + when[1:] + ".", False
             return (f"No data for {age_text(age)}", WARN,
                     f"The {when}. Is the flespi stream still sending? Check it in flespi set-up, and its log "
                     "in flespi.", True)

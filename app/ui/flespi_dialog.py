@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 
 import orjson
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -45,6 +44,7 @@ from app.server.flespi_stream import (
     set_up_stream,
     stream_body,
 )
+from app.ui.copy_feedback import copy_with_feedback
 
 Runner = Callable[[Awaitable[Any]], Any]
 #: Seconds the flespi test waits for its messages to reach the listener.
@@ -109,9 +109,9 @@ class FlespiDialog(QDialog):
         self.json = _text_box(130)
         self.curl = _text_box(80)
         copy_json = QPushButton("Copy JSON")
-        copy_json.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.json.toPlainText()))
+        copy_json.clicked.connect(lambda: copy_with_feedback(self.json.toPlainText(), copy_json, what="the JSON"))
         copy_curl = QPushButton("Copy curl")
-        copy_curl.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.curl.toPlainText()))
+        copy_curl.clicked.connect(lambda: copy_with_feedback(self.curl.toPlainText(), copy_curl, what="the command"))
         self.api = QLineEdit(api)
         self.api.textChanged.connect(self._refresh)
         self.token = QLineEdit(echoMode=QLineEdit.EchoMode.Password,

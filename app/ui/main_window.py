@@ -77,7 +77,14 @@ from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverride
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.stall_banner import StallBanner
 from app.ui.status_bar import StatusLine
-from app.ui.table_layout import arrange_device_table, arrange_log_table, fit_columns, readable
+from app.ui.table_layout import (
+    DEVICE_ALWAYS_SHOWN,
+    arrange_device_table,
+    arrange_log_table,
+    fit_columns,
+    leading_width,
+    readable,
+)
 from app.ui.trip_panel import TripPanel
 from app.ui.tunnel_dialog import TunnelDialog
 from app.ui.view_pacing import TextViewPacer
@@ -217,7 +224,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         top.addWidget(self.map)
         top.setStretchFactor(0, 0)
         top.setStretchFactor(1, 1)
-        top.setSizes([640, 800])
+        top.setSizes([max(640, leading_width(self.device_table, DEVICE_ALWAYS_SHOWN)), 800])
         remember_splitter(top, self.store, "devices-map")
 
         self.log_model = MessageLogModel(LOG_CAPACITY, self)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenuBar, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenuBar, QMessageBox
 
 import app
 from app.ui.inspector import RawJsonDialog
@@ -70,7 +70,9 @@ def build_menu_bar(window) -> QMenuBar:
         window.open_export(window.recorder.session_id)
 
     def import_file() -> None:
-        window.open_sessions()._import()
+        path, _ = QFileDialog.getOpenFileName(window, "Import track", "", "Tracks (*.gpx *.csv);;All files (*)")
+        if path:  # the session browser runs the import and shows its summary
+            window.open_sessions().import_path(Path(path))
 
     file_menu = bar.addMenu("&File")
     window.new_session_action.setShortcut(standard(QKeySequence.StandardKey.New, "Ctrl+N"))

@@ -97,6 +97,17 @@ DEVICE_SAMPLES = {"Status": "offline", "Health": "● Few satellites", "Ident": 
                   "Ignition": "off", "Ext. power": "13.80 V", "Battery": "100 %", "Flagged": "99"}
 DEVICE_ORDER = ("Status", "Name", "Ident", "Speed", "Heading", "Last seen", "Health", "Position")
 DEVICE_HIDDEN = ("Rate/min", "Flagged")
+DEVICE_ALWAYS_SHOWN = 5  # Status … Heading: the pane starts wide enough for these
+
+
+def leading_width(view: QTableView, count: int) -> int:
+    """Pixels the first ``count`` visible columns (in visual order) need, with the table's frame
+    and vertical scroll bar: how wide its pane should start."""
+    header = view.horizontalHeader()
+    order = [header.logicalIndex(v) for v in range(header.count())]
+    shown = [c for c in order if not header.isSectionHidden(c)]
+    return (sum(header.sectionSize(c) for c in shown[:count]) + 2 * view.frameWidth()
+            + view.verticalScrollBar().sizeHint().width() + 12)
 
 
 def arrange_device_table(view: QTableView) -> None:

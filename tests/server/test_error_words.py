@@ -61,6 +61,14 @@ def test_state_counts_refusals_and_says_where_data_comes_from() -> None:
     assert "1 refused" in view.totals
     view = state.view(200, messages=3, devices=1, recording_problem=None, file_name="x.sqlite", file_bytes=0)
     assert view.heading.startswith("No data for") and view.suggest_flespi
+    view = state.view(200, messages=3, devices=1, recording_problem="the disk is full", file_name="x.sqlite",
+                      file_bytes=0)
+    assert view.heading == "Not recording" and "disk is full" in view.detail and view.recording.startswith("NOT")
+    state.demo_running = True
+    state.request(201, "127.0.0.1", 200, 5)
+    state.demo_running = False
+    view = state.view(202, messages=8, devices=1, recording_problem=None, file_name="x.sqlite", file_bytes=0)
+    assert view.heading == "Demo feed stopped" and "the demo feed" in view.detail
     state.failed("port 8585 is in use by another program — choose another port in Settings")
     view = state.view(200, messages=3, devices=1, recording_problem=None, file_name="x.sqlite", file_bytes=0)
     assert view.urls == () and view.listening.startswith("Not listening: port 8585")

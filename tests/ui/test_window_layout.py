@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QSplitter
+from PySide6.QtWidgets import QPushButton, QSplitter
 
 import app
 from app.ui.export_dialog import ExportDialog
@@ -36,8 +38,26 @@ def fed(loop, window, messages: list[dict]) -> None:
     window.tick()
 
 
-def test_the_log_reads_speeds_in_full_and_the_device_table_shows_speed_without_scrolling(loop, make_window) -> None:
+@pytest.fixture
+def large_font(qapp) -> Iterator[None]:
+    """A desktop with larger text (or a HiDPI one): columns must still fit what they show."""
+    classes = ("QAbstractItemView", "QHeaderView")  # the platform theme gives views their own font
+    defaults = [qapp.font(), *(qapp.font(name) for name in classes)]
+    large = qapp.font(classes[0])
+    large.setPointSize(14)
+    qapp.setFont(large)
+    for name in classes:
+        qapp.setFont(large, name)
+    yield
+    qapp.setFont(defaults[0])
+    for name, font in zip(classes, defaults[1:], strict=True):
+        qapp.setFont(font, name)
+
+
+def test_the_log_reads_speeds_in_full_and_the_device_table_shows_speed_without_scrolling(loop, large_font,
+                                                                                         make_window) -> None:
     window = make_window()
+    assert window.log_table.font().pointSize() == 14
     fed(loop, window, [TRUCK | {"timestamp": 1_700_000_000}])
     log = window.log_table
     text = window.log_proxy.index(0, 6).data()
@@ -121,3 +141,8 @@ def test_copy_says_it_copied(loop, make_window) -> None:
     assert QGuiApplication.clipboard().text() == window.urls()[0]
     assert url_copy.text() == "Copied ✓"
     assert window.statusBar().currentMessage() == "Copied the URL to the clipboard"
+    dialog = window.open_flespi()
+    [copy_json] = [b for b in dialog.findChildren(QPushButton) if b.text() == "Copy JSON"]
+    copy_json.click()
+    assert copy_json.text() == "Copied ✓" and '"uri"' in QGuiApplication.clipboard().text()
+    dialog.close()
