@@ -34,7 +34,7 @@ from app.server.poison import Stall, StallWatch
 from app.server.refusal import Refused
 from app.server.reject_capture import capture, safe_headers
 from app.store.faults import RecordingUnavailable
-from app.store.recorder import Recorder
+from app.store.recorder import Recorder, batch_digest
 from app.store.stuck import StuckBatch
 
 log = logging.getLogger(__name__)
@@ -414,7 +414,7 @@ class Listener:
         try:
             row = await self.recorder.record_stuck(StuckBatch(
                 received_at, peer, request.path, refused.status, refused.reason, stall.count, bytes(refused.body),
-                stall.digest))
+                batch_digest(refused.body)))
         except RecordingUnavailable as exc:
             log.warning("stuck batch not kept (503): %s", exc)
             reason = str(exc).replace(str(self.recorder.path.parent), "…")

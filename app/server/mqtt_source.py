@@ -34,9 +34,9 @@ from typing import Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from app.core.jsonscan import first_byte
 from app.core.normalize import Message
 from app.server import body as bodies
-from app.core.jsonscan import first_byte
 from app.server.limits import Limits
 from app.server.listener import BatchCallback, RequestEvent
 from app.server.mqtt_config import MqttConfig

@@ -4,10 +4,12 @@ flespi re-sends a batch until it is answered 200 and sends nothing newer meanwhi
 in flight; see `stream_client`), so one batch the listener refuses for its content — too many
 messages, too deep, not an array of objects, not JSON — stops the whole stream, and only the
 reject count grows. This module notices that: a refusal is identified by what was refused (path,
-status, error code, body size and an xxh3-128 digest of the body kept with the refusal — for a
-body over ``--max-body``, only its first 4 KiB were read), and the same one coming back
-`STALL_AFTER` times, each within `STALL_GAP` s of the previous, is a stall. It ends when any batch
-on that path is accepted (the stream has moved on) or the refusal stops coming back.
+status, error code) and how the body *starts* (an xxh3-128 digest of its first `HEAD_BYTES`):
+flespi cuts each attempt from the head of its queue, so a re-send starts with the same message
+even when it was cut again and ends elsewhere (see `stream_client`), while a stream that moved on
+starts with another. The same refusal coming back `STALL_AFTER` times, each within `STALL_GAP` s
+of the previous, is a stall. It ends when any batch on that path is accepted (the stream has
+moved on) or the refusal stops coming back.
 
 Which refusals can stall a stream and may be *accepted as flagged* (``--accept-stuck-batches``):
 only refusals of an authenticated request for what its body holds — `CONTENT_CODES`. Never auth
@@ -34,6 +36,10 @@ from app.server.refusal import Refused
 
 #: Identical refusals in a row that make a stall (the first refusal and two re-sends).
 STALL_AFTER = 3
+#: How much of the start of a refused body identifies it: within the first message of a flespi
+#: batch (~300-1,000 bytes), so a re-cut re-send matches; two different batches that start with
+#: the same 256 bytes start with the same message, which means the stream has not moved on.
+HEAD_BYTES = 256
 #: A re-send later than this after the previous one starts counting again (flespi backs off
 #: between re-sends; its pauses are not documented, minutes are assumed).
 STALL_GAP = 600.0
@@ -91,8 +97,9 @@ class Stall:
 
 @dataclass(slots=True)
 class _Seen:
-    key: tuple[str, int, str, int, bytes]
+    key: tuple[str, int, str, bytes]
     reason: str
+    body_bytes: int
     count: int
     first_at: float
     last_at: float
@@ -132,13 +139,14 @@ class StallWatch:
         if not authenticated or refused.code not in CONTENT_CODES | UNREAD_CODES:
             return None
         now = time.time() if at is None else at
-        key = (path, refused.status, refused.code, refused.body_bytes, xxhash.xxh3_128_digest(refused.body))
+        key = (path, refused.status, refused.code, xxhash.xxh3_128_digest(refused.body[:HEAD_BYTES]))
         seen = self._last.get(path)
         if seen is not None and seen.key == key and now - seen.last_at <= self.gap:
             seen.count += 1
             seen.last_at = now
+            seen.reason, seen.body_bytes = refused.reason, refused.body_bytes  # the latest cut
         else:
-            seen = self._last[path] = _Seen(key, refused.reason, 1, now, now)
+            seen = self._last[path] = _Seen(key, refused.reason, refused.body_bytes, 1, now, now)
         if seen.count < self.stall_after:
             return None
         stall = self._stall(seen)
@@ -160,8 +168,8 @@ class StallWatch:
         return None if stall is None else {**stall.as_json(), "accepting": self.accept}
 
     def _stall(self, seen: _Seen) -> Stall:
-        path, status, code, body_bytes, digest = seen.key
-        return Stall(path, status, code, seen.reason, body_bytes, digest, seen.count, seen.first_at,
+        path, status, code, digest = seen.key
+        return Stall(path, status, code, seen.reason, seen.body_bytes, digest, seen.count, seen.first_at,
                      seen.last_at, code in CONTENT_CODES)
 
     def _notify(self, stall: Stall | None) -> None:

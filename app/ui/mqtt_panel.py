@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.server.limits import Limits
 from app.server.listener import BatchCallback
 from app.server.mqtt_source import MqttSource, MqttState
+from app.ui.label_text import set_label
 from app.ui.mqtt_settings import TOKEN_ENVS, MqttSettings, load_mqtt_settings, save_mqtt_settings
 
 TROUBLE = "color: #b71c1c; font-weight: 600;"
@@ -37,7 +38,8 @@ TROUBLE = "color: #b71c1c; font-weight: 600;"
 
 class MqttStatusLabel(QLabel):
     """``MQTT: connected · 1,234 msgs`` in the status bar; red while it is not connected. A
-    one-second timer keeps the "reconnecting in N s" countdown moving."""
+    one-second timer keeps the "reconnecting in N s" countdown moving; the label is touched only
+    when what it shows differs (see `label_text`)."""
 
     def __init__(self) -> None:
         super().__init__("")
@@ -65,15 +67,14 @@ class MqttStatusLabel(QLabel):
             return
         if state.phase == "connected":
             held = " · HOLDING" if state.detail else ""
-            self.setText(f"MQTT: connected · {self._messages:,} msgs{held}")
+            text = f"MQTT: connected · {self._messages:,} msgs{held}"
         elif state.phase == "reconnecting" and state.retry_at is not None:
             what = "token refused" if state.auth_failed else "disconnected"
-            self.setText(f"MQTT: {what} · retry in {max(0.0, state.retry_at - time.time()):.0f} s")
+            text = f"MQTT: {what} · retry in {max(0.0, state.retry_at - time.time()):.0f} s"
         else:
-            self.setText(f"MQTT: {state.phase}")
+            text = f"MQTT: {state.phase}"
         trouble = state.phase == "reconnecting" or bool(state.detail)
-        self.setStyleSheet(TROUBLE if trouble else "")
-        self.setToolTip(state.text())
+        set_label(self, text, TROUBLE if trouble else "", state.text())
 
 
 class MqttDialog(QDialog):
@@ -195,8 +196,8 @@ class MqttController:
             config = self.settings.config(self.recorder.path)
         except ValueError as exc:
             self.error = f"MQTT not started: {exc}"
-            self.label.setText(self.error)
-            self.label.setStyleSheet(TROUBLE)
+            self.label.show_state(None)
+            set_label(self.label, self.error, TROUBLE, self.error)
             self.label.show()
             return
         source = self.source = MqttSource(self.recorder, config, limits=self.limits)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QWidget
 from app.core.display import age_text
 from app.server.listener import Listener
 from app.server.poison import Stall
+from app.ui.label_text import set_label
 
 #: QSettings key of the "accept stuck batches as flagged" setting.
 ACCEPT_KEY = "stuck/accept_batches"
@@ -60,14 +61,18 @@ class StallBanner(QWidget):
         self.show_stall(self.listener.stalls.stall if self.listener is not None else None)
 
     def show_stall(self, stall: Stall | None) -> None:
+        """Show ``stall`` (None hides the bar); the label changes only when its text does."""
         if stall is None:
-            self.hide()
+            if not self.isHidden():
+                self.hide()
             return
         since = age_text(time.time() - stall.first_at)
         extra = "" if stall.acceptable else " It cannot be accepted as flagged: it was never read whole."
-        self.label.setText(f"{stall.text()} (for {since}){extra}")
-        self.accept.setVisible(stall.acceptable)
-        self.show()
+        set_label(self.label, f"{stall.text()} (for {since}){extra}")
+        if self.accept.isVisibleTo(self) != stall.acceptable:
+            self.accept.setVisible(stall.acceptable)
+        if self.isHidden():
+            self.show()
 
     def _accept_toggled(self, on: bool) -> None:
         if self.listener is not None:

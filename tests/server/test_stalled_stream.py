@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from pathlib import Path
 
 import orjson
@@ -55,6 +56,33 @@ def test_the_same_refused_batch_again_and_again_is_a_stalled_stream(db_path: Pat
         asyncio.run(deliver(served.url, [batch(50, 20), batch(50, 70), batch(20, 120)]))
         now = status(served.url)
         assert now["stalled"] is None and now["messages"] == 140
+
+
+def test_a_stall_is_recognised_when_the_re_sends_are_cut_again(db_path: Path) -> None:
+    """flespi cuts each attempt from the head of its queue: a re-send of a refused batch can be
+    longer (more was queued meanwhile) — another body, the same first message."""
+    messages = orjson.loads(batch(200))
+    queue = deque(messages[:70])
+    cuts: list[int] = []
+
+    def top_up() -> None:  # ten more messages queued during each pause
+        queue.extend(messages[len(queue):len(queue) + 10])
+
+    def encode(cut: list) -> bytes:
+        cuts.append(len(cut))
+        return orjson.dumps(cut)
+
+    async def run() -> None:
+        async with StreamSender(served.url, {"Authorization": f"Bearer {TOKEN}"}, first_backoff=0.01,
+                                max_backoff=0.02, max_attempts=4) as sender:
+            await sender.send_from(queue, 100, encode, top_up=top_up)
+
+    with running_listener(db_path, config()) as served:
+        with pytest.raises(GiveUp):
+            asyncio.run(run())
+        stalled = status(served.url)["stalled"]
+    assert cuts == [70, 80, 90, 100]  # four different bodies, each refused (over 50 messages)
+    assert stalled["refusals"] == 4 and stalled["body_bytes"] == len(orjson.dumps(messages[:100]))
 
 
 def test_different_refused_batches_are_not_a_stall_and_auth_failures_never_are(db_path: Path) -> None:
