@@ -5,7 +5,7 @@ park with the ignition off, drain and charge batteries, and occasionally report 
 (0/0, ``position.valid: false``, missing position, few satellites) — the things an engineer
 bringing up a tracker needs to see handled. Pure and deterministic for a given seed.
 
-A fleet of eight or more has a few clearly broken trackers among healthy ones (`FAULTS`), so
+A fleet of nine or more has a few clearly broken trackers among healthy ones (`FAULTS`), so
 that the demo shows what a problem looks like next to normal noise: one that never gets a fix,
 one whose position jumps kilometres away and back, and one that goes silent for minutes at a time.
 
@@ -39,7 +39,7 @@ _HEADINGS = (0.0, 90.0, 180.0, 270.0)
 _NAMES = ("Truck", "Van", "Bus", "Courier", "Tractor", "Taxi", "Ambulance", "Loader")
 #: Vehicle number (0-based) → its fault, in fleets of at least FAULTY_FLEET vehicles.
 FAULTS: dict[int, str] = {2: "no_fix", 5: "jumps", 8: "silent"}
-FAULTY_FLEET = 8
+FAULTY_FLEET = max(FAULTS) + 1  # every faulty vehicle exists
 JUMP_EVERY = 12  # the jumping tracker reports a position ~3 km off every this many messages
 SILENT_CYCLE = (60.0, 150.0)  # the silent tracker: reports for this long, then is silent for this long
 

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self._build_status_bar()
         self.flespi_status = FlespiStatus(self.connection, self.statusBar())  # stream health from flespi's side
         self._frame_task: asyncio.Task | None = None
+        self._frame_in_flight: Generator[None, None, None] | None = None  # the steps of the frame being rendered
         self.text_pacer = TextViewPacer(log_limit=self.live_fleet.log.maxlen)
         self.frame_timer = QTimer(self, interval=FRAME_MS, timeout=self._next_frame)
         self.pace = FramePace()
@@ -519,9 +520,22 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     # -- frames ---------------------------------------------------------------------------------
     def frame(self) -> None:
-        """Show everything that changed since the previous frame, in one go."""
+        """Show everything that changed since the previous frame, in one go (a frame still being
+        rendered in slices is finished first, so what it took is not shown after newer data)."""
+        in_flight, self._frame_in_flight = self._frame_in_flight, None
+        if in_flight is not None:
+            for _ in in_flight:
+                pass
         for _ in self._frame_steps(force=True):
             pass
+
+    def discard_frame_in_flight(self) -> None:
+        """The views are being reset (new session, replay seek): what a frame in flight or the
+        text-view pacer still holds belongs to the old state."""
+        in_flight, self._frame_in_flight = self._frame_in_flight, None
+        if in_flight is not None:
+            in_flight.close()
+        self.text_pacer.clear()
 
     def _next_frame(self) -> None:
         """Timer tick (≤10 Hz): render a frame in slices, letting the loop serve requests between
@@ -533,12 +547,17 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     async def _sliced_frame(self) -> None:
         fleet = self.fleet
-        for _ in self._frame_steps():
-            await asyncio.sleep(0)
-            if self.fleet is not fleet:  # a replay seek or mode switch replaced it: views were reset
-                return
+        steps = self._frame_in_flight = self._frame_steps()
+        try:
+            for _ in steps:  # ends early if `frame` finished it or `discard_frame_in_flight` closed it
+                await asyncio.sleep(0)
+                if self.fleet is not fleet:  # a replay seek or mode switch replaced it: views were reset
+                    return
+        finally:
+            if self._frame_in_flight is steps:
+                self._frame_in_flight = None
 
-    def _frame_steps(self, force: bool = False) -> Iterator[None]:
+    def _frame_steps(self, force: bool = False) -> Generator[None, None, None]:
         """One frame as a series of short steps (table, log, requests, map in slices); the
         table and the log take their share of the changes at their own pace (`view_pacing`)."""
         changed, new_entries = self.fleet.take_changes()

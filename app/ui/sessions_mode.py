@@ -99,7 +99,7 @@ class SessionsMixin:
         """Point every view at ``self.fleet`` afresh (a mode switch or a replay seek); the
         selected device stays selected if it is still there."""
         selected = self.selected
-        self.text_pacer.clear()
+        self.discard_frame_in_flight()
         self.device_model.fleet = self.fleet
         self.device_model.reset()
         self.log_model.reset()

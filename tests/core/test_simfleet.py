@@ -56,7 +56,7 @@ def test_nested_rendering_keeps_the_mixed_key_like_the_setup_guide() -> None:
 
 
 
-def test_a_fleet_of_eight_or_more_has_three_clearly_broken_trackers() -> None:
+def test_a_fleet_of_nine_or_more_has_three_clearly_broken_trackers() -> None:
     fleet = FleetSimulator(24, seed=5, start=1e9, interval=2.0, bad_fix_rate=0.01)
     messages = fleet.next_messages(24 * 300)  # ten minutes
     by_ident: dict[str, list[dict]] = {}
@@ -77,6 +77,7 @@ def test_a_fleet_of_eight_or_more_has_three_clearly_broken_trackers() -> None:
     healthy = [track for ident, track in by_ident.items() if ident not in faulty]
     assert len(healthy) == 21 and all(len(track) > 250 for track in healthy)
     span = messages[-1]["timestamp"] - messages[0]["timestamp"]
-    assert abs(span - (24 * 300 - 1) * 2.0 / 24) < 0.01  # the pace is kept: one message per slot
-    small = FleetSimulator(4, seed=5, start=1e9).vehicles
-    assert not any(v.fault for v in small)  # a small fleet is all healthy
+    # The pace is kept, one message per slot (within a second: some trackers report whole seconds).
+    assert abs(span - (24 * 300 - 1) * 2.0 / 24) < 1.0
+    assert not any(v.fault for v in FleetSimulator(8, seed=5, start=1e9).vehicles)  # a small fleet is all healthy
+    assert sum(bool(v.fault) for v in FleetSimulator(9, seed=5, start=1e9).vehicles) == 3

@@ -55,9 +55,9 @@ def test_the_test_batch_comes_from_marked_test_devices_not_the_demos(loop, make_
     async def scenario() -> None:
         dialog = window.open_flespi()
         dialog.test_button.click()
-        await wait_until(lambda: "reached" in dialog.result.text(), what="test batch")
+        await wait_until(lambda: "reached" in dialog.result.toPlainText(), what="test batch")
         await wait_until(lambda: window.live_fleet.total == 4, what="test batch in the views")
-        assert "trackmon-test-1" in dialog.result.text()
+        assert "trackmon-test-1" in dialog.result.toPlainText()
         dialog.close()
 
     run(loop, scenario())
