@@ -173,9 +173,9 @@
   }
 
   /* Update one device; returns its marker when it is new (to be added in bulk). A shown marker
-   * moved with setLatLng is re-filed by the cluster group itself (markercluster listens to its
-   * markers' "move" events, documented in its README); a hidden one is not in the group. */
-  function upsert(d) {
+   * that moved is collected in ``moved`` (re-filed in bulk by update()); a hidden one is not in
+   * the cluster group and simply moves. */
+  function upsert(d, moved) {
     let m = markers.get(d.id);
     const pos = [d.lat, d.lon];
     let fresh = null;
@@ -188,7 +188,9 @@
       fresh = m;
     } else {
       const old = m.getLatLng();
-      if (old.lat !== d.lat || old.lng !== d.lon) m.setLatLng(pos);
+      if (old.lat !== d.lat || old.lng !== d.lon) {
+        if (m._tmShown && moved) moved.push([m, pos]); else m.setLatLng(pos);
+      }
       m.setIcon(icon(d));
       if (m._tm.name !== d.name) m.setTooltipContent(label(d));
     }
@@ -309,10 +311,25 @@
     },
 
     update(devices) {
-      const fresh = [];
+      const fresh = [], moved = [];
       for (const d of devices) {
-        const m = upsert(d);
+        const m = upsert(d, moved);
         if (m) fresh.push(m);
+      }
+      if (moved.length > 8 && layer.removeLayers) {
+        // Many moves: out of the group in bulk, moved, back in bulk (one re-clustering, not one per
+        // marker). _ignoreMove is markercluster's own flag for markers it moves itself (1.4.1,
+        // assumed, not documented): without it each setLatLng would also re-file its marker.
+        const ms = moved.map(([m]) => m);
+        const open = ms.filter((m) => m.isPopupOpen());
+        layer.removeLayers(ms);
+        layer._ignoreMove = true;
+        try { for (const [m, pos] of moved) m.setLatLng(pos); } finally { layer._ignoreMove = false; }
+        layer.addLayers(ms);
+        for (const m of open) m.openPopup();
+      } else {
+        // A few: setLatLng, and the group re-files each (it listens to its markers' "move", README).
+        for (const [m, pos] of moved) m.setLatLng(pos);
       }
       const add = fresh.filter((m) => shown(m._tm.id));
       for (const m of add) m._tmShown = true;
@@ -370,7 +387,7 @@
       const before = selected;
       selected = id;
       for (const other of [before, id]) {
-        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm); }
+        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm, null); }
       }
       if (id && focus && markers.has(id)) {
         // The user asked to look at this device: the view is theirs from now on.
