@@ -17,6 +17,7 @@
   const LABEL_ZOOM = 15;
   const FOCUS_ZOOM = 16;    // a focused device is shown at least this close; clusters open from here on
   const FIT = { padding: [40, 40], maxZoom: 15, animate: false };
+  const CLUSTER_RADIUS = { few: 22, wide: 45, many: 150 };  // pixels; wide above `many` devices
   const VIEW_TEXT = {
     waiting: "Following the fleet — waiting for positions",
     fleet: "Following the fleet",
@@ -212,13 +213,38 @@
     return fresh;
   }
 
+  /* The group the markers live in: clusters within ``radius`` pixels (a small fleet stays arrows,
+   * a large one gets wider clusters that do not pile up). */
+  function markerLayer(radius) {
+    const group = typeof L.markerClusterGroup === "function"
+      ? L.markerClusterGroup({ maxClusterRadius: radius, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
+                               showCoverageOnHover: false, spiderfyOnMaxZoom: false,
+                               iconCreateFunction: clusterIcon })
+      : L.layerGroup();
+    group._tmRadius = radius;
+    if (group.on) group.on("animationend", declutter);
+    return group;
+  }
+
+  /* Past CLUSTER_RADIUS.many devices, move every marker into a group with the wider radius (once). */
+  function widenClusters() {
+    if (typeof L.markerClusterGroup !== "function" || layer._tmRadius === CLUSTER_RADIUS.wide
+        || markers.size <= CLUSTER_RADIUS.many) return;
+    const shownMarkers = [...markers.values()].filter((m) => m._tmShown);
+    layer.clearLayers();  // also stops the old group listening to the markers
+    map.removeLayer(layer);
+    layer = markerLayer(CLUSTER_RADIUS.wide);
+    layer.addTo(map);
+    layer.addLayers(shownMarkers);
+  }
+
   /* Cluster icons: the count (a number, never a device string), coloured by how many are online. */
   function clusterIcon(cluster) {
     const children = cluster.getAllChildMarkers();
     const online = children.filter((m) => m._tm && m._tm.status === "online").length;
     const share = online / children.length;
     const tone = share >= 0.5 ? "tm-cluster-online" : (share > 0 ? "tm-cluster-mixed" : "tm-cluster-offline");
-    const size = children.length < 10 ? 30 : children.length < 100 ? 36 : 42;
+    const size = children.length < 10 ? 28 : children.length < 100 ? 34 : 40;
     const root = el("div", "tm-cluster " + tone);
     root.appendChild(el("span", null, String(children.length)));
     return L.divIcon({ html: root, className: "", iconSize: [size, size], iconAnchor: [size / 2, size / 2] });
@@ -248,13 +274,8 @@
       // Documented options of Leaflet.markercluster 1.4 (its README): clusters open at FOCUS_ZOOM,
       // no animations (cheaper under software rendering), no coverage polygons.
       if (!map.options.maxZoom) map.setMaxZoom(19);  // the cluster group needs a fixed maximum
-      layer = typeof L.markerClusterGroup === "function"
-        ? L.markerClusterGroup({ maxClusterRadius: 22, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
-                                 showCoverageOnHover: false, spiderfyOnMaxZoom: false,
-                                 iconCreateFunction: clusterIcon })
-        : L.layerGroup();
+      layer = markerLayer(CLUSTER_RADIUS.few);
       layer.addTo(map);
-      if (layer.on) layer.on("animationend", declutter);
       const Toolbar = L.Control.extend({
         onAdd() {
           const bar = el("div", "tm-toolbar leaflet-bar");
@@ -334,6 +355,7 @@
       const add = fresh.filter((m) => shown(m._tm.id));
       for (const m of add) m._tmShown = true;
       if (add.length) layer.addLayers ? layer.addLayers(add) : add.forEach((m) => layer.addLayer(m));
+      if (fresh.length) widenClusters();
       if (view === "fleet") fitFleet(add.length > 0);  // the fleet grew, or a device left the view
       if (view === "fleet" || fresh.length) setView(view);
       if (follow && selected && markers.has(selected)) {
