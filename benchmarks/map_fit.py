@@ -69,8 +69,9 @@ async def measure(window: MainWindow, rate: float, devices: int, seconds: float)
         await asyncio.sleep(2)
     await sender.wait()
     shown = window.live_fleet.total
+    calls = window.map_feed.sent_calls
     await window.shutdown()
-    return {"latencies": latencies, "queued": queued, "messages": shown}
+    return {"latencies": latencies, "queued": queued, "messages": shown, "calls": calls}
 
 
 def run_one(limit: int | None, args: argparse.Namespace) -> dict:
@@ -120,7 +121,7 @@ def main() -> None:
         medians[name] = statistics.median(lat)
         print(f"{name:>20}: Fit all reached the page after median {medians[name] * 1000:,.0f} ms, "
               f"max {lat[-1] * 1000:,.0f} ms ({len(lat)} tries); update calls outstanding when asked: "
-              f"max {max(r['queued'])}; {r['messages']:,} messages taken")
+              f"max {max(r['queued'])}; {r['messages']:,} messages taken, {r['calls']:,} update calls")
     base, shipped = medians["unpaced (baseline)"], medians["paced (shipped)"]
     print(f"ratio baseline/shipped (median): {base / shipped:,.1f}x")
 

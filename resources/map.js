@@ -17,6 +17,7 @@
   const LABEL_ZOOM = 15;
   const FOCUS_ZOOM = 16;    // a focused device is shown at least this close; clusters open from here on
   const FIT = { padding: [40, 40], maxZoom: 15, animate: false };
+  const CLUSTER_RADIUS = { few: 22, wide: 45, many: 150 };  // pixels; wide above `many` devices
   const VIEW_TEXT = {
     waiting: "Following the fleet — waiting for positions",
     fleet: "Following the fleet",
@@ -173,9 +174,9 @@
   }
 
   /* Update one device; returns its marker when it is new (to be added in bulk). A shown marker
-   * moved with setLatLng is re-filed by the cluster group itself (markercluster listens to its
-   * markers' "move" events, documented in its README); a hidden one is not in the group. */
-  function upsert(d) {
+   * that moved is collected in ``moved`` (re-filed in bulk by update()); a hidden one is not in
+   * the cluster group and simply moves. */
+  function upsert(d, moved) {
     let m = markers.get(d.id);
     const pos = [d.lat, d.lon];
     let fresh = null;
@@ -188,7 +189,9 @@
       fresh = m;
     } else {
       const old = m.getLatLng();
-      if (old.lat !== d.lat || old.lng !== d.lon) m.setLatLng(pos);
+      if (old.lat !== d.lat || old.lng !== d.lon) {
+        if (m._tmShown && moved) moved.push([m, pos]); else m.setLatLng(pos);
+      }
       m.setIcon(icon(d));
       if (m._tm.name !== d.name) m.setTooltipContent(label(d));
     }
@@ -210,13 +213,38 @@
     return fresh;
   }
 
+  /* The group the markers live in: clusters within ``radius`` pixels (a small fleet stays arrows,
+   * a large one gets wider clusters that do not pile up). */
+  function markerLayer(radius) {
+    const group = typeof L.markerClusterGroup === "function"
+      ? L.markerClusterGroup({ maxClusterRadius: radius, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
+                               showCoverageOnHover: false, spiderfyOnMaxZoom: false,
+                               iconCreateFunction: clusterIcon })
+      : L.layerGroup();
+    group._tmRadius = radius;
+    if (group.on) group.on("animationend", declutter);
+    return group;
+  }
+
+  /* Past CLUSTER_RADIUS.many devices, move every marker into a group with the wider radius (once). */
+  function widenClusters() {
+    if (typeof L.markerClusterGroup !== "function" || layer._tmRadius === CLUSTER_RADIUS.wide
+        || markers.size <= CLUSTER_RADIUS.many) return;
+    const shownMarkers = [...markers.values()].filter((m) => m._tmShown);
+    layer.clearLayers();  // also stops the old group listening to the markers
+    map.removeLayer(layer);
+    layer = markerLayer(CLUSTER_RADIUS.wide);
+    layer.addTo(map);
+    layer.addLayers(shownMarkers);
+  }
+
   /* Cluster icons: the count (a number, never a device string), coloured by how many are online. */
   function clusterIcon(cluster) {
     const children = cluster.getAllChildMarkers();
     const online = children.filter((m) => m._tm && m._tm.status === "online").length;
     const share = online / children.length;
     const tone = share >= 0.5 ? "tm-cluster-online" : (share > 0 ? "tm-cluster-mixed" : "tm-cluster-offline");
-    const size = children.length < 10 ? 30 : children.length < 100 ? 36 : 42;
+    const size = children.length < 10 ? 28 : children.length < 100 ? 34 : 40;
     const root = el("div", "tm-cluster " + tone);
     root.appendChild(el("span", null, String(children.length)));
     return L.divIcon({ html: root, className: "", iconSize: [size, size], iconAnchor: [size / 2, size / 2] });
@@ -246,13 +274,8 @@
       // Documented options of Leaflet.markercluster 1.4 (its README): clusters open at FOCUS_ZOOM,
       // no animations (cheaper under software rendering), no coverage polygons.
       if (!map.options.maxZoom) map.setMaxZoom(19);  // the cluster group needs a fixed maximum
-      layer = typeof L.markerClusterGroup === "function"
-        ? L.markerClusterGroup({ maxClusterRadius: 22, disableClusteringAtZoom: FOCUS_ZOOM, animate: false,
-                                 showCoverageOnHover: false, spiderfyOnMaxZoom: false,
-                                 iconCreateFunction: clusterIcon })
-        : L.layerGroup();
+      layer = markerLayer(CLUSTER_RADIUS.few);
       layer.addTo(map);
-      if (layer.on) layer.on("animationend", declutter);
       const Toolbar = L.Control.extend({
         onAdd() {
           const bar = el("div", "tm-toolbar leaflet-bar");
@@ -309,14 +332,30 @@
     },
 
     update(devices) {
-      const fresh = [];
+      const fresh = [], moved = [];
       for (const d of devices) {
-        const m = upsert(d);
+        const m = upsert(d, moved);
         if (m) fresh.push(m);
+      }
+      if (moved.length > 8 && layer.removeLayers) {
+        // Many moves: out of the group in bulk, moved, back in bulk (one re-clustering, not one per
+        // marker). _ignoreMove is markercluster's own flag for markers it moves itself (1.4.1,
+        // assumed, not documented): without it each setLatLng would also re-file its marker.
+        const ms = moved.map(([m]) => m);
+        const open = ms.filter((m) => m.isPopupOpen());
+        layer.removeLayers(ms);
+        layer._ignoreMove = true;
+        try { for (const [m, pos] of moved) m.setLatLng(pos); } finally { layer._ignoreMove = false; }
+        layer.addLayers(ms);
+        for (const m of open) m.openPopup();
+      } else {
+        // A few: setLatLng, and the group re-files each (it listens to its markers' "move", README).
+        for (const [m, pos] of moved) m.setLatLng(pos);
       }
       const add = fresh.filter((m) => shown(m._tm.id));
       for (const m of add) m._tmShown = true;
       if (add.length) layer.addLayers ? layer.addLayers(add) : add.forEach((m) => layer.addLayer(m));
+      if (fresh.length) widenClusters();
       if (view === "fleet") fitFleet(add.length > 0);  // the fleet grew, or a device left the view
       if (view === "fleet" || fresh.length) setView(view);
       if (follow && selected && markers.has(selected)) {
@@ -370,7 +409,7 @@
       const before = selected;
       selected = id;
       for (const other of [before, id]) {
-        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm); }
+        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm, null); }
       }
       if (id && focus && markers.has(id)) {
         // The user asked to look at this device: the view is theirs from now on.

@@ -5,8 +5,10 @@ take longer than that to draw a slice of a thousand moving markers. Sent blindly
 up inside the page (tens of seconds of them at 2,000 msg/s), and anything the user asks for — *Fit
 all*, a selection — runs only after that queue (the issue measured *Fit all* ignored for ~90 s).
 Here changed device ids wait in Python, coalesced (a device that changed five times is sent once,
-as it is now), and the next slice is sent only when the page has run the previous one. Calls that
-are not updates go straight to the page and so run after at most one slice.
+as it is now), and the next slice is sent only when the page has run the previous one, and no
+sooner than a frame (100 ms) after it: every call makes the page lay out and draw again, and a
+page drawing flat out takes the CPU the listener needs. Calls that are not updates go straight to
+the page and so run after at most one slice.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from PySide6.QtCore import QTimer
 from shiboken6 import isValid
 
 from app.ui.map_view import MapView
 
 SLICE = 250  # devices per JavaScript call
+MIN_GAP_S = 0.1  # at most one update call per frame: each call makes the page lay out and draw again
 STALLED_S = 10.0  # an answer this late is taken as lost (a page reload drops its callbacks)
 
 
@@ -27,8 +31,9 @@ class MapFeed:
     """Sends the devices that changed, sliced and paced by the page's answers."""
 
     def __init__(self, view: MapView, payload: Callable[[str], list[Any] | None], slice_size: int = SLICE,
-                 limit: int | None = 1) -> None:
+                 limit: int | None = 1, min_gap_s: float = MIN_GAP_S) -> None:
         self.view = view
+        self.min_gap_s = min_gap_s
         self.limit = limit  # calls outstanding at most; None: send at once (how it was: benchmarks compare)
         self.payload = payload  # the device's row for the page, computed when it is sent
         self.slice_size = slice_size
@@ -37,6 +42,7 @@ class MapFeed:
         self.max_in_flight = 0  # the most ever outstanding: what tests check
         self.sent_calls = 0
         self._sent_at = 0.0
+        self._timer_armed = False
         self._visible: frozenset[str] | None = None
 
     def push(self, idents: Iterable[str]) -> None:
@@ -50,8 +56,15 @@ class MapFeed:
         """Send the next slice if the page is ready and has answered the previous one."""
         if not self.view.is_ready:
             return
-        if self.in_flight and time.monotonic() - self._sent_at >= STALLED_S:
+        now = time.monotonic()
+        if self.in_flight and now - self._sent_at >= STALLED_S:
             self.in_flight = 0  # the answer was lost
+        wait = self._sent_at + self.min_gap_s - now
+        if self.limit is not None and self.pending and not self.in_flight and wait > 0:
+            if not self._timer_armed:  # the page was quick: the next slice goes at the next frame's time
+                self._timer_armed = True
+                QTimer.singleShot(max(1, round(wait * 1000)), self._timer_fired)
+            return
         while self.pending and (self.limit is None or self.in_flight < self.limit):
             ids = list(self.pending)[:self.slice_size]
             for ident in ids:
@@ -63,6 +76,11 @@ class MapFeed:
                 self._sent_at = time.monotonic()
                 self.sent_calls += 1
                 self.view.call_then("updatePacked", (rows,), self._answered)
+
+    def _timer_fired(self) -> None:
+        self._timer_armed = False
+        if isValid(self.view):
+            self.pump()
 
     def _answered(self, _result: Any) -> None:
         self.in_flight = max(0, self.in_flight - 1)

@@ -34,7 +34,8 @@ def fleet_window(loop, make_window, names: list[str]):
 
     async def feed() -> None:
         assert await post(window.urls()[0], batch) == 200
-        await wait_until(lambda: window.device_model.rowCount() == len(names), what="rows")
+        await wait_until(lambda: window.device_model.rowCount() == len(names)
+                         and window.log_model.rowCount() == len(names), what="rows and log")
 
     run(loop, feed())
     return window
