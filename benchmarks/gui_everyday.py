@@ -26,7 +26,10 @@ import pstats
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +116,23 @@ def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> l
             last[0], last[1] = now, cpu
 
         timer = QTimer(interval=10, timeout=tick)
+        stalls: Counter[str] = Counter()
+        watching = threading.Event()
+        gui_thread = threading.get_ident()
+
+        def watchdog() -> None:
+            """While the loop has not ticked for 20 ms, sample where the GUI thread is (Python frames;
+            a block in Qt's C++ shows as the Python call that entered it, or the event loop itself)."""
+            while not watching.wait(0.004):
+                if time.perf_counter() - last[0] > 0.020:
+                    frame = sys._current_frames().get(gui_thread)
+                    if frame is not None:
+                        here = [f"{Path(f.filename).name}:{f.name}" for f in traceback.extract_stack(frame)
+                                if "/app/" in f.filename or "site-packages" not in f.filename][-4:]
+                        stalls[" < ".join(reversed(here))] += 1
+
+        if args.stalls:
+            threading.Thread(target=watchdog, daemon=True).start()
         profiler = cProfile.Profile() if args.profile else None
         before = cpu_seconds(me)
         started = time.monotonic()
@@ -125,11 +145,16 @@ def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> l
         if profiler:
             profiler.disable()
         timer.stop()
+        watching.set()
         elapsed = time.monotonic() - started
         after = cpu_seconds(me)
         await asyncio.get_running_loop().run_in_executor(None, feed.wait, 60)
         result = {"rate": rate, "status": status, "lateness": lateness, "busy": busy,
                   "cpu_window": (after[0] - before[0]) / elapsed, "cpu_webengine": (after[1] - before[1]) / elapsed}
+        if args.stalls:
+            total = sum(stalls.values()) or 1
+            result["stalls"] = "\n".join(f"  {n * 4:6d} ms  {n / total:4.0%}  {where}"
+                                         for where, n in stalls.most_common(args.profile_lines))
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(args.profile_sort).print_stats(args.profile_lines)
@@ -159,6 +184,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="per rate")
     parser.add_argument("--poll-every", type=float, default=0.02)
     parser.add_argument("--profile", action="store_true", help="profile the window's process during each rate")
+    parser.add_argument("--stalls", action="store_true", help="sample where the loop is while it is blocked")
     parser.add_argument("--profile-lines", type=int, default=25)
     parser.add_argument("--profile-sort", default="tottime", choices=["tottime", "cumulative"])
     args = parser.parse_args()
@@ -187,6 +213,9 @@ def main() -> None:
                   f"p50 {blocks['p50']:.1f} ms, p99 {blocks['p99']:.1f} ms, max {blocks['max']:.1f} ms")
         print(f"  CPU: window process {result['cpu_window'] * 100:.0f} % of a core, QtWebEngine processes "
               f"{result['cpu_webengine'] * 100:.0f} %")
+        if "stalls" in result:
+            print("  where the GUI thread was while the loop was blocked over 20 ms (sampled every 4 ms):")
+            print(result["stalls"])
         if "profile" in result:
             print(result["profile"])
 
