@@ -32,9 +32,9 @@ from app.ui.launch import prepare_webengine  # noqa: E402
 prepare_webengine()
 
 import psutil  # noqa: E402
-import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.rendering import choose_rendering  # noqa: E402
@@ -124,7 +124,7 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     if not args.as_before:
         print(choose_rendering())
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     collector = GuiGarbageCollector(app)
     with tempfile.TemporaryDirectory() as tmp:

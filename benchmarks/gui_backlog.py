@@ -29,10 +29,10 @@ from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
 
-import qasync  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     register_scheme()
     app = QApplication(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), Path(tmp) / "gui.sqlite")

@@ -81,10 +81,10 @@ def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> l
     from app.ui.launch import prepare_webengine
 
     prepare_webengine()
-    import qasync
     from PySide6.QtCore import QTimer, qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
+    from app.ui.event_loop import WindowEventLoop
     from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
     from app.ui.settings import AppSettings
@@ -94,7 +94,7 @@ def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> l
     quiet = "does not support propagateSizeHints"
     qInstallMessageHandler(lambda _kind, _context, text: quiet in text or print(text, file=sys.stderr))
     app = QApplication(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), workdir / "everyday.sqlite")
     window.resize(1440, 900)

@@ -31,9 +31,9 @@ from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
 
-import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
@@ -79,7 +79,7 @@ def run_one(limit: int | None, args: argparse.Namespace) -> dict:
     being built after the first was torn down in the same process)."""
     register_scheme()
     app = QApplication(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     collector = GuiGarbageCollector(app)
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,10 +64,10 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     from app.ui.launch import prepare_webengine
 
     prepare_webengine()
-    import qasync
     from PySide6.QtCore import QTimer, qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
+    from app.ui.event_loop import WindowEventLoop
     from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
     from app.ui.settings import AppSettings
@@ -78,7 +78,7 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     quiet = "does not support propagateSizeHints"  # the offscreen plugin says so for every dialog
     qInstallMessageHandler(lambda _kind, _context, text: quiet in text or print(text, file=sys.stderr))
     app = QApplication(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), workdir / "soak.sqlite")
     window.resize(1440, 900)

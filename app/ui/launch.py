@@ -78,10 +78,10 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
     prepare_webengine()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
-    import qasync
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
+    from app.ui.event_loop import WindowEventLoop
     from app.ui.gc_guard import GuiGarbageCollector
     from app.ui.main_window import MainWindow
     from app.ui.rendering import choose_rendering
@@ -107,7 +107,7 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
     _host, _port, config, ssl_context = listener_setup(args)
     auth_override = config.auth if args.auth_header else None
 
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(settings, args.db or default_db(), store=store, auth_override=auth_override,
                         ssl_context=ssl_context, overrides=run_overrides)

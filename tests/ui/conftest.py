@@ -15,9 +15,9 @@ os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # tests may run as ro
 import aiohttp
 import orjson
 import pytest
-import qasync
 from PySide6.QtTest import QTest
 
+from app.ui.event_loop import WindowEventLoop
 from app.ui.gc_guard import GuiGarbageCollector
 from app.ui.main_window import MainWindow
 from app.ui.settings import AppSettings
@@ -42,7 +42,7 @@ def loop(qapp, gui_gc) -> Iterator[asyncio.AbstractEventLoop]:
     """The asyncio loop on Qt's event processing, as in the app. It is marked running from the
     start and driven by processing Qt events, because every `run_until_complete` would end with
     QApplication.exit(), whose aboutToQuit tears QtWebEngine down."""
-    event_loop = qasync.QEventLoop(qapp, already_running=True)
+    event_loop = WindowEventLoop(qapp, already_running=True)
     # DNS look-ups (aiohttp, asyncssh) run in the default executor; qasync's own is made of
     # QThreads that outlive a loop which is never closed, and Qt aborts at exit over them.
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-loop")
