@@ -60,6 +60,8 @@ class PointFilter:
     t_from: float | None = None
     t_to: float | None = None
     valid_only: bool = False
+    #: Points strictly before this time only (a half-open range: parts of one export meet exactly).
+    t_before: float | None = None
 
 
 class _Chunk(NamedTuple):
@@ -83,6 +85,9 @@ def _where(f: PointFilter, ident: str | None = None) -> tuple[str, list[Any]]:
     if f.t_to is not None:
         sql.append("t_min <= ?")
         args.append(f.t_to)
+    if f.t_before is not None:
+        sql.append("t_min < ?")
+        args.append(f.t_before)
     return " AND ".join(sql), args
 
 
@@ -230,8 +235,9 @@ def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[_Run]:
     holds only chunks that overlap in time)."""
     t_from = float("-inf") if f.t_from is None else f.t_from
     t_to = float("inf") if f.t_to is None else f.t_to
+    before = float("inf") if f.t_before is None else f.t_before
     unusable = UNUSABLE_FIX if f.valid_only else 0
-    filtering = f.t_from is not None or f.t_to is not None or bool(unusable)
+    filtering = f.t_from is not None or f.t_to is not None or f.t_before is not None or bool(unusable)
     held = _Held()
     iterator = iter(chunks)
     chunk = next(iterator, None)
@@ -239,7 +245,7 @@ def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[_Run]:
         following = next(iterator, None)
         rows = orjson.loads(chunk.rows) if isinstance(chunk.rows, (bytes, str)) else chunk.rows
         if filtering:
-            rows = [row for row in rows if t_from <= row[2] <= t_to and not row[12] & unusable]
+            rows = [row for row in rows if t_from <= row[2] <= t_to and row[2] < before and not row[12] & unusable]
         limit = float("inf") if following is None else following.t_min
         if rows:
             if len(rows[0]) != _ROW_WIDTH:
@@ -264,6 +270,13 @@ def session_idents(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Ch
     with read_snapshot(conn):
         found = {row[0] for row in conn.execute(f"SELECT DISTINCT ident FROM tracks WHERE {where}", args)}
         return sorted(found | set(_unchunked(conn, f) if tail is None else tail))
+
+
+def chunk_sizes(conn: sqlite3.Connection, f: PointFilter) -> list[tuple[float, float, int]]:
+    """(t_min, t_max, points) of every stored chunk the filter reads (chunks only)."""
+    where, args = _where(f)
+    return [(float(lo), float(hi), int(n))
+            for lo, hi, n in conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {where}", args)]
 
 
 def count_points(conn: sqlite3.Connection, f: PointFilter) -> int:
