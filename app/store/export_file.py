@@ -8,11 +8,13 @@ and leaves the target as it was. A CSV's ``.csvt`` column types are written the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.store.export_parts import SecondHalf, split_time
 from app.store.exporters import FORMATS, drive, make_exporter
 from app.store.geo_export import GEO_FORMATS, write_geo
 
@@ -49,7 +51,13 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FILE_FORMATS)}")
     partial = partial_path(target)
     sidecar: Path | None = None
+    second: Any = None
     try:
+        split = split_time(conn, f) if fmt == "csv" and not params and where is None else None
+        if split is not None:  # a large finished session: the second half in another process
+            second = SecondHalf(conn, f, split, partial.with_name(partial.name + ".second"),
+                                {"title": title, "csv_profile": csv_profile, "raw_text": raw_text})
+            f = dataclasses.replace(f, t_before=split)
         if fmt in GEO_FORMATS:
             writer = write_geo(conn, fmt, f, partial, title=title, gap=gap, where=where, progress=progress,
                                cancelled=cancelled)
@@ -58,6 +66,11 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
                 writer = make_exporter(conn, fmt, out, title=title, params=params, points=points, gap=gap,
                                        csv_profile=csv_profile, raw_text=raw_text)
                 drive(conn, writer, f, where=where, progress=progress, cancelled=cancelled)
+            if second is not None:
+                written, skipped = second.finish(cancelled)
+                second.append_to(partial)
+                writer.written += written
+                writer.skipped += skipped
             if fmt == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
                 sidecar = partial_path(csvt_path(target))
                 sidecar.write_text(writer.csvt(), encoding="utf-8")
@@ -66,7 +79,11 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
             os.replace(sidecar, csvt_path(target))
     except BaseException:
         _discard(partial)
+        if second is not None:
+            second.discard()
         if sidecar is not None:
             sidecar.unlink(missing_ok=True)
         raise
+    if second is not None:
+        second.discard()  # its file, now appended
     return writer

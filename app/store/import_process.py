@@ -9,7 +9,8 @@ memory: a child ahead of the recorder blocks on a full pipe.
 Frames on the child's standard output: one type byte, a 4-byte big-endian length, the payload.
 ``B`` a batch (a JSON array of messages), ``S`` the summary (JSON, last), ``E`` an
 `ImportError_` message, ``O`` an OSError/UnicodeDecodeError message. The child is killed if
-this side stops reading (a failed write, a cancelled import).
+this side stops reading (a failed write, a cancelled import). A thread of this process drains the
+pipe into a queue of `QUEUED` batches, so the child is not held up while a batch is recorded.
 
     python -m app.store.import_process FILE     (what `parsed_batches` runs)
 """
@@ -17,9 +18,11 @@ this side stops reading (a failed write, a cancelled import).
 from __future__ import annotations
 
 import os
+import queue
 import struct
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import fields
@@ -32,6 +35,8 @@ from app.store.import_summary import ImportError_, ImportSummary
 
 #: Files smaller than this are parsed in this process: starting a process would cost more.
 MIN_BYTES = 2 * 1024 * 1024
+#: Batches read from the pipe ahead of the recorder (each ~5,000 messages).
+QUEUED = 3
 _HEADER = struct.Struct(">cI")
 
 
@@ -43,10 +48,17 @@ def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[l
     child = subprocess.Popen([sys.executable, "-m", "app.store.import_process", str(path), str(batch)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert child.stdout is not None
+    # A thread drains the pipe into a short queue, so the child keeps parsing while this thread
+    # records (a batch is ~1 MB of JSON: the pipe alone would hold the child up at every batch).
+    frames: queue.Queue[tuple[bytes, bytes]] = queue.Queue(maxsize=QUEUED)
+    stop = threading.Event()
+    reader = threading.Thread(target=_drain, args=(child.stdout, frames, stop), name="trackmon-import-pipe",
+                              daemon=True)
+    reader.start()
     finished = False
     try:
         while True:
-            kind, payload = _read_frame(child.stdout)
+            kind, payload = frames.get()
             if kind == b"B":
                 yield orjson.loads(payload)
             elif kind == b"S":
@@ -61,12 +73,28 @@ def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[l
                 error = child.stderr.read().decode(errors="replace").strip() if child.stderr else ""
                 raise OSError(f"the import's parser process stopped: {error.splitlines()[-1] if error else '?'}")
     finally:
+        stop.set()
         if not finished:
             child.kill()
         child.wait()
+        reader.join()
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _drain(stream: BinaryIO, frames: queue.Queue[tuple[bytes, bytes]], stop: threading.Event) -> None:
+    """Read frames until the end of the pipe (an empty kind) or until the import stops."""
+    while True:
+        frame = _read_frame(stream)
+        while not stop.is_set():
+            try:
+                frames.put(frame, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set() or not frame[0] or frame[0] in (b"S", b"E", b"O"):
+            return
 
 
 def _read_frame(stream: BinaryIO) -> tuple[bytes, bytes]:

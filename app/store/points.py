@@ -60,6 +60,8 @@ class PointFilter:
     t_from: float | None = None
     t_to: float | None = None
     valid_only: bool = False
+    #: Points strictly before this time only (a half-open range: parts of one export meet exactly).
+    t_before: float | None = None
 
 
 class _Chunk(NamedTuple):
@@ -83,6 +85,9 @@ def _where(f: PointFilter, ident: str | None = None) -> tuple[str, list[Any]]:
     if f.t_to is not None:
         sql.append("t_min <= ?")
         args.append(f.t_to)
+    if f.t_before is not None:
+        sql.append("t_min < ?")
+        args.append(f.t_before)
     return " AND ".join(sql), args
 
 
@@ -153,6 +158,28 @@ def _in_order(ts: Sequence[float]) -> bool:
     return steps.size == 0 or bool((steps > 0).all())
 
 
+class _Run(NamedTuple):
+    """Consecutive points of the merge: rows as stored, with their devices (one device for a
+    whole chunk, or one per row when overlapping chunks were merged)."""
+
+    ident: str | list[str]
+    name: str | list[str]
+    rows: list[Any]
+
+    def block(self) -> PointBlock:
+        n = len(self.rows)
+        idents = [self.ident] * n if isinstance(self.ident, str) else self.ident
+        names = [self.name] * n if isinstance(self.name, str) else self.name
+        return PointBlock(idents, names, *zip(*self.rows, strict=True))  # type: ignore[arg-type]
+
+    def points(self) -> list[TrackPoint]:
+        make = TrackPoint._make
+        if isinstance(self.ident, str):
+            head = (self.ident, self.name)
+            return [make(head + tuple(row)) for row in self.rows]
+        return [make((ident, name, *row)) for ident, name, row in zip(self.ident, self.name, self.rows, strict=True)]
+
+
 class _Held:
     """Rows of overlapping chunks waiting to be merged: rows as stored, with their device."""
 
@@ -163,32 +190,32 @@ class _Held:
         self.keys: list[list[Any]] = [[], [], []]  # ts, batch_id, idx
         self.latest = float("-inf")
 
-    def add(self, ident: str, name: str, rows: list[Any], columns: list[Sequence[Any]], latest: float) -> None:
+    def add(self, ident: str, name: str, rows: list[Any], ts: list[float], latest: float) -> None:
         self.rows.extend(rows)
         self.idents.extend([ident] * len(rows))
         self.names.extend([name] * len(rows))
-        for keys, column in zip(self.keys, (columns[2], columns[0], columns[1]), strict=True):
-            keys.extend(column)
+        self.keys[0].extend(ts)
+        self.keys[1].extend([row[0] for row in rows])
+        self.keys[2].extend([row[1] for row in rows])
         self.latest = max(self.latest, latest)
 
-    def take_before(self, limit: float) -> PointBlock | None:
+    def take_before(self, limit: float) -> _Run | None:
         """The held rows earlier than ``limit``, in (ts, batch_id, idx) order; the rest stay.
 
-        Sorted with numpy; the rows are gathered whole (one gather, not one per column) and
-        then turned into columns by ``zip``."""
+        Sorted with numpy; the rows are gathered whole (one gather, not one per column)."""
         ts = np.asarray(self.keys[0], dtype=np.float64)
         order = np.lexsort((np.asarray(self.keys[2]), np.asarray(self.keys[1]), ts))
         cut = len(order) if limit > self.latest else int(np.searchsorted(ts[order], limit, side="left"))
         if not cut:
             return None
         picked, rest = order[:cut].tolist(), order[cut:].tolist()
-        rows, idents, names = _gather(self.rows, picked), _gather(self.idents, picked), _gather(self.names, picked)
+        run = _Run(_gather(self.idents, picked), _gather(self.names, picked), _gather(self.rows, picked))
         self.rows, self.idents, self.names = _gather(self.rows, rest), _gather(self.idents, rest), \
             _gather(self.names, rest)
         self.keys = [_gather(keys, rest) for keys in self.keys]
         if not self.rows:
             self.latest = float("-inf")
-        return PointBlock(idents, names, *zip(*rows, strict=True))
+        return run
 
 
 def _gather(values: list[Any], at: list[int]) -> list[Any]:
@@ -199,17 +226,18 @@ def _gather(values: list[Any], at: list[int]) -> list[Any]:
     return list(operator.itemgetter(*at)(values))
 
 
-def _merge_blocks(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[PointBlock]:
-    """Chunks (in ``t_min`` order) → blocks of points in (ts, batch_id, idx) order.
+def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[_Run]:
+    """Chunks (in ``t_min`` order) → runs of rows in (ts, batch_id, idx) order.
 
-    A chunk that no later chunk overlaps goes out as one block (the usual case per device);
+    A chunk that no later chunk overlaps goes out whole (the usual case per device);
     overlapping chunks wait (`_Held`) and are sorted and emitted up to the next chunk's start
     once that start is past everything held, or once `MERGE_BUFFER` points are held (memory
     holds only chunks that overlap in time)."""
     t_from = float("-inf") if f.t_from is None else f.t_from
     t_to = float("inf") if f.t_to is None else f.t_to
+    before = float("inf") if f.t_before is None else f.t_before
     unusable = UNUSABLE_FIX if f.valid_only else 0
-    filtering = f.t_from is not None or f.t_to is not None or bool(unusable)
+    filtering = f.t_from is not None or f.t_to is not None or f.t_before is not None or bool(unusable)
     held = _Held()
     iterator = iter(chunks)
     chunk = next(iterator, None)
@@ -217,23 +245,22 @@ def _merge_blocks(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[PointBlo
         following = next(iterator, None)
         rows = orjson.loads(chunk.rows) if isinstance(chunk.rows, (bytes, str)) else chunk.rows
         if filtering:
-            rows = [row for row in rows if t_from <= row[2] <= t_to and not row[12] & unusable]
+            rows = [row for row in rows if t_from <= row[2] <= t_to and row[2] < before and not row[12] & unusable]
         limit = float("inf") if following is None else following.t_min
         if rows:
-            columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-            if len(columns) != _ROW_WIDTH:
+            if len(rows[0]) != _ROW_WIDTH:
                 raise ValueError(f"a track chunk of {chunk.ident!r} has rows of an unknown shape")
-            last = max(columns[2])
-            if not held.rows and limit > last and _in_order(columns[2]):
-                n = len(rows)
-                yield PointBlock([chunk.ident] * n, [chunk.name] * n, *columns)
+            ts = [row[2] for row in rows]
+            last = max(ts)
+            if not held.rows and limit > last and _in_order(ts):
+                yield _Run(chunk.ident, chunk.name, rows)
                 chunk = following
                 continue
-            held.add(chunk.ident, chunk.name, rows, columns, last)
+            held.add(chunk.ident, chunk.name, rows, ts, last)
         if held.rows and (limit > held.latest or len(held.rows) >= MERGE_BUFFER):
-            block = held.take_before(limit)
-            if block is not None:
-                yield block
+            run = held.take_before(limit)
+            if run is not None:
+                yield run
         chunk = following
 
 
@@ -243,6 +270,13 @@ def session_idents(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Ch
     with read_snapshot(conn):
         found = {row[0] for row in conn.execute(f"SELECT DISTINCT ident FROM tracks WHERE {where}", args)}
         return sorted(found | set(_unchunked(conn, f) if tail is None else tail))
+
+
+def chunk_sizes(conn: sqlite3.Connection, f: PointFilter) -> list[tuple[float, float, int]]:
+    """(t_min, t_max, points) of every stored chunk the filter reads (chunks only)."""
+    where, args = _where(f)
+    return [(float(lo), float(hi), int(n))
+            for lo, hi, n in conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {where}", args)]
 
 
 def count_points(conn: sqlite3.Connection, f: PointFilter) -> int:
@@ -260,24 +294,24 @@ def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
     are exhausted or the iterator is closed), so a chunk flush meanwhile cannot double a point."""
     with read_snapshot(conn):
         tail = _unchunked(conn, f)
-        for block in _blocks(conn, f, tail, by_device):
-            yield from block.points()
+        for run in _runs(conn, f, tail, by_device):
+            yield from run.points()
 
 
 def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[PointBlock]:
     """The points of `iter_points`, in the same order, a block of columns at a time."""
     with read_snapshot(conn):
-        yield from _blocks(conn, f, _unchunked(conn, f), by_device)
+        for run in _runs(conn, f, _unchunked(conn, f), by_device):
+            yield run.block()
 
 
-def _blocks(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk], by_device: bool
-            ) -> Iterator[PointBlock]:
+def _runs(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk], by_device: bool) -> Iterator[_Run]:
     if not by_device:
-        yield from _merge_blocks(_chunks(conn, f, None, tail.values()), f)
+        yield from _merge(_chunks(conn, f, None, tail.values()), f)
         return
     for ident in session_idents(conn, f, tail):
         extra = [tail[ident]] if ident in tail else []
-        yield from _merge_blocks(_chunks(conn, f, ident, extra), f)
+        yield from _merge(_chunks(conn, f, ident, extra), f)
 
 
 class RawCache:

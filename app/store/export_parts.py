@@ -1,0 +1,125 @@
+"""A large CSV export written by two processes, each taking half of the time range.
+
+The CSV of a session is one pass over its points in time order, formatted a block at a time in
+one interpreter: one core. For a finished session of at least `PARALLEL_MIN` points the time range
+is split where about half the points lie before (from the chunk index); a child process writes the
+second half (rows at or after the split) to its own partial file while this process writes the
+header and the first half (rows strictly before it), then appends the child's rows. The result is
+byte for byte the file one process writes (tested). Only for sessions that cannot change
+meanwhile (closed, every batch in chunks): the two processes read the file in two snapshots.
+
+    python -m app.store.export_parts DB JSON     (the child; JSON: the filter and CSV options)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.store.points import PointFilter, chunk_sizes
+
+#: Points below which one process writes the export (starting a second costs ~0.3 s).
+PARALLEL_MIN = 300_000
+
+
+def split_time(conn: sqlite3.Connection, f: PointFilter) -> float | None:
+    """A time splitting the filtered points of a finished session in about half, or None when
+    the session is small, still being recorded, or has batches not yet in chunks."""
+    row = conn.execute("SELECT ended_at, indexed_batch FROM sessions WHERE id = ?", (f.session_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    last = conn.execute("SELECT max(id) FROM batches WHERE session_id = ?", (f.session_id,)).fetchone()[0]
+    if last is not None and row[1] < last:
+        return None
+    sizes = chunk_sizes(conn, f)
+    total = sum(n for _, _, n in sizes)
+    if total < PARALLEL_MIN:
+        return None
+
+    def before(t: float) -> float:  # points estimated before t, each chunk's spread evenly over its span
+        return sum(n if t > hi else 0.0 if t <= lo else n * (t - lo) / (hi - lo) for lo, hi, n in sizes)
+
+    low, high = min(lo for lo, _, _ in sizes), max(hi for _, hi, _ in sizes)
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if before(middle) < total / 2 else (low, middle)
+    return high
+
+
+class SecondHalf:
+    """The child process writing the points at or after ``split`` to ``path``."""
+
+    def __init__(self, conn: sqlite3.Connection, f: PointFilter, split: float, path: Path,
+                 options: dict[str, Any]) -> None:
+        db = conn.execute("PRAGMA database_list").fetchone()[2]
+        self.path = path
+        part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
+        job = {"filter": dataclasses.asdict(part), "path": str(path), **options}
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.child = subprocess.Popen([sys.executable, "-m", "app.store.export_parts", db, orjson.dumps(job).decode()],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=env)
+
+    def finish(self, cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
+        """Wait for the child, polling ``cancelled``; (written, skipped). Raises OSError if it
+        failed, `Cancelled` if cancelled meanwhile (the caller discards the part)."""
+        from app.store.exporters import Cancelled
+
+        while True:
+            try:
+                out, err = self.child.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled is not None and cancelled():
+                    raise Cancelled() from None
+        if self.child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise OSError(f"the second export process failed: {lines[-1] if lines else self.child.returncode}")
+        written, skipped = out.split()
+        return int(written), int(skipped)
+
+    def append_to(self, target: Path) -> None:
+        """Append the child's rows (its file without the header line) to ``target``."""
+        with open(self.path, "rb") as part, open(target, "ab") as whole:
+            part.readline()
+            shutil.copyfileobj(part, whole, 1 << 20)
+
+    def discard(self) -> None:
+        """Stop the child (if running) and delete its file."""
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.communicate()
+        self.path.unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    """The child: write one part as a whole CSV (header included) and print its counts."""
+    from app.store.exporters import drive, make_exporter
+
+    db, job = argv[0], orjson.loads(argv[1])
+    spec = job["filter"]
+    f = PointFilter(**{**spec, "idents": tuple(spec["idents"]) if spec["idents"] is not None else None})
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        with open(job["path"], "w", encoding="utf-8", newline="") as out:
+            writer = make_exporter(conn, "csv", out, title=job["title"], csv_profile=job["csv_profile"],
+                                   raw_text=job["raw_text"])
+            drive(conn, writer, f)
+    finally:
+        conn.close()
+    print(writer.written, writer.skipped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

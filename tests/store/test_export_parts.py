@@ -1,0 +1,87 @@
+"""A large CSV export written by two processes is byte for byte the file one process writes;
+a session that can still change is written by one."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import orjson
+import psutil
+import pytest
+
+from app.core.normalize import normalize_batch
+from app.core.simfleet import FleetSimulator
+from app.store import export_parts
+from app.store.export_file import export_file
+from app.store.exporters import Cancelled, run_export
+from app.store.points import PointFilter
+from app.store.recorder import Recorder
+
+START = 1_767_225_600.0
+
+
+@pytest.fixture
+def fleet_db(tmp_path):
+    fleet = FleetSimulator(12, seed=4, start=START, interval=5.0, bad_fix_rate=0.05)
+    db = tmp_path / "fleet.sqlite"
+    rec = Recorder(db)
+    rec.start_session("parts")
+    for i in range(12):
+        batch = fleet.next_messages(500)
+        body = orjson.dumps(batch)
+        rec.write_batch(START + i, "127.0.0.1", len(body), body, normalize_batch(batch, START + i, body), 1.0)
+    rec.close()
+    return db
+
+
+def serial(db, f: PointFilter, **options) -> bytes:
+    out = io.StringIO(newline="")
+    conn = sqlite3.connect(db)
+    run_export(conn, "csv", f, out, **options)
+    conn.close()
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("options", [{}, {"csv_profile": "gis"}, {"raw_text": True}])
+def test_two_processes_write_the_same_bytes(fleet_db, tmp_path, monkeypatch, options) -> None:
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    f = PointFilter(1, t_from=START + 60)
+    conn = sqlite3.connect(fleet_db)
+    split = export_parts.split_time(conn, f)
+    assert split is not None and split > START + 60
+    target = tmp_path / "out.csv"
+    writer = export_file(conn, "csv", f, target, **options)
+    conn.close()
+    expected = serial(fleet_db, f, **options)
+    assert target.read_bytes() == expected
+    assert writer.written == expected.count(b"\n") - 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("fleet")) == ["out.csv", "out.csvt"]
+
+
+def test_a_session_being_recorded_is_written_by_one_process(fleet_db, monkeypatch) -> None:
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    rec = Recorder(fleet_db)
+    session = rec.start_session("live")
+    batch = [{"ident": "x", "timestamp": START + i, "position.latitude": 1.0, "position.longitude": 2.0}
+             for i in range(2000)]
+    body = orjson.dumps(batch)
+    rec.write_batch(START, "127.0.0.1", len(body), body, normalize_batch(batch, START, body), 1.0)
+    conn = sqlite3.connect(fleet_db)
+    assert export_parts.split_time(conn, PointFilter(session)) is None
+    assert export_parts.split_time(conn, PointFilter(1)) is not None
+    conn.close()
+    rec.close()
+
+
+def test_a_cancel_stops_the_second_process_and_leaves_nothing(fleet_db, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    before = {p.pid for p in psutil.Process().children()}
+    out = tmp_path / "out"
+    out.mkdir()
+    conn = sqlite3.connect(fleet_db)
+    with pytest.raises(Cancelled):
+        export_file(conn, "csv", PointFilter(1), out / "x.csv", cancelled=lambda: True)
+    conn.close()
+    assert list(out.iterdir()) == []
+    assert not [p for p in psutil.Process().children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
