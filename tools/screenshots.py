@@ -23,9 +23,9 @@ from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
 
-import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
@@ -73,7 +73,7 @@ async def shoot(window: MainWindow, docs: Path) -> None:
 def main() -> None:
     register_scheme()
     app = QApplication(sys.argv[:1])
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),

@@ -27,9 +27,9 @@ from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
 
-import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
+from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.rendering import choose_rendering  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
@@ -137,7 +137,7 @@ def main() -> None:
     register_scheme()
     app = QApplication(sys.argv[:1])
     print(choose_rendering())
-    loop = qasync.QEventLoop(app)
+    loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), Path(tmp) / "walk.sqlite")
