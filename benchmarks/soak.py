@@ -35,6 +35,7 @@ import psutil  # noqa: E402
 
 from benchmarks.loopback import free_port, start_recorder, stop_process  # noqa: E402
 from benchmarks.status_poller import finish_poller, start_poller, summary  # noqa: E402
+from benchmarks.window_harness import open_window  # noqa: E402
 
 TOKEN = "soak-token"
 
@@ -61,29 +62,12 @@ def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
 
 
 def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
-    from app.ui.launch import prepare_webengine
+    bench = open_window(workdir / "soak.sqlite", TOKEN)
+    from PySide6.QtCore import QTimer
 
-    prepare_webengine()
-    from PySide6.QtCore import QTimer, qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
-
-    from app.ui.event_loop import WindowEventLoop
-    from app.ui.gc_guard import GuiGarbageCollector
-    from app.ui.main_window import MainWindow
-    from app.ui.settings import AppSettings
-    from app.ui.tile_scheme import register_scheme
     from tests.ui.churn import churn_cycle
 
-    register_scheme()
-    quiet = "does not support propagateSizeHints"  # the offscreen plugin says so for every dialog
-    qInstallMessageHandler(lambda _kind, _context, text: quiet in text or print(text, file=sys.stderr))
-    app = QApplication(sys.argv[:1])
-    loop = WindowEventLoop(app)
-    asyncio.set_event_loop(loop)
-    window = MainWindow(AppSettings(port=0, token=TOKEN, tile_url=""), workdir / "soak.sqlite")
-    window.resize(1440, 900)
-    window.show()
-    collector = GuiGarbageCollector(app)
+    loop, window, collector = bench.loop, bench.window, bench.collector
     me = psutil.Process()
     result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": [], "stalls": []}
     last = [time.perf_counter()]

@@ -127,14 +127,7 @@ def resolve_token(args: argparse.Namespace) -> None:
     if token_file is not None:
         if args.token:
             raise CliError("use either --token or --token-file, not both", EXIT_USAGE)
-        try:
-            lines = token_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"--token-file: cannot read {token_file}: {exc}", EXIT_USAGE) from None
-        token = lines[0].strip() if lines else ""
-        if not token:
-            raise CliError(f"--token-file: {token_file} is empty", EXIT_USAGE)
-        args.token, args.token_file = token, None
+        args.token, args.token_file = read_token_file(token_file, "--token-file"), None
     elif not args.token and not getattr(args, "auth_header", None):
         token = os.environ.get(TOKEN_ENV, "").strip()
         if token:
