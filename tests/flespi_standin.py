@@ -447,7 +447,9 @@ def running_standin() -> Iterator[RunningStandin]:
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            runner = web.AppRunner(state.app)
+            # A request of the window's still in flight when the block ends (its loop is not being run
+            # while the stand-in stops) must not hold the clean-up for aiohttp's default 60 s.
+            runner = web.AppRunner(state.app, shutdown_timeout=2.0)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()

@@ -217,6 +217,7 @@ def test_the_dialog_shows_what_an_existing_stream_has(loop, make_window) -> None
             assert dialog.result.toPlainText().startswith(
                 f"Updated stream {stream_id}: configuration.uri, configuration.headers")
             dialog.close()
+            await window.flespi_status.stop()  # it watches the stream it just set up: not past the stand-in
 
         run(loop, scenario())
         stream = standin.state.streams[stream_id]
