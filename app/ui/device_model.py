@@ -185,16 +185,17 @@ class DeviceTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
 
     def _update_cells(self, row: int, columns: range | tuple[int, ...]) -> None:
-        """Recompute ``columns`` of ``row`` now and repaint only the cells whose text changed:
-        a frame then paints the few cells that moved (speed, position, last seen), not whole rows
-        — painting the table was most of the window's loop time at everyday rates."""
+        """Recompute ``columns`` of ``row`` and repaint only the cells whose text changed: a frame
+        then paints the few cells that moved (speed, position, last seen), not whole rows —
+        painting the table was most of the window's loop time at everyday rates. A cell never
+        computed was never painted: it stays uncomputed until the view asks for it."""
         cached = self.cells[row]
-        old = [cached[column] for column in columns]
         for column in columns:
+            before = cached[column]
+            if before is None:
+                continue
             cached[column] = None
-        for column, before in zip(columns, old, strict=True):
-            after = self.cell(row, column)
-            if before is None or before[0] != after[0]:
+            if self.cell(row, column)[0] != before[0]:
                 index = self.index(row, column)
                 self.dataChanged.emit(index, index)
 
