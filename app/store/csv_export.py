@@ -42,7 +42,7 @@ from app.store.export_text import (
     rounded_column,
     spreadsheet_text,
 )
-from app.store.exporters import Exporter, drawable, drawable_mask, iso_time, take
+from app.store.exporters import Exporter, drawable, drawable_mask, iso_time, keep_rows
 from app.store.message_names import message_name
 from app.store.points import PointBlock, TrackPoint
 
@@ -155,12 +155,11 @@ class CsvExporter(Exporter):
             return
         if self.profile == "gis":
             keep = drawable_mask(b) & ((np.asarray(b.flags, dtype=np.int64) & UNUSABLE_FIX) == 0)
-            kept = int(keep.sum())
-            self.skipped += len(keep) - kept
-            if not kept:
+            self.skipped += len(keep) - int(keep.sum())
+            narrowed = keep_rows(b, keep)
+            if narrowed is None:
                 return
-            if kept < len(keep):
-                b = take(b, np.flatnonzero(keep))
+            b = narrowed
         names_of = {batch: self.names(batch) for batch in set(b.batch_id)}
         text, known = self.text, self._cells.get
         idents = [known(ident) or text(ident) for ident in b.ident]

@@ -83,6 +83,34 @@ def drawable_mask(b: PointBlock) -> np.ndarray:
     return (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
 
 
+def keep_rows(b: PointBlock, keep: np.ndarray) -> PointBlock | None:
+    """``b`` narrowed to the points ``keep`` marks; None when it marks none."""
+    kept = int(keep.sum())
+    if not kept:
+        return None
+    return b if kept == len(keep) else take(b, np.flatnonzero(keep))
+
+
+class ProgressTicker:
+    """Progress and cancel for an export, looked at every ``every`` points (a check per block
+    would cost more than the block on small ones)."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None,
+                 cancelled: Callable[[], bool] | None, every: int = 5000) -> None:
+        self.total, self.progress, self.cancelled, self.every = total, progress, cancelled, every
+        self.reported = 0
+
+    def advance(self, done: int) -> None:
+        """``done`` points handled so far; raises Cancelled when the user asked to stop."""
+        if done - self.reported < self.every:
+            return
+        self.reported = done
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled()
+        if self.progress is not None:
+            self.progress(done, self.total)
+
+
 def take(b: PointBlock, rows: np.ndarray) -> PointBlock:
     """The block's points at ``rows`` (in that order)."""
     picked = rows.tolist()
@@ -210,12 +238,11 @@ class GpxExporter(_PerDevice):
         """A block's drawable points as <trkpt> lines, formatted column by column and written
         with one join (the points of a device come in blocks of one device)."""
         keep = drawable_mask(b)
-        kept = int(keep.sum())
-        self.skipped += len(keep) - kept
-        if not kept:
+        self.skipped += len(keep) - int(keep.sum())
+        narrowed = keep_rows(b, keep)
+        if narrowed is None:
             return
-        if kept < len(keep):
-            b = take(b, np.flatnonzero(keep))
+        b = narrowed
         for start, stop in runs(b.ident):
             part = b if (start, stop) == (0, len(b.ident)) else PointBlock._make([c[start:stop] for c in b])
             if part.ident[0] != self.ident:
@@ -431,7 +458,8 @@ def drive(conn: Any, writer: Any, f: Any, *, where: Callable[[dict[str, Any]], b
     with read_snapshot(conn):  # the count, the points and their raw messages: one view of the file
         total = count_points(conn, f)
         writer.begin()
-        done = reported = 0
+        done = 0
+        ticker = ProgressTicker(total, progress, cancelled)
         keep_where = where_filter(conn, where)
         for block in iter_blocks(conn, f, by_device=writer.by_device):
             n = len(block.ts)
@@ -440,12 +468,7 @@ def drive(conn: Any, writer: Any, f: Any, *, where: Callable[[dict[str, Any]], b
             if len(block.ts):
                 writer.block(block)
             done += n
-            if done - reported >= 5000:
-                reported = done
-                if cancelled is not None and cancelled():
-                    raise Cancelled()
-                if progress is not None:
-                    progress(done, total)
+            ticker.advance(done)
     writer.end()
     if progress is not None:
         progress(done, done)

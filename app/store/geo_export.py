@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from app.store.exporters import drawable_mask, take
+from app.store.exporters import ProgressTicker, drawable_mask, keep_rows
 from app.store.points import PointBlock
 
 #: Format name → file suffix.
@@ -290,7 +290,7 @@ def write_geo(conn: Any, fmt: str, f: Any, path: Path, *, title: str = "trackmon
     """Write the filtered points of a session to ``path`` as a GeoPackage (``gpkg``) or GeoParquet
     (``geoparquet``) file; raises RuntimeError if the library is missing, `Cancelled` when
     cancelled (the caller deletes the partial file: see `export_file`)."""
-    from app.store.exporters import Cancelled, where_filter
+    from app.store.exporters import where_filter
     from app.store.message_names import NameCache
     from app.store.points import count_points, iter_blocks
     from app.store.snapshot import read_snapshot
@@ -318,7 +318,8 @@ def write_geo(conn: Any, fmt: str, f: Any, path: Path, *, title: str = "trackmon
     def _batches() -> Any:
         """Record batches of `BATCH` points in time order (pulled by the writer)."""
         held: list[PointColumns] = []
-        held_size = done = reported = 0
+        held_size = done = 0
+        ticker = ProgressTicker(total, progress, cancelled)
         keep_where = where_filter(conn, where)
         for block in iter_blocks(conn, f):
             n = len(block.ts)
@@ -328,8 +329,9 @@ def write_geo(conn: Any, fmt: str, f: Any, path: Path, *, title: str = "trackmon
             keep = drawable_mask(block)
             kept = int(keep.sum())
             counts.skipped += len(keep) - kept
-            if kept:
-                c = point_columns(block if kept == len(keep) else take(block, np.flatnonzero(keep)), names)
+            narrowed = keep_rows(block, keep)
+            if narrowed is not None:
+                c = point_columns(narrowed, names)
                 counts.written += kept
                 bbox[:] = [min(bbox[0], float(c.lon.min())), min(bbox[1], float(c.lat.min())),
                            max(bbox[2], float(c.lon.max())), max(bbox[3], float(c.lat.max()))]
@@ -340,12 +342,7 @@ def write_geo(conn: Any, fmt: str, f: Any, path: Path, *, title: str = "trackmon
                 if held_size >= BATCH:
                     yield _record_batch(pa, schema, held)
                     held, held_size = [], 0
-            if done - reported >= 5000:
-                reported = done
-                if cancelled is not None and cancelled():
-                    raise Cancelled()
-                if progress is not None:
-                    progress(done, total)
+            ticker.advance(done)
         if held:
             yield _record_batch(pa, schema, held)
 
