@@ -140,11 +140,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def open_recorder(db: Path, sync_full: bool):
+def open_recorder(db: Path, sync_full: bool, derive_elsewhere: bool = False):
+    """The recorder for a command (``derive_elsewhere``: track chunks derived by a second
+    process, for `record`), or a one-line CLI error."""
     from app.store.recorder import Recorder, RecordingInUse
     from app.store.schema import SchemaTooNew
     try:
-        return Recorder(db, sync_full=sync_full)
+        return Recorder(db, sync_full=sync_full, derive_elsewhere=derive_elsewhere)
     except (SchemaTooNew, RecordingInUse) as exc:
         raise CliError(str(exc)) from None
     except (sqlite3.Error, OSError) as exc:
@@ -162,7 +164,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     mqtt_config = mqtt_setup(args, db)
     if args.no_listen and tunnel_config is not None:
         raise CliError("--ssh-tunnel forwards to the HTTP listener: drop --no-listen", EXIT_USAGE)
-    recorder = open_recorder(db, args.sync == "full")
+    recorder = open_recorder(db, args.sync == "full", derive_elsewhere=True)
     session = recorder.start_session(args.session_name, append=args.append)
     listener = Listener(recorder, config)
 

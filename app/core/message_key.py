@@ -21,7 +21,7 @@ from __future__ import annotations
 import orjson
 import xxhash
 
-from app.core.normalize import BAD_TIMESTAMP, NO_TIMESTAMP, Message
+from app.core.normalize import BAD_TIMESTAMP, MAX_TS, NO_TIMESTAMP, Message, normalize_ident, parse_timestamp
 
 _UNTIMED = NO_TIMESTAMP | BAD_TIMESTAMP
 
@@ -49,10 +49,35 @@ def row_time_key(ident: str, ts: float, server_ts: float | None, flags: int) -> 
     return hash((ident, ts, server_ts))
 
 
+def raw_time_key(ident: object, ts: object, server_ts: object) -> int | None:
+    """`time_key` of a message from the raw JSON values of its ``ident``, ``timestamp`` and
+    ``server.timestamp`` (None where absent), without normalizing the message: the recorder's
+    fast acknowledgement path keys messages it has not normalized yet. Equal to
+    ``time_key(normalize(message))`` for any values (tested on a wide spread of them); values are
+    read as orjson reads them, i.e. an integer outside [-2**63, 2**64) as a float."""
+    if type(ident) is not str or not ident:
+        if type(ident) is int and not -(1 << 63) <= ident < (1 << 64):
+            ident = float(ident)
+        ident = normalize_ident(ident) or ""
+    if type(server_ts) is not float or not 0.0 <= server_ts < MAX_TS:
+        server_ts = None if server_ts is None else parse_timestamp(server_ts)
+    if type(ts) is not float or not 0.0 <= ts < MAX_TS:
+        ts = None if ts is None else parse_timestamp(ts)
+        if ts is None:  # untimed: the receive time stands in, which differs between copies
+            return None if server_ts is None else hash((ident, None, server_ts))
+    return hash((ident, ts, server_ts))
+
+
 def content_key(m: Message) -> bytes | None:
     """The message's whole content, hashed; None if it cannot be serialized (then it is never
     taken for a duplicate)."""
+    return params_content_key(m.params)
+
+
+def params_content_key(params: dict[str, object]) -> bytes | None:
+    """`content_key` of a message from its flat parameters (a flat message as parsed is its
+    own parameters: the fast path keys one without normalizing it)."""
     try:
-        return xxhash.xxh3_128_digest(orjson.dumps(m.params))
+        return xxhash.xxh3_128_digest(orjson.dumps(params))
     except orjson.JSONEncodeError:  # nesting deeper than orjson writes
         return None

@@ -43,7 +43,7 @@ FLAG_NAMES: dict[int, str] = {
 UNUSABLE_FIX = NO_POSITION | POSITION_RANGE | POSITION_ZERO | POSITION_INVALID
 
 # Plausible Unix-seconds window: 1970 .. year 5138. Anything else is flagged, not guessed.
-_MAX_TS = 1e11
+MAX_TS = 1e11
 
 def flag_names(flags: int) -> list[str]:
     """Name the flags set in ``flags``, for logs, JSON output and the inspector."""
@@ -139,7 +139,7 @@ def parse_timestamp(value: Any) -> float | None:
             return _parse_iso(value)
     else:
         return None
-    if math.isfinite(number) and 0.0 <= number < _MAX_TS:
+    if math.isfinite(number) and 0.0 <= number < MAX_TS:
         return number
     return None
 
@@ -194,7 +194,7 @@ def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
             flags |= NO_IDENT
 
     ts = get("timestamp")
-    if type(ts) is not float or not 0.0 <= ts < _MAX_TS:
+    if type(ts) is not float or not 0.0 <= ts < MAX_TS:
         if ts is None:
             ts, flags = received_at, flags | NO_TIMESTAMP
         else:
@@ -202,7 +202,7 @@ def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
             if ts is None:
                 ts, flags = received_at, flags | BAD_TIMESTAMP
     server_ts = get("server.timestamp")
-    if server_ts is not None and (type(server_ts) is not float or not 0.0 <= server_ts < _MAX_TS):
+    if server_ts is not None and (type(server_ts) is not float or not 0.0 <= server_ts < MAX_TS):
         server_ts = parse_timestamp(server_ts)
 
     lat, bad_lat = _fix_number(get("position.latitude"))

@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -29,12 +30,13 @@ from app.server import body as bodies
 from app.server import gcpause
 from app.server.auth import HeaderAuth
 from app.server.connections import ConnectionStats
+from app.server.keyed_body import KeyedBody, read_keyed
 from app.server.limits import Limits
 from app.server.poison import Stall, StallWatch
 from app.server.refusal import Refused
 from app.server.reject_capture import capture, safe_headers
 from app.store.faults import RecordingUnavailable
-from app.store.recorder import Recorder, batch_digest
+from app.store.recorder import BatchResult, Recorder, batch_digest
 from app.store.stuck import StuckBatch
 
 log = logging.getLogger(__name__)
@@ -218,10 +220,15 @@ class Listener:
                 wire = await self._read_body(request, read)
                 wire_bytes = len(wire)
                 if bodies.runs_inline(wire_bytes, encoding, config.limits):
+                    keyed = self._keyed(wire, encoding)
+                    if keyed is not None:  # derived later, by the deriver process
+                        return await self._record(request, received_at, peer, started, wire_bytes, partial(
+                            self.recorder.record_keyed, received_at=received_at, peer=peer, wire_bytes=wire_bytes,
+                            body=bytes(wire), keys=keyed.keys))
                     batch = bodies.read_batch(wire, encoding, received_at, config.limits, config.max_body,
                                               config.messages_path)
                     del wire
-                    return await self._record(request, batch, received_at, peer, started, wire_bytes)
+                    return await self._record_batch(request, batch, received_at, peer, started, wire_bytes)
                 return await self._record_large(request, wire, encoding, received_at, peer, started)
         except Refused as refused:
             return await self._refuse(request, refused, received_at, peer, started, wire_bytes, authenticated)
@@ -241,7 +248,7 @@ class Listener:
                 self._parsing_thread(), bodies.read_batch, wire, encoding, received_at, config.limits,
                 config.max_body, config.messages_path, bodies.yield_gil)
             del wire
-            return await self._record(request, batch, received_at, peer, started, wire_bytes)
+            return await self._record_batch(request, batch, received_at, peer, started, wire_bytes)
         finally:
             messages = batch.messages if batch is not None else []
             try:
@@ -249,14 +256,27 @@ class Listener:
             except RuntimeError:  # the listener was closed meanwhile: free them here
                 _free_slowly(messages)
 
-    async def _record(self, request: web.BaseRequest, batch: bodies.Batch, received_at: float, peer: str,
-                      started: float, wire_bytes: int) -> web.StreamResponse:
-        messages = batch.messages
+    def _keyed(self, wire: bytes | bytearray, encoding: str) -> KeyedBody | None:
+        """The acknowledgement's fast path (`server.keyed_body`), where it applies: the recorder
+        derives in its own process, nothing here wants the messages (no window), the body is a
+        plain array as sent. None: the full path."""
+        if (not self.recorder.derive_elsewhere or self._batch_callbacks or self.config.messages_path
+                or encoding.strip().lower() not in ("", "identity")):
+            return None
+        return read_keyed(wire, self.config.limits.max_messages)
+
+    async def _record_batch(self, request: web.BaseRequest, batch: bodies.Batch, received_at: float, peer: str,
+                            started: float, wire_bytes: int) -> web.StreamResponse:
+        return await self._record(request, received_at, peer, started, wire_bytes, partial(
+            self.recorder.record_batch, received_at=received_at, peer=peer, wire_bytes=wire_bytes,
+            body=batch.stored, messages=batch.messages))
+
+    async def _record(self, request: web.BaseRequest, received_at: float, peer: str, started: float,
+                      wire_bytes: int, commit: Callable[..., Awaitable[BatchResult]]) -> web.StreamResponse:
+        """Commit a batch (``commit(process_ms=...)``), answer the sender, tell the views."""
         process_ms = (time.perf_counter() - started) * 1000.0
         try:
-            result = await self.recorder.record_batch(
-                received_at=received_at, peer=peer, wire_bytes=wire_bytes, body=batch.stored,
-                messages=messages, process_ms=process_ms)
+            result = await commit(process_ms=process_ms)
         except RecordingUnavailable as exc:  # disk full, file gone...: said once, not a traceback per batch
             log.warning("batch not recorded (503): %s", exc)
             # The sender learns why (it shows in flespi's stream log) but not where the file lives.
@@ -276,16 +296,18 @@ class Listener:
         else:
             stats.batches += 1
             stats.messages += result.new
-            stats.flagged += result.flagged
+            stats.flagged += result.flagged or 0
             stats.last_batch_at = received_at
         stats.wire_bytes += wire_bytes
         stats.duplicates += result.duplicates
         self.stalls.accepted(request.path)
         reason = ("re-sent batch, already recorded" if result.duplicate else
                   f"{result.duplicates} re-sent messages already recorded" if result.duplicates else "")
-        response = _json(200, {"accepted": result.count, "batch": result.batch_id,
-                               "duplicate": result.duplicate, "duplicates": result.duplicates,
-                               "flagged": result.flagged})
+        answer = {"accepted": result.count, "batch": result.batch_id, "duplicate": result.duplicate,
+                  "duplicates": result.duplicates}
+        if result.flagged is not None:  # not known yet when the batch is derived afterwards
+            answer["flagged"] = result.flagged
+        response = _json(200, answer)
         event = self._answered(request, response, RequestEvent(received_at, peer, request.path, 200, result.count,
                                                                wire_bytes, total_ms, reason, result.batch_id,
                                                                result.duplicate))

@@ -14,7 +14,6 @@ meanwhile (closed, every batch in chunks): the two processes read the file in tw
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from app.store.module_process import start_module
 from app.store.points import PointFilter, chunk_sizes
 
 #: Points below which one process writes the export (starting a second costs ~0.3 s).
@@ -64,11 +64,8 @@ class SecondHalf:
         self.path = path
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
         job = {"filter": dataclasses.asdict(part), "path": str(path), **options}
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self.child = subprocess.Popen([sys.executable, "-m", "app.store.export_parts", db, orjson.dumps(job).decode()],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env)
+        self.child = start_module("app.store.export_parts", db, orjson.dumps(job).decode(),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def finish(self, cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Wait for the child, polling ``cancelled``; (written, skipped). Raises OSError if it

@@ -17,7 +17,6 @@ pipe into a queue of `QUEUED` batches, so the child is not held up while a batch
 
 from __future__ import annotations
 
-import os
 import queue
 import struct
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from app.store.import_summary import ImportError_, ImportSummary
+from app.store.module_process import start_module
 
 #: Files smaller than this are parsed in this process: starting a process would cost more.
 MIN_BYTES = 2 * 1024 * 1024
@@ -43,10 +43,8 @@ _HEADER = struct.Struct(">cI")
 def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[list[dict[str, Any]]]:
     """The file's messages in batches of ``batch``, parsed by a child process; ``summary`` is
     filled in when the last batch has been read. Raises `ImportError_` (the file) or OSError."""
-    root = str(Path(__file__).resolve().parents[2])  # the directory holding the `app` package
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen([sys.executable, "-m", "app.store.import_process", str(path), str(batch)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    child = start_module("app.store.import_process", str(path), str(batch),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None
     # A thread drains the pipe into a short queue, so the child keeps parsing while this thread
     # records (a batch is ~1 MB of JSON: the pipe alone would hold the child up at every batch).

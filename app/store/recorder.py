@@ -34,14 +34,27 @@ import orjson
 import xxhash
 from filelock import FileLock, Timeout
 
-from app.core.message_key import content_key
+from app.core.message_key import content_key, params_content_key, time_keys
 from app.core.normalize import Message, normalize, normalize_batch
 from app.core.raw_json import select_elements
 from app.store.codec import compress_body, decompress_body
+from app.store.deriver import DeriverProcess
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.schema import connect, transaction
 from app.store.seen import WINDOW, SeenMessages
 from app.store.stuck import StuckBatch, insert_stuck
+from app.store.track_rows import (
+    FLUSH_MESSAGES,
+    FLUSH_SECONDS,
+    IMPORTING,
+    TrackRows,
+    complete_chunks,
+    derive_stored,
+    device_names,
+    merge_rows,
+    track_rows,
+    write_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +70,7 @@ class BatchResult:
     batch_id: int
     duplicate: bool  # nothing in it was new
     count: int  # messages in the request
-    flagged: int  # flagged messages among those recorded now
+    flagged: int | None  # flagged messages among those recorded now (None: derived later)
     duplicates: int = 0  # messages already recorded, not stored again
     messages: list[Message] = field(default_factory=list)  # recorded now, in the request's order
 
@@ -161,21 +174,14 @@ def batch_digest(body: bytes) -> bytes:
     return xxhash.xxh3_128_digest(body)
 
 
-#: Chunks are written when this many messages are waiting, or after FLUSH_SECONDS.
-FLUSH_MESSAGES = 20_000
-FLUSH_SECONDS = 2.0
-
-TrackRows = dict[str, list[tuple[Any, ...]]]
-NAME_KEY = "device.name"
-
-
 @dataclass(slots=True)
 class _Written:
     """A batch committed by `Recorder._insert_batch`, for the bookkeeping done once the file
     check after the commit has passed."""
 
     result: BatchResult
-    rows: TrackRows | None = None
+    stored: bool = False  # a new batch row (not a byte-for-byte re-send)
+    rows: TrackRows | None = None  # track rows to add to the pending chunks (derived here)
     keys: list[int | None] = field(default_factory=list)  # time keys of the stored messages
     contents: dict[int, bytes | None] = field(default_factory=dict)  # content keys known, by stored index
     flushed: bool = False
@@ -205,9 +211,6 @@ class PullTally:
     kept: bool = True  # False: nothing was new, and the session was removed again
 
 
-#: ``sessions.indexed_batch`` of a session still being imported (hidden, deleted if left over).
-IMPORTING = -1
-
 
 class AlreadyImported(ValueError):
     """The same file (by content) was imported into this recording before."""
@@ -223,51 +226,6 @@ def import_digest(file_digest: bytes, index: int) -> bytes:
     return batch_digest(b"import:" + file_digest + index.to_bytes(8, "big"))
 
 
-def track_rows(batch_id: int, messages: list[Message]) -> TrackRows:
-    """A batch's messages as packed track rows (see schema.TRACK_COLUMNS), grouped per device."""
-    groups: TrackRows = {}
-    for index, m in enumerate(messages):
-        rows = groups.get(m.ident)
-        if rows is None:
-            rows = groups[m.ident] = []
-        rows.append((batch_id, index, m.ts, m.server_ts, m.lat, m.lon, m.alt, m.speed, m.direction,
-                     m.satellites, m.hdop, m.valid, m.flags))
-    return groups
-
-
-def merge_rows(into: TrackRows, more: TrackRows) -> None:
-    """Append ``more``'s rows to ``into``, device by device."""
-    for ident, rows in more.items():
-        existing = into.get(ident)
-        if existing is None:
-            into[ident] = list(rows)
-        else:
-            existing.extend(rows)
-
-
-def _write_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows, names: dict[str, str]) -> None:
-    conn.executemany(
-        "INSERT INTO tracks (session_id, ident, name, n, t_min, t_max, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(session_id, ident, names.get(ident, ""), len(rows), min(r[2] for r in rows), max(r[2] for r in rows),
-          orjson.dumps(rows)) for ident, rows in groups.items()])
-
-
-def _complete_chunks(conn: sqlite3.Connection, session_id: int, groups: TrackRows, names: dict[str, str],
-                     through_batch: int) -> None:
-    """Write chunks and record that the session is chunked through ``through_batch``, at once."""
-    with transaction(conn):
-        _write_chunks(conn, session_id, groups, names)
-        conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
-
-
-def device_names(messages: list[Message], into: dict[str, str]) -> None:
-    """Remember the latest ``device.name`` each device sent (chunks carry it for exports)."""
-    for m in messages:
-        name = m.params.get(NAME_KEY)
-        if name is not None:
-            into[m.ident] = str(name)
-
-
 class Recorder:
     """Owns one recording file: sessions, batches and rejects, written by a single thread.
 
@@ -276,8 +234,13 @@ class Recorder:
     """
 
     def __init__(self, path: Path | str, *, sync_full: bool = False, max_bytes: int | None = None,
-                 window: int = WINDOW) -> None:
+                 window: int = WINDOW, derive_elsewhere: bool = False) -> None:
         self.path = Path(path)
+        #: Track chunks are derived by a child process (`store/deriver.py`) from the committed
+        #: bodies, not here: ``trackmon record``, where nothing in this process needs the
+        #: normalized messages, so both cores work. `record_keyed` is only for such a recorder.
+        self.derive_elsewhere = derive_elsewhere
+        self._deriver: DeriverProcess | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
         #: Refuse data once the file would grow past this many bytes (None: no cap). May be
@@ -378,6 +341,10 @@ class Recorder:
             self._seen = SeenMessages.load(conn, self._stored_content, self._window)
             if not first:
                 self._resume_session()
+            if self.derive_elsewhere:
+                last = conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
+                page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
+                self._deriver = DeriverProcess(self.path, int(last), page_count)
         except BaseException:
             self._conn = None
             conn.close()
@@ -468,6 +435,13 @@ class Recorder:
         self._bodies.clear()
         self._rejects = None  # after a reopen the file may be another one
 
+    def _stop_deriver(self) -> None:
+        """End the deriver without more writes (the file is not trusted or gone): what it had
+        not written is derived again by the recovery of the next open."""
+        deriver, self._deriver = self._deriver, None
+        if deriver is not None:
+            deriver.stop()
+
     def _stored_content(self, batch_id: int, index: int) -> bytes | None:
         """Content key of a stored message (read back to compare a possible re-send with it)."""
         found = self._bodies.get(batch_id)
@@ -486,6 +460,7 @@ class Recorder:
         The connection is kept open, unused, to recognise the file if it is moved back."""
         conn, self._conn = self._conn, None
         self._forget_memory()
+        self._stop_deriver()
         if conn is not None:
             with suppress(sqlite3.Error):  # best effort: a file moved away then holds everything
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -500,6 +475,7 @@ class Recorder:
         log.debug("write failed", exc_info=exc)
         conn, self._conn = self._conn, None
         self._forget_memory()
+        self._stop_deriver()
         if conn is not None:
             with suppress(sqlite3.Error):
                 conn.close()
@@ -541,23 +517,22 @@ class Recorder:
 
     def _recover(self) -> None:
         """Write the chunks of batches committed after the last chunk flush (the process died
-        before it could, or a write failed). The raw bodies are the truth; chunks derive from them."""
+        before it could, or a write failed). The raw bodies are the truth; chunks derive from them.
+        A deriver process left over from a recorder that was killed may still be finishing the
+        same batches: whoever commits second finds the mark moved and derives again from there."""
         conn = self._conn
         assert conn is not None
-        behind = conn.execute(
-            "SELECT s.id, s.indexed_batch, max(b.id) FROM sessions s JOIN batches b ON b.session_id = s.id "
-            f"WHERE s.indexed_batch != {IMPORTING} GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
-        for session_id, indexed, last in behind:
-            groups: TrackRows = {}
-            names: dict[str, str] = {}
-            cursor = conn.execute("SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? "
-                                  "ORDER BY id", (session_id, indexed))
-            for batch_id, received_at, body in cursor.fetchall():
-                raw = decompress_body(body)
-                messages = normalize_batch(orjson.loads(raw), received_at, raw)
-                merge_rows(groups, track_rows(batch_id, messages))
-                device_names(messages, names)
-            _complete_chunks(conn, session_id, groups, names, last)
+        while True:
+            behind = conn.execute(
+                "SELECT s.id, s.indexed_batch FROM sessions s JOIN batches b ON b.session_id = s.id "
+                f"WHERE s.indexed_batch != {IMPORTING} GROUP BY s.id HAVING max(b.id) > s.indexed_batch").fetchall()
+            if not behind:
+                return
+            for session_id, indexed in behind:
+                derived = derive_stored(conn.execute(
+                    "SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? ORDER BY id",
+                    (session_id, indexed)))
+                complete_chunks(conn, session_id, derived, derived.names, indexed)
 
     # -- sessions ---------------------------------------------------------------------------
     def start_session(self, name: str = "", *, append: bool = False) -> int:
@@ -596,32 +571,67 @@ class Recorder:
             self._executor, self.write_batch, received_at, peer, wire_bytes, body, messages,
             process_ms)
 
+    async def record_keyed(self, *, received_at: float, peer: str, wire_bytes: int, body: bytes,
+                           keys: list[int | None], process_ms: float) -> BatchResult:
+        """`record_batch` for a body known only by its messages' time keys (a flat JSON array of
+        objects, proven by `server.keyed_body`): committed as it came, derived afterwards by the
+        deriver process. Only for a recorder made with ``derive_elsewhere``. The result carries
+        no messages, and ``flagged`` is None: not known until derived."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self.write_keyed, received_at, peer, wire_bytes, body, keys, process_ms)
+
     def write_batch(self, received_at: float, peer: str, wire_bytes: int, body: bytes,
                     messages: list[Message], process_ms: float) -> BatchResult:
         """Synchronous form of `record_batch`; runs in the writer thread. ``body`` is the JSON
         array ``messages`` were normalized from, one message per element."""
+        keys = time_keys(messages)
+        return self._write(received_at, peer, wire_bytes, body, keys, lambda index: content_key(messages[index]),
+                           messages, process_ms)
+
+    def write_keyed(self, received_at: float, peer: str, wire_bytes: int, body: bytes,
+                    keys: list[int | None], process_ms: float) -> BatchResult:
+        """Synchronous form of `record_keyed`; runs in the writer thread."""
+        if not self.derive_elsewhere:
+            raise RuntimeError("record_keyed needs a recorder that derives elsewhere")
+        parsed: list[Any] = []
+
+        def content_of(index: int) -> bytes | None:  # a possible re-send: parse the batch, once
+            if not parsed:
+                parsed.extend(orjson.loads(body))
+            return params_content_key(parsed[index])
+
+        return self._write(received_at, peer, wire_bytes, body, keys, content_of, None, process_ms)
+
+    def _write(self, received_at: float, peer: str, wire_bytes: int, body: bytes, keys: list[int | None],
+               content_of: Callable[[int], bytes | None], messages: list[Message] | None,
+               process_ms: float) -> BatchResult:
         session_id = self._require_session()
         conn = self._writable()
         try:
-            written = self._insert_batch(conn, session_id, received_at, peer, wire_bytes, body, messages, process_ms)
+            written = self._insert_batch(conn, session_id, received_at, peer, wire_bytes, body, keys, content_of,
+                                         messages, process_ms)
         except Exception as exc:
             raise self._failed(exc) from exc
         self._checked()
-        if written.rows is not None:  # committed and in the file: now the memory may follow
+        if written.stored:  # committed and in the file: now the memory may follow
             if written.flushed:
                 self._pending.clear()
                 self._pending_count = 0
                 self._last_flush = time.monotonic()
-            else:
+            elif written.rows is not None:
                 merge_rows(self._pending, written.rows)
                 self._pending_count += written.result.new
             self._seen.add(written.result.batch_id, written.keys, written.contents, self._stored_content)
         return written.result
 
     def _insert_batch(self, conn: sqlite3.Connection, session_id: int, received_at: float, peer: str,
-                      wire_bytes: int, body: bytes, messages: list[Message], process_ms: float) -> _Written:
-        """Commit a batch's new messages (and, when due, the pending chunks with them)."""
-        count = len(messages)
+                      wire_bytes: int, body: bytes, keys: list[int | None],
+                      content_of: Callable[[int], bytes | None], messages: list[Message] | None,
+                      process_ms: float) -> _Written:
+        """Commit a batch's new messages (and, when due and derived here, the pending chunks
+        with them). ``messages`` None: the batch is derived by the deriver process."""
+        count = len(keys)
         digest = batch_digest(body)
         # Re-sent byte for byte (the common retry): one indexed look-up, before any per-message work.
         earlier = conn.execute("SELECT id FROM batches WHERE digest = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
@@ -629,32 +639,38 @@ class Recorder:
             with transaction(conn):
                 conn.execute("UPDATE batches SET retries = retries + 1 WHERE id = ?", (earlier[0],))
             return _Written(BatchResult(int(earlier[0]), True, count, 0, count))
-        verdict = self._seen.check(messages, self._stored_content)
-        dropped, keys, contents = verdict.duplicates, verdict.keys, verdict.contents
+        verdict = self._seen.check_keys(keys, content_of, self._stored_content)
+        dropped, contents = verdict.duplicates, verdict.contents
+        kept = count - len(dropped)
         with transaction(conn):
             stored = body
             if dropped:  # re-sent messages in a batch cut differently: store only the new ones
                 drop = set(dropped)
                 keep = [i for i in range(count) if i not in drop]
                 stored = select_elements(body, keep)  # byte for byte, as the sender wrote them
-                messages = [messages[i] for i in keep]
+                if messages is not None:
+                    messages = [messages[i] for i in keep]
                 keys = [keys[i] for i in keep]
                 contents = {new: contents[old] for new, old in enumerate(keep) if old in contents}
-            flagged = sum(1 for m in messages if m.flags)
+            flagged = None if messages is None else sum(1 for m in messages if m.flags)
             batch_id = int(conn.execute(
                 "INSERT INTO batches (session_id, received_at, peer, wire_bytes, count, flagged,"
                 " process_ms, duplicates, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, received_at, peer, wire_bytes, len(messages), flagged, process_ms,
+                (session_id, received_at, peer, wire_bytes, kept, flagged or 0, process_ms,
                  len(dropped), digest, compress_body(stored))).lastrowid or 0)
-            rows = track_rows(batch_id, messages)
-            device_names(messages, self._names)
-            flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
-                     or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
-            if flush:
-                merge_rows(self._pending, rows)  # dropped with the connection if this fails
-                self._flush_pending(session_id, batch_id)
-        result = BatchResult(batch_id, bool(dropped) and not messages, count, flagged, len(dropped), messages)
-        return _Written(result, rows, keys, contents, flush)
+            rows = None
+            flush = False
+            if messages is not None and not self.derive_elsewhere:
+                rows = track_rows(batch_id, messages)
+                device_names(messages, self._names)
+                flush = (self._pending_count + len(messages) >= FLUSH_MESSAGES
+                         or time.monotonic() - self._last_flush >= FLUSH_SECONDS)
+                if flush:
+                    merge_rows(self._pending, rows)  # dropped with the connection if this fails
+                    self._flush_pending(session_id, batch_id)
+        result = BatchResult(batch_id, bool(dropped) and not kept, count, flagged, len(dropped),
+                             messages if messages is not None else [])
+        return _Written(result, True, rows, keys, contents, flush)
 
     def _flush_now(self) -> None:
         """Write whatever chunks are pending, in their own transaction."""
@@ -673,7 +689,7 @@ class Recorder:
         """Write pending chunks inside the caller's transaction."""
         conn = self._conn
         assert conn is not None
-        _write_chunks(conn, session_id, self._pending, self._names)
+        write_chunks(conn, session_id, self._pending, self._names)
         conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
     def rename_session(self, session_id: int, name: str) -> None:
@@ -761,7 +777,7 @@ class Recorder:
             state.batches += 1
             state.pending += len(raws)
             if state.pending >= FLUSH_MESSAGES:  # chunks as we go: memory stays flat
-                _write_chunks(conn, state.session_id, state.groups, state.names)
+                write_chunks(conn, state.session_id, state.groups, state.names)
                 state.groups, state.pending = {}, 0
 
     def _finish_import(self, state: _ImportState) -> None:
@@ -769,7 +785,7 @@ class Recorder:
         assert conn is not None
         with transaction(conn):
             if state.groups:
-                _write_chunks(conn, state.session_id, state.groups, state.names)
+                write_chunks(conn, state.session_id, state.groups, state.names)
             conn.execute("UPDATE sessions SET indexed_batch = ?, ended_at = ? WHERE id = ?",
                          (state.last, time.time(), state.session_id))
 
@@ -829,7 +845,7 @@ class Recorder:
             device_names(messages, state.names)
             state.pending += len(messages)
             if state.pending >= FLUSH_MESSAGES:
-                _write_chunks(conn, state.session_id, state.groups, state.names)
+                write_chunks(conn, state.session_id, state.groups, state.names)
                 state.groups, state.pending = {}, 0
         self._seen.add(state.last, keys, contents, self._stored_content)
         tally.new += len(messages)
@@ -923,12 +939,16 @@ class Recorder:
             try:
                 if self._same_file():
                     self._flush_now()
+                    deriver, self._deriver = self._deriver, None
+                    if deriver is not None and not deriver.finish():
+                        log.warning("track chunks of %s not finished; they are derived on the next open", self.path)
                     if self.session_id is not None:
                         conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (time.time(), self.session_id))
             except sqlite3.Error as exc:  # the chunks are rebuilt from the raw batches on the next open
                 log.warning("could not finish the session in %s: %s", self.path, exc)
             finally:
                 self._conn = None
+                self._stop_deriver()
                 conn.close()
         try:
             self._executor.submit(_close).result()

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from app.core.message_key import content_key, row_time_key, time_keys
-from app.core.normalize import Message
+from app.core.normalize import Message, normalize_batch
+from app.store.codec import decompress_body
 
 #: Messages remembered. With one stream only its own unacknowledged batch can be re-sent, so
 #: this has to cover what *other* streams record before a retry arrives: 250,000 messages is
@@ -74,7 +75,12 @@ class SeenMessages:
 
     def check(self, messages: list[Message], stored: StoredContent) -> Verdict:
         """Find the messages already recorded: in the window, or earlier in this batch."""
-        keys = time_keys(messages)
+        return self.check_keys(time_keys(messages), lambda index: content_key(messages[index]), stored)
+
+    def check_keys(self, keys: list[int | None], content_of: Callable[[int], bytes | None],
+                   stored: StoredContent) -> Verdict:
+        """`check` for a batch known by its messages' time keys; ``content_of(index)`` gives a
+        message's content key, asked only for a message whose time key was seen before."""
         verdict = Verdict(keys)
         present = [k for k in keys if k is not None]
         if self._where.keys().isdisjoint(present) and len(set(present)) == len(present):
@@ -84,7 +90,7 @@ class SeenMessages:
 
         def content(index: int) -> bytes | None:
             if index not in contents:
-                contents[index] = content_key(messages[index])
+                contents[index] = content_of(index)
             return contents[index]
 
         for index, key in enumerate(keys):
@@ -179,6 +185,18 @@ class SeenMessages:
         are chunked when the recorder opens a file), imported batches left out."""
         rows: dict[int, dict[int, int | None]] = {}
         total = 0
+        # Batches not chunked yet (a deriver process is behind, or chunks wait for their flush)
+        # are the newest: keyed from their bodies first.
+        for batch_id, received_at, body in conn.execute(
+                "SELECT b.id, b.received_at, b.body FROM batches b JOIN sessions s ON s.id = b.session_id "
+                "WHERE s.indexed_batch >= 0 AND b.id > s.indexed_batch AND b.peer != 'import' ORDER BY b.id DESC"):
+            if total >= limit:
+                break
+            raw = decompress_body(body)
+            keys = time_keys(normalize_batch(orjson.loads(raw), received_at, raw))
+            if keys:
+                rows[batch_id] = dict(enumerate(keys))
+                total += len(keys)
         # Imported sessions are left out before counting: a large import must not push the live
         # messages out of the window that a restart rebuilds.
         for ident, packed in conn.execute(

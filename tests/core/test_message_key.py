@@ -3,7 +3,11 @@ notation aside; none without a time."""
 
 from __future__ import annotations
 
-from app.core.message_key import content_key, row_time_key, time_key, time_keys
+import json
+
+import orjson
+
+from app.core.message_key import content_key, raw_time_key, row_time_key, time_key, time_keys
 from app.core.normalize import normalize, normalize_batch
 
 BASE = {"ident": "a", "timestamp": 100.0, "server.timestamp": 100.5, "position.latitude": 1.0, "x": [1, 2]}
@@ -48,3 +52,30 @@ def test_batch_form_and_stored_rows_give_the_same_time_keys() -> None:
     messages = normalize_batch(raws, 1.0)
     assert time_keys(messages) == [time_key(m) for m in messages]
     assert [row_time_key(m.ident, m.ts, m.server_ts, m.flags) for m in messages] == time_keys(messages)
+
+
+def test_a_message_keyed_from_its_raw_fields_has_the_key_normalizing_it_gives() -> None:
+    """The acknowledgement's fast path keys messages it has not normalized: any other answer
+    would let a re-sent message through twice, or drop a new one. Values as JSON carries them."""
+    idents = ["a", "", "352625", 352625, 352625.0, 3.5, -(2**63) - 1, 2**64, 10**30, True, None, [1], {}]
+    times = [100.0, 100, "100.5", "2026-01-02T03:04:05Z", "2026-01-02T03:04:05", "bad", -1.0, 1e12, 2**70,
+             False, None, 0.0, [], {"a": 1}]
+    checked = 0
+    for ident in idents:
+        for ts in times:
+            for server_ts in (None, 100.25, "100.25", "junk", 5e11, 7):
+                fields = {"ident": ident, "timestamp": ts, "server.timestamp": server_ts}
+                raw = orjson.loads(json.dumps({k: v for k, v in fields.items() if v is not None}))
+                expected = time_key(normalize(raw, 555.0))
+                got = raw_time_key(raw.get("ident"), raw.get("timestamp"), raw.get("server.timestamp"))
+                assert got == expected, raw
+                checked += 1
+    assert checked == len(idents) * len(times) * 6
+
+
+def test_an_integer_orjson_would_read_as_a_float_keys_as_that_float() -> None:
+    """msgspec keeps a 30-digit integer exact where orjson (which the normalizer reads) makes it a
+    float; the key follows orjson's reading."""
+    text = b'{"ident": 123456789012345678901234567890, "timestamp": 5.0}'
+    assert raw_time_key(123456789012345678901234567890, 5.0, None) == time_key(normalize(orjson.loads(text), 1.0))
+    assert raw_time_key(2**64 - 1, 5.0, None) == time_key(normalize({"ident": 2**64 - 1, "timestamp": 5.0}, 1.0))

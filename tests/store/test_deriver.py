@@ -1,0 +1,188 @@
+"""Batches acknowledged by their keys alone and derived by the second process: the file ends up
+exactly as if the recorder had derived them itself, reads whole meanwhile, and two derivers (one
+left over from a killed recorder) never chunk a batch twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import orjson
+
+from app.core.normalize import normalize_batch
+from app.core.simfleet import FleetSimulator
+from app.server.keyed_body import read_keyed
+from app.store.deriver import ChunkDeriver
+from app.store.points import PointFilter, iter_points
+from app.store.recorder import Recorder
+from app.store.schema import connect
+
+
+def fleet_batches(count: int, size: int, seed: int = 8) -> list[bytes]:
+    fleet = FleetSimulator(12, seed=seed, start=1_700_000_000)
+    return [orjson.dumps(fleet.next_messages(size)) for _ in range(count)]
+
+
+def write_keyed(rec: Recorder, body: bytes, received_at: float = 1_700_000_100.0):
+    keyed = read_keyed(body, 100_000)
+    assert keyed is not None, "a simulated flespi batch takes the fast path"
+    return rec.write_keyed(received_at, "127.0.0.1", len(body), body, keyed.keys, 1.0)
+
+
+def write_inline(rec: Recorder, body: bytes, received_at: float = 1_700_000_100.0):
+    return rec.write_batch(received_at, "127.0.0.1", len(body), body, normalize_batch(orjson.loads(body), received_at,
+                                                                                     body), 1.0)
+
+
+def track_rows(path: Path) -> dict[str, list]:
+    """Every chunk row of the file, per device, in batch order (chunk boundaries aside)."""
+    conn = sqlite3.connect(path)
+    try:
+        rows: dict[str, list] = {}
+        for ident, name, packed in conn.execute("SELECT ident, name, rows FROM tracks ORDER BY id"):
+            rows.setdefault(ident, []).extend((name, *row) for row in orjson.loads(packed))
+        return {ident: sorted(found, key=lambda r: (r[1], r[2])) for ident, found in rows.items()}
+    finally:
+        conn.close()
+
+
+def batch_rows(path: Path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT id, count, flagged, duplicates FROM batches ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def deriver_children() -> list[int]:
+    """This process's children (the deriver is started by the recorder's writer thread)."""
+    found = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
+            found += [int(pid) for pid in listing.read().split()]
+    return found
+
+
+def test_keyed_batches_end_up_chunked_exactly_as_the_recorder_would_chunk_them(tmp_path) -> None:
+    batches = fleet_batches(6, 400)
+    inline = Recorder(tmp_path / "inline.sqlite")
+    inline.start_session()
+    elsewhere = Recorder(tmp_path / "elsewhere.sqlite", derive_elsewhere=True)
+    elsewhere.start_session()
+    for body in batches:
+        expected = write_inline(inline, body)
+        result = write_keyed(elsewhere, body)
+        assert (result.batch_id, result.count, result.duplicates) == (expected.batch_id, expected.count, 0)
+        assert result.flagged is None  # not known until derived
+    inline.close()
+    elsewhere.close()  # waits for the deriver to finish
+    assert track_rows(tmp_path / "elsewhere.sqlite") == track_rows(tmp_path / "inline.sqlite")
+    assert batch_rows(tmp_path / "elsewhere.sqlite") == batch_rows(tmp_path / "inline.sqlite")
+    assert sum(flagged for _, _, flagged, _ in batch_rows(tmp_path / "inline.sqlite")) > 0  # faults were there
+    assert not deriver_children()
+
+
+def test_the_recording_reads_whole_while_the_deriver_is_behind(tmp_path) -> None:
+    path = tmp_path / "behind.sqlite"
+    rec = Recorder(path, derive_elsewhere=True)
+    session = rec.start_session()
+    try:
+        for body in fleet_batches(5, 300):
+            write_keyed(rec, body)
+        conn = connect(path, readonly=True)
+        points = list(iter_points(conn, PointFilter(session)))  # chunked or not yet: all of them
+        conn.close()
+        assert len(points) == 1500
+        assert len({(p.batch_id, p.idx) for p in points}) == 1500
+    finally:
+        rec.close()
+
+
+def test_a_resent_or_recut_batch_keeps_each_message_once_on_the_fast_path(tmp_path) -> None:
+    path = tmp_path / "resent.sqlite"
+    first, second = fleet_batches(2, 200, seed=3)
+    rec = Recorder(path, derive_elsewhere=True)
+    rec.start_session()
+    try:
+        write_keyed(rec, first)
+        again = write_keyed(rec, first)
+        assert again.duplicate and again.new == 0
+        recut = orjson.dumps(orjson.loads(first)[150:] + orjson.loads(second)[:100])  # grown, cut elsewhere
+        result = write_keyed(rec, recut)
+        assert (result.count, result.duplicates, result.new) == (150, 50, 100)
+    finally:
+        rec.close()
+    assert sum(len(rows) for rows in track_rows(path).values()) == 300
+
+
+def test_a_deriver_outliving_its_recorder_never_chunks_a_batch_twice(tmp_path) -> None:
+    path = tmp_path / "orphan.sqlite"
+    rec = Recorder(path, derive_elsewhere=True)
+    rec.start_session()
+    for body in fleet_batches(4, 250, seed=5):
+        write_keyed(rec, body)
+    [child] = deriver_children()
+    os.kill(child, signal.SIGKILL)  # the deriver dies with its work unwritten
+    rec.close()  # finishing fails: the chunks are left to the next open
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == 0
+
+    # A deriver that saw the batches (as a left-over one would have) ...
+    orphan = ChunkDeriver(connect(path, create=False), after=0)
+    while orphan.read():
+        pass
+    Recorder(path).close()  # ... while the next recorder's recovery chunks them all first.
+    orphan.flush(everything=True)  # its mark moved: it writes nothing
+    orphan.conn.close()
+    assert conn.execute("SELECT sum(n) FROM tracks").fetchone()[0] == 1000
+    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 1000
+
+    # The other order: the left-over deriver writes first, recovery then finds nothing to do.
+    path2 = tmp_path / "orphan2.sqlite"
+    rec = Recorder(path2, derive_elsewhere=True)
+    rec.start_session()
+    for body in fleet_batches(3, 250, seed=6):
+        write_keyed(rec, body)
+    [child] = deriver_children()
+    os.kill(child, signal.SIGKILL)
+    rec.close()
+    orphan = ChunkDeriver(connect(path2, create=False), after=0)
+    while orphan.read():
+        pass
+    orphan.flush(everything=True)
+    orphan.conn.close()
+    Recorder(path2).close()
+    assert sum(len(found) for found in track_rows(path2).values()) == 750
+
+
+def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:
+    from tests.processes import recorder_process, trackmon
+
+    db = tmp_path / "killed.sqlite"
+    with recorder_process(db) as rec:
+        assert trackmon("simulate", "--to", rec.url, "--rate", "0", "--count", "3000", "--batch", "500",
+                        "--seed", "7").returncode == 0
+        children = [int(pid) for task in os.listdir(f"/proc/{rec.process.pid}/task")
+                    for pid in Path(f"/proc/{rec.process.pid}/task/{task}/children").read_text().split()]
+        assert len(children) == 1, "trackmon record runs one deriver"
+        rec.kill_hard()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{children[0]}").exists() and "Z" not in _state(children[0]):
+            assert time.monotonic() < deadline, "the deriver outlived its recorder"
+            time.sleep(0.05)
+    conn = sqlite3.connect(db)
+    # Whatever the deriver had written stands; the next open derives the rest, once.
+    Recorder(db).close()
+    assert conn.execute("SELECT sum(n) FROM tracks").fetchone()[0] == 3000
+    assert conn.execute("SELECT sum(count) FROM batches").fetchone()[0] == 3000
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
