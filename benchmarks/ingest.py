@@ -2,7 +2,9 @@
 
 Posts ≥200,000 messages (1,000 per batch, 100 devices) over loopback, one request in flight per
 stream, and prints messages/s and acknowledgement latency; then does the same against a bare
-aiohttp receiver (read body, answer 200) in the same run and prints the ratio.
+aiohttp receiver (read body, answer 200) in the same run and prints the ratio. Also printed: when
+the recorder had stopped with every message derived into track chunks (its deriver process
+finished; checked in the file), and the CPU each process spent per batch while being fed.
 
     .venv/bin/python benchmarks/ingest.py [--messages 200000] [--streams 1] [--sync normal|full]
 """
@@ -13,11 +15,13 @@ import argparse
 import asyncio
 import os
 import platform
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -56,20 +60,49 @@ async def feed(url: str, batches: list[bytes], streams: int) -> tuple[float, lis
         return time.perf_counter() - started, latencies
 
 
-def run_against(command: list[str], url: str, batches: list[bytes], streams: int) -> tuple[float, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of every thread of ``pid`` (the recorder's deriver)."""
+    return [int(child) for task in os.listdir(f"/proc/{pid}/task")
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+
+
+@dataclass
+class Run:
+    seconds: float  # first request to last acknowledgement
+    latencies: list[float]
+    settled: float  # first request until the process has stopped (the deriver finished)
+    cpu: dict[str, float]  # CPU seconds while the batches were fed, per process
+
+
+def run_against(command: list[str], url: str, batches: list[bytes], streams: int) -> Run:
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until_up(url)
-        return asyncio.run(feed(url, batches, streams))
+        time.sleep(0.5)  # the deriver process starts with the recorder
+        pids = {"listener": process.pid} | {f"deriver {i + 1}": pid for i, pid in enumerate(children(process.pid))}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        started = time.perf_counter()
+        seconds, latencies = asyncio.run(feed(url, batches, streams))
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     finally:
-        stop_process(process, 20)
+        stop_process(process, 60)
+    return Run(seconds, latencies, time.perf_counter() - started, cpu)
 
 
-def describe(name: str, seconds: float, latencies: list[float], messages: int) -> float:
-    rate = messages / seconds
-    q = statistics.quantiles(latencies, n=100)
+def describe(name: str, run: Run, messages: int) -> float:
+    rate = messages / run.seconds
+    q = statistics.quantiles(run.latencies, n=100)
+    batches = len(run.latencies)
+    cpu = ", ".join(f"{who} {seconds / batches * 1000:.2f}" for who, seconds in run.cpu.items())
     print(f"{name:<22} {rate:>10,.0f} msg/s   ack p50 {q[49]:6.2f} ms   p99 {q[98]:6.2f} ms   "
-          f"({messages:,} messages in {seconds:.2f} s)")
+          f"({messages:,} messages in {run.seconds:.2f} s)\n{'':<22} stopped, everything derived, after "
+          f"{run.settled:.2f} s ({messages / run.settled:,.0f} msg/s); CPU ms per batch: {cpu}")
     return rate
 
 
@@ -94,12 +127,16 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/"
         recorder = [sys.executable, "-m", "app", "record", "--port", str(port), "--db",
                     str(Path(tmp) / "bench.sqlite"), "--sync", args.sync]
-        rec_rate = describe("trackmon record", *run_against(recorder, url, batches, args.streams), total)
+        rec_rate = describe("trackmon record", run_against(recorder, url, batches, args.streams), total)
+        conn = sqlite3.connect(Path(tmp) / "bench.sqlite")
+        chunked = conn.execute("SELECT coalesce(sum(n), 0) FROM tracks").fetchone()[0]
+        conn.close()
+        assert chunked == total, f"{chunked} of {total} messages in track chunks"
         db_mb = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
         bare = [sys.executable, str(ROOT / "benchmarks" / "bare_receiver.py"), str(port)]
-        bare_rate = describe("bare aiohttp receiver", *run_against(bare, url, batches, args.streams), total)
+        bare_rate = describe("bare aiohttp receiver", run_against(bare, url, batches, args.streams), total)
     print(f"recorded/bare ratio: {rec_rate / bare_rate:.2f}   recording file: {db_mb:.0f} MB")
 
 
