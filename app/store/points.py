@@ -148,8 +148,12 @@ class PointBlock(NamedTuple):
         return map(TrackPoint._make, zip(*self, strict=True))
 
 
-#: Points held back (overlapping chunks) before they are sorted and emitted as far as possible.
-MERGE_BUFFER = 100_000
+#: Points held back (overlapping chunks) before they are sorted and emitted as far as possible;
+#: after an emission, the next waits until the rows still held have doubled, so every sort emits
+#: as much as it keeps (amortised O(n log n) however the chunks overlap). A recorder's flush writes
+#: every device's chunk over the same span (~20,000 rows that overlap): 20,000 measured fastest
+#: (1M-message CSV export: 287,000 rows per CPU-second at 81 MB; 100,000: 222,000 at 213 MB).
+MERGE_BUFFER = 20_000
 _ROW_WIDTH = len(TrackPoint._fields) - 2
 
 
@@ -189,6 +193,7 @@ class _Held:
         self.names: list[str] = []
         self.keys: list[list[Any]] = [[], [], []]  # ts, batch_id, idx
         self.latest = float("-inf")
+        self.kept = 0  # rows the last emission left held
 
     def add(self, ident: str, name: str, rows: list[Any], ts: list[float], latest: float) -> None:
         self.rows.extend(rows)
@@ -207,12 +212,14 @@ class _Held:
         order = np.lexsort((np.asarray(self.keys[2]), np.asarray(self.keys[1]), ts))
         cut = len(order) if limit > self.latest else int(np.searchsorted(ts[order], limit, side="left"))
         if not cut:
+            self.kept = len(self.rows)  # nothing to emit yet: sort again once twice as many are held
             return None
         picked, rest = order[:cut].tolist(), order[cut:].tolist()
         run = _Run(_gather(self.idents, picked), _gather(self.names, picked), _gather(self.rows, picked))
         self.rows, self.idents, self.names = _gather(self.rows, rest), _gather(self.idents, rest), \
             _gather(self.names, rest)
         self.keys = [_gather(keys, rest) for keys in self.keys]
+        self.kept = len(self.rows)
         if not self.rows:
             self.latest = float("-inf")
         return run
@@ -257,7 +264,7 @@ def _merge(chunks: Iterable[_Chunk], f: PointFilter) -> Iterator[_Run]:
                 chunk = following
                 continue
             held.add(chunk.ident, chunk.name, rows, ts, last)
-        if held.rows and (limit > held.latest or len(held.rows) >= MERGE_BUFFER):
+        if held.rows and (limit > held.latest or len(held.rows) >= max(MERGE_BUFFER, 2 * held.kept)):
             run = held.take_before(limit)
             if run is not None:
                 yield run
