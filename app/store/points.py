@@ -305,11 +305,51 @@ def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
             yield from run.points()
 
 
+#: Runs shorter than SMALL_RUN rows are gathered into blocks of about BLOCK_ROWS before they are
+#: handed out: with 1,000 devices a run is one chunk of ~20 rows, and formatting a block column by
+#: column costs ~0.2 ms whatever its size (GPX of 1,000 devices: 106,000 → 204,000 points per
+#: CPU-second). Longer runs go out as they are: joining them cost more than it saved.
+BLOCK_ROWS = 4096
+SMALL_RUN = 128
+
+
 def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[PointBlock]:
     """The points of `iter_points`, in the same order, a block of columns at a time."""
     with read_snapshot(conn):
+        pending: list[_Run] = []
+        size = 0
         for run in _runs(conn, f, _unchunked(conn, f), by_device):
-            yield run.block()
+            if len(run.rows) >= SMALL_RUN:
+                if pending:
+                    yield _joined(pending).block()
+                    pending, size = [], 0
+                yield run.block()
+                continue
+            pending.append(run)
+            size += len(run.rows)
+            if size >= BLOCK_ROWS:
+                yield _joined(pending).block()
+                pending, size = [], 0
+        if pending:
+            yield _joined(pending).block()
+
+
+def _joined(runs: list[_Run]) -> _Run:
+    """Consecutive runs as one (a device's own when they are all of one device)."""
+    if len(runs) == 1:
+        return runs[0]
+    rows = [row for run in runs for row in run.rows]
+    first = runs[0]
+    if all(run.ident is first.ident or run.ident == first.ident for run in runs) and \
+            all(isinstance(run.ident, str) and run.name == first.name for run in runs):
+        return _Run(first.ident, first.name, rows)
+    idents: list[str] = []
+    names: list[str] = []
+    for run in runs:
+        n = len(run.rows)
+        idents.extend([run.ident] * n if isinstance(run.ident, str) else run.ident)
+        names.extend([run.name] * n if isinstance(run.name, str) else run.name)
+    return _Run(idents, names, rows)
 
 
 def _runs(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Chunk], by_device: bool) -> Iterator[_Run]:

@@ -47,9 +47,12 @@ def every_row(db, session: int) -> list[tuple]:
     return got
 
 
-@pytest.mark.parametrize("buffer", [7, 100_000])
-def test_blocks_give_every_point_once_in_time_order(tmp_path, monkeypatch, buffer) -> None:
+@pytest.mark.parametrize(("buffer", "joined"), [(7, False), (100_000, False), (20_000, True), (7, True)])
+def test_blocks_give_every_point_once_in_time_order(tmp_path, monkeypatch, buffer, joined) -> None:
     monkeypatch.setattr(points_module, "MERGE_BUFFER", buffer)
+    if joined:  # every run short: runs of several devices gathered into blocks of ~5 rows
+        monkeypatch.setattr(points_module, "SMALL_RUN", 10**9)
+        monkeypatch.setattr(points_module, "BLOCK_ROWS", 5)
     db = tmp_path / "overlap.sqlite"
     session, rec = overlapping_session(db, monkeypatch)
     rec.close()  # every batch chunked
@@ -76,3 +79,26 @@ def test_blocks_include_batches_not_yet_chunked(tmp_path, monkeypatch) -> None:
     conn.close()
     rec.close()
     assert live == sorted(every_row(db, session), key=lambda r: (r[4], r[2], r[3]))
+
+
+def test_short_runs_of_different_devices_are_gathered_into_blocks_that_keep_each_points_device(
+        tmp_path, monkeypatch) -> None:
+    """Devices taking turns (no chunk overlaps another): every chunk goes out as a run of its own
+    device, and short runs are joined into blocks of several devices (as with 1,000 devices)."""
+    monkeypatch.setattr(recorder_module, "FLUSH_MESSAGES", 10)  # a chunk per device per batch
+    monkeypatch.setattr(points_module, "BLOCK_ROWS", 25)
+    db = tmp_path / "turns.sqlite"
+    rec = Recorder(db)
+    session = rec.start_session("turns")
+    for turn in range(12):
+        batch = [{"ident": f"dev{turn % 3}", "timestamp": START + turn * 100 + i, "position.latitude": 1.0,
+                  "position.longitude": 2.0, "device.name": f"name{turn % 3}"} for i in range(10)]
+        body = orjson.dumps(batch)
+        rec.write_batch(START + turn, "127.0.0.1", len(body), body, normalize_batch(batch, START + turn, body), 1.0)
+    rec.close()
+    expected = sorted(every_row(db, session), key=lambda r: (r[4], r[2], r[3]))
+    conn = sqlite3.connect(db)
+    blocks = list(iter_blocks(conn, PointFilter(session)))
+    conn.close()
+    assert max(len(set(block.ident)) for block in blocks) > 1  # joined across devices
+    assert [tuple(p) for block in blocks for p in block.points()] == expected
