@@ -87,6 +87,7 @@ class CsvExporter(Exporter):
 
     by_device = False
     valid_only_default = False
+    formats_blocks = True
 
     def __init__(self, out: TextIO, title: str = "trackmon", params: list[str] | None = None,
                  raw: RawLookup | None = None, profile: str = "trackmon", raw_text: bool = False,

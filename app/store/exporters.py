@@ -139,6 +139,8 @@ class Exporter:
 
     by_device = True
     valid_only_default = True
+    #: Formats a whole block at once (`block` overridden): short runs are worth joining for it.
+    formats_blocks = False
 
     def __init__(self, out: TextIO, title: str = "trackmon") -> None:
         self.out = out
@@ -206,6 +208,8 @@ _END_EXT = "</gpxtpx:TrackPointExtension></extensions>"
 class GpxExporter(_PerDevice):
     """GPX 1.1: one <trk> per device, a new <trkseg> after a gap; speed and course in the Garmin
     TrackPointExtension v2; the device ident in a trackmon extension of <trk>."""
+
+    formats_blocks = True
 
     def __init__(self, out: TextIO, title: str = "trackmon", gap: float = 300.0) -> None:
         super().__init__(out, title)
@@ -461,7 +465,7 @@ def drive(conn: Any, writer: Any, f: Any, *, where: Callable[[dict[str, Any]], b
         done = 0
         ticker = ProgressTicker(total, progress, cancelled)
         keep_where = where_filter(conn, where)
-        for block in iter_blocks(conn, f, by_device=writer.by_device):
+        for block in iter_blocks(conn, f, by_device=writer.by_device, join_short=writer.formats_blocks):
             n = len(block.ts)
             if keep_where is not None:
                 block = keep_where(block)

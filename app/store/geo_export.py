@@ -321,7 +321,7 @@ def write_geo(conn: Any, fmt: str, f: Any, path: Path, *, title: str = "trackmon
         held_size = done = 0
         ticker = ProgressTicker(total, progress, cancelled)
         keep_where = where_filter(conn, where)
-        for block in iter_blocks(conn, f):
+        for block in iter_blocks(conn, f, join_short=True):
             n = len(block.ts)
             done += n
             if keep_where is not None:

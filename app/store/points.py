@@ -313,13 +313,16 @@ BLOCK_ROWS = 4096
 SMALL_RUN = 128
 
 
-def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[PointBlock]:
-    """The points of `iter_points`, in the same order, a block of columns at a time."""
+def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False,
+                join_short: bool = False) -> Iterator[PointBlock]:
+    """The points of `iter_points`, in the same order, a block of columns at a time;
+    ``join_short`` for a reader that formats whole blocks (for one that walks the points one by
+    one, joining only costs)."""
     with read_snapshot(conn):
         pending: list[_Run] = []
         size = 0
         for run in _runs(conn, f, _unchunked(conn, f), by_device):
-            if len(run.rows) >= SMALL_RUN:
+            if not join_short or len(run.rows) >= SMALL_RUN:
                 if pending:
                     yield _joined(pending).block()
                     pending, size = [], 0

@@ -58,7 +58,7 @@ def test_blocks_give_every_point_once_in_time_order(tmp_path, monkeypatch, buffe
     rec.close()  # every batch chunked
     expected = sorted(every_row(db, session), key=lambda r: (r[4], r[2], r[3]))
     conn = sqlite3.connect(db)
-    blocks = list(iter_blocks(conn, PointFilter(session)))
+    blocks = list(iter_blocks(conn, PointFilter(session), join_short=joined))
     got = [tuple(p) for block in blocks for p in block.points()]
     assert got == expected
     assert [tuple(p) for p in iter_points(conn, PointFilter(session))] == expected
@@ -98,7 +98,7 @@ def test_short_runs_of_different_devices_are_gathered_into_blocks_that_keep_each
     rec.close()
     expected = sorted(every_row(db, session), key=lambda r: (r[4], r[2], r[3]))
     conn = sqlite3.connect(db)
-    blocks = list(iter_blocks(conn, PointFilter(session)))
+    blocks = list(iter_blocks(conn, PointFilter(session), join_short=True))
     conn.close()
     assert max(len(set(block.ident)) for block in blocks) > 1  # joined across devices
     assert [tuple(p) for block in blocks for p in block.points()] == expected
