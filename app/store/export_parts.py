@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from app.store.module_process import start_module
@@ -44,11 +45,13 @@ def split_time(conn: sqlite3.Connection, f: PointFilter) -> float | None:
     total = sum(n for _, _, n in sizes)
     if total < PARALLEL_MIN:
         return None
+    lows, highs, counts = (np.array(column, dtype=np.float64) for column in zip(*sizes, strict=True))
+    spans = np.maximum(highs - lows, 1e-9)
 
     def before(t: float) -> float:  # points estimated before t, each chunk's spread evenly over its span
-        return sum(n if t > hi else 0.0 if t <= lo else n * (t - lo) / (hi - lo) for lo, hi, n in sizes)
+        return float(np.sum(counts * np.clip((t - lows) / spans, 0.0, 1.0)))
 
-    low, high = min(lo for lo, _, _ in sizes), max(hi for _, hi, _ in sizes)
+    low, high = float(lows.min()), float(highs.max())
     for _ in range(50):
         middle = (low + high) / 2
         low, high = (middle, high) if before(middle) < total / 2 else (low, middle)
