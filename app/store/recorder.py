@@ -211,7 +211,6 @@ class PullTally:
     kept: bool = True  # False: nothing was new, and the session was removed again
 
 
-
 class AlreadyImported(ValueError):
     """The same file (by content) was imported into this recording before."""
 
