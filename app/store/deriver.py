@@ -52,6 +52,14 @@ class DeriverProcess:
     def pid(self) -> int:
         return self._child.pid
 
+    def running(self) -> bool:
+        return self._child.poll() is None
+
+    def exit_status(self) -> str:
+        """How the child ended, in words (a signal or an exit code)."""
+        code = self._child.returncode
+        return "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
+
     def finish(self) -> bool:
         """Have every batch derived and chunked, then the child gone. False if it failed or
         took longer than `FINISH_SECONDS` (then it is killed; recovery redoes its work)."""

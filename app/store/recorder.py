@@ -240,6 +240,7 @@ class Recorder:
         #: normalized messages, so both cores work. `record_keyed` is only for such a recorder.
         self.derive_elsewhere = derive_elsewhere
         self._deriver: DeriverProcess | None = None
+        self.deriver_restarts = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
         #: Refuse data once the file would grow past this many bytes (None: no cap). May be
@@ -341,9 +342,7 @@ class Recorder:
             if not first:
                 self._resume_session()
             if self.derive_elsewhere:
-                last = conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
-                page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
-                self._deriver = DeriverProcess(self.path, int(last), page_count)
+                self._start_deriver()
         except BaseException:
             self._conn = None
             conn.close()
@@ -433,6 +432,27 @@ class Recorder:
         self._pending_count = 0
         self._bodies.clear()
         self._rejects = None  # after a reopen the file may be another one
+
+    def _start_deriver(self) -> None:
+        """A deriver for the batches not in chunks yet (after recovery: those still to come)."""
+        conn = self._conn
+        assert conn is not None
+        behind = conn.execute(
+            "SELECT min(s.indexed_batch) FROM sessions s WHERE s.indexed_batch >= 0 AND EXISTS "
+            "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
+        after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
+        page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
+        self._deriver = DeriverProcess(self.path, int(after), page_count)
+
+    def _keep_deriver(self) -> None:
+        """A deriver that died (killed, out of memory) is started again; its work is redone from
+        the chunk marks, so nothing is chunked twice or left out."""
+        deriver = self._deriver
+        if deriver is not None and not deriver.running():
+            log.warning("the process deriving track chunks of %s ended (%s); starting it again", self.path,
+                        deriver.exit_status())
+            self.deriver_restarts += 1
+            self._start_deriver()
 
     def _stop_deriver(self) -> None:
         """End the deriver without more writes (the file is not trusted or gone): what it had
@@ -613,6 +633,8 @@ class Recorder:
         except Exception as exc:
             raise self._failed(exc) from exc
         self._checked()
+        if self._deriver is not None:
+            self._keep_deriver()
         if written.stored:  # committed and in the file: now the memory may follow
             if written.flushed:
                 self._pending.clear()

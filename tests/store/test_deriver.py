@@ -186,3 +186,28 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_deriver_that_dies_while_recording_is_started_again_and_its_work_redone(tmp_path) -> None:
+    path = tmp_path / "restart.sqlite"
+    batches = fleet_batches(6, 250, seed=9)
+    rec = Recorder(path, derive_elsewhere=True)
+    rec.start_session()
+    try:
+        for body in batches[:3]:
+            write_keyed(rec, body)
+        [child] = deriver_children()
+        os.kill(child, signal.SIGKILL)  # out of memory, say
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for body in batches[3:]:
+            write_keyed(rec, body)
+        assert rec.deriver_restarts == 1
+        [replacement] = deriver_children()
+        assert replacement != child
+    finally:
+        rec.close()
+    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 1500
