@@ -118,45 +118,44 @@ def test_a_resent_or_recut_batch_keeps_each_message_once_on_the_fast_path(tmp_pa
     assert sum(len(rows) for rows in track_rows(path).values()) == 300
 
 
-def test_a_deriver_outliving_its_recorder_never_chunks_a_batch_twice(tmp_path) -> None:
-    path = tmp_path / "orphan.sqlite"
+def recorded_then_deriver_killed(path: Path, seed: int, batches: int) -> None:
+    """A session whose deriver died with its work unwritten (the recorder then closed)."""
     rec = Recorder(path, derive_elsewhere=True)
     rec.start_session()
-    for body in fleet_batches(4, 250, seed=5):
-        write_keyed(rec, body)
-    [child] = deriver_children()
-    os.kill(child, signal.SIGKILL)  # the deriver dies with its work unwritten
-    rec.close()  # finishing fails: the chunks are left to the next open
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM tracks").fetchone()[0] == 0
-
-    # A deriver that saw the batches (as a left-over one would have) ...
-    orphan = ChunkDeriver(connect(path, create=False), after=0)
-    while orphan.read():
-        pass
-    Recorder(path).close()  # ... while the next recorder's recovery chunks them all first.
-    orphan.flush(everything=True)  # its mark moved: it writes nothing
-    orphan.conn.close()
-    assert conn.execute("SELECT sum(n) FROM tracks").fetchone()[0] == 1000
-    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
-    assert len(rows) == len(set(rows)) == 1000
-
-    # The other order: the left-over deriver writes first, recovery then finds nothing to do.
-    path2 = tmp_path / "orphan2.sqlite"
-    rec = Recorder(path2, derive_elsewhere=True)
-    rec.start_session()
-    for body in fleet_batches(3, 250, seed=6):
+    for body in fleet_batches(batches, 250, seed=seed):
         write_keyed(rec, body)
     [child] = deriver_children()
     os.kill(child, signal.SIGKILL)
-    rec.close()
-    orphan = ChunkDeriver(connect(path2, create=False), after=0)
-    while orphan.read():
+    rec.close()  # finishing fails: the chunks are left to the next open
+
+
+def left_over_deriver(path: Path) -> ChunkDeriver:
+    """A deriver that has read every batch (as one outliving a killed recorder would have)."""
+    deriver = ChunkDeriver(connect(path, create=False), after=0)
+    while deriver.read():
         pass
+    return deriver
+
+
+def test_a_deriver_outliving_its_recorder_never_chunks_a_batch_twice(tmp_path) -> None:
+    first = tmp_path / "orphan.sqlite"
+    recorded_then_deriver_killed(first, seed=5, batches=4)
+    orphan = left_over_deriver(first)
+    Recorder(first).close()  # the next recorder's recovery chunks everything first ...
+    orphan.flush(everything=True)  # ... so the left-over deriver's mark moved: it writes nothing
+    orphan.conn.close()
+    rows = [(r[1], r[2]) for found in track_rows(first).values() for r in found]
+    assert len(rows) == len(set(rows)) == 1000
+
+    # The other order: the left-over deriver writes first, recovery then finds nothing to do.
+    second = tmp_path / "orphan2.sqlite"
+    recorded_then_deriver_killed(second, seed=6, batches=3)
+    orphan = left_over_deriver(second)
     orphan.flush(everything=True)
     orphan.conn.close()
-    Recorder(path2).close()
-    assert sum(len(found) for found in track_rows(path2).values()) == 750
+    Recorder(second).close()
+    rows = [(r[1], r[2]) for found in track_rows(second).values() for r in found]
+    assert len(rows) == len(set(rows)) == 750
 
 
 def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:
