@@ -93,6 +93,7 @@ log = logging.getLogger(__name__)
 FRAME_MS = 100
 TICK_MS = 1000
 LOG_CAPACITY = 20_000
+LOG_STEP = 2_000  # log rows added per frame step (~4 ms): the loop answers requests in between
 
 
 def _table(model) -> QTableView:
@@ -522,6 +523,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def frame(self) -> None:
         """Show everything that changed since the previous frame, in one go (a frame still being
         rendered in slices is finished first, so what it took is not shown after newer data)."""
+        self.intake.flush()  # every committed batch, including those still waiting to be folded
         in_flight, self._frame_in_flight = self._frame_in_flight, None
         if in_flight is not None:
             for _ in in_flight:
@@ -575,8 +577,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             if self.selected in table_changed and self.inspecting_latest:
                 self._inspect_latest(self.selected)
             yield
-        if entries:
-            self.log_model.append(entries)
+        for start in range(0, len(entries), LOG_STEP):  # a backlog's thousands of rows, a step at a time
+            self.log_model.append(entries[start:start + LOG_STEP])
             if self.autoscroll.isChecked():
                 self.log_table.scrollToBottom()
             yield
