@@ -104,6 +104,7 @@ def measure_gui(args: argparse.Namespace, workdir: Path) -> dict:
         profiler = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         cpu_started = cpu_seconds(me)
+        machine_started = psutil.cpu_times()
         last[0], last[1] = started, time.thread_time()
         timer.start()
         if profiler:
@@ -117,6 +118,10 @@ def measure_gui(args: argparse.Namespace, workdir: Path) -> dict:
         if profiler:
             profiler.disable()
         cpu_ended = cpu_seconds(me)
+        machine = psutil.cpu_times()
+        spent = {name: getattr(machine, name) - getattr(machine_started, name) for name in ("idle", "steal")}
+        result["machine_idle"] = spent["idle"] / absorbed
+        result["machine_steal"] = spent["steal"] / absorbed
         result["cpu"] = (cpu_ended[0] - cpu_started[0]) / absorbed
         result["cpu_webengine"] = (cpu_ended[1] - cpu_started[1]) / absorbed
         timer.stop()
@@ -158,7 +163,9 @@ def main() -> None:
     rate = args.messages / gui["seconds"]
     print(f"GUI absorbed everything in {gui['seconds']:.2f} s: {rate:,.0f} msg/s "
           f"(feeder saw its last 200 after {gui['feeder_seconds']:.2f} s); window process CPU "
-          f"{gui['cpu'] * 100:.0f} % of a core, its QtWebEngine processes {gui['cpu_webengine'] * 100:.0f} %")
+          f"{gui['cpu'] * 100:.0f} % of a core, its QtWebEngine processes {gui['cpu_webengine'] * 100:.0f} %; "
+          f"the machine's cores idle {gui['machine_idle'] * 100:.0f} %, stolen {gui['machine_steal'] * 100:.0f} % "
+          f"(of one core)")
     status = gui["status"]
     base = headless["status"] if headless else {"latencies": [], "failures": []}
     if headless:
