@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -125,7 +125,8 @@ class ListenerStats:
         }
 
 
-BatchCallback = Callable[[RequestEvent, list[Message]], None]
+#: Returns None, or something to await before the batch is answered (a front end catching up).
+BatchCallback = Callable[[RequestEvent, list[Message]], "Awaitable[None] | None"]
 RequestCallback = Callable[[RequestEvent], None]
 
 
@@ -293,7 +294,9 @@ class Listener:
             for batch_callback in self._batch_callbacks:
                 # Only the messages recorded now, in a list of their own: a large batch's list is
                 # emptied by the parsing thread afterwards (`_free_slowly`), the views keep theirs.
-                batch_callback(event, list(result.messages))
+                behind = batch_callback(event, list(result.messages))
+                if behind is not None:  # a front end far behind: the answer waits for it (back-pressure)
+                    await behind
         self._notify(event)
         return response
 
