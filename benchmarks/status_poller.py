@@ -1,7 +1,9 @@
 """Black-box latency as a user's tool sees it: another process polling `GET /status`.
 
 Run as a child process (`start_poller`), it GETs the URL every ``every`` seconds for ``seconds``
-and prints one JSON line with every latency and every failure; `finish_poller` reads it back.
+(or, with ``seconds`` 0, until `stop_poller` says so: for a run whose length is not known in
+advance, such as a backlog being absorbed) and prints one JSON line with every latency and every
+failure; `finish_poller` reads it back.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -16,11 +19,15 @@ import orjson
 
 
 def poll_status(url: str, seconds: float, every: float) -> None:
-    """Child-process mode: GET url every ``every`` s for ``seconds``; print one JSON summary."""
+    """Child-process mode: GET url every ``every`` s for ``seconds`` (0: until stdin closes or
+    says anything); print one JSON summary."""
     latencies: list[float] = []
     failures: list[str] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + seconds if seconds > 0 else float("inf")
+    stop = threading.Event()
+    if seconds <= 0:
+        threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    while time.monotonic() < deadline and not stop.is_set():
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(url, timeout=10) as reply:
@@ -33,9 +40,17 @@ def poll_status(url: str, seconds: float, every: float) -> None:
 
 
 def start_poller(url: str, seconds: float, every: float) -> subprocess.Popen:
-    """Poll ``url`` from a separate Python process (so our own GIL never delays the client)."""
+    """Poll ``url`` from a separate Python process (so our own GIL never delays the client);
+    ``seconds`` 0 polls until `stop_poller`."""
     return subprocess.Popen([sys.executable, __file__, url, str(seconds), str(every)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE if seconds <= 0 else None, stdout=subprocess.PIPE, text=True)
+
+
+def stop_poller(poller: subprocess.Popen) -> None:
+    """Tell a poller started with ``seconds`` 0 to finish (its summary follows: `finish_poller`)."""
+    assert poller.stdin is not None
+    poller.stdin.write("stop\n")
+    poller.stdin.flush()
 
 
 def finish_poller(poller: subprocess.Popen) -> dict:

@@ -70,9 +70,11 @@ class DeviceState:
         return None if self.latest is None else self.latest.params.get(key)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class LogEntry:
-    """One message as the log shows it; ``seq`` orders all messages seen by this fleet."""
+    """One message as the log shows it; ``seq`` orders all messages seen by this fleet. Not to
+    be changed once made; compared by identity (one per message seen, made in bulk: a frozen
+    dataclass took four times as long to create)."""
 
     seq: int
     received_at: float
@@ -105,7 +107,6 @@ class Fleet:
         replay passes device time, since its clock is the recording's)."""
         devices = self.devices
         changed = self._changed
-        per_device: dict[str, int] = {}
         seq = self._seq
         positions = indexes if indexes is not None else range(len(messages))
         entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in zip(positions, messages, strict=True)]
@@ -114,29 +115,38 @@ class Fleet:
         check = self.health.add
         for m, entry in zip(messages, entries, strict=True):
             check(m, received_at, entry)
-        for m in messages:
-            ident = m.ident
+        # Per device, not per message: a backlog brings several messages per device per batch,
+        # and only the newest of them becomes the device's state.
+        trail_length = self.trail_length
+        for ident, group in _by_device(messages).items():
             state = devices.get(ident)
             if state is None:
-                state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=self.trail_length))
-            state.count += 1
+                state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=trail_length))
+            latest, previous, fix, name = state.latest, state.previous, state.fix, None
+            flagged = 0
+            trail: list[tuple[float, float]] = []
+            for m in group:
+                if m.flags:
+                    flagged += 1
+                if latest is None or m.ts >= latest.ts:
+                    previous, latest = latest, m
+                    named = m.params.get(NAME_KEY)
+                    if named is not None:
+                        name = named
+                    if m.has_fix:
+                        fix = m
+                        trail.append((m.lat, m.lon))  # type: ignore[arg-type]
+            state.latest, state.previous, state.fix = latest, previous, fix
+            if name is not None:
+                state.name = str(name)
+            if trail:
+                state.trail.extend(trail)
+                state.trail_total += len(trail)
+            state.count += len(group)
+            state.flagged += flagged
             state.last_seen = seen_at
-            if m.flags:
-                state.flagged += 1
-            per_device[ident] = per_device.get(ident, 0) + 1
-            latest = state.latest
-            if latest is None or m.ts >= latest.ts:
-                state.previous, state.latest = latest, m
-                name = m.params.get(NAME_KEY)
-                if name is not None:
-                    state.name = str(name)
-                if m.has_fix:
-                    state.fix = m
-                    state.trail.append((m.lat, m.lon))  # type: ignore[arg-type]
-                    state.trail_total += 1
+            state.note_arrival(seen_at, len(group))
             changed[ident] = None
-        for ident, n in per_device.items():
-            devices[ident].note_arrival(seen_at, n)
         self.total += len(messages)
         self.log.extend(entries)
         self._new_log.extend(entries)
@@ -185,6 +195,18 @@ class Fleet:
         self.total = 0
         self._changed.clear()
         self._new_log.clear()
+
+
+def _by_device(messages: list[Message]) -> dict[str, list[Message]]:
+    """Messages grouped by device, each group in arrival order, devices in order of first arrival."""
+    groups: dict[str, list[Message]] = {}
+    for m in messages:
+        group = groups.get(m.ident)
+        if group is None:
+            groups[m.ident] = [m]
+        else:
+            group.append(m)
+    return groups
 
 
 def changed_params(latest: Message, previous: Message | None) -> dict[str, str]:

@@ -127,7 +127,8 @@ class ListenerStats:
         }
 
 
-BatchCallback = Callable[[RequestEvent, list[Message]], None]
+#: Returns None, or something to await before the batch is answered (a front end catching up).
+BatchCallback = Callable[[RequestEvent, list[Message]], "Awaitable[None] | None"]
 RequestCallback = Callable[[RequestEvent], None]
 
 
@@ -315,7 +316,9 @@ class Listener:
             for batch_callback in self._batch_callbacks:
                 # Only the messages recorded now, in a list of their own: a large batch's list is
                 # emptied by the parsing thread afterwards (`_free_slowly`), the views keep theirs.
-                batch_callback(event, list(result.messages))
+                behind = batch_callback(event, list(result.messages))
+                if behind is not None:  # a front end far behind: the answer waits for it (back-pressure)
+                    await behind
         self._notify(event)
         return response
 

@@ -87,6 +87,8 @@ class LogFilterProxy(QSortFilterProxyModel):
         self.endFilterChange()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        if self.ident is None and self.predicate is None and not self.text:
+            return True  # no filter: asked for every row a backlog appends, so answered first
         entry: LogEntry = self.sourceModel().items[row]  # type: ignore[attr-defined]
         m = entry.message
         if self.ident is not None and m.ident != self.ident:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
+from app.core.normalize import Message
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
@@ -62,6 +63,7 @@ from app.ui.inspector import Inspector
 from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.layout_memory import remember_splitter
+from app.ui.listener_thread import HandOver, ThreadedService, weak_call
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
@@ -93,6 +95,7 @@ log = logging.getLogger(__name__)
 FRAME_MS = 100
 TICK_MS = 1000
 LOG_CAPACITY = 20_000
+LOG_STEP = 2_000  # log rows added per frame step (~4 ms): the loop answers requests in between
 
 
 def _table(model) -> QTableView:
@@ -141,7 +144,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             messages, event.received_at, event.batch_id), store=store)  # MQTT source: same intake
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
-        self.service: ListenerService | None = None
+        self.service: ThreadedService | None = None
+        self.hand_over: HandOver | None = None  # the listener thread's way to the views
         self.link = ListenerState()  # the one account of the listener's state every view renders
         self.pending_requests: list[RequestEvent] = []
         self.sent_trail: dict[str, int] = {}
@@ -383,9 +387,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         s = self.settings
         auth = self.auth_override or (HeaderAuth.bearer(s.auth_token) if s.auth_token else None)
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
-        self.listener.on_batch(lambda event, messages: self.intake.add(messages, event.received_at, event.batch_id))
-        self.listener.on_request(self._on_request)
-        self.listener.add_status("mqtt", self.mqtt.status)
+        self.hand_over = HandOver(self._batch_committed, self._on_request, self.intake)  # it runs on its own thread
+        self.listener.on_batch(self.hand_over.batch)
+        self.listener.on_request(self.hand_over.request)
+        self.listener.add_status("mqtt", weak_call(self.mqtt.status))
         self.stall_banner.attach(self.listener)
         try:
             self.ssl_context, self.certificate = self._server_tls()
@@ -394,7 +399,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.link.failed(listen_problem(exc, s.host, s.port))
             self._show_listener()
             return
-        service = ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context)
+        service = ThreadedService(ListenerService(self.listener, s.host, s.port, ssl_context=self.ssl_context))
         try:
             await service.start()
         except (PortInUse, OSError) as exc:
@@ -406,6 +411,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             if self.demo_sender is not None:  # a demo feed waiting through a pause: to the new address
                 self.demo_sender.url = service.urls()[0]
         self._show_listener()
+
+    def _batch_committed(self, event: RequestEvent, messages: list[Message]) -> None:
+        self.intake.add(messages, event.received_at, event.batch_id)
 
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
@@ -522,6 +530,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def frame(self) -> None:
         """Show everything that changed since the previous frame, in one go (a frame still being
         rendered in slices is finished first, so what it took is not shown after newer data)."""
+        self.intake.flush()  # every committed batch, including those still waiting to be folded
         in_flight, self._frame_in_flight = self._frame_in_flight, None
         if in_flight is not None:
             for _ in in_flight:
@@ -575,8 +584,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             if self.selected in table_changed and self.inspecting_latest:
                 self._inspect_latest(self.selected)
             yield
-        if entries:
-            self.log_model.append(entries)
+        for start in range(0, len(entries), LOG_STEP):  # a backlog's thousands of rows, a step at a time
+            self.log_model.append(entries[start:start + LOG_STEP])
             if self.autoscroll.isChecked():
                 self.log_table.scrollToBottom()
             yield

@@ -7,8 +7,12 @@ all*, a selection — runs only after that queue (the issue measured *Fit all* i
 Here changed device ids wait in Python, coalesced (a device that changed five times is sent once,
 as it is now), and the next slice is sent only when the page has run the previous one, and no
 sooner than a frame (100 ms) after it: every call makes the page lay out and draw again, and a
-page drawing flat out takes the CPU the listener needs. Calls that are not updates go straight to
-the page and so run after at most one slice.
+page drawing flat out takes the CPU the listener needs. While more devices wait than one slice
+carries (a backlog: every device moves every frame), the gap is ``busy_gap_s`` (400 ms): the
+software-drawn page took 0.7–0.9 of a core at 100 ms and ~0.2 at 400 ms, and on two cores that
+core is what the window's own process needs to take the backlog in (benchmarks/gui_backlog.py:
++20–35 % messages/s). Calls that are not updates go straight to the page and so run after at most
+one slice.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from app.ui.map_view import MapView
 
 SLICE = 250  # devices per JavaScript call
 MIN_GAP_S = 0.1  # at most one update call per frame: each call makes the page lay out and draw again
+BUSY_GAP_S = 0.4  # between update calls while more than a slice of devices waits (see the module doc)
 STALLED_S = 10.0  # an answer this late is taken as lost (a page reload drops its callbacks)
 
 
@@ -31,9 +36,11 @@ class MapFeed:
     """Sends the devices that changed, sliced and paced by the page's answers."""
 
     def __init__(self, view: MapView, payload: Callable[[str], list[Any] | None], slice_size: int = SLICE,
-                 limit: int | None = 1, min_gap_s: float = MIN_GAP_S) -> None:
+                 limit: int | None = 1, min_gap_s: float = MIN_GAP_S, busy_gap_s: float = BUSY_GAP_S) -> None:
         self.view = view
         self.min_gap_s = min_gap_s
+        self.busy_gap_s = busy_gap_s
+        self._gap = min_gap_s  # before the next update call: the busy gap after a call that left a slice waiting
         self.limit = limit  # calls outstanding at most; None: send at once (how it was: benchmarks compare)
         self.payload = payload  # the device's row for the page, computed when it is sent
         self.slice_size = slice_size
@@ -59,7 +66,7 @@ class MapFeed:
         now = time.monotonic()
         if self.in_flight and now - self._sent_at >= STALLED_S:
             self.in_flight = 0  # the answer was lost
-        wait = self._sent_at + self.min_gap_s - now
+        wait = self._sent_at + self._gap - now
         if self.limit is not None and self.pending and not self.in_flight and wait > 0:
             if not self._timer_armed:  # the page was quick: the next slice goes at the next frame's time
                 self._timer_armed = True
@@ -75,6 +82,7 @@ class MapFeed:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 self._sent_at = time.monotonic()
                 self.sent_calls += 1
+                self._gap = self.busy_gap_s if len(self.pending) >= self.slice_size else self.min_gap_s
                 self.view.call_then("updatePacked", (rows,), self._answered)
 
     def _timer_fired(self) -> None:

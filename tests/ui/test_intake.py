@@ -16,7 +16,7 @@ def messages(ident: str, n: int) -> list:
     return normalize_batch([{"ident": ident, "timestamp": 1_700_000_000 + i} for i in range(n)], 1_700_000_000.0)
 
 
-def test_large_batches_are_applied_in_order_a_slice_at_a_time() -> None:
+def test_batches_are_folded_after_the_callback_in_order_a_slice_at_a_time() -> None:
     applied: list[tuple[str, int, list[int]]] = []
     ticks = [0]
 
@@ -28,11 +28,11 @@ def test_large_batches_are_applied_in_order_a_slice_at_a_time() -> None:
 
         other = asyncio.ensure_future(other_work())
         intake = SlicedIntake(lambda ms, _at, batch, idx: applied.append((ms[0].ident, ticks[0], idx)), 100)
-        intake.add(messages("small-first", 10), 0.0, 1)  # small, nothing waiting: applied at once
-        assert [a[0] for a in applied] == ["small-first"]
+        intake.add(messages("small-first", 10), 0.0, 1)
+        assert applied == []  # not in the listener's callback: the sender's answer does not wait for it
         intake.add(messages("big", 250), 0.0, 2)
         intake.add(messages("small-after", 10), 0.0, 3)  # must wait for the big one
-        assert intake.backlog == 260
+        assert intake.backlog == 270
         while intake.backlog:
             await asyncio.sleep(0)
         other.cancel()
@@ -40,8 +40,24 @@ def test_large_batches_are_applied_in_order_a_slice_at_a_time() -> None:
     asyncio.run(scenario())
     assert [a[0] for a in applied] == ["small-first", "big", "big", "big", "small-after"]
     assert [a[2][0] for a in applied[1:4]] == [0, 100, 200] and applied[3][2][-1] == 249
-    between = [a[1] for a in applied[1:]]
+    between = [a[1] for a in applied]
     assert all(later > earlier for earlier, later in itertools.pairwise(between)), between
+
+
+def test_too_much_waiting_is_folded_before_the_callback_returns_and_flush_folds_the_rest() -> None:
+    applied: list[tuple[str, int]] = []
+
+    async def scenario() -> None:
+        intake = SlicedIntake(lambda ms, _at, _batch, idx: applied.append((ms[0].ident, idx[0])), 100, max_waiting=300)
+        intake.add(messages("a", 250), 0.0, 1)
+        intake.add(messages("b", 250), 0.0, 2)  # 500 waiting: the oldest folded down to 300 at once
+        assert applied == [("a", 0), ("a", 100)] and intake.backlog == 300
+        intake.flush()
+        assert intake.backlog == 0
+        await asyncio.sleep(0)  # the drain task finds nothing left
+
+    asyncio.run(scenario())
+    assert applied == [("a", 0), ("a", 100), ("a", 200), ("b", 0), ("b", 100), ("b", 200)]
 
 
 def test_a_huge_batch_shows_every_message_with_its_stored_position(loop, make_window) -> None:
