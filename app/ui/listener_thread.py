@@ -6,7 +6,8 @@ frame step, a JavaScript call to the map, a garbage-collection pass. Under a bac
 `GET /status` take p99 ~120–190 ms although answering it takes 0.1 ms (benchmarks/gui_backlog.py).
 Here the listener (aiohttp, body parsing, the recorder's commit round trip) runs on a plain
 asyncio loop in a `trackmon-listener` thread, so a request waits at most for that loop's current
-step and for the GIL (handed over every 5 ms by the interpreter), never for the window's drawing.
+step and for the GIL (handed over every 1 ms in this process, `GIL_SWITCH_S`), never for the
+window's drawing.
 
 What crosses between the threads is plain data (`RequestEvent`, lists of `Message`), sent to the
 window through `ThreadBridge` (weak references to the receiving methods, delivered on the GUI
@@ -162,15 +163,3 @@ class HandOver:
         receiver = self._receiver()
         if receiver is not None:
             receiver(event, messages)
-
-
-def weak_call(method: Callable[[], T]) -> Callable[[], T | None]:
-    """``method`` callable from the listener thread without holding its object (which may own Qt
-    objects): None once the object is gone."""
-    target = weakref.WeakMethod(method)  # type: ignore[arg-type]
-
-    def call() -> T | None:
-        bound = target()
-        return None if bound is None else bound()
-
-    return call

@@ -63,7 +63,7 @@ from app.ui.inspector import Inspector
 from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.layout_memory import remember_splitter
-from app.ui.listener_thread import HandOver, ThreadedService, weak_call
+from app.ui.listener_thread import HandOver, ThreadedService
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
@@ -390,7 +390,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.hand_over = HandOver(self._batch_committed, self._on_request, self.intake)  # it runs on its own thread
         self.listener.on_batch(self.hand_over.batch)
         self.listener.on_request(self.hand_over.request)
-        self.listener.add_status("mqtt", weak_call(self.mqtt.status))
+        self.listener.add_status("mqtt", self.mqtt.public)  # plain data: read on the listener thread
         self.stall_banner.attach(self.listener)
         try:
             self.ssl_context, self.certificate = self._server_tls()

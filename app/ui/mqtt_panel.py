@@ -162,6 +162,20 @@ class MqttDialog(QDialog):
         self.accept()
 
 
+class MqttStatus:
+    """What ``GET /status`` says of the MQTT source. Plain data, no Qt: the window's listener
+    thread calls it (holding the controller, which owns widgets, would let that thread drop the
+    last reference to them)."""
+
+    def __init__(self) -> None:
+        self.source: MqttSource | None = None
+        self.error = ""
+
+    def __call__(self) -> dict[str, Any]:
+        source = self.source
+        return {"state": "off", "detail": self.error} if source is None else source.status()
+
+
 class MqttController:
     """Owns the running source (or none), its settings, and what shows its state."""
 
@@ -173,17 +187,30 @@ class MqttController:
         self.limits = limits or Limits()
         self.settings = load_mqtt_settings(store)
         self.label = MqttStatusLabel()
-        self.source: MqttSource | None = None
-        self.error = ""
+        self.public = MqttStatus()  # the source and why it is off, for the listener's /status
         self._task: asyncio.Task | None = None
         self._dialog: MqttDialog | None = None
         self._applying: asyncio.Future | None = None
 
+    @property
+    def source(self) -> MqttSource | None:
+        return self.public.source
+
+    @source.setter
+    def source(self, source: MqttSource | None) -> None:
+        self.public.source = source
+
+    @property
+    def error(self) -> str:
+        return self.public.error
+
+    @error.setter
+    def error(self, text: str) -> None:
+        self.public.error = text
+
     def status(self) -> dict[str, Any]:
         """For ``GET /status``: the source's state, or why it is off."""
-        if self.source is None:
-            return {"state": "off", "detail": self.error}
-        return self.source.status()
+        return self.public()
 
     async def start(self) -> None:
         """Start the source if it is enabled; a bad setting is shown, not raised."""
