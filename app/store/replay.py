@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, ses
 from app.store.snapshot import read_snapshot
 
 SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
+_TIME_ORDER = itemgetter(2, 0, 1)  # a packed row's (ts, batch_id, idx)
 
 
 def seek_trail(trail_length: int, devices: int) -> int:
@@ -134,7 +136,7 @@ class ReplaySource:
             oldest_read = t_min
             chunk = orjson.loads(packed)
             if t_max > t or (strict and t_max == t):  # only the chunk straddling t needs filtering
-                chunk = [r for r in chunk if before(r)]
+                chunk = [r for r in chunk if r[2] < t] if strict else [r for r in chunk if r[2] <= t]
             rows.extend(chunk)
             # Counting usable fixes is a pass over the rows: only once there could be enough.
             if len(rows) >= max(2, fixes_wanted) and (
@@ -153,7 +155,7 @@ class ReplaySource:
             seen = {(r[0], r[1]) for r in rows}
             for (packed,) in extra:
                 rows.extend(r for r in orjson.loads(packed) if before(r) and (r[0], r[1]) not in seen)
-        rows.sort(key=lambda r: (r[2], r[0], r[1]))
+        rows.sort(key=_TIME_ORDER)
         return rows
 
     def snapshot(self, t: float, trail_length: int) -> dict[str, DeviceSnapshot]:
@@ -167,7 +169,9 @@ class ReplaySource:
                 latest = self.message(TrackPoint(ident, "", *rows[-1]))
                 previous = self.message(TrackPoint(ident, "", *rows[-2])) if len(rows) > 1 else None
                 fix_rows = [r for r in rows if not r[12] & UNUSABLE_FIX]
-                fix = self.message(TrackPoint(ident, "", *fix_rows[-1])) if fix_rows else None
+                fix = None
+                if fix_rows:  # usually the latest message itself: rebuilt once
+                    fix = latest if fix_rows[-1] is rows[-1] else self.message(TrackPoint(ident, "", *fix_rows[-1]))
                 trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
                 out[ident] = DeviceSnapshot(latest, previous, fix, trail)
         return out
