@@ -136,6 +136,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from app.core.display import utc_text
     from app.core.health import CHECKS, ERROR, SEVERITY_NAMES, WARN, HealthMonitor, HealthThresholds
+    from app.core.normalize import Message
     from app.store.queries import iter_messages
 
     unknown = [c for c in args.fail_on if c not in CHECKS and c not in ("errors", "warnings")]
@@ -152,13 +153,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         session = pick_session(conn, args.session)
         wanted = set(args.device) if args.device else None
         names: dict[str, str] = {}
+        # A stored batch at a time: the checks run per device over each batch's messages.
+        batch: list[Message] = []
+        refs: list[tuple[int, int]] = []
+        received_at = 0.0
         for stored in iter_messages(conn, session):
             m = stored.message
             if wanted is None or m.ident in wanted:
-                monitor.add(m, stored.received_at, (stored.batch_id, stored.index))
+                if batch and refs[-1][0] != stored.batch_id:
+                    monitor.add_batch(batch, received_at, refs)
+                    batch, refs = [], []
+                batch.append(m)
+                refs.append((stored.batch_id, stored.index))
+                received_at = stored.received_at
                 name = m.params.get("device.name")
                 if name is not None:
                     names[m.ident] = str(name)
+        if batch:
+            monitor.add_batch(batch, received_at, refs)
     finally:
         conn.close()
     if wanted and not wanted & set(monitor.devices):

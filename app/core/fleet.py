@@ -112,13 +112,12 @@ class Fleet:
         entries = [LogEntry(next(seq), received_at, m, batch_id, i) for i, m in zip(positions, messages, strict=True)]
         if seen_at is None:
             seen_at = received_at
-        check = self.health.add
-        for m, entry in zip(messages, entries, strict=True):
-            check(m, received_at, entry)
         # Per device, not per message: a backlog brings several messages per device per batch,
         # and only the newest of them becomes the device's state.
+        check = self.health.add_run
         trail_length = self.trail_length
-        for ident, group in _by_device(messages).items():
+        for ident, (group, group_entries) in _by_device(messages, entries).items():
+            check(ident, group, received_at, group_entries)
             state = devices.get(ident)
             if state is None:
                 state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=trail_length))
@@ -197,15 +196,17 @@ class Fleet:
         self._new_log.clear()
 
 
-def _by_device(messages: list[Message]) -> dict[str, list[Message]]:
-    """Messages grouped by device, each group in arrival order, devices in order of first arrival."""
-    groups: dict[str, list[Message]] = {}
-    for m in messages:
+def _by_device(messages: list[Message], entries: list[LogEntry]) -> dict[str, tuple[list[Message], list[LogEntry]]]:
+    """Messages and their log entries grouped by device, each group in arrival order, devices in
+    order of first arrival."""
+    groups: dict[str, tuple[list[Message], list[LogEntry]]] = {}
+    for m, entry in zip(messages, entries, strict=True):
         group = groups.get(m.ident)
         if group is None:
-            groups[m.ident] = [m]
+            groups[m.ident] = ([m], [entry])
         else:
-            group.append(m)
+            group[0].append(m)
+            group[1].append(entry)
     return groups
 
 
