@@ -134,8 +134,17 @@ CREATE TABLE stuck_batches (
 CREATE INDEX stuck_batches_session ON stuck_batches(session_id, received_at);
 """
 
+#: Replay asks, for each device, which chunks begun before those it read reach past them (a
+#: tracker uploading buffered history makes chunks overlap). With ``t_min`` in the index the
+#: answer comes from the index alone; without it every later chunk's row was looked up (a third
+#: of a 1,000-device seek).
+TRACKS_END_COVERING = """
+DROP INDEX tracks_device_end;
+CREATE INDEX tracks_device_end ON tracks(session_id, ident, t_max, t_min);
+"""
+
 #: Migrations in order; ``PRAGMA user_version`` records how many have been applied.
-MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS, DUPLICATES, STUCK_BATCHES)
+MIGRATIONS: tuple[str, ...] = (_V1, REJECT_BURSTS, DUPLICATES, STUCK_BATCHES, TRACKS_END_COVERING)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,7 +11,15 @@ from app.core.normalize import normalize_batch
 from app.store.codec import compress_body
 from app.store.queries import iter_messages
 from app.store.recorder import Recorder
-from app.store.schema import DUPLICATES, MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, _statements, connect
+from app.store.schema import (
+    DUPLICATES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TRACKS_END_COVERING,
+    SchemaTooNew,
+    _statements,
+    connect,
+)
 
 
 def test_new_file_is_migrated_to_the_current_version_in_wal_mode(tmp_path) -> None:
@@ -78,3 +86,26 @@ def test_a_file_from_before_per_message_duplicates_is_migrated_and_keeps_its_dat
     assert conn.execute("SELECT count, duplicates FROM batches ORDER BY id").fetchall() == [(1, 0), (1, 1)]
     assert [m.message.ident for m in iter_messages(conn, 1)] == ["old"]
     assert conn.execute("SELECT sum(n) FROM tracks WHERE session_id = 1").fetchone()[0] == 1  # chunked on open
+
+
+def test_replays_overlap_question_is_answered_from_the_index_after_migrating(tmp_path) -> None:
+    path = tmp_path / "before.sqlite"
+    raw = sqlite3.connect(path)
+    before = MIGRATIONS.index(TRACKS_END_COVERING)
+    for script in MIGRATIONS[:before]:
+        for statement in _statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA user_version = {before}")
+    raw.execute("INSERT INTO sessions (name, started_at) VALUES ('old', 1.0)")
+    raw.execute("INSERT INTO tracks (session_id, ident, n, t_min, t_max, rows) VALUES (1, 'a', 1, 5.0, 5.0, '[]')")
+    raw.commit()
+    raw.close()
+    conn = connect(path)
+    plan = " ".join(str(r) for r in conn.execute(  # the question `ReplaySource._latest_rows` asks
+        "EXPLAIN QUERY PLAN SELECT rows FROM tracks WHERE session_id = 1 AND ident = 'a' AND t_max >= 1 AND t_min < 9"))
+    assert "tracks_device_end" in plan
+    ids = conn.execute("SELECT id FROM tracks WHERE session_id = 1 AND ident = 'a' AND t_max >= 1 AND t_min < 9")
+    assert [row[0] for row in ids] == [1]  # the data is untouched
+    covering = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM tracks WHERE session_id = 1 AND ident = 'a' AND t_max >= 1 AND t_min < 9"))
+    assert "COVERING INDEX tracks_device_end" in covering
