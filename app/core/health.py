@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import cos, sqrt
 from typing import Any
 
@@ -471,8 +472,10 @@ class DeviceHealth:
         }
 
 
+@lru_cache(maxsize=16)
 def _limits(th: HealthThresholds) -> tuple[float, ...]:
-    """The thresholds as `DeviceHealth.add_run` reads them, in one tuple."""
+    """The thresholds as `DeviceHealth.add_run` reads them, in one tuple (one per thresholds,
+    shared by every device: one less object to fetch per device and batch)."""
     jump_squared = (th.jump_kmh / 3.6) ** 2 * (1 - 1e-9) if th.jump_kmh > 0 else -1.0  # below it, surely no jump
     return (th.future_s, th.past_s, th.gap_min_s, th.gap_factor, th.latency_s, th.jump_kmh, jump_squared,
             float(th.min_satellites), float(th.max_hdop))  # float against float compares fastest
