@@ -60,14 +60,20 @@ def test_messages_view_unpacks_every_message_with_its_raw_json(tmp_path) -> None
     assert "tracks_device_time" in index_plan
 
 
-def test_a_file_from_before_per_message_duplicates_is_migrated_and_keeps_its_data(tmp_path) -> None:
-    path = tmp_path / "old.sqlite"
+def file_before(path, migration: str) -> sqlite3.Connection:
+    """A recording file as a trackmon without ``migration`` (and every later one) left it."""
     raw = sqlite3.connect(path)
-    before = MIGRATIONS.index(DUPLICATES)
+    before = MIGRATIONS.index(migration)
     for script in MIGRATIONS[:before]:
         for statement in _statements(script):
             raw.execute(statement)
     raw.execute(f"PRAGMA user_version = {before}")
+    return raw
+
+
+def test_a_file_from_before_per_message_duplicates_is_migrated_and_keeps_its_data(tmp_path) -> None:
+    path = tmp_path / "old.sqlite"
+    raw = file_before(path, DUPLICATES)
     old_body = orjson.dumps([{"ident": "old", "timestamp": 1.0}])
     raw.execute("INSERT INTO sessions (name, started_at) VALUES ('old', 1.0)")
     raw.execute("INSERT INTO batches (session_id, received_at, wire_bytes, count, digest, body)"
@@ -90,12 +96,7 @@ def test_a_file_from_before_per_message_duplicates_is_migrated_and_keeps_its_dat
 
 def test_replays_overlap_question_is_answered_from_the_index_after_migrating(tmp_path) -> None:
     path = tmp_path / "before.sqlite"
-    raw = sqlite3.connect(path)
-    before = MIGRATIONS.index(TRACKS_END_COVERING)
-    for script in MIGRATIONS[:before]:
-        for statement in _statements(script):
-            raw.execute(statement)
-    raw.execute(f"PRAGMA user_version = {before}")
+    raw = file_before(path, TRACKS_END_COVERING)
     raw.execute("INSERT INTO sessions (name, started_at) VALUES ('old', 1.0)")
     raw.execute("INSERT INTO tracks (session_id, ident, n, t_min, t_max, rows) VALUES (1, 'a', 1, 5.0, 5.0, '[]')")
     raw.commit()
