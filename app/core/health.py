@@ -1,4 +1,5 @@
-"""Tracker health checks, per device, fed one message at a time (live, in replay, offline).
+"""Tracker health checks, per device, fed in arrival order (live, in replay, offline): a batch
+at a time, run device by device, with the same findings as one message at a time.
 
 What an engineer bringing up a tracker needs to see at a glance: how regularly it reports,
 how late its data arrives, whether its clock and fixes can be trusted, whether parameters come
