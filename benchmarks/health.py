@@ -2,8 +2,10 @@
 
 Messages are generated and normalized first (not timed), then checked in 1,000-message batches
 as the window and `trackmon check` feed them (`HealthMonitor.add_batch`), and again one message
-at a time (`add`), each into a fresh monitor. Baseline in the same run: a loop that only reads
-each message's ident and timestamp, the floor for any per-message Python work.
+at a time (`add`), each into a fresh monitor, with the pre-generated input frozen out of the
+cyclic collector's reach (`trackmon check` streams it from the file instead of holding it). Baseline
+in the same run: a loop that only reads each message's ident and timestamp, the floor for any
+per-message Python work.
 
     .venv/bin/python benchmarks/health.py [--messages 1000000] [--devices 100]
 """
