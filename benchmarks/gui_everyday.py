@@ -66,13 +66,16 @@ def headless(rate: float, args: argparse.Namespace) -> dict:
 
 
 def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
-    """CPU seconds used so far by ``process`` and by its children (QtWebEngine's processes)."""
+    """CPU seconds used so far by ``process`` and by its QtWebEngine processes. Only those: the
+    benchmark's feeder and poller are children too, and one that exits during the measurement
+    took its CPU time out of a plain sum of children (a negative figure for QtWebEngine)."""
     own = process.cpu_times()
     children = 0.0
     for child in process.children(recursive=True):
         try:
-            times = child.cpu_times()
-            children += times.user + times.system
+            if child.name().startswith("QtWebEngine"):
+                times = child.cpu_times()
+                children += times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return own.user + own.system, children

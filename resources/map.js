@@ -30,6 +30,9 @@
   let visible = null;       // ids the device list's filter lets through (null: all)
   let view = "fleet";       // "fleet" (fit every shown device), "device" (follow the selected one), "fixed"
   let viewControl = null, programmatic = 0;
+  // Trails are drawn on one canvas (Leaflet's canvas renderer: one redraw per animation frame of
+  // the area that changed) rather than as a thousand SVG paths re-laid out on every update.
+  let trailRenderer = null;
 
   function send(message) { console.log("trackmon:" + JSON.stringify(message)); }
 
@@ -38,6 +41,12 @@
     if (cls) node.className = cls;
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
+  }
+
+  /* What an icon looks like apart from its heading: when only the heading changed, the arrow is
+   * turned in place (see setLook) instead of a new icon being built, laid out and drawn. */
+  function iconKey(d) {
+    return (d.status || "") + "|" + (typeof d.heading === "number") + "|" + (d.id === selected);
   }
 
   function icon(d) {
@@ -64,7 +73,26 @@
       root.appendChild(dot);
     }
     if (d.id === selected) root.classList.add("tm-selected");
-    return L.divIcon({ html: root, className: "", iconSize: [22, 22], iconAnchor: [11, 11] });
+    const made = L.divIcon({ html: root, className: "", iconSize: [22, 22], iconAnchor: [11, 11] });
+    made._tmKey = iconKey(d);
+    made._tmArrow = root.firstChild.classList.contains("tm-arrow") ? root.firstChild : null;
+    made._tmHeading = d.heading;
+    return made;
+  }
+
+  /* Give a marker the icon for ``d``. Under a backlog every device turns every frame, and a new
+   * icon per device per call was most of what the page spent drawing: here the same element is
+   * kept (Leaflet's DivIcon re-uses the html element it was given, also when a cluster opens). */
+  function setLook(m, d) {
+    const current = m.options.icon;
+    if (current._tmKey === iconKey(d)) {
+      if (current._tmArrow && current._tmHeading !== d.heading) {
+        current._tmArrow.style.transform = "rotate(" + d.heading + "deg)";
+        current._tmHeading = d.heading;
+      }
+    } else {
+      m.setIcon(icon(d));
+    }
   }
 
   function popup(d) {
@@ -192,7 +220,7 @@
       if (old.lat !== d.lat || old.lng !== d.lon) {
         if (m._tmShown && moved) moved.push([m, pos]); else m.setLatLng(pos);
       }
-      m.setIcon(icon(d));
+      setLook(m, d);
       if (m._tm.name !== d.name) m.setTooltipContent(label(d));
     }
     m._tm = d;
@@ -200,16 +228,27 @@
     let t = trails.get(d.id);
     if (!t) {
       t = L.polyline([], { color: COLORS[d.status] || COLORS.offline, weight: 2.5, opacity: 0.7,
-                           interactive: false });
+                           interactive: false, renderer: trailRenderer || undefined });
       if (shown(d.id)) t.addTo(map);
       trails.set(d.id, t);
     }
-    if (d.trail) t.setLatLngs(d.trail);
-    else if (d.append) for (const p of d.append) t.addLatLng(p);
-    const pts = t.getLatLngs();
-    if (pts.length > trailLength) t.setLatLngs(pts.slice(pts.length - trailLength));
-    t.setStyle({ color: d.id === selected ? "#1e88e5" : (COLORS[d.status] || COLORS.offline),
-                 opacity: d.id === selected ? 0.95 : 0.6 });
+    // One setLatLngs per device and call: Leaflet projects a line's every point again whenever a
+    // point is added, so adding the new points one by one cost (points appended × trail length)
+    // per device — the page's time per call grew with the trails, to ~0.5 s per 250 devices.
+    let points = null;
+    if (d.trail) points = d.trail;
+    else if (d.append && d.append.length) points = (t._tmPoints || []).concat(d.append);
+    else if (t._tmPoints && t._tmPoints.length > trailLength) points = t._tmPoints;  // the length was cut
+    if (points) {
+      if (points.length > trailLength) points = points.slice(points.length - trailLength);
+      t._tmPoints = points;
+      t.setLatLngs(points);
+    }
+    const color = d.id === selected ? "#1e88e5" : (COLORS[d.status] || COLORS.offline);
+    if (t._tmColor !== color) {  // a style set again is drawn again
+      t._tmColor = color;
+      t.setStyle({ color, opacity: d.id === selected ? 0.95 : 0.6 });
+    }
     return fresh;
   }
 
@@ -254,6 +293,7 @@
     init(leafletMap, options) {
       map = leafletMap;
       options = options || {};
+      trailRenderer = L.canvas({ padding: 0.1 });
       gridLayer = new (L.GridLayer.extend({
         createTile(coords) {
           const tile = document.createElement("canvas");
@@ -462,6 +502,12 @@
     },
 
     setTrailLength(n) { trailLength = n; },
+
+    /* A device's trail as drawn: its points and colour (introspection, like state()). */
+    trail(id) {
+      const t = trails.get(id);
+      return JSON.stringify(t ? { points: t.getLatLngs().map((p) => [p.lat, p.lng]), color: t.options.color } : null);
+    },
 
     state() {
       const c = map.getCenter();
