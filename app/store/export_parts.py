@@ -82,6 +82,8 @@ class SecondHalf:
             except subprocess.TimeoutExpired:
                 if cancelled is not None and cancelled():
                     raise Cancelled() from None
+        if cancelled is not None and cancelled():  # the child was done first (a slow first half): still a cancel
+            raise Cancelled()
         if self.child.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise OSError(f"the second export process failed: {lines[-1] if lines else self.child.returncode}")

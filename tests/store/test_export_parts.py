@@ -85,3 +85,20 @@ def test_a_cancel_stops_the_second_process_and_leaves_nothing(fleet_db, tmp_path
     conn.close()
     assert list(out.iterdir()) == []
     assert not [p for p in psutil.Process().children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_cancel_counts_even_when_the_second_process_finished_first(fleet_db, tmp_path, monkeypatch) -> None:
+    """Seen under load: the first half took longer than the whole second process, so waiting
+    for it never polled the cancel, and a cancelled export was written."""
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    conn = sqlite3.connect(fleet_db)
+    f = PointFilter(1)
+    second = export_parts.SecondHalf(conn, f, export_parts.split_time(conn, f), tmp_path / "part.csv",
+                                     {"title": "t", "csv_profile": "trackmon", "raw_text": False})
+    try:
+        assert second.child.wait(60) == 0  # done (and well) before the first half would be
+        with pytest.raises(Cancelled):
+            second.finish(cancelled=lambda: True)
+    finally:
+        second.discard()
+        conn.close()
