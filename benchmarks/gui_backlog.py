@@ -166,6 +166,11 @@ def main() -> None:
           f"{gui['cpu'] * 100:.0f} % of a core, its QtWebEngine processes {gui['cpu_webengine'] * 100:.0f} %; "
           f"the machine's cores idle {gui['machine_idle'] * 100:.0f} %, stolen {gui['machine_steal'] * 100:.0f} % "
           f"(of one core)")
+    # CPU time per message varies far less than messages/s on a shared machine: what to compare
+    # when a change moves work (the GUI thread is what the GIL-bound window waits for).
+    per_message = 1e6 * gui["seconds"] / args.messages
+    print(f"CPU per message: window process {gui['cpu'] * per_message:.1f} µs (GUI thread "
+          f"{sum(gui['busy']) * 1000 / args.messages:.1f} µs), QtWebEngine {gui['cpu_webengine'] * per_message:.1f} µs")
     status = gui["status"]
     base = headless["status"] if headless else {"latencies": [], "failures": []}
     if headless:
