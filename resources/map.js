@@ -449,7 +449,8 @@
       const before = selected;
       selected = id;
       for (const other of [before, id]) {
-        if (other && markers.has(other)) { const m = markers.get(other); m.setIcon(icon(m._tm)); upsert(m._tm, null); }
+        // Restyled as it is (its icon key holds "selected"); not its last update's new points again.
+        if (other && markers.has(other)) { const m = markers.get(other); upsert({ ...m._tm, trail: null, append: null }, null); }
       }
       if (id && focus && markers.has(id)) {
         // The user asked to look at this device: the view is theirs from now on.

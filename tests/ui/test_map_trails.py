@@ -70,6 +70,7 @@ def test_the_trail_holds_the_latest_positions_and_the_arrow_the_latest_heading(l
         window.select_device(IDENT)
         await page_until(window, arrow, f"1 rotate({fix(9)['position.direction']}deg) selected", "the selection")
         assert (await drawn())["color"] == "#1e88e5" != plain
+        assert await trail() == expected_trail(9)  # selecting adds no point (it once re-added the last ones)
         assert await post(url, [fix(10)]) == 200
         await page_until(window, arrow, f"1 rotate({fix(10)['position.direction']}deg) selected", "heading 10")
         assert await post(url, [{**fix(0), "ident": "other"}]) == 200
@@ -77,5 +78,6 @@ def test_the_trail_holds_the_latest_positions_and_the_arrow_the_latest_heading(l
         window.select_device("other")
         await page_until(window, arrow, f"1 rotate({fix(10)['position.direction']}deg)", "the selection moved on")
         assert (await drawn())["color"] == plain
+        assert await trail() == expected_trail(10)
 
     run(loop, scenario())
