@@ -242,10 +242,11 @@ class HealthPanel(QWidget):
                 elif not seen:
                     item.setForeground(QBrush(QUIET))
                 self.checks.setItem(row, column, item)
-        if selected in self._check_ids:
-            self.checks.setCurrentCell(self._check_ids.index(selected), 0)
+        row = self._check_ids.index(selected) if selected in self._check_ids else 0
+        if row == self.checks.currentRow():  # no signal for the same row, but its occurrences may be new
+            self._show_occurrences(row)
         else:
-            self.checks.setCurrentCell(0, 0)
+            self.checks.setCurrentCell(row, 0)
         self.histogram.set_counts(device.histogram)
         self.intervals.setText(f"Reporting intervals ({sum(device.histogram):,})")
 

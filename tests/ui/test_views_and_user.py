@@ -208,6 +208,36 @@ def test_health_tab_shows_the_checks_legibly_and_a_histogram_with_context(loop, 
     assert len(used) == 1 and len(shown_bins(panel.histogram.counts)) >= 12  # one interval, shown among its bins
 
 
+def test_the_health_tab_lists_new_occurrences_of_the_check_it_shows(loop, make_window) -> None:
+    """The tab is refreshed every second; the occurrences of the check the user is looking at
+    must follow, not only its count (they stayed as first shown)."""
+    window = make_window()
+    start = time.time() - 600
+
+    def track(first: int) -> list[dict]:  # 12 fixes 10 s apart, one of them 50 km off: two jumps
+        return [unit("j", "Jumpy", start + (first + i) * 10, 49.0 + (0.5 if i == 6 else i * 1e-4))
+                for i in range(12)]
+
+    async def feed(first: int, total: int) -> None:
+        assert await post(window.urls()[0], track(first)) == 200
+        await wait_until(lambda: window.live_fleet.total == total, what="messages")
+
+    run(loop, feed(0, 12))
+    window.frame()
+    window.side_tabs.setCurrentWidget(window.health_panel)
+    window.select_device("j")
+    panel = window.health_panel
+    assert panel.checks.item(0, 0).text() == "Position jumps" and panel.occurrences.rowCount() == 2
+
+    async def more() -> None:
+        await feed(12, 24)
+        await wait_until(lambda: panel.checks.item(0, 2).text() == "4", what="the tab's next refresh", timeout=10)
+
+    run(loop, more())
+    assert panel.checks.item(0, 0).text() == "Position jumps"
+    assert panel.occurrences.rowCount() == 4
+
+
 def test_health_rules_are_kept_between_runs(tmp_path) -> None:
     from PySide6.QtCore import QSettings
 
