@@ -11,8 +11,10 @@ page drawing flat out takes the CPU the listener needs. While more devices wait 
 carries (a backlog: every device moves every frame), the gap is ``busy_gap_s`` (400 ms): the
 software-drawn page took 0.7–0.9 of a core at 100 ms and ~0.2 at 400 ms, and on two cores that
 core is what the window's own process needs to take the backlog in (benchmarks/gui_backlog.py:
-+20–35 % messages/s). Calls that are not updates go straight to the page and so run after at most
-one slice.
++20–35 % messages/s). Measured again once the page's calls stopped growing with the trails
+(docs/benchmarks.md, 2026-12-06): a 200 ms gap cost 4 % of messages/s and QtWebEngine 0.43–0.46
+of a core against 0.27–0.32 at 400 ms, so 400 ms stays. Calls that are not updates go straight to
+the page and so run after at most one slice.
 """
 
 from __future__ import annotations
