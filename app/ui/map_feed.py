@@ -6,8 +6,10 @@ up inside the page (tens of seconds of them at 2,000 msg/s), and anything the us
 all*, a selection — runs only after that queue (the issue measured *Fit all* ignored for ~90 s).
 Here changed device ids wait in Python, coalesced (a device that changed five times is sent once,
 as it is now), and the next slice is sent only when the page has run the previous one, and no
-sooner than a frame (100 ms) after it: every call makes the page lay out and draw again, and a
-page drawing flat out takes the CPU the listener needs. While more devices wait than one slice
+sooner than two frames (200 ms) after it: every call makes the page lay out and draw again, and a
+page drawing flat out takes the CPU the listener needs (20 devices at 2,000 msg/s: QtWebEngine
+0.33–0.34 of a core at 100 ms, 0.18 at 200 ms, benchmarks/gui_everyday.py; five map updates a
+second are plenty for trackers reporting every second or slower). While more devices wait than one slice
 carries (a backlog: every device moves every frame), the gap is ``busy_gap_s`` (400 ms): the
 software-drawn page took 0.7–0.9 of a core at 100 ms and ~0.2 at 400 ms, and on two cores that
 core is what the window's own process needs to take the backlog in (benchmarks/gui_backlog.py:
@@ -29,7 +31,7 @@ from shiboken6 import isValid
 from app.ui.map_view import MapView
 
 SLICE = 250  # devices per JavaScript call
-MIN_GAP_S = 0.1  # at most one update call per frame: each call makes the page lay out and draw again
+MIN_GAP_S = 0.2  # at most one update call per two frames: each call makes the page lay out and draw again
 BUSY_GAP_S = 0.4  # between update calls while more than a slice of devices waits (see the module doc)
 STALLED_S = 10.0  # an answer this late is taken as lost (a page reload drops its callbacks)
 
