@@ -97,7 +97,7 @@ def run_against(command: list[str], url: str, batches: list[bytes], streams: int
 
 def describe(name: str, run: Run, messages: int) -> float:
     rate = messages / run.seconds
-    q = statistics.quantiles(run.latencies, n=100)
+    q = statistics.quantiles(run.latencies, n=100, method="inclusive")
     batches = len(run.latencies)
     cpu = ", ".join(f"{who} {seconds / batches * 1000:.2f}" for who, seconds in run.cpu.items())
     print(f"{name:<22} {rate:>10,.0f} msg/s   ack p50 {q[49]:6.2f} ms   p99 {q[98]:6.2f} ms   "
