@@ -81,8 +81,9 @@
   }
 
   /* Give a marker the icon for ``d``. Under a backlog every device turns every frame, and a new
-   * icon per device per call was most of what the page spent drawing: here the same element is
-   * kept (Leaflet's DivIcon re-uses the html element it was given, also when a cluster opens). */
+   * icon per device per call is a new element to lay out and draw (~4 ms of a 250-device call,
+   * measured): here the same element is kept while only the heading changes (Leaflet's DivIcon
+   * re-uses the html element it was given, also when a cluster opens). */
   function setLook(m, d) {
     const current = m.options.icon;
     if (current._tmKey === iconKey(d)) {

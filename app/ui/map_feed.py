@@ -9,8 +9,8 @@ as it is now), and the next slice is sent only when the page has run the previou
 sooner than two frames (200 ms) after it: every call makes the page lay out and draw again, and a
 page drawing flat out takes the CPU the listener needs (20 devices at 2,000 msg/s: QtWebEngine
 0.33–0.34 of a core at 100 ms, 0.18 at 200 ms, benchmarks/gui_everyday.py; five map updates a
-second are plenty for trackers reporting every second or slower). While more devices wait than one slice
-carries (a backlog: every device moves every frame), the gap is ``busy_gap_s`` (400 ms): the
+second are plenty for trackers reporting every second or slower). While more devices wait than
+one slice carries (a backlog: every device moves every frame), the gap is ``busy_gap_s`` (400 ms): the
 software-drawn page took 0.7–0.9 of a core at 100 ms and ~0.2 at 400 ms, and on two cores that
 core is what the window's own process needs to take the backlog in (benchmarks/gui_backlog.py:
 +20–35 % messages/s). Measured again once the page's calls stopped growing with the trails
