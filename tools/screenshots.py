@@ -59,6 +59,8 @@ async def shoot(window: MainWindow, docs: Path) -> None:
     window.enter_replay(1)
     source = window.replay.source
     window.replay.seek(source.start + (source.end - source.start) * 0.35)
+    while window.replay.seeking:
+        await asyncio.sleep(0.05)
     window.replay_bar.speed.setCurrentIndex(4)
     window.replay.play()
     await asyncio.sleep(4)

@@ -124,6 +124,8 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     window.enter_replay(1)
     source = window.replay.source
     window.replay.seek(source.start + (source.end - source.start) * 0.5)
+    while window.replay.seeking:
+        await asyncio.sleep(0.05)
     window.tick()
     await shots.shot("replay")
     window.leave_replay()

@@ -13,6 +13,7 @@ reset while recording).
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +78,14 @@ class ReplaySource:
         self.start = float(first)
         self.end = float(max([last, *tail]))
         self._raw = RawCache(conn, size=64)  # a snapshot touches the latest batch of every device
+
+    def on(self, conn: sqlite3.Connection) -> ReplaySource:
+        """The same session, span and devices, read through ``conn`` (another thread's connection:
+        a sqlite3 connection is used by one thread at a time)."""
+        other = copy.copy(self)
+        other.conn = conn
+        other._raw = RawCache(conn, size=64)
+        return other
 
     # -- raw messages ---------------------------------------------------------------------------
     def message(self, point: TrackPoint) -> ReplayedMessage:

@@ -3,11 +3,17 @@
 The controller is another source for the same `Fleet` the live listener feeds, so the table,
 map, log and inspector need nothing special: seeking seeds the fleet from a snapshot, playing
 applies the points between two instants, and the frame timer shows the changes as usual.
+
+A seek reads the latest batches of every device (hundreds of them): it runs in a reading thread
+(`BackgroundRead`) and the fleet is seeded when the snapshot arrives; playing waits for it.
 """
 
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
@@ -30,7 +36,8 @@ from app.core.filters import FilterError, Predicate, compile_filter
 from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
 from app.core.trips import TripStats
 from app.store.points import TrackPoint
-from app.store.replay import ReplaySource, seek_trail
+from app.store.replay import DeviceSnapshot, ReplaySource, seek_trail
+from app.ui.background_read import BackgroundRead
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
                                           ("600×", 600.0), ("As fast as possible", None)]
@@ -46,7 +53,10 @@ class ReplayController(QObject):
     seeked = Signal(float)  # the fleet was rebuilt for a new instant: views start over
     playing_changed = Signal(bool)
 
-    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, parent: QObject | None = None) -> None:
+    seek_failed = Signal(str)  # a seek could not read the file: why
+
+    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, path: Path,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.source = source
         self.fleet = fleet
@@ -56,17 +66,38 @@ class ReplayController(QObject):
         self.where: Predicate | None = None  # only messages matching this are played
         self.trips: dict[str, TripStats] = {}
         self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
+        self._reads = BackgroundRead(lambda: path, self._seeded, self.seek_failed.emit, "trackmon-replay-seek")
 
     @property
     def playing(self) -> bool:
         return self.timer.isActive()
 
+    @property
+    def seeking(self) -> bool:
+        """A seek is being read; the fleet still shows the previous instant."""
+        return self._reads.busy
+
     def seek(self, t: float) -> None:
-        """Show the recording as it was at ``t``; trip figures start again from here."""
+        """Show the recording as it was at ``t``; trip figures start again from here. The fleet
+        changes when the snapshot has been read (`seeked`); a newer seek replaces a waiting one."""
         t = min(max(t, self.source.start), self.source.end)
+        self._reads.request(partial(_snapshot_at, self.source, t, self._trail()))
+
+    def close(self) -> None:
+        """Stop playing; a seek still being read is dropped."""
+        self.pause()
+        self._reads.cancel()
+
+    def _trail(self) -> int:
+        return seek_trail(self.trail_length, len(self.source.idents))
+
+    def _seeded(self, found: tuple[float, dict[str, DeviceSnapshot]] | None) -> None:
+        if found is None:  # nothing earlier to step back to
+            return
+        t, snapshots = found
         self.fleet.clear()
         self.trips.clear()
-        for snap in self.source.snapshot(t, seek_trail(self.trail_length, len(self.source.idents))).values():
+        for snap in snapshots.values():
             latest = snap.latest
             entry = LogEntry(0, latest.received_at, latest.message, latest.batch_id, latest.index)
             self.fleet.seed(entry, snap.previous.message if snap.previous else None,
@@ -99,11 +130,11 @@ class ReplayController(QObject):
 
     def step_back(self) -> None:
         """Move to the previous message."""
-        earlier = self.source.previous_time(self.t)
-        if earlier is not None:
-            self.seek(earlier)
+        self._reads.request(partial(_snapshot_before, self.source, self.t, self._trail()))
 
     def _tick(self) -> None:
+        if self.seeking:  # play on from the instant being read, not from the one before it
+            return
         if self.speed is None:
             self._advance(self.source.end, limit=MAX_POINTS_PER_TICK)
         else:
@@ -140,6 +171,20 @@ class ReplayController(QObject):
                 trip = self.trips[point.ident] = TripStats()
             trip.add(point.ts, point.lat, point.lon, point.speed,  # type: ignore[arg-type]
                      ignition if isinstance(ignition, bool) else None)
+
+
+def _snapshot_at(source: ReplaySource, t: float, trail: int,
+                 conn: sqlite3.Connection) -> tuple[float, dict[str, DeviceSnapshot]]:
+    """In the reading thread: every device at ``t``."""
+    return t, source.on(conn).snapshot(t, trail)
+
+
+def _snapshot_before(source: ReplaySource, t: float, trail: int,
+                     conn: sqlite3.Connection) -> tuple[float, dict[str, DeviceSnapshot]] | None:
+    """In the reading thread: every device at the last message before ``t`` (None: there is none)."""
+    reading = source.on(conn)
+    earlier = reading.previous_time(t)
+    return None if earlier is None else (earlier, reading.snapshot(earlier, trail))
 
 
 class DensityStrip(QWidget):

@@ -1,5 +1,9 @@
 """The session browser: every recording session with its figures; rename, note, delete, replay,
-export and import."""
+export and import.
+
+The list is read off the GUI thread (`BackgroundRead`): its counts run over every batch of the
+file, which took up to 1.5 s on a 9-million-message file with a cold cache, while the window has
+to keep drawing the live stream."""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from app.core.display import utc_text
 from app.store.importers import ImportError_, import_with
 from app.store.queries import SessionSummary, list_sessions
 from app.store.recorder import Recorder
+from app.store.snapshot import read_snapshot
+from app.ui.background_read import BackgroundRead
 from app.ui.thread_bridge import ThreadBridge
 
 HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent msgs",
@@ -37,6 +43,12 @@ def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:
     return dict(conn.execute("SELECT session_id, sum(length(body)) FROM batches GROUP BY session_id").fetchall())
 
 
+def read_sessions(conn: sqlite3.Connection) -> tuple[list[SessionSummary], dict[int, int]]:
+    """What the browser lists, read in one snapshot (runs in the reading thread)."""
+    with read_snapshot(conn):
+        return list_sessions(conn), stored_sizes(conn)
+
+
 class SessionBrowser(QDialog):
     """Lists sessions; the window reacts to `replay_requested` and `export_requested`."""
 
@@ -44,16 +56,18 @@ class SessionBrowser(QDialog):
     export_requested = Signal(int)
     send_requested = Signal(int)
     import_finished = Signal(str)  # '' on success, else the error (emitted on the GUI thread)
+    refreshed = Signal()  # the table shows what the file held when the last read began
 
-    def __init__(self, reader: sqlite3.Connection, recorder: Recorder, parent=None) -> None:
+    def __init__(self, recorder: Recorder, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Sessions")
         self.resize(1100, 460)
-        self.reader = reader
         self.recorder = recorder
         self.sessions: list[SessionSummary] = []
-        self.file_label = QLabel("")
+        self.file_label = QLabel("Reading sessions…")
         self.last_import_summary = ""
+        self._label_after_read = ""  # shown instead of the file's name once the list is read (an import's summary)
+        self._read = BackgroundRead(lambda: self.recorder.path, self._show, self._read_failed, "trackmon-sessions")
         self.file_label.setTextFormat(Qt.TextFormat.PlainText)
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -81,11 +95,24 @@ class SessionBrowser(QDialog):
         layout.addLayout(buttons)
         self.refresh()
 
+    @property
+    def reading(self) -> bool:
+        """The list is being read; the table still shows the previous read."""
+        return self._read.busy
+
     def refresh(self) -> None:
-        """Re-read the sessions from the file."""
-        self.sessions = list_sessions(self.reader)
-        sizes = stored_sizes(self.reader)
-        self.file_label.setText(f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
+        """Re-read the sessions from the file, in the background; `refreshed` says when the
+        table shows them."""
+        self._read.request(read_sessions)
+
+    def _read_failed(self, error: str) -> None:
+        self.file_label.setText(f"Could not read the sessions of {self.recorder.path}: {error}")
+
+    def _show(self, read: tuple[list[SessionSummary], dict[int, int]]) -> None:
+        selected = self.selected()
+        self.sessions, sizes = read
+        label, self._label_after_read = self._label_after_read, ""
+        self.file_label.setText(label or f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
         # Columns sized to their contents re-measure every row on every cell set: O(rows² × columns),
         # 6 s for 150 sessions. Fill with fixed columns and no repaints, then size once.
         header = self.table.horizontalHeader()
@@ -102,10 +129,15 @@ class SessionBrowser(QDialog):
                 self.table.setItem(row, column, QTableWidgetItem(text))  # plain text, never HTML
         self._size_columns()
         self.table.setUpdatesEnabled(True)
-        if self.sessions and not self.table.selectedItems():
+        rows = [r for r in range(self.table.rowCount())
+                if selected is not None and self.table.item(r, 0).text() == str(selected.id)]
+        if rows:  # the same session stays selected when the list is read again
+            self.table.selectRow(rows[0])
+        elif self.sessions:
             # Newest session that is not being recorded: the one a user most likely wants to replay.
             rows = [r for r in range(self.table.rowCount()) if self.table.item(r, 10).text() != "recording"]
             self.table.selectRow(rows[0] if rows else 0)
+        self.refreshed.emit()
 
     def _size_columns(self) -> None:
         """Every column as wide as its contents, once; the note column takes the rest."""
@@ -188,10 +220,11 @@ class SessionBrowser(QDialog):
 
     def _import_done(self, error: str, summary: str = "") -> None:
         self.actions["Import GPX/CSV…"].setEnabled(True)
-        self.refresh()
         self.last_import_summary = summary
-        if summary:  # what was imported and what was not, under the table (plain text)
+        if summary:  # what was imported and what was not, over the table (plain text), also after the read
             self.file_label.setText(summary)
+            self._label_after_read = summary
+        self.refresh()
         if error:
             box = QMessageBox(QMessageBox.Icon.Warning, "Import", error, parent=self)
             box.setTextFormat(Qt.TextFormat.PlainText)  # the message can quote a file's name or content

@@ -27,7 +27,7 @@ class SessionsMixin:
 
     def open_sessions(self) -> SessionBrowser:
         """Show the session browser (non-modal); returns it."""
-        browser = SessionBrowser(self.reader, self.recorder, self)
+        browser = SessionBrowser(self.recorder, self)
         browser.replay_requested.connect(self.enter_replay)
         browser.export_requested.connect(self.open_export)
         browser.send_requested.connect(self._ask_send)
@@ -119,10 +119,13 @@ class SessionsMixin:
         source = ReplaySource(self.reader, session_id, idents)
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
-        self.replay = ReplayController(source, fleet, self.settings.trail_length, self)
+        self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path, self)
         self.replay.moved.connect(lambda _: self._replay_moved())
-        self.replay.seeked.connect(lambda _: self._reset_views())
+        self.replay.seeked.connect(self._replay_seeked)
+        self.replay.seek_failed.connect(
+            lambda why: self.statusBar().showMessage(f"Could not read the recording at that instant: {why}", 15000))
         self.fleet = fleet
+        self._fit_when_seeked = True  # the whole fleet in view once the first instant is read
         self.replay.seek(source.start)
         name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
         label = f"session {session_id}" + (f" · {name[0]}" if name and name[0] else "")
@@ -133,13 +136,19 @@ class SessionsMixin:
         self.left.setCurrentIndex(1)
         self.side_tabs.setCurrentWidget(self.trip_panel)
         self.setWindowTitle(f"trackmon — REPLAY {label}")
-        self.map.call("fitAll")
+
+    def _replay_seeked(self, _t: float) -> None:
+        """A seek's snapshot is in the fleet: the views start over from it."""
+        self._reset_views()
+        if self._fit_when_seeked:
+            self._fit_when_seeked = False
+            self.map.call("fitAll")
 
     def leave_replay(self, show_live: bool = True) -> None:
         """Back to the live view."""
         if self.replay is None:
             return
-        self.replay.pause()
+        self.replay.close()
         self.replay.deleteLater()
         self.replay = None
         self.replay_bar.controller = None

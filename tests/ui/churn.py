@@ -62,8 +62,10 @@ async def churn_cycle(window: MainWindow, browser: SessionBrowser, workdir: Path
     target.unlink(missing_ok=True)
 
     browser.refresh()
+    await until(lambda: not browser.reading, timeout, "the session list")
     window.enter_replay(max(s.id for s in browser.sessions if s.id != window.recorder.session_id))
     window.replay.seek((window.replay.source.start + window.replay.source.end) / 2)
+    await until(lambda: not window.replay.seeking, timeout, "the replay seek")
     window.replay_bar.speed.setCurrentIndex(window.replay_bar.speed.count() - 1)
     window.replay_bar.play.click()
     await asyncio.sleep(replay_s)

@@ -63,6 +63,7 @@ def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
         target = T0 + 155.0
         bar.slider.setValue(round((target - T0) / 392 * SLIDER_STEPS))
         bar._seek_to_slider()
+        await wait_until(lambda: not window.replay.seeking, what="the seek")
         window.frame()
         assert abs(window.replay.t - target) < 0.1
         assert table_positions(window) == expected_at(window.replay.t)
@@ -77,7 +78,12 @@ def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
         # Step forward lands on the next message of any device.
         before = window.replay.t
         bar.forward.click()
-        assert window.replay.t == min(m["timestamp"] for m in history() if m["timestamp"] > before)
+        stepped = window.replay.t
+        assert stepped == min(m["timestamp"] for m in history() if m["timestamp"] > before)
+        # Step back lands on the message before (read like a seek).
+        bar.back.click()
+        await wait_until(lambda: not window.replay.seeking, what="the step back")
+        assert window.replay.t == max(m["timestamp"] for m in history() if m["timestamp"] < stepped)
         # Play as fast as possible to the end.
         bar.speed.setCurrentIndex(bar.speed.count() - 1)
         bar.play.click()
@@ -102,14 +108,50 @@ def test_replay_of_a_subset_of_devices(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
     window.enter_replay(1, ("b",))
     window.replay.seek(T0 + 300)
+    run(loop, wait_until(lambda: not window.replay.seeking, what="the seek"))
     window.frame()
     assert list(window.device_model.rows) == ["b"]
     assert "1 of 3 devices" in window.windowTitle()
 
 
+def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make_window) -> None:
+    """A seek reads the latest batches of every device; in the soak (500 devices, a file growing at
+    5,000 msg/s) that froze the window for up to 2.4 s. The read runs in another thread, the views
+    keep the instant shown until it lands, and of several seeks made meanwhile the last one counts."""
+    import sys
+    import threading
+
+    from app.store.replay import ReplaySource
+
+    window = recorded_window(loop, make_window)
+    window.enter_replay(1)
+    run(loop, wait_until(lambda: not window.replay.seeking, what="the first instant"))
+    readers: list[int] = []
+
+    def watch(frame, event, _arg) -> None:  # observes who reads snapshots; changes nothing
+        if event == "call" and frame.f_code is ReplaySource.snapshot.__code__:
+            readers.append(threading.get_ident())
+
+    threading.setprofile(watch)
+    sys.setprofile(watch)
+    try:
+        for t in (T0 + 50, T0 + 100, T0 + 200, T0 + 300):
+            window.replay.seek(t)
+        assert window.replay.seeking and window.replay.t == T0  # still showing the instant before
+        run(loop, wait_until(lambda: not window.replay.seeking, what="the seeks"))
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    assert readers and threading.get_ident() not in readers
+    assert len(readers) <= 2  # the one in flight and the newest: the two between were dropped
+    window.frame()
+    assert window.replay.t == T0 + 300 and table_positions(window) == expected_at(T0 + 300)
+
+
 def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
     browser = window.open_sessions()
+    run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
     assert browser.table.rowCount() == 2
     rows = {browser.table.item(r, 0).text(): [browser.table.item(r, c).text() for c in range(11)]
             for r in range(2)}
@@ -117,6 +159,8 @@ def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_
     assert rows["2"][10] == "recording"
     window.recorder.rename_session(1, "<b>bench</b> run")
     browser.refresh()
+    run(loop, wait_until(lambda: not browser.reading, what="the session list read again"))
+    assert browser.selected().id == 1  # the selection stays on the session, not the row
     assert any(browser.table.item(r, 1).text() == "<b>bench</b> run" for r in range(2))
     browser.close()
 
@@ -217,11 +261,42 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
             assert await post(window.urls()[0], [{"ident": "live", "timestamp": clock.time()}]) == 200
             acked_during_import += thread.is_alive()  # acknowledged while the import still runs
             await asyncio.sleep(0.01)
-        await wait_until(lambda: browser.actions["Import GPX/CSV…"].isEnabled(), what="import done")
+        await wait_until(lambda: browser.actions["Import GPX/CSV…"].isEnabled() and not browser.reading,
+                         what="import done and listed")
 
     run(loop, scenario())
     assert acked_during_import >= 2  # live batches were not queued behind the whole import
     names = [browser.table.item(r, 1).text() for r in range(browser.table.rowCount())]
     assert "import big.csv" in names
     assert browser.file_label.text().startswith("imported 100,000 rows from big.csv")  # the import's summary
+    browser.close()
+
+
+def test_the_session_list_is_read_off_the_gui_thread(loop, make_window) -> None:
+    """The list's counts run over every batch of the file: on a 9-million-message file with a cold
+    cache that took 1.5 s, and the window froze meanwhile (the soak's worst stalls). The browser
+    opens at once, says it is reading, and the list is read by another thread."""
+    import sys
+    import threading
+
+    from app.store.queries import list_sessions
+
+    window = recorded_window(loop, make_window)
+    readers: list[int] = []
+
+    def watch(frame, event, _arg) -> None:  # observes who calls list_sessions; changes nothing
+        if event == "call" and frame.f_code is list_sessions.__code__:
+            readers.append(threading.get_ident())
+
+    threading.setprofile(watch)
+    sys.setprofile(watch)
+    try:
+        browser = window.open_sessions()
+        assert browser.reading and browser.file_label.text() == "Reading sessions…"
+        run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    assert readers and threading.get_ident() not in readers
+    assert browser.table.rowCount() == 2 and browser.file_label.text().endswith("2 sessions")
     browser.close()

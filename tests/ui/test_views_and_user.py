@@ -130,10 +130,12 @@ def test_clicking_the_timeline_strip_or_groove_seeks(loop, make_window) -> None:
     strip = bar.strip
     QTest.mouseClick(strip, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      QPoint(round((strip.width() - 1) * 0.75), strip.height() // 2))
+    run(loop, wait_until(lambda: not window.replay.seeking, what="the seek"))
     assert abs(window.replay.t - (T0 + 0.75 * span)) < span / strip.width() * 2
     slider = bar.slider
     QTest.mouseClick(slider, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      QPoint(round(slider.width() * 0.25), slider.height() // 2))
+    run(loop, wait_until(lambda: not window.replay.seeking, what="the seek"))
     assert abs(window.replay.t - (T0 + 0.25 * span)) < span * 0.05
     assert abs(slider.value() - 0.25 * SLIDER_STEPS) < SLIDER_STEPS * 0.05
 
