@@ -61,7 +61,12 @@ class BackgroundRead:
         if job is None:
             return
         self._running = True
-        threading.Thread(target=_run, args=(self._path(), job, self._bridge), name=self._name, daemon=True).start()
+        try:
+            threading.Thread(target=_run, args=(self._path(), job, self._bridge), name=self._name,
+                             daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had (the interpreter is shutting down): said, not stuck busy
+            self._running = False
+            self._fail(str(exc))
 
     def _finished(self, ok: bool, value: Any) -> None:
         self._running = False

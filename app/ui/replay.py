@@ -66,7 +66,13 @@ class ReplayController(QObject):
         self.where: Predicate | None = None  # only messages matching this are played
         self.trips: dict[str, TripStats] = {}
         self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
-        self._reads = BackgroundRead(lambda: path, self._seeded, self.seek_failed.emit, "trackmon-replay-seek")
+        self._reads = BackgroundRead(lambda: path, self._seeded, self._seek_failed, "trackmon-replay-seek")
+        #: The instant the latest seek being read lands on (None: not known before it is read, a step
+        #: back); what play and step back start from while it is read.
+        self._target: float | None = None
+        self._forward_after_seek = False  # ▶ pressed while a seek was read: taken once it lands
+        reads = self._reads
+        self.destroyed.connect(lambda *_: reads.cancel())  # a read landing later finds no controller
 
     @property
     def playing(self) -> bool:
@@ -81,7 +87,13 @@ class ReplayController(QObject):
         """Show the recording as it was at ``t``; trip figures start again from here. The fleet
         changes when the snapshot has been read (`seeked`); a newer seek replaces a waiting one."""
         t = min(max(t, self.source.start), self.source.end)
+        self._target = t
+        self._forward_after_seek = False
         self._reads.request(partial(_snapshot_at, self.source, t, self._trail()))
+
+    def _heading_for(self) -> float:
+        """Where the replay is about to be: the instant being read if it is known, else the current one."""
+        return self._target if self.seeking and self._target is not None else self.t
 
     def close(self) -> None:
         """Stop playing; a seek still being read is dropped."""
@@ -91,7 +103,13 @@ class ReplayController(QObject):
     def _trail(self) -> int:
         return seek_trail(self.trail_length, len(self.source.idents))
 
+    def _seek_failed(self, why: str) -> None:
+        self._forward_after_seek = False
+        self.seek_failed.emit(why)
+
     def _seeded(self, found: tuple[float, dict[str, DeviceSnapshot]] | None) -> None:
+        if not self.seeking:
+            self._target = None
         if found is None:  # nothing earlier to step back to
             return
         t, snapshots = found
@@ -105,9 +123,12 @@ class ReplayController(QObject):
         self.t = t
         self.seeked.emit(t)
         self.moved.emit(t)
+        if self._forward_after_seek and not self.seeking:
+            self._forward_after_seek = False
+            self.step_forward()
 
     def play(self) -> None:
-        if self.t >= self.source.end:
+        if self._heading_for() >= self.source.end:
             self.seek(self.source.start)
         self.timer.start()
         self.playing_changed.emit(True)
@@ -123,14 +144,22 @@ class ReplayController(QObject):
         self.speed = speed
 
     def step_forward(self) -> None:
-        """Move to the next message (of any shown device)."""
+        """Move to the next message (of any shown device); pressed while a seek is read, from
+        where that seek lands."""
+        if self.seeking:
+            self._forward_after_seek = True
+            return
         following = self.source.next_time(self.t)
         if following is not None:
             self._advance(following)
 
     def step_back(self) -> None:
-        """Move to the previous message."""
-        self._reads.request(partial(_snapshot_before, self.source, self.t, self._trail()))
+        """Move to the previous message (before where a seek being read lands). Presses made while
+        one step back is read count once."""
+        base = self._heading_for()
+        self._target = None
+        self._forward_after_seek = False
+        self._reads.request(partial(_snapshot_before, self.source, base, self._trail()))
 
     def _tick(self) -> None:
         if self.seeking:  # play on from the instant being read, not from the one before it

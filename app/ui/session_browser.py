@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -66,8 +67,12 @@ class SessionBrowser(QDialog):
         self.sessions: list[SessionSummary] = []
         self.file_label = QLabel("Reading sessions…")
         self.last_import_summary = ""
-        self._label_after_read = ""  # shown instead of the file's name once the list is read (an import's summary)
+        #: What the label says instead of the file's name: an import running, then its summary (until
+        #: the user changes a session).
+        self._import_note = ""
         self._read = BackgroundRead(lambda: self.recorder.path, self._show, self._read_failed, "trackmon-sessions")
+        reads = self._read
+        self.destroyed.connect(lambda *_: reads.cancel())  # a read landing later finds no table
         self.file_label.setTextFormat(Qt.TextFormat.PlainText)
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -103,7 +108,24 @@ class SessionBrowser(QDialog):
     def refresh(self) -> None:
         """Re-read the sessions from the file, in the background; `refreshed` says when the
         table shows them."""
+        if not self._import_note:
+            self.file_label.setText("Reading sessions…")  # the rows shown may be out of date meanwhile
         self._read.request(read_sessions)
+
+    def _changed(self, session_id: int, column: int | None, **fields: str) -> None:
+        """The user changed a session (``column`` None: deleted it): shown at once, then the list is
+        read again; what an earlier import said makes way for it."""
+        row = next((r for r in range(self.table.rowCount()) if self.table.item(r, 0).text() == str(session_id)), None)
+        if column is None:
+            self.sessions = [s for s in self.sessions if s.id != session_id]
+            if row is not None:
+                self.table.removeRow(row)
+        else:
+            self.sessions = [replace(s, **fields) if s.id == session_id else s for s in self.sessions]
+            if row is not None:
+                self.table.item(row, column).setText(next(iter(fields.values())))
+        self._import_note = ""
+        self.refresh()
 
     def _read_failed(self, error: str) -> None:
         self.file_label.setText(f"Could not read the sessions of {self.recorder.path}: {error}")
@@ -111,8 +133,7 @@ class SessionBrowser(QDialog):
     def _show(self, read: tuple[list[SessionSummary], dict[int, int]]) -> None:
         selected = self.selected()
         self.sessions, sizes = read
-        label, self._label_after_read = self._label_after_read, ""
-        self.file_label.setText(label or f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
+        self.file_label.setText(self._import_note or f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
         # Columns sized to their contents re-measure every row on every cell set: O(rows² × columns),
         # 6 s for 150 sessions. Fill with fixed columns and no repaints, then size once.
         header = self.table.horizontalHeader()
@@ -175,7 +196,7 @@ class SessionBrowser(QDialog):
         name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=session.name)
         if ok:
             self.recorder.rename_session(session.id, name.strip())
-            self.refresh()
+            self._changed(session.id, 1, name=name.strip())
 
     def _note(self) -> None:
         session = self.selected()
@@ -184,7 +205,7 @@ class SessionBrowser(QDialog):
         note, ok = QInputDialog.getMultiLineText(self, "Session note", "Note:", session.note)
         if ok:
             self.recorder.set_note(session.id, note.strip())
-            self.refresh()
+            self._changed(session.id, 2, note=note.strip())
 
     def _delete(self) -> None:
         session = self.selected()
@@ -199,7 +220,7 @@ class SessionBrowser(QDialog):
                                     "This cannot be undone.")
         if answer == QMessageBox.StandardButton.Yes:
             self.recorder.delete_session(session.id)
-            self.refresh()
+            self._changed(session.id, None)
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import track", "", "Tracks (*.gpx *.csv);;All files (*)")
@@ -209,7 +230,8 @@ class SessionBrowser(QDialog):
     def import_path(self, path: Path) -> threading.Thread:
         """Import a file as a new session in a worker thread (the window and live recording go
         on); the table refreshes when it is done and errors are shown, not raised."""
-        self.file_label.setText(f"Importing {path.name}…")
+        self._import_note = f"Importing {path.name}…"
+        self.file_label.setText(self._import_note)
         self.actions["Import GPX/CSV…"].setEnabled(False)
 
         done = ThreadBridge(self._import_done)
@@ -221,9 +243,10 @@ class SessionBrowser(QDialog):
     def _import_done(self, error: str, summary: str = "") -> None:
         self.actions["Import GPX/CSV…"].setEnabled(True)
         self.last_import_summary = summary
-        if summary:  # what was imported and what was not, over the table (plain text), also after the read
+        # What was imported and what was not, over the table (plain text), until the user changes a session.
+        self._import_note = summary
+        if summary:
             self.file_label.setText(summary)
-            self._label_after_read = summary
         self.refresh()
         if error:
             box = QMessageBox(QMessageBox.Icon.Warning, "Import", error, parent=self)

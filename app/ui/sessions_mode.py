@@ -122,9 +122,9 @@ class SessionsMixin:
         self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path, self)
         self.replay.moved.connect(lambda _: self._replay_moved())
         self.replay.seeked.connect(self._replay_seeked)
-        self.replay.seek_failed.connect(
-            lambda why: self.statusBar().showMessage(f"Could not read the recording at that instant: {why}", 15000))
+        self.replay.seek_failed.connect(self._replay_seek_failed)
         self.fleet = fleet
+        self._reset_views()  # the replay's fleet from now on, empty until the first instant is read
         self._fit_when_seeked = True  # the whole fleet in view once the first instant is read
         self.replay.seek(source.start)
         name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -136,6 +136,10 @@ class SessionsMixin:
         self.left.setCurrentIndex(1)
         self.side_tabs.setCurrentWidget(self.trip_panel)
         self.setWindowTitle(f"trackmon — REPLAY {label}")
+
+    def _replay_seek_failed(self, why: str) -> None:
+        self._fit_when_seeked = False
+        self.statusBar().showMessage(f"Could not read the recording at that instant: {why}", 15000)
 
     def _replay_seeked(self, _t: float) -> None:
         """A seek's snapshot is in the fleet: the views start over from it."""

@@ -148,6 +148,35 @@ def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make
     assert window.replay.t == T0 + 300 and table_positions(window) == expected_at(T0 + 300)
 
 
+def test_play_and_steps_pressed_while_a_seek_is_read_start_where_it_lands(loop, make_window) -> None:
+    """The user clicks the timeline and presses play or a step before the instant is read: they
+    act from the clicked instant, not from the one shown before it."""
+    window = recorded_window(loop, make_window)
+    window.enter_replay(1)
+    replay = window.replay
+    times = sorted(m["timestamp"] for m in history())
+
+    def landed() -> None:
+        run(loop, wait_until(lambda: not replay.seeking, what="the seek"))
+
+    landed()
+    replay.seek(replay.source.end)
+    landed()
+    replay.seek(T0 + 200)
+    replay.play()  # at the end before the click: play must not start over from the beginning
+    landed()
+    replay.pause()
+    assert T0 + 200 <= replay.t < T0 + 300
+    replay.seek(T0 + 300)
+    replay.step_back()
+    landed()
+    assert replay.t == max(t for t in times if t < T0 + 300)
+    replay.seek(T0 + 100)
+    replay.step_forward()
+    landed()
+    assert replay.t == min(t for t in times if t > T0 + 100)
+
+
 def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
     browser = window.open_sessions()
@@ -158,9 +187,10 @@ def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_
     assert rows["1"][5] == "3" and rows["1"][6] == "120" and rows["1"][10] == "closed"
     assert rows["2"][10] == "recording"
     window.recorder.rename_session(1, "<b>bench</b> run")
+    browser.table.selectRow(next(r for r in range(2) if browser.table.item(r, 0).text() == "2"))
     browser.refresh()
     run(loop, wait_until(lambda: not browser.reading, what="the session list read again"))
-    assert browser.selected().id == 1  # the selection stays on the session, not the row
+    assert browser.selected().id == 2  # the selection stays on the session, not on the default choice
     assert any(browser.table.item(r, 1).text() == "<b>bench</b> run" for r in range(2))
     browser.close()
 
@@ -215,6 +245,7 @@ def test_a_frame_in_progress_survives_switching_to_replay(loop, make_window) -> 
         window._next_frame()  # a sliced frame for the live fleet starts...
         await asyncio.sleep(0)  # ...and takes its first step
         window.enter_replay(1)  # the views switch to another fleet in between
+        assert window.device_model.fleet is window.fleet  # at once, before the first instant is read
         await asyncio.sleep(0.3)  # the rest of that frame runs now
 
     run(loop, scenario())
@@ -260,6 +291,8 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
         while thread.is_alive():
             assert await post(window.urls()[0], [{"ident": "live", "timestamp": clock.time()}]) == 200
             acked_during_import += thread.is_alive()  # acknowledged while the import still runs
+            if thread.is_alive() and not browser.reading:  # the list read before the import ends says so
+                assert browser.file_label.text() == "Importing big.csv…"
             await asyncio.sleep(0.01)
         await wait_until(lambda: browser.actions["Import GPX/CSV…"].isEnabled() and not browser.reading,
                          what="import done and listed")
