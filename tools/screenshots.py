@@ -57,6 +57,8 @@ async def shoot(window: MainWindow, docs: Path) -> None:
     await window.stop_demo()
     window.new_session()
     window.enter_replay(1)
+    while window.replay_opening or window.replay is None:
+        await asyncio.sleep(0.05)
     source = window.replay.source
     window.replay.seek(source.start + (source.end - source.start) * 0.35)
     while window.replay.seeking:

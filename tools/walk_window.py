@@ -122,6 +122,8 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     await shots.shot("export-crop", export, "screenshot-export.png")
     export.close()
     window.enter_replay(1)
+    while window.replay_opening or window.replay is None:
+        await asyncio.sleep(0.05)
     source = window.replay.source
     window.replay.seek(source.start + (source.end - source.start) * 0.5)
     while window.replay.seeking:

@@ -184,3 +184,28 @@ class ReplaySource:
                 trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
                 out[ident] = DeviceSnapshot(latest, previous, fix, trail)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    """What replay mode needs to show a session, read in one go: the source (bound to the
+    connection that read it: rebind with `ReplaySource.on`), every device of the session (for the
+    device picker), its name, how its messages spread over time and every device at its start."""
+
+    source: ReplaySource
+    everyone: list[str]
+    name: str
+    density: list[float]
+    start: dict[str, DeviceSnapshot]
+
+
+def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: int, density_bins: int,
+                 conn: sqlite3.Connection) -> OpenedSession:
+    """Open a session for replay (on a long session, seconds of reading: a reader thread's job)."""
+    with read_snapshot(conn):
+        source = ReplaySource(conn, session_id, idents)
+        everyone = source.idents if idents is None else session_idents(conn, PointFilter(session_id))
+        row = conn.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        density = source.density(density_bins)
+        start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)))
+    return OpenedSession(source, everyone, row[0] if row and row[0] else "", density, start)

@@ -28,7 +28,7 @@ ReadJob = Callable[[sqlite3.Connection], Any]
 
 class BackgroundRead:
     """Runs `ReadJob`s on ``path`` in a worker thread; ``deliver(result)`` or ``fail(error)`` is
-    called on the GUI thread for each read that ran."""
+    called on the GUI thread for each read that ran and was not dropped."""
 
     def __init__(self, path: Callable[[], Path], deliver: Callable[[Any], None], fail: Callable[[str], None],
                  name: str) -> None:
@@ -38,54 +38,52 @@ class BackgroundRead:
         self._name = name
         self._bridge = ThreadBridge(self._finished)
         self._waiting: ReadJob | None = None
-        self._running = False
+        self._running: int | None = None  # the generation of the read running, if one is
+        self._generation = 0  # moves on when reads are dropped: their results are then ignored
 
     @property
     def busy(self) -> bool:
-        """A read is running or waiting."""
-        return self._running or self._waiting is not None
+        """A read whose result will be delivered is running or waiting."""
+        return self._running == self._generation or self._waiting is not None
 
     def request(self, job: ReadJob) -> None:
         """Run ``job`` soon; a job still waiting behind the running one is dropped for it."""
         self._waiting = job
-        if not self._running:
+        if self._running is None:
             self._start_next()
 
-    def cancel(self) -> None:
-        """Drop any waiting job and ignore the result of the running one."""
+    def drop(self) -> None:
+        """Forget the waiting job and ignore the running one's result (requests may follow)."""
         self._waiting = None
-        self._deliver = self._fail = _ignore
+        self._generation += 1
 
     def _start_next(self) -> None:
         job, self._waiting = self._waiting, None
         if job is None:
             return
-        self._running = True
+        self._running = self._generation
         try:
-            threading.Thread(target=_run, args=(self._path(), job, self._bridge), name=self._name,
-                             daemon=True).start()
+            threading.Thread(target=_run, args=(self._path(), job, self._bridge, self._generation),
+                             name=self._name, daemon=True).start()
         except RuntimeError as exc:  # no thread to be had (the interpreter is shutting down): said, not stuck busy
-            self._running = False
+            self._running = None
             self._fail(str(exc))
 
-    def _finished(self, ok: bool, value: Any) -> None:
-        self._running = False
+    def _finished(self, generation: int, ok: bool, value: Any) -> None:
+        self._running = None
         try:
-            (self._deliver if ok else self._fail)(value)
+            if generation == self._generation:
+                (self._deliver if ok else self._fail)(value)
         finally:
             self._start_next()
 
 
-def _ignore(_: Any) -> None:
-    pass
-
-
-def _run(path: Path, job: ReadJob, done: ThreadBridge) -> None:
+def _run(path: Path, job: ReadJob, done: ThreadBridge, generation: int) -> None:
     """In the worker: one read with its own connection; never raises, never touches Qt."""
     try:
         with closing(connect(path, readonly=True)) as conn:
             result = job(conn)
     except Exception as exc:  # the file went away, is locked, is not a recording: said, not raised
-        done.send(False, str(exc) or type(exc).__name__)
+        done.send(generation, False, str(exc) or type(exc).__name__)
     else:
-        done.send(True, result)
+        done.send(generation, True, result)

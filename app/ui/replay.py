@@ -44,6 +44,7 @@ SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.
 TICK_MS = 100
 MAX_POINTS_PER_TICK = 2500  # "as fast as possible" still leaves the loop room to draw
 SLIDER_STEPS = 10_000
+DENSITY_BINS = 200  # bars of the density strip
 
 
 class ReplayController(QObject):
@@ -72,7 +73,7 @@ class ReplayController(QObject):
         self._target: float | None = None
         self._forward_after_seek = False  # ▶ pressed while a seek was read: taken once it lands
         reads = self._reads
-        self.destroyed.connect(lambda *_: reads.cancel())  # a read landing later finds no controller
+        self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no controller
 
     @property
     def playing(self) -> bool:
@@ -98,7 +99,7 @@ class ReplayController(QObject):
     def close(self) -> None:
         """Stop playing; a seek still being read is dropped."""
         self.pause()
-        self._reads.cancel()
+        self._reads.drop()
 
     def _trail(self) -> int:
         return seek_trail(self.trail_length, len(self.source.idents))
@@ -106,6 +107,10 @@ class ReplayController(QObject):
     def _seek_failed(self, why: str) -> None:
         self._forward_after_seek = False
         self.seek_failed.emit(why)
+
+    def show(self, t: float, snapshots: dict[str, DeviceSnapshot]) -> None:
+        """Show an instant already read (the session's start, read when it was opened)."""
+        self._seeded((t, snapshots))
 
     def _seeded(self, found: tuple[float, dict[str, DeviceSnapshot]] | None) -> None:
         if not self.seeking:
@@ -374,14 +379,15 @@ class ReplayBar(QWidget):
         self.slider.jumped.connect(lambda _: self._seek_to_slider())
         self.strip.clicked_at.connect(self._seek_to_fraction)
 
-    def attach(self, controller: ReplayController, title: str) -> None:
-        """Drive ``controller`` from this bar (replacing any previous one)."""
+    def attach(self, controller: ReplayController, title: str, density: list[float]) -> None:
+        """Drive ``controller`` from this bar (replacing any previous one); ``density``: messages
+        per time bin over the session (`ReplaySource.density`)."""
         self.controller = controller
         source = controller.source
         self.title.setText(title)
         self.start_label.setText(utc_text(source.start))
         self.end_label.setText(utc_text(source.end))
-        self.strip.set_density(source.density(200))
+        self.strip.set_density(density)
         controller.moved.connect(self._moved)
         controller.playing_changed.connect(lambda on: self.play.setIcon(self._icons["pause" if on else "play"]))
         controller.set_speed(SPEEDS[self.speed.currentIndex()][1])

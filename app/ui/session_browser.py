@@ -72,7 +72,7 @@ class SessionBrowser(QDialog):
         self._import_note = ""
         self._read = BackgroundRead(lambda: self.recorder.path, self._show, self._read_failed, "trackmon-sessions")
         reads = self._read
-        self.destroyed.connect(lambda *_: reads.cancel())  # a read landing later finds no table
+        self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no table
         self.file_label.setTextFormat(Qt.TextFormat.PlainText)
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cached_property, partial
 
 from app.core.fleet import Fleet
 from app.server.replay_sender import replay_session
 from app.server.stream_client import StreamSender
-from app.store.replay import ReplaySource
+from app.store.replay import OpenedSession, open_session
+from app.ui.background_read import BackgroundRead
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
 from app.ui.new_session_prompt import confirm_new_session
-from app.ui.replay import ReplayController
+from app.ui.replay import DENSITY_BINS, ReplayController
 from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
 from app.ui.trip_panel import duration_text
@@ -113,25 +115,49 @@ class SessionsMixin:
         if selected in self.device_model.rows:
             self._map_clicked(selected)
 
+    @property
+    def replay_opening(self) -> bool:
+        """A session is being opened for replay (read in a file reader thread)."""
+        return self._replay_opener.busy
+
+    @cached_property
+    def _replay_opener(self) -> BackgroundRead:
+        opener = BackgroundRead(lambda: self.recorder.path, self._replay_opened, self._replay_open_failed,
+                                "trackmon-replay-open")
+        self.destroyed.connect(lambda *_: opener.drop())  # a session opened after the window is gone is not shown
+        return opener
+
     def enter_replay(self, session_id: int, idents: tuple[str, ...] | None = None) -> None:
-        """Show a recorded session at an instant, with the timeline bar (live recording goes on)."""
+        """Show a recorded session from its start, with the timeline bar (live recording goes on).
+        The session is read in a file reader thread (seconds for a long one); the window switches
+        when it has been read, and the last session asked for is the one shown."""
+        self.statusBar().showMessage(f"Opening session {session_id} for replay…")
+        self._replay_opener.request(partial(open_session, session_id, idents, self.settings.trail_length,
+                                            DENSITY_BINS))
+
+    def _replay_open_failed(self, why: str) -> None:
+        self.statusBar().showMessage(f"Could not open the session for replay: {why}", 15000)
+
+    def _replay_opened(self, opened: OpenedSession) -> None:
+        if self.replay_opening:  # the user asked for another session meanwhile: that one is shown
+            return
+        self.statusBar().clearMessage()
         self.leave_replay(show_live=False)
-        source = ReplaySource(self.reader, session_id, idents)
+        source = opened.source.on(self.reader)
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
         self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path, self)
+        self.replay_everyone = opened.everyone
         self.replay.moved.connect(lambda _: self._replay_moved())
         self.replay.seeked.connect(self._replay_seeked)
         self.replay.seek_failed.connect(self._replay_seek_failed)
         self.fleet = fleet
-        self._reset_views()  # the replay's fleet from now on, empty until the first instant is read
-        self._fit_when_seeked = True  # the whole fleet in view once the first instant is read
-        self.replay.seek(source.start)
-        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        label = f"session {session_id}" + (f" · {name[0]}" if name and name[0] else "")
-        if idents is not None:
-            label += f" · {len(idents)} of {len(ReplaySource(self.reader, session_id).idents)} devices"
-        self.replay_bar.attach(self.replay, label)
+        self._fit_when_seeked = True  # the whole fleet in view at the first instant
+        self.replay.show(source.start, opened.start)
+        label = f"session {source.session_id}" + (f" · {opened.name}" if opened.name else "")
+        if source.filter.idents is not None:
+            label += f" · {len(source.idents)} of {len(opened.everyone)} devices"
+        self.replay_bar.attach(self.replay, label, opened.density)
         self.replay_bar.show()
         self.left.setCurrentIndex(1)
         self.side_tabs.setCurrentWidget(self.trip_panel)
@@ -149,7 +175,8 @@ class SessionsMixin:
             self.map.call("fitAll")
 
     def leave_replay(self, show_live: bool = True) -> None:
-        """Back to the live view."""
+        """Back to the live view (a session still being opened for replay is not shown)."""
+        self._replay_opener.drop()
         if self.replay is None:
             return
         self.replay.close()
@@ -185,7 +212,7 @@ class SessionsMixin:
         if self.replay is None:
             return
         session = self.replay.source.session_id
-        everyone = ReplaySource(self.reader, session).idents
+        everyone = self.replay_everyone
         current = set(self.replay.source.idents)
         names = {i: d.name for i, d in self.fleet.devices.items()}
         chosen = DevicePicker.pick(self, everyone, current, names)

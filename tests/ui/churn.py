@@ -64,6 +64,7 @@ async def churn_cycle(window: MainWindow, browser: SessionBrowser, workdir: Path
     browser.refresh()
     await until(lambda: not browser.reading, timeout, "the session list")
     window.enter_replay(max(s.id for s in browser.sessions if s.id != window.recorder.session_id))
+    await until(lambda: not window.replay_opening and window.replay is not None, timeout, "the replay to open")
     window.replay.seek((window.replay.source.start + window.replay.source.end) / 2)
     await until(lambda: not window.replay.seeking, timeout, "the replay seek")
     window.replay_bar.speed.setCurrentIndex(window.replay_bar.speed.count() - 1)

@@ -82,6 +82,13 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20, what: st
         await asyncio.sleep(0.05)
 
 
+def enter_replay(loop: Any, window: Any, session_id: int, idents: tuple[str, ...] | None = None) -> None:
+    """Open a session for replay in the window (read in a file reader thread) and wait until it shows."""
+    window.enter_replay(session_id, idents)
+    run(loop, wait_until(lambda: not window.replay_opening and window.replay is not None
+                         and window.replay.source.session_id == session_id, what="the session opened for replay"))
+
+
 def answer_modal(label: str, prepare: Callable[[Any], None] | None = None) -> list[Any]:
     """Once a modal dialog opens, run ``prepare(dialog)`` and click its button labelled ``label``
     (as a user would); returns a list that receives the dialog."""

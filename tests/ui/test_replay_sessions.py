@@ -7,7 +7,7 @@ import csv
 
 from app.ui.device_model import COLUMNS
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import map_state, post, run, wait_until
+from tests.ui.conftest import enter_replay, map_state, post, run, wait_until
 
 T0 = 1_767_225_600.0
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -54,7 +54,7 @@ def recorded_window(loop, make_window):
 
 def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
-    window.enter_replay(1)
+    enter_replay(loop, window, 1)
     assert window.replay_bar.isVisible() and "REPLAY" in window.windowTitle()
     assert window.replay.source.start == T0 and window.replay.source.end == T0 + 392
 
@@ -106,7 +106,7 @@ def test_replay_seeks_plays_and_returns_to_live(loop, make_window) -> None:
 
 def test_replay_of_a_subset_of_devices(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
-    window.enter_replay(1, ("b",))
+    enter_replay(loop, window, 1, ("b",))
     window.replay.seek(T0 + 300)
     run(loop, wait_until(lambda: not window.replay.seeking, what="the seek"))
     window.frame()
@@ -124,7 +124,7 @@ def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make
     from app.store.replay import ReplaySource
 
     window = recorded_window(loop, make_window)
-    window.enter_replay(1)
+    enter_replay(loop, window, 1)
     run(loop, wait_until(lambda: not window.replay.seeking, what="the first instant"))
     readers: list[int] = []
 
@@ -148,11 +148,52 @@ def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make
     assert window.replay.t == T0 + 300 and table_positions(window) == expected_at(T0 + 300)
 
 
+def test_a_session_is_opened_for_replay_off_the_gui_thread_and_the_last_asked_for_shows(loop, make_window) -> None:
+    """Opening a long session reads its devices, its density over time and every device at its
+    start: seconds on the GUI thread. It is read in a reader thread; the window stays live until it
+    is read, shows the session asked for last, and shows none if the user went back to live."""
+    import sys
+    import threading
+
+    from app.store.replay import open_session
+
+    window = recorded_window(loop, make_window)
+    assert post_sync(loop, window, [{"ident": "live", "timestamp": T0 + 1000}]) == 200
+    readers: list[int] = []
+
+    def watch(frame, event, _arg) -> None:  # observes who opens sessions; changes nothing
+        if event == "call" and frame.f_code is open_session.__code__:
+            readers.append(threading.get_ident())
+
+    threading.setprofile(watch)
+    sys.setprofile(watch)
+    try:
+        window.enter_replay(2)
+        window.enter_replay(1, ("a",))
+        assert window.replay is None and window.fleet is window.live_fleet  # live until it is read
+        run(loop, wait_until(lambda: not window.replay_opening, what="the session opened"))
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    assert readers and threading.get_ident() not in readers
+    assert window.replay.source.session_id == 1 and "1 of 3 devices" in window.windowTitle()
+    window.enter_replay(2)
+    window.leave_replay()  # back to live before session 2 was read: it does not show
+    run(loop, wait_until(lambda: not any(t.name == "trackmon-replay-open" for t in threading.enumerate()),
+                         what="the dropped read to end"))
+    run(loop, asyncio.sleep(0.2))  # its result reaches the loop (and is ignored)
+    assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
+
+
+def post_sync(loop, window, messages: list[dict]) -> int:
+    return run(loop, post(window.urls()[0], messages))
+
+
 def test_play_and_steps_pressed_while_a_seek_is_read_start_where_it_lands(loop, make_window) -> None:
     """The user clicks the timeline and presses play or a step before the instant is read: they
     act from the clicked instant, not from the one shown before it."""
     window = recorded_window(loop, make_window)
-    window.enter_replay(1)
+    enter_replay(loop, window, 1)
     replay = window.replay
     times = sorted(m["timestamp"] for m in history())
 
@@ -233,23 +274,24 @@ def test_a_session_is_sent_to_another_listener_from_the_window(loop, make_window
     conn.close()
 
 
-def test_a_frame_in_progress_survives_switching_to_replay(loop, make_window) -> None:
+def test_a_frame_in_progress_survives_switching_back_to_live(loop, make_window) -> None:
     import asyncio
     window = recorded_window(loop, make_window)
+    enter_replay(loop, window, 1)
 
     async def scenario() -> None:
         assert await post(window.urls()[0], [{"ident": "live-only", "timestamp": T0, "position.latitude": 1.0,
                                               "position.longitude": 1.0}]) == 200
         await wait_until(lambda: "live-only" in window.live_fleet.devices, what="live message")
         window.frame_timer.stop()
-        window._next_frame()  # a sliced frame for the live fleet starts...
+        window.fleet.mark_all_changed()
+        window._next_frame()  # a sliced frame for the replay's fleet starts...
         await asyncio.sleep(0)  # ...and takes its first step
-        window.enter_replay(1)  # the views switch to another fleet in between
-        assert window.device_model.fleet is window.fleet  # at once, before the first instant is read
+        window.leave_replay()  # the views switch to the live fleet in between
         await asyncio.sleep(0.3)  # the rest of that frame runs now
 
     run(loop, scenario())
-    assert window.fleet is not window.live_fleet and "live-only" not in window.device_model.rows
+    assert window.fleet is window.live_fleet and set(window.device_model.rows) == {"live-only"}
 
 
 def test_import_errors_are_shown_as_plain_text(loop, make_window, tmp_path) -> None:

@@ -16,7 +16,7 @@ from app.ui.device_model import COLUMNS
 from app.ui.health_panel import shown_bins
 from app.ui.health_rules import HealthRulesDialog, load_thresholds, save_thresholds
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import post, run, wait_until
+from tests.ui.conftest import enter_replay, post, run, wait_until
 from tests.ui.test_replay_sessions import T0, recorded_window
 
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -123,7 +123,7 @@ def test_selected_device_only_says_when_nothing_is_selected(loop, make_window) -
 
 def test_clicking_the_timeline_strip_or_groove_seeks(loop, make_window) -> None:
     window = recorded_window(loop, make_window)
-    window.enter_replay(1)
+    enter_replay(loop, window, 1)
     bar = window.replay_bar
     span = window.replay.source.end - window.replay.source.start
     QTest.qWait(50)
