@@ -121,6 +121,11 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     export.crop.to_slider.setValue(850)
     await shots.shot("export-crop", export, "screenshot-export.png")
     export.close()
+    browser = window.open_sessions()
+    while browser.reading:
+        await asyncio.sleep(0.05)
+    await shots.shot("sessions", browser)
+    browser.close()
     window.enter_replay(1)
     while window.replay_opening or window.replay is None:
         await asyncio.sleep(0.05)
