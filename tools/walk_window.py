@@ -116,6 +116,8 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     await window.stop_demo()
     window.new_session()
     export = window.open_export(1)
+    while export.reading:
+        await asyncio.sleep(0.05)
     export.devices.item(0).setCheckState(export.devices.item(0).checkState().Unchecked)
     export.crop.from_slider.setValue(400)
     export.crop.to_slider.setValue(850)

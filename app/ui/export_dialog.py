@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QDateTime, Qt, QTimeZone
@@ -39,6 +41,8 @@ from app.store.exporters import Cancelled, collect_param_keys
 from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ReplaySource
+from app.store.snapshot import read_snapshot
+from app.ui.background_read import BackgroundRead
 from app.ui.device_picker import with_all_none
 from app.ui.thread_bridge import ThreadBridge
 from app.ui.time_crop import TimeCrop
@@ -68,15 +72,9 @@ class ExportDialog(QDialog):
         self.db = db
         self.session_id = session_id
         self.title = title
-        conn = sqlite3.connect(db)
-        try:
-            source = ReplaySource(conn, session_id)
-            start, end = source.start, source.end
-            idents = source.idents
-            names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
-                                      (session_id,)).fetchall())
-        finally:
-            conn.close()
+        # The session's devices and span are read in a reader thread (0.6 s for a 3M-message
+        # session): the dialog opens at once and can export once they are in.
+        start = end = time.time()
         self.format = QComboBox()
         self.format.addItems(list(FILE_FORMATS))
         unavailable = []
@@ -94,12 +92,6 @@ class ExportDialog(QDialog):
         self.format_hint.setVisible(bool(unavailable))
         self.format.currentTextChanged.connect(self._format_changed)
         self.devices = QListWidget()
-        for ident in idents:
-            item = QListWidgetItem(f"{names[ident]} · {ident}" if names.get(ident) else ident)
-            item.setData(Qt.ItemDataRole.UserRole, ident)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked)
-            self.devices.addItem(item)
         self.devices.setMaximumHeight(120)
         self.t_from = QDateTimeEdit(_utc(start), displayFormat="yyyy-MM-dd HH:mm:ss 'UTC'")
         self.t_to = QDateTimeEdit(_utc(end + 1), displayFormat="yyyy-MM-dd HH:mm:ss 'UTC'")
@@ -120,9 +112,10 @@ class ExportDialog(QDialog):
         self.bar = QProgressBar()
         self.bar.setRange(0, 100)
         self.bar.setValue(0)
-        self.status = QLabel("")
+        self.status = QLabel("Reading the session…")
         self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.start_button = QPushButton("Export")
+        self.start_button.setEnabled(False)  # until the session's devices and span are read
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Close")
         self.cancel_button.clicked.connect(self._cancel_or_close)
@@ -150,6 +143,34 @@ class ExportDialog(QDialog):
         self.cancel_event: threading.Event | None = None
         self.thread: threading.Thread | None = None
         self._format_changed("gpx")
+        self._read = BackgroundRead(lambda: self.db, self._session_read, self._read_failed, "trackmon-export-open")
+        reads = self._read
+        self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no dialog
+        for widget in (self.devices, self.crop):
+            widget.setEnabled(False)  # nothing to choose from until the session is read
+        self._read.request(partial(read_export_choices, session_id))
+
+    @property
+    def reading(self) -> bool:
+        """The session's devices and span are still being read (nothing can be exported yet)."""
+        return self._read.busy
+
+    def _session_read(self, choices: ExportChoices) -> None:
+        for ident in choices.idents:
+            name = choices.names.get(ident)
+            item = QListWidgetItem(f"{name} · {ident}" if name else ident)
+            item.setData(Qt.ItemDataRole.UserRole, ident)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            self.devices.addItem(item)
+        self.crop.set_span(choices.start, choices.end + 1)
+        for widget in (self.devices, self.crop):
+            widget.setEnabled(True)
+        self.status.setText("")
+        self.start_button.setEnabled(True)
+
+    def _read_failed(self, why: str) -> None:
+        self.status.setText(f"Could not read the session: {why}")
 
     def _format_changed(self, fmt: str) -> None:
         self.valid_only.setChecked(fmt != "csv")
@@ -176,7 +197,9 @@ class ExportDialog(QDialog):
                            float(self.t_to.dateTime().toSecsSinceEpoch()), self.valid_only.isChecked())
 
     def start(self) -> None:
-        """Run the export in a worker thread."""
+        """Run the export in a worker thread (once the session has been read)."""
+        if self.reading or not self.start_button.isEnabled():
+            return
         target = Path(self.path.text()).expanduser()
         fmt = self.format.currentText()
         f = self.point_filter()
@@ -218,6 +241,25 @@ class ExportDialog(QDialog):
             self.cancel_event.set()
         else:
             self.accept()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportChoices:
+    """What the dialog offers for a session: its devices (with their names) and its span."""
+
+    idents: list[str]
+    names: dict[str, str]
+    start: float
+    end: float
+
+
+def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoices:
+    """In a reader thread: the session's devices, their names and its span, in one snapshot."""
+    with read_snapshot(conn):
+        source = ReplaySource(conn, session_id)
+        names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
+                                  (session_id,)).fetchall())
+    return ExportChoices(source.idents, names, source.start, source.end)
 
 
 def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,

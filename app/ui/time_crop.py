@@ -67,6 +67,12 @@ class TimeCrop(QWidget):
         self.kept.setText(f"Keeps {duration_text(kept)} of {duration_text(span)} ({kept / span:.0%})" if t1 > t0
                           else "Nothing: 'From' is after 'To'")
 
+    def set_span(self, start: float, end: float) -> None:
+        """The session's span became known: the handles cover it, and all of it is kept."""
+        self.start, self.end = start, max(end, start + 1)
+        self.reset()
+        self._edited()
+
     def reset(self) -> None:
         """The whole session again."""
         self.t_from.setDateTime(QDateTime.fromSecsSinceEpoch(int(self.start), QTimeZone.utc()))

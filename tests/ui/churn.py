@@ -52,6 +52,7 @@ async def churn_cycle(window: MainWindow, browser: SessionBrowser, workdir: Path
 
     target = workdir / f"export-{cycle}.gpx"
     dialog = window.open_export(window.recorder.session_id)
+    await until(lambda: not dialog.reading, timeout, "the export dialog to read the session")
     dialog.path.setText(str(target))
     dialog.start()
     await until(lambda: dialog.thread is None, timeout, "export")

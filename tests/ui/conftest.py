@@ -89,6 +89,13 @@ def enter_replay(loop: Any, window: Any, session_id: int, idents: tuple[str, ...
                          and window.replay.source.session_id == session_id, what="the session opened for replay"))
 
 
+def open_export(loop: Any, window: Any, session_id: int) -> Any:
+    """Open the export dialog for a session and wait until it has read the session."""
+    dialog = window.open_export(session_id)
+    run(loop, wait_until(lambda: not dialog.reading, what="the export dialog to read the session"))
+    return dialog
+
+
 def answer_modal(label: str, prepare: Callable[[Any], None] | None = None) -> list[Any]:
     """Once a modal dialog opens, run ``prepare(dialog)`` and click its button labelled ``label``
     (as a user would); returns a list that receives the dialog."""

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
 from app.ui.device_picker import DevicePicker
-from tests.ui.conftest import run, wait_until
+from tests.ui.conftest import open_export, run, wait_until
 from tests.ui.test_replay_sessions import T0, recorded_window
 
 
@@ -18,7 +18,7 @@ def buttons(widget) -> dict[str, QPushButton]:
 
 def test_export_selects_all_or_none_and_crops_to_a_time_range(loop, make_window, tmp_path) -> None:
     window = recorded_window(loop, make_window)  # a, b, c: 40 messages each, 10 s apart from T0
-    dialog = window.open_export(1)
+    dialog = open_export(loop, window, 1)
     dialog.format.setCurrentText("csv")
     checked = lambda: [dialog.devices.item(i).checkState() == Qt.CheckState.Checked  # noqa: E731
                        for i in range(dialog.devices.count())]

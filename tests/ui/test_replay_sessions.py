@@ -7,7 +7,7 @@ import csv
 
 from app.ui.device_model import COLUMNS
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import enter_replay, map_state, post, run, wait_until
+from tests.ui.conftest import enter_replay, map_state, open_export, post, run, wait_until
 
 T0 = 1_767_225_600.0
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -238,7 +238,7 @@ def test_session_browser_lists_renames_and_protects_the_live_session(loop, make_
 
 def test_export_dialog_writes_the_chosen_devices(loop, make_window, tmp_path) -> None:
     window = recorded_window(loop, make_window)
-    dialog = window.open_export(1)
+    dialog = open_export(loop, window, 1)
     dialog.format.setCurrentText("csv")
     dialog.devices.item(0).setCheckState(dialog.devices.item(0).checkState().Unchecked)  # drop "a"
     target = tmp_path / "out.csv"
