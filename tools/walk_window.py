@@ -129,8 +129,10 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     await shots.shot("sessions", browser)
     browser.close()
     window.enter_replay(1)
-    while window.replay_opening or window.replay is None:
+    while window.replay_opening:
         await asyncio.sleep(0.05)
+    if window.replay is None:
+        raise SystemExit(f"replay did not open: {window.statusBar().currentMessage()}")
     source = window.replay.source
     window.replay.seek(source.start + (source.end - source.start) * 0.5)
     while window.replay.seeking:

@@ -445,6 +445,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     async def shutdown(self) -> None:
         """Stop the demo feed and the listener, close the session."""
+        self._replay_opener.drop()  # a session still being opened for replay is not shown any more
+        if self.replay is not None:
+            self.replay.close()
         self.frame_timer.stop()
         self.tick_timer.stop()
         await self.stop_tunnel()

@@ -388,6 +388,11 @@ class ReplayBar(QWidget):
         self.start_label.setText(utc_text(source.start))
         self.end_label.setText(utc_text(source.end))
         self.strip.set_density(density)
+        self._seek_timer.stop()  # a drag over the previous session's timeline does not seek this one
+        self.slider.blockSignals(True)
+        self.slider.setSliderDown(False)
+        self.slider.blockSignals(False)
+        self._filter_changed(self.filter.text())  # the filter typed applies to this session too
         controller.moved.connect(self._moved)
         controller.playing_changed.connect(lambda on: self.play.setIcon(self._icons["pause" if on else "play"]))
         controller.set_speed(SPEEDS[self.speed.currentIndex()][1])

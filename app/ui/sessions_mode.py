@@ -136,6 +136,8 @@ class SessionsMixin:
                                             DENSITY_BINS))
 
     def _replay_open_failed(self, why: str) -> None:
+        if self.replay_opening:  # a session asked for later is on its way: this one is not wanted any more
+            return
         self.statusBar().showMessage(f"Could not open the session for replay: {why}", 15000)
 
     def _replay_opened(self, opened: OpenedSession) -> None:
@@ -176,6 +178,8 @@ class SessionsMixin:
 
     def leave_replay(self, show_live: bool = True) -> None:
         """Back to the live view (a session still being opened for replay is not shown)."""
+        if self.replay_opening:
+            self.statusBar().clearMessage()  # "Opening session N…" is not true any more
         self._replay_opener.drop()
         if self.replay is None:
             return
@@ -211,11 +215,17 @@ class SessionsMixin:
     def _choose_replay_devices(self) -> None:
         if self.replay is None:
             return
-        session = self.replay.source.session_id
-        everyone = self.replay_everyone
-        current = set(self.replay.source.idents)
+        replay = self.replay
+        session = replay.source.session_id
+        everyone = set(self.replay_everyone)
+        if session == self.recorder.session_id:  # still being recorded: devices may have joined since it opened
+            everyone |= set(self.live_fleet.devices)
+        everyone = sorted(everyone)
+        current = set(replay.source.idents)
         names = {i: d.name for i, d in self.fleet.devices.items()}
         chosen = DevicePicker.pick(self, everyone, current, names)
+        if self.replay is not replay:  # another session opened while the picker was up: it stays
+            return
         if chosen is not None and set(chosen) != current:
             self.enter_replay(session, None if len(chosen) == len(everyone) else tuple(chosen))
 

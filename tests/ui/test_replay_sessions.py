@@ -185,6 +185,39 @@ def test_a_session_is_opened_for_replay_off_the_gui_thread_and_the_last_asked_fo
     assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
 
 
+def test_the_device_picker_replays_the_chosen_devices_and_offers_every_device(loop, make_window) -> None:
+    from PySide6.QtCore import Qt
+
+    from tests.ui.conftest import answer_modal
+
+    window = recorded_window(loop, make_window)
+    enter_replay(loop, window, 1, ("a",))
+    offered: list[list[str]] = []
+
+    def only_b_and_c(picker) -> None:
+        offered.append([picker.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.list.count())])
+        for i in range(picker.list.count()):
+            item = picker.list.item(i)
+            item.setCheckState(Qt.CheckState.Unchecked if item.data(Qt.ItemDataRole.UserRole) == "a"
+                               else Qt.CheckState.Checked)
+
+    answer_modal("OK", only_b_and_c)
+    window.replay_bar.devices.click()
+    run(loop, wait_until(lambda: not window.replay_opening and window.replay.source.idents == ["b", "c"],
+                         what="the chosen devices replayed"))
+    assert offered == [["a", "b", "c"]]  # every device of the session, not only the ones replayed
+    assert "2 of 3 devices" in window.windowTitle()
+
+
+def test_back_to_live_while_a_session_opens_says_nothing_more_about_it(loop, make_window) -> None:
+    window = recorded_window(loop, make_window)
+    enter_replay(loop, window, 1)
+    window.enter_replay(2)
+    assert window.statusBar().currentMessage() == "Opening session 2 for replay…"
+    window.replay_bar.live.click()
+    assert window.replay is None and window.statusBar().currentMessage() == ""
+
+
 def post_sync(loop, window, messages: list[dict]) -> int:
     return run(loop, post(window.urls()[0], messages))
 
