@@ -57,7 +57,6 @@ class SessionBrowser(QDialog):
     export_requested = Signal(int)
     send_requested = Signal(int)
     import_finished = Signal(str)  # '' on success, else the error (emitted on the GUI thread)
-    refreshed = Signal()  # the table shows what the file held when the last read began
 
     def __init__(self, recorder: Recorder, parent=None) -> None:
         super().__init__(parent)
@@ -106,8 +105,8 @@ class SessionBrowser(QDialog):
         return self._read.busy
 
     def refresh(self) -> None:
-        """Re-read the sessions from the file, in the background; `refreshed` says when the
-        table shows them."""
+        """Re-read the sessions from the file, in the background (`reading` until the table
+        shows them)."""
         if not self._import_note:
             self.file_label.setText("Reading sessions…")  # the rows shown may be out of date meanwhile
         self._read.request(read_sessions)
@@ -158,7 +157,6 @@ class SessionBrowser(QDialog):
             # Newest session that is not being recorded: the one a user most likely wants to replay.
             rows = [r for r in range(self.table.rowCount()) if self.table.item(r, 10).text() != "recording"]
             self.table.selectRow(rows[0] if rows else 0)
-        self.refreshed.emit()
 
     def _size_columns(self) -> None:
         """Every column as wide as its contents, once; the note column takes the rest."""

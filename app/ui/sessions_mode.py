@@ -217,10 +217,10 @@ class SessionsMixin:
             return
         replay = self.replay
         session = replay.source.session_id
-        everyone = set(self.replay_everyone)
+        known = set(self.replay_everyone)
         if session == self.recorder.session_id:  # still being recorded: devices may have joined since it opened
-            everyone |= set(self.live_fleet.devices)
-        everyone = sorted(everyone)
+            known |= set(self.live_fleet.devices)
+        everyone = sorted(known)
         current = set(replay.source.idents)
         names = {i: d.name for i, d in self.fleet.devices.items()}
         chosen = DevicePicker.pick(self, everyone, current, names)
