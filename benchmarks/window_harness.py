@@ -24,8 +24,10 @@ class BenchWindow:
 def open_window(db: Path, token: str) -> BenchWindow:
     """A shown 1440×900 MainWindow recording into ``db``, its listener on a free port."""
     from app.ui.launch import prepare_webengine
+    from app.ui.malloc_arenas import limit_malloc_arenas
 
     prepare_webengine()
+    limit_malloc_arenas()  # as `launch` does
     from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 

@@ -66,6 +66,7 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
     """Run the window until it is closed; returns the exit code. ``listener_setup`` is the
     command line's own validation, so the window and `trackmon record` refuse the same options."""
     from app.paths import default_db
+    from app.ui.malloc_arenas import limit_malloc_arenas
 
     if not has_display():
         raise LaunchError("no display found (DISPLAY/WAYLAND_DISPLAY unset); for headless recording use "
@@ -76,6 +77,7 @@ def launch(args: argparse.Namespace, listener_setup: ListenerSetup) -> int:
             raise LaunchError(f"the window needs system libraries Qt's X11 plugin cannot find; Debian/Ubuntu: "
                            f"sudo apt-get install {' '.join(missing)} (headless recording: `trackmon record`)")
     prepare_webengine()
+    limit_malloc_arenas()  # before Qt's and our threads start (see app/ui/malloc_arenas.py)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
     from PySide6.QtCore import QSettings
