@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,26 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+@contextmanager
+def threads_calling(function: Callable[..., Any]) -> Iterator[list[int]]:
+    """Within the block, the idents of the threads that call ``function`` (observed with a
+    profiling hook, which changes nothing): which thread does a job, as a test asks it."""
+    callers: list[int] = []
+    code = function.__code__
+
+    def watch(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code is code:
+            callers.append(threading.get_ident())
+
+    threading.setprofile(watch)
+    sys.setprofile(watch)
+    try:
+        yield callers
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
 
 
 def enter_replay(loop: Any, window: Any, session_id: int, idents: tuple[str, ...] | None = None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyogrio
 
 from app.store.geo_export import INSTALL_HINT
-from tests.ui.conftest import open_export, run, wait_until
+from tests.ui.conftest import open_export, run, threads_calling, wait_until
 from tests.ui.test_replay_sessions import recorded_window
 
 
@@ -38,28 +38,16 @@ def test_export_dialog_writes_a_geopackage_gdal_reads(loop, make_window, tmp_pat
 def test_the_export_dialog_reads_the_session_off_the_gui_thread(loop, make_window) -> None:
     """Its devices and span took 0.6 s to read for a 3M-message session, on the GUI thread. The
     dialog opens at once, offers nothing to export until they are read, and reads them elsewhere."""
-    import sys
     import threading
 
     from app.ui.export_dialog import read_export_choices
 
     window = recorded_window(loop, make_window)
-    readers: list[int] = []
-
-    def watch(frame, event, _arg) -> None:  # observes who reads the session; changes nothing
-        if event == "call" and frame.f_code is read_export_choices.__code__:
-            readers.append(threading.get_ident())
-
-    threading.setprofile(watch)
-    sys.setprofile(watch)
-    try:
+    with threads_calling(read_export_choices) as readers:
         dialog = window.open_export(1)
         assert dialog.reading and not dialog.start_button.isEnabled() and dialog.devices.count() == 0
         assert dialog.status.text() == "Reading the session…"
         run(loop, wait_until(lambda: not dialog.reading, what="the session read"))
-    finally:
-        sys.setprofile(None)
-        threading.setprofile(None)
     assert readers and threading.get_ident() not in readers
     assert dialog.start_button.isEnabled() and dialog.devices.count() == 3 and dialog.status.text() == ""
     assert dialog.t_from.dateTime().toSecsSinceEpoch() == 1_767_225_600  # the session's first message

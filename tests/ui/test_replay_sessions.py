@@ -7,7 +7,7 @@ import csv
 
 from app.ui.device_model import COLUMNS
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import enter_replay, map_state, open_export, post, run, wait_until
+from tests.ui.conftest import enter_replay, map_state, open_export, post, run, threads_calling, wait_until
 
 T0 = 1_767_225_600.0
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -118,7 +118,6 @@ def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make
     """A seek reads the latest batches of every device; in the soak (500 devices, a file growing at
     5,000 msg/s) that froze the window for up to 2.4 s. The read runs in another thread, the views
     keep the instant shown until it lands, and of several seeks made meanwhile the last one counts."""
-    import sys
     import threading
 
     from app.store.replay import ReplaySource
@@ -126,22 +125,11 @@ def test_a_replay_seek_is_read_off_the_gui_thread_and_the_newest_wins(loop, make
     window = recorded_window(loop, make_window)
     enter_replay(loop, window, 1)
     run(loop, wait_until(lambda: not window.replay.seeking, what="the first instant"))
-    readers: list[int] = []
-
-    def watch(frame, event, _arg) -> None:  # observes who reads snapshots; changes nothing
-        if event == "call" and frame.f_code is ReplaySource.snapshot.__code__:
-            readers.append(threading.get_ident())
-
-    threading.setprofile(watch)
-    sys.setprofile(watch)
-    try:
+    with threads_calling(ReplaySource.snapshot) as readers:
         for t in (T0 + 50, T0 + 100, T0 + 200, T0 + 300):
             window.replay.seek(t)
         assert window.replay.seeking and window.replay.t == T0  # still showing the instant before
         run(loop, wait_until(lambda: not window.replay.seeking, what="the seeks"))
-    finally:
-        sys.setprofile(None)
-        threading.setprofile(None)
     assert readers and threading.get_ident() not in readers
     assert len(readers) <= 2  # the one in flight and the newest: the two between were dropped
     window.frame()
@@ -152,29 +140,17 @@ def test_a_session_is_opened_for_replay_off_the_gui_thread_and_the_last_asked_fo
     """Opening a long session reads its devices, its density over time and every device at its
     start: seconds on the GUI thread. It is read in a reader thread; the window stays live until it
     is read, shows the session asked for last, and shows none if the user went back to live."""
-    import sys
     import threading
 
     from app.store.replay import open_session
 
     window = recorded_window(loop, make_window)
     assert post_sync(loop, window, [{"ident": "live", "timestamp": T0 + 1000}]) == 200
-    readers: list[int] = []
-
-    def watch(frame, event, _arg) -> None:  # observes who opens sessions; changes nothing
-        if event == "call" and frame.f_code is open_session.__code__:
-            readers.append(threading.get_ident())
-
-    threading.setprofile(watch)
-    sys.setprofile(watch)
-    try:
+    with threads_calling(open_session) as readers:
         window.enter_replay(2)
         window.enter_replay(1, ("a",))
         assert window.replay is None and window.fleet is window.live_fleet  # live until it is read
         run(loop, wait_until(lambda: not window.replay_opening, what="the session opened"))
-    finally:
-        sys.setprofile(None)
-        threading.setprofile(None)
     assert readers and threading.get_ident() not in readers
     assert window.replay.source.session_id == 1 and "1 of 3 devices" in window.windowTitle()
     window.enter_replay(2)
@@ -384,27 +360,15 @@ def test_the_session_list_is_read_off_the_gui_thread(loop, make_window) -> None:
     """The list's counts run over every batch of the file: on a 9-million-message file with a cold
     cache that took 1.5 s, and the window froze meanwhile (the soak's worst stalls). The browser
     opens at once, says it is reading, and the list is read by another thread."""
-    import sys
     import threading
 
     from app.store.queries import list_sessions
 
     window = recorded_window(loop, make_window)
-    readers: list[int] = []
-
-    def watch(frame, event, _arg) -> None:  # observes who calls list_sessions; changes nothing
-        if event == "call" and frame.f_code is list_sessions.__code__:
-            readers.append(threading.get_ident())
-
-    threading.setprofile(watch)
-    sys.setprofile(watch)
-    try:
+    with threads_calling(list_sessions) as readers:
         browser = window.open_sessions()
         assert browser.reading and browser.file_label.text() == "Reading sessions…"
         run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
-    finally:
-        sys.setprofile(None)
-        threading.setprofile(None)
     assert readers and threading.get_ident() not in readers
     assert browser.table.rowCount() == 2 and browser.file_label.text().endswith("2 sessions")
     browser.close()
