@@ -18,6 +18,7 @@ from app.core.normalize import Message, normalize
 from app.core.raw_json import element_bytes
 from app.store.codec import decompress_body
 from app.store.points import RawCache
+from app.store.snapshot import read_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,17 @@ def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
         FROM sessions s WHERE s.indexed_batch >= 0 ORDER BY s.id
         """).fetchall()
     return [SessionSummary(*row) for row in rows]
+
+
+def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:
+    """Bytes each session's batches take in the file (compressed bodies)."""
+    return dict(conn.execute("SELECT session_id, sum(length(body)) FROM batches GROUP BY session_id").fetchall())
+
+
+def read_sessions(conn: sqlite3.Connection) -> tuple[list[SessionSummary], dict[int, int]]:
+    """The session browser's list: every session and its stored size, in one snapshot."""
+    with read_snapshot(conn):
+        return list_sessions(conn), stored_sizes(conn)
 
 
 def latest_session_id(conn: sqlite3.Connection) -> int | None:

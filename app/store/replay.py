@@ -209,3 +209,23 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
         density = source.density(density_bins)
         start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)))
     return OpenedSession(source, everyone, row[0] if row and row[0] else "", density, start)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportChoices:
+    """What the dialog offers for a session: its devices (with their names) and its span."""
+
+    idents: list[str]
+    names: dict[str, str]
+    start: float
+    end: float
+
+
+def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoices:
+    """What the export dialog offers for a session, in one snapshot (a reader thread's job: 0.6 s
+    for a 3M-message session)."""
+    with read_snapshot(conn):
+        source = ReplaySource(conn, session_id)
+        names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
+                                  (session_id,)).fetchall())
+    return ExportChoices(source.idents, names, source.start, source.end)

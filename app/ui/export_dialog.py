@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -40,8 +39,7 @@ from app.store.export_file import FILE_FORMATS, SUFFIXES, export_file
 from app.store.exporters import Cancelled, collect_param_keys
 from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
-from app.store.replay import ReplaySource
-from app.store.snapshot import read_snapshot
+from app.store.replay import ExportChoices, read_export_choices
 from app.ui.background_read import BackgroundRead
 from app.ui.device_picker import with_all_none
 from app.ui.thread_bridge import ThreadBridge
@@ -241,25 +239,6 @@ class ExportDialog(QDialog):
             self.cancel_event.set()
         else:
             self.accept()
-
-
-@dataclass(frozen=True, slots=True)
-class ExportChoices:
-    """What the dialog offers for a session: its devices (with their names) and its span."""
-
-    idents: list[str]
-    names: dict[str, str]
-    start: float
-    end: float
-
-
-def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoices:
-    """In a reader thread: the session's devices, their names and its span, in one snapshot."""
-    with read_snapshot(conn):
-        source = ReplaySource(conn, session_id)
-        names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
-                                  (session_id,)).fetchall())
-    return ExportChoices(source.idents, names, source.start, source.end)
 
 
 def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,

@@ -7,7 +7,6 @@ to keep drawing the live stream."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -29,25 +28,13 @@ from PySide6.QtWidgets import (
 
 from app.core.display import utc_text
 from app.store.importers import ImportError_, import_with
-from app.store.queries import SessionSummary, list_sessions
+from app.store.queries import SessionSummary, read_sessions
 from app.store.recorder import Recorder
-from app.store.snapshot import read_snapshot
 from app.ui.background_read import BackgroundRead
 from app.ui.thread_bridge import ThreadBridge
 
 HEADERS = ("ID", "Name", "Note", "First message (UTC)", "Last message (UTC)", "Devices", "Messages", "Re-sent msgs",
            "Rejects", "Stored", "State")
-
-
-def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:
-    """Bytes each session's batches take in the file (compressed bodies)."""
-    return dict(conn.execute("SELECT session_id, sum(length(body)) FROM batches GROUP BY session_id").fetchall())
-
-
-def read_sessions(conn: sqlite3.Connection) -> tuple[list[SessionSummary], dict[int, int]]:
-    """What the browser lists, read in one snapshot (runs in the reading thread)."""
-    with read_snapshot(conn):
-        return list_sessions(conn), stored_sizes(conn)
 
 
 class SessionBrowser(QDialog):

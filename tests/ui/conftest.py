@@ -88,12 +88,15 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 20, what: st
 @contextmanager
 def threads_calling(function: Callable[..., Any]) -> Iterator[list[int]]:
     """Within the block, the idents of the threads that call ``function`` (observed with a
-    profiling hook, which changes nothing): which thread does a job, as a test asks it."""
+    profiling hook: slower, never different): which thread does a job, as a test asks it."""
     callers: list[int] = []
     code = function.__code__
+    watching = True
 
     def watch(frame: Any, event: str, _arg: Any) -> None:
-        if event == "call" and frame.f_code is code:
+        if not watching:  # a thread started inside the block keeps the hook: it stops counting
+            sys.setprofile(None)
+        elif event == "call" and frame.f_code is code:
             callers.append(threading.get_ident())
 
     threading.setprofile(watch)
@@ -101,6 +104,7 @@ def threads_calling(function: Callable[..., Any]) -> Iterator[list[int]]:
     try:
         yield callers
     finally:
+        watching = False
         sys.setprofile(None)
         threading.setprofile(None)
 

@@ -40,7 +40,7 @@ def test_the_export_dialog_reads_the_session_off_the_gui_thread(loop, make_windo
     dialog opens at once, offers nothing to export until they are read, and reads them elsewhere."""
     import threading
 
-    from app.ui.export_dialog import read_export_choices
+    from app.store.replay import read_export_choices
 
     window = recorded_window(loop, make_window)
     with threads_calling(read_export_choices) as readers:
