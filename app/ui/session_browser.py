@@ -98,18 +98,19 @@ class SessionBrowser(QDialog):
             self.file_label.setText("Reading sessions…")  # the rows shown may be out of date meanwhile
         self._read.request(read_sessions)
 
-    def _changed(self, session_id: int, column: int | None, **fields: str) -> None:
-        """The user changed a session (``column`` None: deleted it): shown at once, then the list is
-        read again; what an earlier import said makes way for it."""
+    def _changed(self, session_id: int, **fields: str) -> None:
+        """The user changed a session's name or note (no ``fields``: deleted it): shown at once,
+        then the list is read again; what an earlier import said makes way for it."""
         row = next((r for r in range(self.table.rowCount()) if self.table.item(r, 0).text() == str(session_id)), None)
-        if column is None:
+        if not fields:
             self.sessions = [s for s in self.sessions if s.id != session_id]
             if row is not None:
                 self.table.removeRow(row)
         else:
             self.sessions = [replace(s, **fields) if s.id == session_id else s for s in self.sessions]
-            if row is not None:
-                self.table.item(row, column).setText(next(iter(fields.values())))
+            for field, text in fields.items():
+                if row is not None:
+                    self.table.item(row, HEADERS.index(field.capitalize())).setText(text)
         self._import_note = ""
         self.refresh()
 
@@ -181,7 +182,7 @@ class SessionBrowser(QDialog):
         name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=session.name)
         if ok:
             self.recorder.rename_session(session.id, name.strip())
-            self._changed(session.id, 1, name=name.strip())
+            self._changed(session.id, name=name.strip())
 
     def _note(self) -> None:
         session = self.selected()
@@ -190,7 +191,7 @@ class SessionBrowser(QDialog):
         note, ok = QInputDialog.getMultiLineText(self, "Session note", "Note:", session.note)
         if ok:
             self.recorder.set_note(session.id, note.strip())
-            self._changed(session.id, 2, note=note.strip())
+            self._changed(session.id, note=note.strip())
 
     def _delete(self) -> None:
         session = self.selected()
@@ -205,7 +206,7 @@ class SessionBrowser(QDialog):
                                     "This cannot be undone.")
         if answer == QMessageBox.StandardButton.Yes:
             self.recorder.delete_session(session.id)
-            self._changed(session.id, None)
+            self._changed(session.id)
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import track", "", "Tracks (*.gpx *.csv);;All files (*)")

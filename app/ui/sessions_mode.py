@@ -151,11 +151,12 @@ class SessionsMixin:
         self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path, self)
         self.replay_everyone = opened.everyone
         self.replay.moved.connect(lambda _: self._replay_moved())
-        self.replay.seeked.connect(self._replay_seeked)
-        self.replay.seek_failed.connect(self._replay_seek_failed)
+        self.replay.seeked.connect(lambda _: self._reset_views())
+        self.replay.seek_failed.connect(
+            lambda why: self.statusBar().showMessage(f"Could not read the recording at that instant: {why}", 15000))
         self.fleet = fleet
-        self._fit_when_seeked = True  # the whole fleet in view at the first instant
-        self.replay.show(source.start, opened.start)
+        self.replay.show(source.start, opened.start)  # the views start over from the session's first instant
+        self.map.call("fitAll")
         label = f"session {source.session_id}" + (f" · {opened.name}" if opened.name else "")
         if source.filter.idents is not None:
             label += f" · {len(source.idents)} of {len(opened.everyone)} devices"
@@ -164,17 +165,6 @@ class SessionsMixin:
         self.left.setCurrentIndex(1)
         self.side_tabs.setCurrentWidget(self.trip_panel)
         self.setWindowTitle(f"trackmon — REPLAY {label}")
-
-    def _replay_seek_failed(self, why: str) -> None:
-        self._fit_when_seeked = False
-        self.statusBar().showMessage(f"Could not read the recording at that instant: {why}", 15000)
-
-    def _replay_seeked(self, _t: float) -> None:
-        """A seek's snapshot is in the fleet: the views start over from it."""
-        self._reset_views()
-        if self._fit_when_seeked:
-            self._fit_when_seeked = False
-            self.map.call("fitAll")
 
     def leave_replay(self, show_live: bool = True) -> None:
         """Back to the live view (a session still being opened for replay is not shown)."""

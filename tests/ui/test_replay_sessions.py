@@ -356,6 +356,31 @@ def test_importing_in_the_window_leaves_live_recording_running(loop, make_window
     browser.close()
 
 
+def test_renaming_and_deleting_a_session_show_at_once_and_after_the_list_is_read(loop, make_window) -> None:
+    from tests.ui.conftest import answer_modal
+
+    window = recorded_window(loop, make_window)
+    window.new_session()  # session 3 records; 1 and 2 are closed
+    browser = window.open_sessions()
+    run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
+
+    def row_of(session_id: int) -> int | None:
+        return next((r for r in range(browser.table.rowCount()) if browser.table.item(r, 0).text() == str(session_id)),
+                    None)
+
+    browser.table.selectRow(row_of(1))
+    answer_modal("OK", lambda dialog: dialog.setTextValue("morning run"))
+    browser.actions["Rename…"].click()
+    assert browser.table.item(row_of(1), 1).text() == "morning run" and browser.selected().name == "morning run"
+    browser.table.selectRow(row_of(2))
+    answer_modal("Yes")
+    browser.actions["Delete…"].click()
+    assert row_of(2) is None and all(s.id != 2 for s in browser.sessions)  # before the list is read again
+    run(loop, wait_until(lambda: not browser.reading, what="the list read again"))
+    assert row_of(2) is None and browser.table.item(row_of(1), 1).text() == "morning run"
+    browser.close()
+
+
 def test_the_session_list_is_read_off_the_gui_thread(loop, make_window) -> None:
     """The list's counts run over every batch of the file: on a 9-million-message file with a cold
     cache that took 1.5 s, and the window froze meanwhile (the soak's worst stalls). The browser
