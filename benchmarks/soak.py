@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,18 @@ def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
             stop_process(record)
 
 
+def stall_place(stack: traceback.StackSummary) -> str:
+    """The innermost frame of trackmon's own code in a stack (what to look at), with the frame
+    it was in when that is a library's."""
+    ours = [f for f in stack if "/app/" in f.filename or "/benchmarks/" in f.filename or "/tests/" in f.filename]
+    inner = stack[-1]
+    if not ours:
+        return f"{Path(inner.filename).name}:{inner.name} (no trackmon frame)"
+    frame = ours[-1]
+    place = f"{Path(frame.filename).name}:{frame.name}"
+    return place if frame is inner else f"{place} → {Path(inner.filename).name}:{inner.name}"
+
+
 def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     bench = open_window(workdir / "soak.sqlite", TOKEN)
     from PySide6.QtCore import QTimer
@@ -69,21 +82,24 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
 
     loop, window, collector = bench.loop, bench.window, bench.collector
     me = psutil.Process()
-    result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": [], "stalls": [], "gaps": []}
+    result: dict = {"rss": [], "rounds": 0, "stall_ms": 0.0, "errors": [], "stalls": [], "gaps": [],
+                    "where": []}
     last = [time.perf_counter()]
     gui_thread = threading.get_ident()
     watching = threading.Event()
 
     def watchdog() -> None:
-        """Where the GUI thread is when it has not beaten for a second: one stack per stall."""
+        """Where the GUI thread is when it has not beaten for ``--stack-after`` seconds: one stack per stall."""
         reported = None
-        while not watching.wait(0.25):
+        while not watching.wait(0.05):
             beat_at = last[0]
             if time.perf_counter() - beat_at > args.stack_after and reported != beat_at:
                 reported = beat_at
                 frame = sys._current_frames().get(gui_thread)
                 if frame is not None:
-                    result["stalls"].append("".join(traceback.format_stack(frame)[-12:]))
+                    stack = traceback.extract_stack(frame)
+                    result["stalls"].append("".join(traceback.format_list(stack[-12:])))
+                    result["where"].append(stall_place(stack))
 
     threading.Thread(target=watchdog, name="soak-watchdog", daemon=True).start()
 
@@ -180,6 +196,11 @@ def main() -> None:
         print(f"/status p99 window / headless: {ratio:.1f}x")
     print(f"worst event-loop stall (50 ms heartbeat): {result['stall_ms']:.0f} ms; stalls over 250 / 500 / 1,000 ms: "
           + " / ".join(str(sum(1 for gap in result["gaps"] if gap > bound)) for bound in (250, 500, 1000)))
+    if result["where"]:
+        print(f"where the GUI thread was in the {len(result['where'])} stalls over {args.stack_after:g} s "
+              "(innermost trackmon frame):")
+        for place, count in Counter(result["where"]).most_common(15):
+            print(f"  {count:4d}  {place}")
     for stack in result["stalls"][:12]:
         print(f"GUI thread during a stall over {args.stack_after:g} s:\n" + stack)
     gc_stats = result["gc"]
