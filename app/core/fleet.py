@@ -186,14 +186,17 @@ class Fleet:
         for state in self.devices.values():
             state.trail = deque(state.trail, maxlen=length)
 
-    def clear(self) -> None:
-        """Forget everything (a new session, or switching to replay)."""
+    def clear(self) -> list[Any]:
+        """Forget everything (a new session, a replay seek). Returns what the fleet held — a
+        session's worth of objects, tens of ms to free — for a caller that would rather free it
+        later (the window: `ui/slow_release`); dropping the list frees it at once."""
+        held: list[Any] = [*self.devices.values(), *self.log, *self.health.clear(), *self._new_log]
         self.devices.clear()
         self.log.clear()
-        self.health.clear()
         self.total = 0
         self._changed.clear()
         self._new_log.clear()
+        return held
 
 
 def _by_device(messages: list[Message], entries: list[LogEntry]) -> dict[str, tuple[list[Message], list[LogEntry]]]:

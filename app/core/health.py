@@ -526,5 +526,9 @@ class HealthMonitor:
         for device in self.devices.values():
             device.retune(thresholds)
 
-    def clear(self) -> None:
+    def clear(self) -> list[DeviceHealth]:
+        """Forget every device; returns their state, for the caller to free when it suits (see
+        `Fleet.clear`)."""
+        held = list(self.devices.values())
         self.devices.clear()
+        return held

@@ -56,8 +56,10 @@ class BoundedListModel(QAbstractTableModel, Generic[Item]):
         self.items.extend(items)
         self.endInsertRows()
 
-    def reset(self) -> None:
-        """Remove every row."""
+    def reset(self) -> list[Item]:
+        """Remove every row; returns the items, for the caller to free when it suits (a full
+        log is a million objects: `ui/slow_release`)."""
         self.beginResetModel()
-        self.items.clear()
+        held, self.items = self.items, []
         self.endResetModel()
+        return held

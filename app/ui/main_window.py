@@ -77,6 +77,7 @@ from app.ui.requests_model import REQUEST_SAMPLES, RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
 from app.ui.settings_dialog import SettingsDialog
+from app.ui.slow_release import release_now
 from app.ui.stall_banner import StallBanner
 from app.ui.status_bar import StatusLine
 from app.ui.table_layout import (
@@ -460,6 +461,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.service = None
         self.reader.close()
         self.recorder.close()
+        release_now()  # what views let go of and is still waiting to be freed
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.closed.set()

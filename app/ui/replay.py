@@ -38,6 +38,7 @@ from app.core.trips import TripStats
 from app.store.points import TrackPoint
 from app.store.replay import DeviceSnapshot, ReplaySource, seek_trail
 from app.ui.background_read import BackgroundRead
+from app.ui.slow_release import release_later
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
                                           ("600×", 600.0), ("As fast as possible", None)]
@@ -118,7 +119,7 @@ class ReplayController(QObject):
         if found is None:  # nothing earlier to step back to
             return
         t, snapshots = found
-        self.fleet.clear()
+        release_later(self.fleet.clear())
         self.trips.clear()
         for snap in snapshots.values():
             latest = snap.latest

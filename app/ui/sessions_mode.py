@@ -21,6 +21,7 @@ from app.ui.new_session_prompt import confirm_new_session
 from app.ui.replay import DENSITY_BINS, ReplayController
 from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
+from app.ui.slow_release import release_later
 from app.ui.trip_panel import duration_text
 
 
@@ -74,7 +75,7 @@ class SessionsMixin:
         """Close the current session and record into a fresh one."""
         session = self.recorder.start_session()
         self.intake.clear()
-        self.live_fleet.clear()
+        release_later(self.live_fleet.clear())  # the views empty now, the objects go in slices
         self._rate_mark = (time.monotonic(), 0)  # the rate counts from the cleared fleet's zero
         if self.replay is None:
             self._reset_views()
@@ -104,7 +105,7 @@ class SessionsMixin:
         self.discard_frame_in_flight()
         self.device_model.fleet = self.fleet
         self.device_model.reset()
-        self.log_model.reset()
+        release_later(self.log_model.reset())
         self.map.call("clear")
         self.sent_trail.clear()
         self.sent_status.clear()
@@ -174,6 +175,7 @@ class SessionsMixin:
         if self.replay is None:
             return
         self.replay.close()
+        release_later(self.replay.fleet.clear())  # not all at once when the controller is deleted
         self.replay.deleteLater()
         self.replay = None
         self.replay_bar.controller = None
