@@ -213,12 +213,14 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
 
 @dataclass(frozen=True, slots=True)
 class ExportChoices:
-    """What the dialog offers for a session: its devices (with their names) and its span."""
+    """What the dialog offers for a session: its devices (with their names), its span, and its
+    name ('' if it has none), which titles the exported file."""
 
     idents: list[str]
     names: dict[str, str]
     start: float
     end: float
+    name: str
 
 
 def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoices:
@@ -228,4 +230,5 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
         source = ReplaySource(conn, session_id)
         names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
                                   (session_id,)).fetchall())
-    return ExportChoices(source.idents, names, source.start, source.end)
+        row = conn.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return ExportChoices(source.idents, names, source.start, source.end, row[0] if row and row[0] else "")

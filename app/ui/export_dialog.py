@@ -64,12 +64,12 @@ def _utc(ts: float) -> QDateTime:
 class ExportDialog(QDialog):
     """Exports one session to a file."""
 
-    def __init__(self, db: Path, session_id: int, title: str, parent=None) -> None:
+    def __init__(self, db: Path, session_id: int, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export session {session_id}")
         self.db = db
         self.session_id = session_id
-        self.title = title
+        self.title = f"session {session_id}"  # the exported file's title: the session's name, once read
         # The session's devices and span are read in a reader thread (0.6 s for a 3M-message
         # session): the dialog opens at once and can export once they are in.
         start = end = time.time()
@@ -161,6 +161,9 @@ class ExportDialog(QDialog):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
             self.devices.addItem(item)
+        if choices.name:
+            self.title = choices.name
+            self.setWindowTitle(f"Export session {self.session_id} · {choices.name}")
         self.crop.set_span(choices.start, choices.end + 1)
         for widget in (self.devices, self.crop):
             widget.setEnabled(True)

@@ -38,9 +38,9 @@ class SessionsMixin:
         return browser
 
     def open_export(self, session_id: int) -> ExportDialog:
-        """Show the export dialog for a session; returns it."""
-        name = self.reader.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        dialog = ExportDialog(self.db, session_id, name[0] if name and name[0] else f"session {session_id}", self)
+        """Show the export dialog for a session (it reads the session itself, off the GUI thread);
+        returns it."""
+        dialog = ExportDialog(self.db, session_id, self)
         dialog.show()
         return dialog
 

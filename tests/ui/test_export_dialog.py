@@ -52,3 +52,24 @@ def test_the_export_dialog_reads_the_session_off_the_gui_thread(loop, make_windo
     assert dialog.start_button.isEnabled() and dialog.devices.count() == 3 and dialog.status.text() == ""
     assert dialog.t_from.dateTime().toSecsSinceEpoch() == 1_767_225_600  # the session's first message
     dialog.close()
+
+
+def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_to_export(loop, make_window) -> None:
+    """The recording file moved away: the dialog's read fails in its reader thread, the reason is
+    shown, and Export stays disabled (nothing half-read to export)."""
+    window = recorded_window(loop, make_window)
+    away = window.db.with_name("away.sqlite")
+    window.db.rename(away)
+    try:
+        dialog = open_export(loop, window, 1)
+        status = dialog.status.text()
+        assert status.startswith("Could not read the session:") and "unable to open" in status
+        assert not dialog.start_button.isEnabled() and dialog.devices.count() == 0
+        dialog.close()
+    finally:
+        away.rename(window.db)
+    window.recorder.rename_session(1, "Morning run")
+    dialog = open_export(loop, window, 1)
+    assert dialog.start_button.isEnabled() and dialog.devices.count() == 3
+    assert dialog.title == "Morning run" and dialog.windowTitle() == "Export session 1 · Morning run"  # read too
+    dialog.close()

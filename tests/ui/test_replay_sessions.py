@@ -397,3 +397,22 @@ def test_the_session_list_is_read_off_the_gui_thread(loop, make_window) -> None:
     assert readers and threading.get_ident() not in readers
     assert browser.table.rowCount() == 2 and browser.file_label.text().endswith("2 sessions")
     browser.close()
+
+
+def test_a_session_that_cannot_be_read_for_replay_says_why_and_the_window_stays_live(loop, make_window) -> None:
+    """The recording file moved away while the window records (the recorder refuses batches
+    until it is back): opening a session for replay reads the file at its path in a reader
+    thread, fails, and says so; the views stay on the live fleet. With the file back, it opens."""
+    window = recorded_window(loop, make_window)
+    away = window.db.with_name("away.sqlite")
+    window.db.rename(away)
+    try:
+        window.enter_replay(1)
+        run(loop, wait_until(lambda: not window.replay_opening, what="the read to end"))
+        message = window.statusBar().currentMessage()
+        assert message.startswith("Could not open the session for replay:") and "unable to open" in message
+        assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
+    finally:
+        away.rename(window.db)
+    enter_replay(loop, window, 1)
+    assert window.fleet is window.replay.fleet and set(window.replay.source.idents) == {"a", "b", "c"}
