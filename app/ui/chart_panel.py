@@ -87,6 +87,7 @@ class ChartPanel(QWidget):
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setStyleSheet("font-weight: 700; color: #263238;")
         self.note = QLabel("Select a device, then tick parameters")
+        self.unreadable = ""  # why the recording could not be read at the last redraw ("" if it could)
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setStyleSheet("color: #607d8b;")
         self.graphs = pg.GraphicsLayoutWidget()
@@ -178,12 +179,15 @@ class ChartPanel(QWidget):
             xs, ys = self._fix_cache.setdefault((self.session_id, self.ident, field), ([], []))
             after = xs[-1] if xs else None
             position = field in ("lat", "lon")
-            for p in iter_points(self.reader, PointFilter(self.session_id, (self.ident,), t_from=after)):
-                value = getattr(p, field)
-                if (after is not None and p.ts <= after) or value is None or (position and not p.has_fix):
-                    continue  # already read, or never plot an unusable position
-                xs.append(p.ts)
-                ys.append(float(value))
+            try:
+                for p in iter_points(self.reader, PointFilter(self.session_id, (self.ident,), t_from=after)):
+                    value = getattr(p, field)
+                    if (after is not None and p.ts <= after) or value is None or (position and not p.has_fix):
+                        continue  # already read, or never plot an unusable position
+                    xs.append(p.ts)
+                    ys.append(float(value))
+            except sqlite3.Error as exc:  # the file moved away or cannot be read: what was read stays
+                self.unreadable = str(exc) or type(exc).__name__
             return xs, ys
         xs, ys = [], []
         for entry in self.fleet.log:
@@ -256,6 +260,7 @@ class ChartPanel(QWidget):
                 if plot.legend is not None:
                     plot.legend.removeItem(curve)
         total = 0
+        self.unreadable = ""
         for key in ticked:
             xs, ys = self.series(key)
             total += len(xs)
@@ -280,6 +285,9 @@ class ChartPanel(QWidget):
         else:
             self.note.setText(f"{total:,} points · fix fields: whole session; other parameters: the log window · "
                               "lines break where nothing was reported")
+        if self.unreadable:
+            self.note.setText(f"Could not read the recording (fix fields end where it was last read): "
+                              f"{self.unreadable}")
 
     def set_cursor(self, ts: float | None) -> None:
         """Move the cursor (replay position or selected message); None hides it."""

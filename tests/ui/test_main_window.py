@@ -451,3 +451,32 @@ def test_a_recording_file_taken_away_is_shown_and_recording_resumes_when_it_is_b
     window.new_session()  # chunks of the live session written
     idents = {row[0] for row in window.reader.execute("SELECT ident FROM tracks")}
     assert sorted(idents) == ["before", "while-gone"]
+
+
+def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when_it_is_back(loop, make_window) -> None:
+    """Fix fields are charted from the recording file (the whole session). With the file moved
+    away before the window first read it, a redraw says why nothing can be charted instead of
+    raising from its timer every few seconds; with the file back, the points come."""
+    window = make_window()
+    url = window.urls()[0]
+    track = [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": float(i)} for i in range(20)]
+
+    async def record() -> None:
+        assert await post(url, track) == 200
+        await wait_until(lambda: window.live_fleet.total == 20, what="the track")
+
+    run(loop, record())
+    away = window.db.with_name("away.sqlite")
+    window.db.rename(away)
+    window.tabs.setCurrentWidget(window.chart_panel)
+    window.select_device(FLAT["ident"])
+    panel = window.chart_panel
+    try:
+        panel.tick(["position.speed"])
+        assert panel.note.text().startswith("Could not read the recording") and panel.unreadable
+        assert panel.curves["position.speed"].getData()[1] is None  # nothing plotted
+    finally:
+        away.rename(window.db)
+    window._show_charts(force=True)
+    assert not panel.unreadable and panel.note.text().startswith("20 points")
+    assert len(panel.curves["position.speed"].getData()[1]) == 20
