@@ -35,6 +35,11 @@ CHANGE_COLORS = {"changed": QColor("#fff59d"), "added": QColor("#c8e6c9"), "remo
 RawLoader = Callable[[LogEntry], Any]
 
 
+class RawUnavailable(Exception):
+    """A message's bytes as received could not be read (the recording file moved away, is not
+    readable); the text says why."""
+
+
 class RawJsonDialog(QDialog):
     """Shows JSON as plain text with a Copy button.
 
@@ -183,5 +188,10 @@ class Inspector(QWidget):
     def show_raw(self) -> None:
         """Open the raw JSON in a dialog with a Copy button."""
         if self.entry is not None:
-            exact = self.raw_bytes()
+            try:
+                exact = self.raw_bytes()
+            except RawUnavailable as exc:
+                RawJsonDialog("Raw message JSON", f"Could not read this message from the recording: {exc}",
+                              self).exec()
+                return
             RawJsonDialog("Raw message JSON", "", self, exact=exact).exec()

@@ -59,7 +59,7 @@ from app.ui.flespi_status import FlespiStatus
 from app.ui.frame_pace import FramePace
 from app.ui.health_panel import HealthPanel
 from app.ui.health_rules import load_thresholds, save_thresholds
-from app.ui.inspector import Inspector
+from app.ui.inspector import Inspector, RawUnavailable
 from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.layout_memory import remember_splitter
@@ -829,7 +829,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def _load_raw(self, entry: LogEntry) -> Any:
         if entry.batch_id is None:
             return entry.message.params
-        return raw_message_bytes(self.reader, entry.batch_id, entry.index)
+        try:
+            return raw_message_bytes(self.reader, entry.batch_id, entry.index)
+        except sqlite3.Error as exc:  # the file moved away or cannot be read: said in the raw view
+            raise RawUnavailable(str(exc) or type(exc).__name__) from exc
 
     # -- panels and dialogs -----------------------------------------------------------------------
     def _show_connection(self, shown: bool) -> None:

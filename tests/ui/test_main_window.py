@@ -9,7 +9,7 @@ import orjson
 from PySide6.QtCore import Qt
 
 from app.ui.device_model import COLUMNS
-from tests.ui.conftest import TOKEN, js, map_state, post, run, wait_until
+from tests.ui.conftest import TOKEN, answer_modal, js, map_state, post, run, wait_until
 
 FLAT = {"ident": "352625333222111", "timestamp": 1700000000.5, "device.name": "Truck 7",
         "position.latitude": 49.069782, "position.longitude": 28.632826, "position.speed": 42.5,
@@ -480,3 +480,28 @@ def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when
     window._show_charts(force=True)
     assert not panel.unreadable and panel.note.text().startswith("20 points")
     assert len(panel.curves["position.speed"].getData()[1]) == 20
+
+
+def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) -> None:
+    """The raw view reads the message byte for byte from its stored batch; with the file moved
+    away (before the window's reader first opened it), the button says why instead of raising
+    out of the click and showing nothing. With the file back, the bytes show."""
+    window = make_window()
+
+    async def record() -> None:
+        assert await post(window.urls()[0], [FLAT]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 1, what="the row")
+
+    run(loop, record())
+    window.select_device(FLAT["ident"])
+    away = window.db.with_name("away.sqlite")
+    window.db.rename(away)
+    try:
+        seen = answer_modal("Close")
+        window.inspector.raw_button.click()
+        assert seen and seen[0].text.toPlainText().startswith("Could not read this message from the recording:")
+    finally:
+        away.rename(window.db)
+    seen = answer_modal("Close")
+    window.inspector.raw_button.click()
+    assert seen and orjson.loads(seen[0].exact)["ident"] == FLAT["ident"]
