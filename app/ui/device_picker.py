@@ -48,6 +48,8 @@ def with_all_none(devices: QListWidget) -> QWidget:
         count.setText(f"{checked_count(devices)} of {devices.count()} devices")
 
     devices.itemChanged.connect(lambda _: recount())
+    devices.model().rowsInserted.connect(lambda *_: recount())  # a list filled later (read off the GUI thread)
+    devices.model().rowsRemoved.connect(lambda *_: recount())
     recount()
     row.addWidget(every)
     row.addWidget(nothing)

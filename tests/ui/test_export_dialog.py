@@ -4,6 +4,7 @@ a cancelled export leaves no file."""
 from __future__ import annotations
 
 import pyogrio
+from PySide6.QtWidgets import QLabel, QWidget
 
 from app.store.geo_export import INSTALL_HINT
 from tests.ui.conftest import open_export, run, threads_calling, wait_until
@@ -71,5 +72,7 @@ def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_
     window.recorder.rename_session(1, "Morning run")
     dialog = open_export(loop, window, 1)
     assert dialog.start_button.isEnabled() and dialog.devices.count() == 3
+    [count] = [label.text() for label in dialog.findChild(QWidget, "devicesAllNone").findChildren(QLabel)]
+    assert count == "3 of 3 devices"  # counted once the list, read in its thread, is in
     assert dialog.title == "Morning run" and dialog.windowTitle() == "Export session 1 · Morning run"  # read too
     dialog.close()
