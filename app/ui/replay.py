@@ -6,12 +6,17 @@ applies the points between two instants, and the frame timer shows the changes a
 
 A seek reads the latest batches of every device (hundreds of them): it runs in a reading thread
 (`BackgroundRead`) and the fleet is seeded when the snapshot arrives; playing waits for it.
+Playing reads each tick's stretch of the recording in a reading thread too (up to 2,500 messages
+normalized: 100–165 ms at full speed, which froze the window every tick when read here); the next
+tick asks for the next stretch only once the last one is shown, so playback goes as fast as the
+reads allow, in order, and nothing is skipped.
 """
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,14 +41,16 @@ from app.core.filters import FilterError, Predicate, compile_filter
 from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
 from app.core.trips import TripStats
 from app.store.points import TrackPoint
-from app.store.replay import DeviceSnapshot, ReplaySource, seek_trail
+from app.store.replay import DeviceSnapshot, ReplayedMessage, ReplaySource, seek_trail
 from app.ui.background_read import BackgroundRead
 from app.ui.slow_release import release_later
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
                                           ("600×", 600.0), ("As fast as possible", None)]
 TICK_MS = 100
-MAX_POINTS_PER_TICK = 2500  # "as fast as possible" still leaves the loop room to draw
+#: Messages one tick may bring ("as fast as possible" and the fastest speeds): the loop keeps room
+#: to draw, and the clock moves only as far as what was shown.
+MAX_POINTS_PER_TICK = 2500
 SLIDER_STEPS = 10_000
 DENSITY_BINS = 200  # bars of the density strip
 
@@ -69,12 +76,13 @@ class ReplayController(QObject):
         self.trips: dict[str, TripStats] = {}
         self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
         self._reads = BackgroundRead(lambda: path, self._seeded, self._seek_failed, "trackmon-replay-seek")
+        self._stretches = BackgroundRead(lambda: path, self._stretch_read, self._play_failed, "trackmon-replay-play")
         #: The instant the latest seek being read lands on (None: not known before it is read, a step
         #: back); what play and step back start from while it is read.
         self._target: float | None = None
         self._forward_after_seek = False  # ▶ pressed while a seek was read: taken once it lands
-        reads = self._reads
-        self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no controller
+        reads, stretches = self._reads, self._stretches
+        self.destroyed.connect(lambda *_: (reads.drop(), stretches.drop()))  # reads landing later find no controller
 
     @property
     def playing(self) -> bool:
@@ -91,6 +99,7 @@ class ReplayController(QObject):
         t = min(max(t, self.source.start), self.source.end)
         self._target = t
         self._forward_after_seek = False
+        self._stretches.drop()  # a stretch read from the instant left behind is not shown
         self._reads.request(partial(_snapshot_at, self.source, t, self._trail()))
 
     def _heading_for(self) -> float:
@@ -141,6 +150,7 @@ class ReplayController(QObject):
 
     def pause(self) -> None:
         self.timer.stop()
+        self._stretches.drop()  # paused where it is shown: a stretch still being read is not
         self.playing_changed.emit(False)
 
     def toggle(self) -> None:
@@ -155,9 +165,10 @@ class ReplayController(QObject):
         if self.seeking:
             self._forward_after_seek = True
             return
+        self._stretches.drop()  # the step moves on from what is shown, once
         following = self.source.next_time(self.t)
         if following is not None:
-            self._advance(following)
+            self._show_stretch(read_stretch(self.source, self.t, following, None, self.where))
 
     def step_back(self) -> None:
         """Move to the previous message (before where a seek being read lands). Presses made while
@@ -165,33 +176,44 @@ class ReplayController(QObject):
         base = self._heading_for()
         self._target = None
         self._forward_after_seek = False
+        self._stretches.drop()
         self._reads.request(partial(_snapshot_before, self.source, base, self._trail()))
 
+    @property
+    def reading_stretch(self) -> bool:
+        """The next stretch of playback is being read (the fleet shows the one before)."""
+        return self._stretches.busy
+
     def _tick(self) -> None:
-        if self.seeking:  # play on from the instant being read, not from the one before it
+        if self.seeking or self._stretches.busy:  # play on from what is shown (or being sought)
             return
-        if self.speed is None:
-            self._advance(self.source.end, limit=MAX_POINTS_PER_TICK)
-        else:
-            self._advance(min(self.source.end, self.t + TICK_MS / 1000 * self.speed))
+        target = self.source.end if self.speed is None else min(self.source.end,
+                                                                 self.t + TICK_MS / 1000 * self.speed)
+        self._stretches.request(partial(_stretch_at, self.source, self.t, target, MAX_POINTS_PER_TICK, self.where))
+
+    def _stretch_read(self, stretch: Stretch) -> None:
+        if stretch.after != self.t or not self.playing:  # moved or paused meanwhile: not this stretch
+            return
+        self._show_stretch(stretch)
         if self.t >= self.source.end:
             self.pause()
 
-    def _advance(self, target: float, limit: int | None = None) -> None:
-        points = list(itertools.islice(self.source.points_between(self.t, target), limit))
+    def _play_failed(self, why: str) -> None:
+        self.pause()
+        self.seek_failed.emit(why)
+
+    def _show_stretch(self, stretch: Stretch) -> None:
+        """Fold a stretch into the fleet (a batch at a time), note trips, move the clock."""
         group: list[Any] = []
-        for point in points:
-            replayed = self.source.message(point)
-            if self.where is not None and not self.where(replayed.message.params):
-                continue
+        for point, replayed in stretch.items:
             if group and group[0][1].batch_id != point.batch_id:
                 self._apply(group)
                 group = []
             group.append((point, replayed))
-            self._trip(point, group[-1][1].message.params.get(IGNITION_KEY))
+            self._trip(point, replayed.message.params.get(IGNITION_KEY))
         if group:
             self._apply(group)
-        self.t = points[-1].ts if limit is not None and len(points) == limit else target
+        self.t = stretch.until
         self.moved.emit(self.t)
 
     def _apply(self, group: list[Any]) -> None:
@@ -206,6 +228,36 @@ class ReplayController(QObject):
                 trip = self.trips[point.ident] = TripStats()
             trip.add(point.ts, point.lat, point.lon, point.speed,  # type: ignore[arg-type]
                      ignition if isinstance(ignition, bool) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """What playback shows next: the messages after ``after`` up to ``until`` that match the
+    replay's filter, in time order, with the points they are at."""
+
+    after: float
+    until: float
+    items: list[tuple[TrackPoint, ReplayedMessage]]
+
+
+def read_stretch(source: ReplaySource, after: float, until: float, limit: int | None,
+                 where: Predicate | None) -> Stretch:
+    """The messages after ``after`` up to ``until`` — or up to the ``limit``-th, and the stretch
+    then ends at its time."""
+    points = list(itertools.islice(source.points_between(after, until), limit))
+    items = []
+    for point in points:
+        replayed = source.message(point)
+        if where is None or where(replayed.message.params):
+            items.append((point, replayed))
+    end = points[-1].ts if limit is not None and len(points) == limit else until
+    return Stretch(after, end, items)
+
+
+def _stretch_at(source: ReplaySource, after: float, until: float, limit: int, where: Predicate | None,
+                conn: sqlite3.Connection) -> Stretch:
+    """In the reading thread: the next stretch of playback."""
+    return read_stretch(source.on(conn), after, until, limit, where)
 
 
 def _snapshot_at(source: ReplaySource, t: float, trail: int,

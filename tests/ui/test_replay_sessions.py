@@ -416,3 +416,40 @@ def test_a_session_that_cannot_be_read_for_replay_says_why_and_the_window_stays_
         away.rename(window.db)
     enter_replay(loop, window, 1)
     assert window.fleet is window.replay.fleet and set(window.replay.source.idents) == {"a", "b", "c"}
+
+
+def test_playback_reads_its_stretches_off_the_gui_thread_and_shows_every_message_once(loop, make_window) -> None:
+    """Playing reads each tick's messages from the file (100–165 ms a tick at full speed, which
+    froze the window every tick): in a reader thread now, one stretch after the other, so every
+    message from the instant sought to the end is shown, in order, once; pausing mid-read shows
+    nothing more."""
+    import threading
+
+    from app.store.replay import ReplaySource
+
+    window = recorded_window(loop, make_window)
+    enter_replay(loop, window, 1)
+    replay = window.replay
+    start = T0 + 100.0
+    replay.seek(start)
+    run(loop, wait_until(lambda: not replay.seeking, what="the seek"))
+    seeded = replay.fleet.total
+    replay.set_speed(60.0)  # ~6 s of recording a tick: several ticks to the end
+    with threads_calling(ReplaySource.points_between) as readers:
+        replay.play()
+        run(loop, wait_until(lambda: not replay.playing, timeout=30, what="the replay to finish"))
+    assert readers and threading.get_ident() not in readers
+    played = sum(1 for m in history() if start < m["timestamp"] <= T0 + 392)
+    assert replay.t == T0 + 392 and replay.fleet.total == seeded + played
+    window.frame()
+    assert table_positions(window) == expected_at(T0 + 392)
+    # Paused while a stretch is being read: that stretch is not shown, the clock stays.
+    replay.seek(start)
+    run(loop, wait_until(lambda: not replay.seeking, what="the seek"))
+    replay.play()
+    run(loop, wait_until(lambda: replay.reading_stretch, what="a stretch being read"))
+    at = replay.t
+    replay.pause()
+    run(loop, wait_until(lambda: not replay.reading_stretch, what="the dropped read to end"))
+    run(loop, asyncio.sleep(0.2))  # its result reaches the loop (and is ignored)
+    assert replay.t == at and not replay.playing
