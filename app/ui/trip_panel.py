@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from app.core.display import age_text
 from app.core.trips import TripStats
+from app.ui.table_layout import fit_columns, readable
 
 HEADERS = ("Device", "Distance", "Moving", "Stopped", "Max speed", "Avg speed", "Stops")
+RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def duration_text(seconds: float) -> str:
@@ -16,6 +20,46 @@ def duration_text(seconds: float) -> str:
     if seconds >= 3600:
         return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
     return age_text(seconds)
+
+
+class TripTableModel(QAbstractTableModel):
+    """One row of trip figures per device, replaced whole at each refresh: one change signal
+    for the table, never one per cell (with a cell-by-cell `QTableWidget`, 500 devices took the
+    GUI thread 30–40 s a refresh, once a second)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[tuple[str, ...]] = []
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.rows[index.row()][index.column()]  # plain text: names are untrusted
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column():
+            return RIGHT
+        return None
+
+    def set_rows(self, rows: list[tuple[str, ...]]) -> None:
+        """Show ``rows``: the same devices in the same order change in place, others reset."""
+        if [r[0] for r in rows] == [r[0] for r in self.rows] and rows:
+            self.rows = rows
+            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(HEADERS) - 1))
+        else:
+            self.beginResetModel()
+            self.rows = rows
+            self.endResetModel()
 
 
 class TripPanel(QWidget):
@@ -27,12 +71,18 @@ class TripPanel(QWidget):
                            "Stops: ignition off or no movement for 2 min or more.")
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("color: #607d8b;")
-        self.table = QTableWidget(0, len(HEADERS))
-        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.model = TripTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # ResizeToContents measures every row
+        header.setStretchLastSection(True)
+        readable(self.table)  # long names elided in the middle, whole in a tooltip
+        fit_columns(self.table, ["352625000047514", "1234.56 km", "12 h 05 min", "12 h 05 min",
+                                 "120 km/h", "120 km/h", None])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.hint)
@@ -41,15 +91,11 @@ class TripPanel(QWidget):
     def show_trips(self, trips: dict[str, TripStats], names: dict[str, str]) -> None:
         """Show one row per device (sorted by name, then ident)."""
         idents = sorted(trips, key=lambda i: (names.get(i) or i).lower())
-        self.table.setRowCount(len(idents))
-        for row, ident in enumerate(idents):
+        rows = []
+        for ident in idents:
             t = trips[ident]
             stops = len(t.stops) + (1 if t.open_stop() else 0)
-            cells = (names.get(ident) or ident, f"{t.distance_m / 1000:.2f} km", duration_text(t.moving_s),
-                     duration_text(t.stopped_s), f"{t.max_speed_kmh:.0f} km/h", f"{t.average_speed_kmh:.0f} km/h",
-                     str(stops))
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)  # plain text: names are untrusted
-                if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, column, item)
+            rows.append((names.get(ident) or ident, f"{t.distance_m / 1000:.2f} km", duration_text(t.moving_s),
+                         duration_text(t.stopped_s), f"{t.max_speed_kmh:.0f} km/h", f"{t.average_speed_kmh:.0f} km/h",
+                         str(stops)))
+        self.model.set_rows(rows)
