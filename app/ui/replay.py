@@ -242,15 +242,23 @@ class Stretch:
 
 def read_stretch(source: ReplaySource, after: float, until: float, limit: int | None,
                  where: Predicate | None) -> Stretch:
-    """The messages after ``after`` up to ``until`` — or up to the ``limit``-th, and the stretch
-    then ends at its time."""
+    """The messages after ``after`` up to ``until``, or about ``limit`` of them: cut short, the
+    stretch ends at the last instant it holds whole (the next one starts after it, so messages
+    sharing the instant where the limit fell are neither skipped nor shown twice)."""
     points = list(itertools.islice(source.points_between(after, until), limit))
+    end = until
+    if limit is not None and len(points) == limit:
+        cut = points[-1].ts
+        whole = [p for p in points if p.ts < cut]
+        if whole:
+            points, end = whole, whole[-1].ts
+        else:  # more than ``limit`` messages at one instant: all of them, at once
+            points, end = list(source.points_between(after, cut)), cut
     items = []
     for point in points:
         replayed = source.message(point)
         if where is None or where(replayed.message.params):
             items.append((point, replayed))
-    end = points[-1].ts if limit is not None and len(points) == limit else until
     return Stretch(after, end, items)
 
 

@@ -456,3 +456,36 @@ def test_playback_reads_its_stretches_off_the_gui_thread_and_shows_every_message
     run(loop, wait_until(lambda: not replay.reading_stretch, what="the dropped read to end"))
     run(loop, asyncio.sleep(0.2))  # its result reaches the loop (and is ignored)
     assert replay.t == at and not replay.playing
+
+
+def test_playback_shows_every_message_when_a_tick_is_cut_short_among_messages_of_one_instant(
+        loop, make_window, monkeypatch) -> None:
+    """A tick brings at most a few thousand messages; a fleet reporting on whole seconds puts
+    hundreds at one instant. Where the cut falls among them, the rest come with the next tick:
+    none skipped, none twice — and an instant with more messages than a tick takes comes whole."""
+    from app.ui import replay as replay_module
+
+    monkeypatch.setattr(replay_module, "MAX_POINTS_PER_TICK", 250)  # the cut inside an instant, quickly
+    window = make_window()
+    instants = [T0 + 10.0 * i for i in range(6)]
+    devices = [100, 100, 100, 300, 100, 100]  # the fourth instant holds more than a tick takes
+
+    async def feed() -> None:
+        for t, n in zip(instants, devices, strict=True):
+            batch = [{"ident": f"d{d:03d}", "timestamp": t, "position.latitude": 50.0 + d * 1e-3,
+                      "position.longitude": 10.0 + t * 1e-6} for d in range(n)]
+            assert await post(window.urls()[0], batch) == 200
+        await wait_until(lambda: window.live_fleet.total == sum(devices), what="the instants recorded")
+
+    run(loop, feed())
+    window.new_session()
+    enter_replay(loop, window, 1)
+    replay = window.replay
+    seeded = replay.fleet.total  # the first instant, seeded
+    replay.set_speed(None)  # as fast as possible: every tick cut at the limit
+    replay.play()
+    run(loop, wait_until(lambda: not replay.playing, timeout=30, what="the replay to finish"))
+    assert replay.t == instants[-1]
+    assert replay.fleet.total == seeded + sum(devices[1:])
+    shown = [(e.message.ident, e.message.ts) for e in replay.fleet.log if e.message.ts > instants[0]]
+    assert len(shown) == len(set(shown)) == sum(devices[1:])
