@@ -19,6 +19,9 @@ NAME_KEY = "device.name"
 IGNITION_KEY = "engine.ignition.status"
 POWER_KEY = "external.powersource.voltage"
 BATTERY_KEYS = ("battery.level", "battery.voltage")
+#: Log entries a fleet keeps for the next frame beyond its log window before trimming them (each
+#: trim frees about this many: a millisecond or two, never a whole window at once).
+NEW_LOG_SLACK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +151,12 @@ class Fleet:
             changed[ident] = None
         self.total += len(messages)
         self.log.extend(entries)
-        self._new_log.extend(entries)
+        new_log = self._new_log
+        new_log.extend(entries)
+        # Nobody takes this fleet's changes while the views show another (a replay): only the
+        # newest log window can ever show, so no more than that (and a little) is kept for them.
+        if len(new_log) > self.log.maxlen + NEW_LOG_SLACK:  # type: ignore[operator]
+            del new_log[:len(new_log) - self.log.maxlen]  # type: ignore[operator]
 
     def take_changes(self) -> tuple[list[str], list[LogEntry]]:
         """Devices changed and log entries added since the previous call (for one frame)."""

@@ -205,10 +205,10 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
     with read_snapshot(conn):
         source = ReplaySource(conn, session_id, idents)
         everyone = source.idents if idents is None else session_idents(conn, PointFilter(session_id))
-        row = conn.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        name = session_name(conn, session_id)
         density = source.density(density_bins)
         start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)))
-    return OpenedSession(source, everyone, row[0] if row and row[0] else "", density, start)
+    return OpenedSession(source, everyone, name, density, start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,5 +230,11 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
         source = ReplaySource(conn, session_id)
         names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
                                   (session_id,)).fetchall())
-        row = conn.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
-    return ExportChoices(source.idents, names, source.start, source.end, row[0] if row and row[0] else "")
+        name = session_name(conn, session_id)
+    return ExportChoices(source.idents, names, source.start, source.end, name)
+
+
+def session_name(conn: sqlite3.Connection, session_id: int) -> str:
+    """A session's name ('' if it has none, or is gone)."""
+    row = conn.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return row[0] if row and row[0] else ""

@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout, QWidget
 
 from app.core.fleet import Fleet
+from app.server.error_words import plain
 from app.store.points import PointFilter, iter_points
 
 #: Fix fields available from the track chunks: parameter key → TrackPoint field.
@@ -87,9 +88,9 @@ class ChartPanel(QWidget):
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setStyleSheet("font-weight: 700; color: #263238;")
         self.note = QLabel("Select a device, then tick parameters")
-        self.unreadable = ""  # why the recording could not be read at the last redraw ("" if it could)
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setStyleSheet("color: #607d8b;")
+        self.unreadable = ""  # why the recording could not be read at the last redraw ("" if it could)
         self.graphs = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}  # unit → its plot, top to bottom in tick order
         self.cursors: list[pg.InfiniteLine] = []
@@ -179,6 +180,7 @@ class ChartPanel(QWidget):
             xs, ys = self._fix_cache.setdefault((self.session_id, self.ident, field), ([], []))
             after = xs[-1] if xs else None
             position = field in ("lat", "lon")
+            known = len(xs)
             try:
                 for p in iter_points(self.reader, PointFilter(self.session_id, (self.ident,), t_from=after)):
                     value = getattr(p, field)
@@ -186,8 +188,9 @@ class ChartPanel(QWidget):
                         continue  # already read, or never plot an unusable position
                     xs.append(p.ts)
                     ys.append(float(value))
-            except sqlite3.Error as exc:  # the file moved away or cannot be read: what was read stays
-                self.unreadable = str(exc) or type(exc).__name__
+            except sqlite3.Error as exc:  # the file moved away or cannot be read: what was read before stays
+                del xs[known:], ys[known:]  # not a part: the next read starts after the last point kept
+                self.unreadable = plain(exc)
             return xs, ys
         xs, ys = [], []
         for entry in self.fleet.log:

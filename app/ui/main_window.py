@@ -41,7 +41,7 @@ from app.core.normalize import Message
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
-from app.server.error_words import listen_problem, send_problem
+from app.server.error_words import listen_problem, plain, send_problem
 from app.server.listener import Listener, ListenerConfig, RequestEvent
 from app.server.listener_state import ListenerState
 from app.server.service import ListenerService, PortInUse
@@ -831,8 +831,8 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             return entry.message.params
         try:
             return raw_message_bytes(self.reader, entry.batch_id, entry.index)
-        except sqlite3.Error as exc:  # the file moved away or cannot be read: said in the raw view
-            raise RawUnavailable(str(exc) or type(exc).__name__) from exc
+        except Exception as exc:  # file moved away, session deleted, body unreadable: said in the raw view
+            raise RawUnavailable(plain(exc)) from exc
 
     # -- panels and dialogs -----------------------------------------------------------------------
     def _show_connection(self, shown: bool) -> None:

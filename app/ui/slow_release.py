@@ -2,8 +2,8 @@
 
 Starting a new session, or switching between live and replay, drops a 20,000-entry message log
 and a fleet's devices (trails, health state): about a million Python objects. Freeing them in one
-go took 60–100 ms on an idle machine and 250–490 ms under load — most of the soak's stalls over
-a quarter second. Here the emptied views show at once, and the objects they held are freed
+go took ~100 ms on an idle machine, and such resets were most of the soak's stalls over a quarter
+second under load. Here the emptied views show at once, and the objects they held are freed
 afterwards in slices of about `SLICE_SECONDS`, each its own turn of the loop, so frames, clicks
 and the listener's events run in between. Only plain Python objects come here (never a Qt
 object), and they are freed on the GUI thread, like everything else in the window.
@@ -16,10 +16,8 @@ import time
 from collections import deque
 from typing import Any
 
-#: GUI-thread time one slice may take.
+#: GUI-thread time one slice may take (one object more at most).
 SLICE_SECONDS = 0.002
-#: Objects dropped between two looks at the clock (a device with its trail is the largest: ~50 µs).
-STEP = 50
 
 _waiting: deque[list[Any]] = deque()
 _due: asyncio.AbstractEventLoop | None = None  # the loop the next slice is due on
@@ -53,17 +51,17 @@ def _release_some(loop: asyncio.AbstractEventLoop) -> None:
     global _due
     if _due is not loop:  # superseded by a slice on a newer loop
         return
-    deadline = time.perf_counter() + SLICE_SECONDS
-    while _waiting:
-        items = _waiting[0]
-        while items:
-            del items[-STEP:]
-            if time.perf_counter() >= deadline:
-                break
-        if items:
-            break
-        _waiting.popleft()
-    if _waiting:
-        loop.call_soon(_release_some, loop)
-    else:
-        _due = None
+    try:
+        deadline = time.perf_counter() + SLICE_SECONDS
+        # The clock is read after every object: one device with a long trail takes milliseconds.
+        while _waiting and time.perf_counter() < deadline:
+            items = _waiting[0]
+            if items:
+                items.pop()
+            else:
+                _waiting.popleft()
+    finally:  # whatever happened, what is left still gets its turns
+        if _waiting and not loop.is_closed():
+            loop.call_soon(_release_some, loop)
+        else:
+            _due = None

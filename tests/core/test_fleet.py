@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.fleet import Fleet, StatusThresholds, changed_params
+from app.core.fleet import NEW_LOG_SLACK, Fleet, StatusThresholds, changed_params
 from app.core.normalize import normalize
 
 
@@ -62,6 +62,17 @@ def test_log_window_keeps_only_the_newest() -> None:
     _, entries = fleet.take_changes()
     assert [e.message.ts for e in fleet.log] == [6, 7, 8, 9]
     assert [e.message.ts for e in entries] == [6, 7, 8, 9]
+
+
+def test_changes_not_taken_keep_no_more_than_the_log_window() -> None:
+    """While the views show a replay, nobody takes the live fleet's changes: what waits for the
+    next frame stays bounded, and that frame still gets the newest log window."""
+    fleet = Fleet(log_size=100)
+    for start in range(0, 50_000, 500):
+        fleet.apply([msg("a", t) for t in range(start, start + 500)], 1.0)
+        assert len(fleet._new_log) <= 100 + NEW_LOG_SLACK
+    _, entries = fleet.take_changes()
+    assert [e.message.ts for e in entries] == list(range(49_900, 50_000))
 
 
 def test_changed_params_names_added_removed_and_changed() -> None:

@@ -109,6 +109,18 @@ def threads_calling(function: Callable[..., Any]) -> Iterator[list[int]]:
         threading.setprofile(None)
 
 
+@contextmanager
+def file_moved_away(window: Any) -> Iterator[Path]:
+    """Within the block, the window's recording file is moved away (as a user might, by mistake);
+    it is put back after."""
+    away = window.db.with_name("away.sqlite")
+    window.db.rename(away)
+    try:
+        yield away
+    finally:
+        away.rename(window.db)
+
+
 def enter_replay(loop: Any, window: Any, session_id: int, idents: tuple[str, ...] | None = None) -> None:
     """Open a session for replay in the window (read in a file reader thread) and wait until it shows."""
     window.enter_replay(session_id, idents)

@@ -4,10 +4,10 @@ a cancelled export leaves no file."""
 from __future__ import annotations
 
 import pyogrio
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
 from app.store.geo_export import INSTALL_HINT
-from tests.ui.conftest import open_export, run, threads_calling, wait_until
+from tests.ui.conftest import file_moved_away, open_export, run, threads_calling, wait_until
 from tests.ui.test_replay_sessions import recorded_window
 
 
@@ -59,20 +59,19 @@ def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_
     """The recording file moved away: the dialog's read fails in its reader thread, the reason is
     shown, and Export stays disabled (nothing half-read to export)."""
     window = recorded_window(loop, make_window)
-    away = window.db.with_name("away.sqlite")
-    window.db.rename(away)
-    try:
+    with file_moved_away(window):
         dialog = open_export(loop, window, 1)
         status = dialog.status.text()
         assert status.startswith("Could not read the session:") and "unable to open" in status
         assert not dialog.start_button.isEnabled() and dialog.devices.count() == 0
         dialog.close()
-    finally:
-        away.rename(window.db)
     window.recorder.rename_session(1, "Morning run")
     dialog = open_export(loop, window, 1)
     assert dialog.start_button.isEnabled() and dialog.devices.count() == 3
-    [count] = [label.text() for label in dialog.findChild(QWidget, "devicesAllNone").findChildren(QLabel)]
-    assert count == "3 of 3 devices"  # counted once the list, read in its thread, is in
+    [count] = dialog.findChild(QWidget, "devicesAllNone").findChildren(QLabel)
+    run(loop, wait_until(lambda: count.text() == "3 of 3 devices", what="the count of the list read in its thread"))
+    [none] = [b for b in dialog.findChildren(QPushButton) if b.text() == "None"]
+    none.click()
+    run(loop, wait_until(lambda: count.text() == "0 of 3 devices", what="the count after None"))
     assert dialog.title == "Morning run" and dialog.windowTitle() == "Export session 1 · Morning run"  # read too
     dialog.close()

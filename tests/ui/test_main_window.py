@@ -9,7 +9,7 @@ import orjson
 from PySide6.QtCore import Qt
 
 from app.ui.device_model import COLUMNS
-from tests.ui.conftest import TOKEN, answer_modal, js, map_state, post, run, wait_until
+from tests.ui.conftest import TOKEN, answer_modal, file_moved_away, js, map_state, post, run, wait_until
 
 FLAT = {"ident": "352625333222111", "timestamp": 1700000000.5, "device.name": "Truck 7",
         "position.latitude": 49.069782, "position.longitude": 28.632826, "position.speed": 42.5,
@@ -466,17 +466,13 @@ def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when
         await wait_until(lambda: window.live_fleet.total == 20, what="the track")
 
     run(loop, record())
-    away = window.db.with_name("away.sqlite")
-    window.db.rename(away)
     window.tabs.setCurrentWidget(window.chart_panel)
     window.select_device(FLAT["ident"])
     panel = window.chart_panel
-    try:
+    with file_moved_away(window):
         panel.tick(["position.speed"])
         assert panel.note.text().startswith("Could not read the recording") and panel.unreadable
         assert panel.curves["position.speed"].getData()[1] is None  # nothing plotted
-    finally:
-        away.rename(window.db)
     window._show_charts(force=True)
     assert not panel.unreadable and panel.note.text().startswith("20 points")
     assert len(panel.curves["position.speed"].getData()[1]) == 20
@@ -494,14 +490,10 @@ def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) 
 
     run(loop, record())
     window.select_device(FLAT["ident"])
-    away = window.db.with_name("away.sqlite")
-    window.db.rename(away)
-    try:
+    with file_moved_away(window):
         seen = answer_modal("Close")
         window.inspector.raw_button.click()
         assert seen and seen[0].text.toPlainText().startswith("Could not read this message from the recording:")
-    finally:
-        away.rename(window.db)
     seen = answer_modal("Close")
     window.inspector.raw_button.click()
     assert seen and orjson.loads(seen[0].exact)["ident"] == FLAT["ident"]

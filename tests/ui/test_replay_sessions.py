@@ -7,7 +7,17 @@ import csv
 
 from app.ui.device_model import COLUMNS
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import enter_replay, map_state, open_export, post, run, threads_calling, wait_until
+from tests.ui.conftest import (
+    answer_modal,
+    enter_replay,
+    file_moved_away,
+    map_state,
+    open_export,
+    post,
+    run,
+    threads_calling,
+    wait_until,
+)
 
 T0 = 1_767_225_600.0
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -407,16 +417,12 @@ def test_a_session_that_cannot_be_read_for_replay_says_why_and_the_window_stays_
     until it is back): opening a session for replay reads the file at its path in a reader
     thread, fails, and says so; the views stay on the live fleet. With the file back, it opens."""
     window = recorded_window(loop, make_window)
-    away = window.db.with_name("away.sqlite")
-    window.db.rename(away)
-    try:
+    with file_moved_away(window):
         window.enter_replay(1)
         run(loop, wait_until(lambda: not window.replay_opening, what="the read to end"))
         message = window.statusBar().currentMessage()
         assert message.startswith("Could not open the session for replay:") and "unable to open" in message
         assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
-    finally:
-        away.rename(window.db)
     enter_replay(loop, window, 1)
     assert window.fleet is window.replay.fleet and set(window.replay.source.idents) == {"a", "b", "c"}
 
@@ -489,3 +495,17 @@ def test_playback_shows_every_message_when_a_tick_is_cut_short_among_messages_of
     assert replay.fleet.total == seeded + sum(devices[1:])
     shown = [(e.message.ident, e.message.ts) for e in replay.fleet.log if e.message.ts > instants[0]]
     assert len(shown) == len(set(shown)) == sum(devices[1:])
+
+
+def test_raw_json_of_a_replayed_message_whose_session_was_deleted_says_so(loop, make_window) -> None:
+    """The session being replayed is deleted (the browser refuses only the one recording): the
+    inspector's Raw JSON says why it cannot show the message instead of raising out of the click."""
+    window = recorded_window(loop, make_window)
+    enter_replay(loop, window, 1)
+    window.select_device("a")
+    assert window.inspector.raw_button.isEnabled()
+    window.recorder.delete_session(1)
+    seen = answer_modal("Close")
+    window.inspector.raw_button.click()
+    assert seen and seen[0].text.toPlainText().startswith("Could not read this message from the recording:")
+    assert window.replay is not None  # still replaying what was read
