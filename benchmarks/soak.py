@@ -65,7 +65,7 @@ def headless_baseline(args: argparse.Namespace, seconds: float) -> dict:
 def stall_place(stack: traceback.StackSummary) -> str:
     """The innermost frame of trackmon's own code in a stack (what to look at), with the frame
     it was in when that is a library's."""
-    ours = [f for f in stack if "/app/" in f.filename or "/benchmarks/" in f.filename or "/tests/" in f.filename]
+    ours = [f for f in stack if f.filename.startswith((str(ROOT / "app"), str(ROOT / "tests")))]
     inner = stack[-1]
     if not ours:
         return f"{Path(inner.filename).name}:{inner.name} (no trackmon frame)"
