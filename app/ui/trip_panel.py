@@ -81,8 +81,9 @@ class TripPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # ResizeToContents measures every row
         header.setStretchLastSection(True)
         readable(self.table)  # long names elided in the middle, whole in a tooltip
-        fit_columns(self.table, ["352625000047514", "1234.56 km", "12 h 05 min", "12 h 05 min",
-                                 "120 km/h", "120 km/h", None])
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)  # compact rows
+        fit_columns(self.table, ["Ambulance 007", "123.45 km", "1 h 05 min", "1 h 05 min", "120 km/h", "120 km/h",
+                                 None])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.hint)
