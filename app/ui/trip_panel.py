@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from app.core.display import age_text
 from app.core.trips import TripStats
+from app.ui.bounded_model import BoundedListModel
 from app.ui.table_layout import fit_columns, readable
 
 HEADERS = ("Device", "Distance", "Moving", "Stopped", "Max speed", "Avg speed", "Stops")
@@ -22,43 +23,31 @@ def duration_text(seconds: float) -> str:
     return age_text(seconds)
 
 
-class TripTableModel(QAbstractTableModel):
+class TripTableModel(BoundedListModel[tuple[str, ...]]):
     """One row of trip figures per device, replaced whole at each refresh: one change signal
     for the table, never one per cell (with a cell-by-cell `QTableWidget`, 500 devices took the
     GUI thread 30–40 s a refresh, once a second)."""
 
+    headers = HEADERS
+
     def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list[tuple[str, ...]] = []
+        super().__init__(capacity=1 << 30, parent=parent)  # one row per device: never trimmed
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
+    def cell(self, item: tuple[str, ...], column: int, role: int) -> Any:
         if role == Qt.ItemDataRole.DisplayRole:
-            return self.rows[index.row()][index.column()]  # plain text: names are untrusted
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column():
+            return item[column]  # plain text: names are untrusted
+        if role == Qt.ItemDataRole.TextAlignmentRole and column:
             return RIGHT
         return None
 
     def set_rows(self, rows: list[tuple[str, ...]]) -> None:
         """Show ``rows``: the same devices in the same order change in place, others reset."""
-        if [r[0] for r in rows] == [r[0] for r in self.rows] and rows:
-            self.rows = rows
+        if [r[0] for r in rows] == [r[0] for r in self.items] and rows:
+            self.items = rows
             self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(HEADERS) - 1))
         else:
             self.beginResetModel()
-            self.rows = rows
+            self.items = rows
             self.endResetModel()
 
 
