@@ -19,6 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from app.server.error_words import plain
 from app.store.schema import connect
 from app.ui.thread_bridge import ThreadBridge
 
@@ -84,6 +85,6 @@ def _run(path: Path, job: ReadJob, done: ThreadBridge, generation: int) -> None:
         with closing(connect(path, readonly=True)) as conn:
             result = job(conn)
     except Exception as exc:  # the file went away, is locked, is not a recording: said, not raised
-        done.send(generation, False, str(exc) or type(exc).__name__)
+        done.send(generation, False, plain(exc))
     else:
         done.send(generation, True, result)

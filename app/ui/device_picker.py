@@ -24,6 +24,15 @@ def set_all_checked(devices: QListWidget, checked: bool) -> None:
         devices.item(i).setCheckState(state)
 
 
+def device_item(ident: str, name: str | None, checked: bool) -> QListWidgetItem:
+    """A checklist row for a device: 'name · ident' (or the ident), its ident as item data."""
+    item = QListWidgetItem(f"{name} · {ident}" if name else ident)  # plain text: names are untrusted
+    item.setData(Qt.ItemDataRole.UserRole, ident)
+    item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+    item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+    return item
+
+
 def checked_count(devices: QListWidget) -> int:
     return sum(devices.item(i).checkState() == Qt.CheckState.Checked for i in range(devices.count()))
 
@@ -70,12 +79,7 @@ class DevicePicker(QDialog):
         self.setWindowTitle("Devices to replay")
         self.list = QListWidget()
         for ident in idents:
-            label = f"{names[ident]} · {ident}" if names.get(ident) else ident
-            item = QListWidgetItem(label)
-            item.setData(Qt.ItemDataRole.UserRole, ident)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if ident in chosen else Qt.CheckState.Unchecked)
-            self.list.addItem(item)
+            self.list.addItem(device_item(ident, names.get(ident), ident in chosen))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -41,7 +40,7 @@ from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ExportChoices, read_export_choices
 from app.ui.background_read import BackgroundRead
-from app.ui.device_picker import with_all_none
+from app.ui.device_picker import device_item, with_all_none
 from app.ui.thread_bridge import ThreadBridge
 from app.ui.time_crop import TimeCrop
 
@@ -155,12 +154,7 @@ class ExportDialog(QDialog):
 
     def _session_read(self, choices: ExportChoices) -> None:
         for ident in choices.idents:
-            name = choices.names.get(ident)
-            item = QListWidgetItem(f"{name} · {ident}" if name else ident)
-            item.setData(Qt.ItemDataRole.UserRole, ident)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked)
-            self.devices.addItem(item)
+            self.devices.addItem(device_item(ident, choices.names.get(ident), True))
         if choices.name:
             self.title = choices.name
             self.setWindowTitle(f"Export session {self.session_id} · {choices.name}")
