@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -87,6 +88,7 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     last = [time.perf_counter()]
     gui_thread = threading.get_ident()
     watching = threading.Event()
+    where_at: dict[float, str] = {}  # the heartbeat a stall followed → where the watchdog saw the GUI thread
 
     def watchdog() -> None:
         """Where the GUI thread is when it has not beaten for ``--stack-after`` seconds: one stack per stall."""
@@ -100,8 +102,16 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
                     stack = traceback.extract_stack(frame)
                     result["stalls"].append("".join(traceback.format_list(stack[-12:])))
                     result["where"].append(stall_place(stack))
+                    where_at[beat_at] = result["where"][-1]
 
     threading.Thread(target=watchdog, name="soak-watchdog", daemon=True).start()
+
+    stall_log = open(args.stall_log, "w", encoding="utf-8") if args.stall_log else None  # noqa: SIM115
+
+    def note(record: dict) -> None:
+        if stall_log is not None:
+            stall_log.write(json.dumps(record) + "\n")
+            stall_log.flush()
 
     def beat() -> None:
         now = time.perf_counter()
@@ -109,6 +119,10 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
         result["stall_ms"] = max(result["stall_ms"], gap_ms)
         if gap_ms > 250:
             result["gaps"].append(gap_ms)
+            # perf_counter is CLOCK_MONOTONIC on Linux: `perf record -k CLOCK_MONOTONIC` samples line up.
+            note({"stall_from": last[0], "stall_to": now, "ms": round(gap_ms, 1),
+                  "where": where_at.get(last[0]),
+                  "threads": {t.native_id: t.name for t in threading.enumerate()}})
         last[0] = now
 
     async def scenario() -> None:
@@ -150,6 +164,8 @@ def run_window(args: argparse.Namespace, seconds: float, workdir: Path) -> dict:
     with loop:
         loop.run_until_complete(scenario())
     watching.set()
+    if stall_log is not None:
+        stall_log.close()
     collector.stop()
     result["gc"] = {"passes": collector.stats.passes, "worst_ms": collector.stats.worst_ms,
                     "total_ms": collector.stats.total_ms}
@@ -168,6 +184,8 @@ def main() -> None:
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--stack-after", type=float, default=1.0,
                         help="seconds the GUI thread may not beat before the watchdog keeps its stack")
+    parser.add_argument("--stall-log", help="write every stall over 250 ms (monotonic start and end, where, the "
+                        "process's threads by native id) to this file as JSON lines, to line up with a profiler")
     args = parser.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.rate:,.0f} msg/s from {args.devices} devices, {args.minutes:g} min", flush=True)

@@ -25,10 +25,19 @@ FILE_FORMATS = (*FORMATS, *GEO_FORMATS)
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
-def partial_path(target: Path) -> Path:
-    """Where ``target`` is written until it is complete (hidden, same directory and suffix: GDAL
-    picks the format's behaviour by suffix)."""
-    return target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+def partial_path(target: Path, pid: int | None = None) -> Path:
+    """Where ``target`` is written until it is complete by process ``pid`` (this one by default;
+    hidden, same directory and suffix: GDAL picks the format's behaviour by suffix)."""
+    return target.with_name(f".{target.stem}.partial-{os.getpid() if pid is None else pid}{target.suffix}")
+
+
+def discard_partial(target: Path, pid: int) -> None:
+    """Delete what process ``pid``, killed while exporting to ``target``, left beside it."""
+    from app.store.csv_export import csvt_path
+
+    partial = partial_path(target, pid)
+    for path in (partial, partial.with_name(partial.name + ".second"), partial_path(csvt_path(target), pid)):
+        _discard(path)
 
 
 def _discard(path: Path) -> None:

@@ -109,8 +109,7 @@ def main(argv: list[str]) -> int:
     from app.store.exporters import drive, make_exporter
 
     db, job = argv[0], orjson.loads(argv[1])
-    spec = job["filter"]
-    f = PointFilter(**{**spec, "idents": tuple(spec["idents"]) if spec["idents"] is not None else None})
+    f = PointFilter.from_plain(job["filter"])
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         with open(job["path"], "w", encoding="utf-8", newline="") as out:

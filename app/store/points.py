@@ -63,6 +63,12 @@ class PointFilter:
     #: Points strictly before this time only (a half-open range: parts of one export meet exactly).
     t_before: float | None = None
 
+    @staticmethod
+    def from_plain(spec: dict[str, Any]) -> PointFilter:
+        """The filter `dataclasses.asdict` made plain (for a child process), back."""
+        idents = spec["idents"]
+        return PointFilter(**{**spec, "idents": tuple(idents) if idents is not None else None})
+
 
 class _Chunk(NamedTuple):
     t_min: float

@@ -10,7 +10,6 @@ with the command that installs them.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from functools import partial
@@ -33,9 +32,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.core.filters import FilterError, Predicate, compile_filter
-from app.store.export_file import FILE_FORMATS, SUFFIXES, export_file
-from app.store.exporters import Cancelled, collect_param_keys
+from app.core.filters import FilterError, compile_filter
+from app.store.export_file import FILE_FORMATS, SUFFIXES
+from app.store.export_process import ExportJob, export_in_child
+from app.store.exporters import Cancelled
 from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
 from app.store.replay import ExportChoices, read_export_choices
@@ -50,10 +50,6 @@ FORMAT_HELP = {"gpx": "GPX 1.1: GPS tools, GPSPrune, gpsbabel, Garmin", "csv": "
                "kml": "KML: Google Earth", "geojson": "GeoJSON: web maps, QGIS",
                "gpkg": "GeoPackage: QGIS, ogr2ogr (a points and a tracks layer)",
                "geoparquet": "GeoParquet: DuckDB, pandas/GeoPandas, polars (one row per fix)"}
-
-
-#: The worker reports progress at most this often (each report is a call across threads).
-PROGRESS_EVERY_S = 0.1
 
 
 def _utc(ts: float) -> QDateTime:
@@ -192,29 +188,28 @@ class ExportDialog(QDialog):
                            float(self.t_to.dateTime().toSecsSinceEpoch()), self.valid_only.isChecked())
 
     def start(self) -> None:
-        """Run the export in a worker thread (once the session has been read)."""
+        """Run the export in a child process (once the session has been read), waited on by a
+        worker thread: the window keeps the GIL (see `store/export_process`)."""
         if self.reading or not self.start_button.isEnabled():
             return
-        target = Path(self.path.text()).expanduser()
         fmt = self.format.currentText()
-        f = self.point_filter()
-        where = None
-        if self.where.text().strip():
+        where = self.where.text().strip()
+        if where:
             try:
-                where = compile_filter(self.where.text())
+                compile_filter(where)  # said here, at once; the child compiles it again
             except FilterError as exc:
                 self.status.setText(f"Filter: {exc}")
                 return
-        all_params = self.all_params.isChecked() and fmt == "csv"
-        points = self.points.isChecked() and fmt == "geojson"
         csv_options = {"csv_profile": "gis" if self.gis_columns.isChecked() else "trackmon",
                        "raw_text": self.raw_text.isChecked()} if fmt == "csv" else {}
+        job = ExportJob(fmt, self.point_filter(), Path(self.path.text()).expanduser(), self.title,
+                        all_params=self.all_params.isChecked() and fmt == "csv",
+                        points=self.points.isChecked() and fmt == "geojson", where=where, csv_options=csv_options)
         cancel = self.cancel_event = threading.Event()
         progress_bridge, finished_bridge = ThreadBridge(self._progress), ThreadBridge(self._finished)
-        db, title = self.db, self.title  # the worker gets plain values, never the dialog
-        self.thread = threading.Thread(target=_export, name="trackmon-export", daemon=True, args=(
-            db, fmt, f, target, title, all_params, points, where, cancel, progress_bridge, finished_bridge,
-            csv_options))
+        # The worker gets plain values, never the dialog.
+        self.thread = threading.Thread(target=_export, name="trackmon-export", daemon=True,
+                                       args=(self.db, job, cancel, progress_bridge, finished_bridge))
         self.start_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
         self.status.setText("Exporting…")
@@ -238,29 +233,16 @@ class ExportDialog(QDialog):
             self.accept()
 
 
-def _export(db: Path, fmt: str, f: PointFilter, target: Path, title: str, all_params: bool, points: bool,
-            where: Predicate | None, cancel: threading.Event, progress: ThreadBridge, finished: ThreadBridge,
-            csv_options: dict | None = None) -> None:
-    """The export itself, in its worker thread: plain data in, plain data out through bridges."""
-    last = 0.0
-
-    def report(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= PROGRESS_EVERY_S or done >= total:
-            last = now
-            progress.send(done, total)
-
-    conn = sqlite3.connect(db)
+def _export(db: Path, job: ExportJob, cancel: threading.Event, progress: ThreadBridge,
+            finished: ThreadBridge) -> None:
+    """The export's worker thread: waits for the child process writing it; plain data in, plain
+    data out through bridges."""
     try:
-        params = collect_param_keys(conn, f) if all_params else None
-        exporter = export_file(conn, fmt, f, target, title=title, params=params, points=points, where=where,
-                               progress=report, cancelled=cancel.is_set, **(csv_options or {}))
-        tracks = f" and {exporter.tracks:,} track lines" if fmt == "gpkg" else ""
-        finished.send(f"Wrote {exporter.written:,} points{tracks} to {target.name}")
+        result = export_in_child(db, job, progress.send, cancel.is_set)
     except Cancelled:
         finished.send("Cancelled: nothing was written")
     except Exception as exc:  # shown in the dialog
         finished.send(f"Failed: {exc}")
-    finally:
-        conn.close()
+    else:
+        tracks = f" and {result.tracks:,} track lines" if job.fmt == "gpkg" else ""
+        finished.send(f"Wrote {result.written:,} points{tracks} to {job.target.name}")

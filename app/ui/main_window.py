@@ -77,7 +77,7 @@ from app.ui.requests_model import REQUEST_SAMPLES, RequestsModel
 from app.ui.sessions_mode import SessionsMixin
 from app.ui.settings import OSM_ATTRIBUTION, OSM_TILES, AppSettings, RunOverrides, save_settings
 from app.ui.settings_dialog import SettingsDialog
-from app.ui.slow_release import release_now
+from app.ui.slow_release import SlowRelease
 from app.ui.stall_banner import StallBanner
 from app.ui.status_bar import StatusLine
 from app.ui.table_layout import (
@@ -138,6 +138,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY,
                                 health=load_thresholds(store))
         self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
+        self.releaser = SlowRelease()  # what a new session or a replay switch let go of, freed in slices
         self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
             messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
         self.replay: ReplayController | None = None
@@ -461,7 +462,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.service = None
         self.reader.close()
         self.recorder.close()
-        release_now()  # what views let go of and is still waiting to be freed
+        self.releaser.now()  # what views let go of and is still waiting to be freed
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.closed.set()

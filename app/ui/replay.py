@@ -43,7 +43,7 @@ from app.core.trips import TripStats
 from app.store.points import TrackPoint
 from app.store.replay import DeviceSnapshot, ReplayedMessage, ReplaySource, seek_trail
 from app.ui.background_read import BackgroundRead
-from app.ui.slow_release import release_later
+from app.ui.slow_release import SlowRelease
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
                                           ("600×", 600.0), ("As fast as possible", None)]
@@ -64,11 +64,12 @@ class ReplayController(QObject):
 
     seek_failed = Signal(str)  # a seek could not read the file: why
 
-    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, path: Path,
+    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, path: Path, releaser: SlowRelease,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.source = source
         self.fleet = fleet
+        self._releaser = releaser  # the window's: a seek lets go of the fleet shown before
         self.trail_length = trail_length
         self.t = source.start
         self.speed: float | None = 1.0
@@ -128,7 +129,7 @@ class ReplayController(QObject):
         if found is None:  # nothing earlier to step back to
             return
         t, snapshots = found
-        release_later(self.fleet.clear())
+        self._releaser.later(self.fleet.clear())
         self.trips.clear()
         for snap in snapshots.values():
             latest = snap.latest

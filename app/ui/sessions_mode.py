@@ -21,7 +21,6 @@ from app.ui.new_session_prompt import confirm_new_session
 from app.ui.replay import DENSITY_BINS, ReplayController
 from app.ui.send_dialog import SendDialog
 from app.ui.session_browser import SessionBrowser
-from app.ui.slow_release import release_later
 from app.ui.trip_panel import duration_text
 
 
@@ -75,7 +74,7 @@ class SessionsMixin:
         """Close the current session and record into a fresh one."""
         session = self.recorder.start_session()
         self.intake.clear()
-        release_later(self.live_fleet.clear())  # the views empty now, the objects go in slices
+        self.releaser.later(self.live_fleet.clear())  # the views empty now, the objects go in slices
         self._rate_mark = (time.monotonic(), 0)  # the rate counts from the cleared fleet's zero
         if self.replay is None:
             self._reset_views()
@@ -105,7 +104,7 @@ class SessionsMixin:
         self.discard_frame_in_flight()
         self.device_model.fleet = self.fleet
         self.device_model.reset()
-        release_later(self.log_model.reset())
+        self.releaser.later(self.log_model.reset())
         self.map.call("clear")
         self.sent_trail.clear()
         self.sent_status.clear()
@@ -149,7 +148,8 @@ class SessionsMixin:
         source = opened.source.on(self.reader)
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
-        self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path, self)
+        self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path,
+                                       self.releaser, self)
         self.replay_everyone = opened.everyone
         self.replay.moved.connect(lambda _: self._replay_moved())
         self.replay.seeked.connect(lambda _: self._reset_views())
@@ -175,7 +175,7 @@ class SessionsMixin:
         if self.replay is None:
             return
         self.replay.close()
-        release_later(self.replay.fleet.clear())  # not all at once when the controller is deleted
+        self.releaser.later(self.replay.fleet.clear())  # not all at once when the controller is deleted
         self.replay.deleteLater()
         self.replay = None
         self.replay_bar.controller = None

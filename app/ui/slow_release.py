@@ -19,49 +19,50 @@ from typing import Any
 #: GUI-thread time one slice may take (one object more at most).
 SLICE_SECONDS = 0.002
 
-_waiting: deque[list[Any]] = deque()
-_due: asyncio.AbstractEventLoop | None = None  # the loop the next slice is due on
 
+class SlowRelease:
+    """What one window has let go of and not freed yet (the window owns one; a replay controller
+    hands its fleet to the window's)."""
 
-def release_later(items: list[Any]) -> None:
-    """Take ownership of ``items`` (the caller keeps no other reference to the list) and free
-    them over the next turns of the GUI thread's loop."""
-    global _due
-    if not items:
-        return
-    _waiting.append(items)
-    loop = asyncio.get_event_loop()
-    if _due is not loop:  # nothing due, or due on a loop that has ended (tests run one per test)
-        _due = loop
-        loop.call_soon(_release_some, loop)
+    def __init__(self) -> None:
+        self._waiting: deque[list[Any]] = deque()
+        self._due: asyncio.AbstractEventLoop | None = None  # the loop the next slice is due on
 
+    def later(self, items: list[Any]) -> None:
+        """Take ownership of ``items`` (the caller keeps no other reference to the list) and free
+        them over the next turns of the GUI thread's loop."""
+        if not items:
+            return
+        self._waiting.append(items)
+        loop = asyncio.get_event_loop()
+        if self._due is not loop:  # nothing due, or due on a loop that has ended
+            self._due = loop
+            loop.call_soon(self._release_some, loop)
 
-def pending() -> int:
-    """Objects handed over and not freed yet."""
-    return sum(len(items) for items in _waiting)
+    def pending(self) -> int:
+        """Objects handed over and not freed yet."""
+        return sum(len(items) for items in self._waiting)
 
+    def now(self) -> None:
+        """Free everything handed over (shutdown)."""
+        while self._waiting:
+            self._waiting.popleft().clear()
 
-def release_now() -> None:
-    """Free everything handed over (shutdown, tests)."""
-    while _waiting:
-        _waiting.popleft().clear()
-
-
-def _release_some(loop: asyncio.AbstractEventLoop) -> None:
-    global _due
-    if _due is not loop:  # superseded by a slice on a newer loop
-        return
-    try:
-        deadline = time.perf_counter() + SLICE_SECONDS
-        # The clock is read after every object: one device with a long trail takes milliseconds.
-        while _waiting and time.perf_counter() < deadline:
-            items = _waiting[0]
-            if items:
-                items.pop()
+    def _release_some(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._due is not loop:  # superseded by a slice on a newer loop
+            return
+        waiting = self._waiting
+        try:
+            deadline = time.perf_counter() + SLICE_SECONDS
+            # The clock is read after every object: one device with a long trail takes milliseconds.
+            while waiting and time.perf_counter() < deadline:
+                items = waiting[0]
+                if items:
+                    items.pop()
+                else:
+                    waiting.popleft()
+        finally:  # whatever happened, what is left still gets its turns
+            if waiting and not loop.is_closed():
+                loop.call_soon(self._release_some, loop)
             else:
-                _waiting.popleft()
-    finally:  # whatever happened, what is left still gets its turns
-        if _waiting and not loop.is_closed():
-            loop.call_soon(_release_some, loop)
-        else:
-            _due = None
+                self._due = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 
-from app.ui import slow_release
 from tests.ui.conftest import enter_replay, post, run, wait_until
 
 
@@ -33,9 +32,9 @@ def test_a_new_session_empties_the_views_now_and_frees_the_old_one_over_later_tu
     window.new_session()
     assert window.log_model.rowCount() == 0 and window.device_model.rowCount() == 0  # the views: at once
     assert window.live_fleet.total == 0 and not window.live_fleet.devices
-    assert slow_release.pending() > 0  # the objects: not in this turn of the loop
+    assert window.releaser.pending() > 0  # the objects: not in this turn of the loop
 
-    run(loop, wait_until(lambda: slow_release.pending() == 0, what="the old session freed"))
+    run(loop, wait_until(lambda: window.releaser.pending() == 0, what="the old session freed"))
     # Nothing else holds them: only this test's names (and getrefcount's argument).
     assert sys.getrefcount(entry) == 2 and sys.getrefcount(device) == 2 and sys.getrefcount(health) == 2
 
@@ -67,5 +66,5 @@ def test_leaving_a_replay_frees_the_replayed_fleet(loop, make_window) -> None:
 
     window.leave_replay()
     assert window.fleet is window.live_fleet and window.log_model.rowCount() == 0
-    run(loop, wait_until(lambda: slow_release.pending() == 0, what="the replay freed"))
+    run(loop, wait_until(lambda: window.releaser.pending() == 0, what="the replay freed"))
     assert sys.getrefcount(replayed) == 2 and sys.getrefcount(stepped) == 2
