@@ -47,11 +47,14 @@ def file_messages(path: Path, summary: ImportSummary) -> Iterator[dict[str, Any]
     raise ImportError_(f"{path.name}: import reads .gpx and .csv files")
 
 
-def file_batches(path: Path, summary: ImportSummary | None = None) -> Iterator[list[dict[str, Any]]]:
-    """The file's points in batches of `BATCH` messages: parsed in a second process for a large
-    file (see `import_process`: parsing and recording then use both cores), here for a small one."""
+def file_batches(path: Path, summary: ImportSummary | None = None, child_from: int | None = None,
+                 ) -> Iterator[list[dict[str, Any]]]:
+    """The file's points in batches of `BATCH` messages: parsed in a second process for a file of
+    ``child_from`` bytes or more (default `import_process.MIN_BYTES`; parsing and recording then
+    use both cores), here for a smaller one."""
     summary = summary or ImportSummary(file=path.name)
-    if path.suffix.lower() in (".gpx", ".csv") and path.stat().st_size >= import_process.MIN_BYTES:
+    child_from = import_process.MIN_BYTES if child_from is None else child_from
+    if path.suffix.lower() in (".gpx", ".csv") and path.stat().st_size >= child_from:
         yield from import_process.parsed_batches(path, summary, BATCH)
         return
     messages = file_messages(path, summary)
@@ -65,13 +68,15 @@ def file_batches(path: Path, summary: ImportSummary | None = None) -> Iterator[l
         yield batch
 
 
-def import_with(recorder: Recorder, path: Path, name: str = "") -> ImportSummary:
-    """Import ``path`` into a new session through an open recorder; returns what was imported."""
+def import_with(recorder: Recorder, path: Path, name: str = "", child_from: int | None = None) -> ImportSummary:
+    """Import ``path`` into a new session through an open recorder; returns what was imported.
+    ``child_from``: see `file_batches` (the window parses every file in a child process)."""
     summary = ImportSummary(file=path.name)
     file_messages(path, summary)  # raises at once for an unknown suffix
     digest = file_digest(path)
     try:
-        session, count = recorder.import_session(name or f"import {path.name}", file_batches(path, summary), digest)
+        session, count = recorder.import_session(name or f"import {path.name}",
+                                                 file_batches(path, summary, child_from), digest)
     except AlreadyImported as exc:
         raise ImportError_(f"{path.name} was already imported into this recording (session {exc.session_id}); "
                            "the same file is imported once") from None
