@@ -40,16 +40,20 @@ class Sample:
     frames: list[str] = field(default_factory=list)
 
 
-def read_samples(path: Path) -> list[Sample]:
-    """`perf script -F comm,pid,tid,time,ip,sym,dso` output → samples, innermost frame first."""
+def read_samples(path: Path, pids: set[int]) -> list[Sample]:
+    """`perf script -F comm,pid,tid,time,ip,sym,dso` output → the samples of processes ``pids``,
+    innermost frame first (the rest are skipped as they are read: a soak's output is gigabytes)."""
     samples: list[Sample] = []
     current: Sample | None = None
     with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
             header = HEADER.match(line)
             if header:
-                current = Sample(header["comm"].strip(), int(header["pid"]), int(header["tid"]), float(header["time"]))
-                samples.append(current)
+                current = None
+                if int(header["pid"]) in pids:
+                    current = Sample(header["comm"].strip(), int(header["pid"]), int(header["tid"]),
+                                     float(header["time"]))
+                    samples.append(current)
                 continue
             frame = FRAME.match(line)
             if frame and current is not None:
@@ -74,7 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     stalls = [json.loads(line) for line in args.stalls.read_text().splitlines() if line.strip()]
     stalls = [s for s in stalls if s["ms"] >= args.min_ms]
-    samples = read_samples(args.samples)
+    windows = {int(tid) for stall in stalls for tid, name in stall["threads"].items() if name == "MainThread"}
+    samples = read_samples(args.samples, windows)
     samples.sort(key=lambda s: s.time)
     times = [s.time for s in samples]
     overall: Counter[str] = Counter()

@@ -25,18 +25,25 @@ FILE_FORMATS = (*FORMATS, *GEO_FORMATS)
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
-def partial_path(target: Path, pid: int | None = None) -> Path:
-    """Where ``target`` is written until it is complete by process ``pid`` (this one by default;
-    hidden, same directory and suffix: GDAL picks the format's behaviour by suffix)."""
-    return target.with_name(f".{target.stem}.partial-{os.getpid() if pid is None else pid}{target.suffix}")
+def partial_path(target: Path, tag: str | None = None) -> Path:
+    """Where ``target`` is written until it is complete (hidden, same directory and suffix: GDAL
+    picks the format's behaviour by suffix); ``tag`` tells writers apart (this process's id by
+    default)."""
+    return target.with_name(f".{target.stem}.partial-{os.getpid() if tag is None else tag}{target.suffix}")
 
 
-def discard_partial(target: Path, pid: int) -> None:
-    """Delete what process ``pid``, killed while exporting to ``target``, left beside it."""
+def _partials(target: Path, tag: str | None) -> tuple[Path, Path, Path]:
+    """Every file an export to ``target`` writes before it is complete: the file, a large CSV's
+    second half, a CSV's column types."""
     from app.store.csv_export import csvt_path
 
-    partial = partial_path(target, pid)
-    for path in (partial, partial.with_name(partial.name + ".second"), partial_path(csvt_path(target), pid)):
+    partial = partial_path(target, tag)
+    return partial, partial.with_name(partial.name + ".second"), partial_path(csvt_path(target), tag)
+
+
+def discard_partial(target: Path, tag: str) -> None:
+    """Delete what an export to ``target`` tagged ``tag`` left beside it (its process was killed)."""
+    for path in _partials(target, tag):
         _discard(path)
 
 
@@ -49,22 +56,24 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
                 params: list[str] | None = None, points: bool = False, gap: float = 300.0,
                 where: Callable[[dict[str, Any]], bool] | None = None,
                 progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                csv_profile: str = "trackmon", raw_text: bool = False) -> Any:
+                csv_profile: str = "trackmon", raw_text: bool = False, tag: str | None = None) -> Any:
     """Write the filtered points of a session to ``target`` in ``fmt`` (see `FILE_FORMATS`), all
     or nothing; returns the writer with its counts (``written``, ``skipped``). Raises
     `exporters.Cancelled` when cancelled, RuntimeError when a GeoPackage/GeoParquet library is
-    missing, OSError when the directory cannot be written — in every case leaving no file."""
+    missing, OSError when the directory cannot be written — in every case leaving no file.
+    ``tag``: names the partial files (see `partial_path`), so a parent can delete them if the
+    process writing them dies."""
     from app.store.csv_export import csvt_path
 
     if fmt not in SUFFIXES:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FILE_FORMATS)}")
-    partial = partial_path(target)
+    partial, second_part, csvt_part = _partials(target, tag)
     sidecar: Path | None = None
     second: Any = None
     try:
         split = split_time(conn, f) if fmt == "csv" and not params and where is None else None
         if split is not None:  # a large finished session: the second half in another process
-            second = SecondHalf(conn, f, split, partial.with_name(partial.name + ".second"),
+            second = SecondHalf(conn, f, split, second_part,
                                 {"title": title, "csv_profile": csv_profile, "raw_text": raw_text})
             f = dataclasses.replace(f, t_before=split)
         if fmt in GEO_FORMATS:
@@ -81,7 +90,7 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
                 writer.written += written
                 writer.skipped += skipped
             if fmt == "csv":  # column types for GDAL/QGIS (a 15-digit IMEI stays text)
-                sidecar = partial_path(csvt_path(target))
+                sidecar = csvt_part
                 sidecar.write_text(writer.csvt(), encoding="utf-8")
         os.replace(partial, target)
         if sidecar is not None:

@@ -13,11 +13,15 @@ meanwhile (closed, every batch in chunks): the two processes read the file in tw
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.store.module_process import start_module
+from app.store.module_process import start_module, wait_for_stdin_end
 from app.store.points import PointFilter, chunk_sizes
 
 #: Points below which one process writes the export (starting a second costs ~0.3 s).
@@ -59,7 +63,8 @@ def split_time(conn: sqlite3.Connection, f: PointFilter) -> float | None:
 
 
 class SecondHalf:
-    """The child process writing the points at or after ``split`` to ``path``."""
+    """The child process writing the points at or after ``split`` to ``path``. It keeps its
+    standard input open to the end: if this process dies, the child deletes its part and exits."""
 
     def __init__(self, conn: sqlite3.Connection, f: PointFilter, split: float, path: Path,
                  options: dict[str, Any]) -> None:
@@ -67,8 +72,9 @@ class SecondHalf:
         self.path = path
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
         job = {"filter": dataclasses.asdict(part), "path": str(path), **options}
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in `discard`) a file, not a pipe: never blocks
         self.child = start_module("app.store.export_parts", db, orjson.dumps(job).decode(),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors)
 
     def finish(self, cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Wait for the child, polling ``cancelled``; (written, skipped). Raises OSError if it
@@ -77,15 +83,18 @@ class SecondHalf:
 
         while True:
             try:
-                out, err = self.child.communicate(timeout=0.1)
+                self.child.wait(timeout=0.1)
                 break
             except subprocess.TimeoutExpired:
                 if cancelled is not None and cancelled():
                     raise Cancelled() from None
         if cancelled is not None and cancelled():  # the child was done first (a slow first half): still a cancel
             raise Cancelled()
+        assert self.child.stdout is not None
+        out = self.child.stdout.read()  # one short line: it fits the pipe, so the child was never held up
         if self.child.returncode != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
+            self._errors.seek(0)
+            lines = self._errors.read().decode(errors="replace").strip().splitlines()
             raise OSError(f"the second export process failed: {lines[-1] if lines else self.child.returncode}")
         written, skipped = out.split()
         return int(written), int(skipped)
@@ -100,7 +109,11 @@ class SecondHalf:
         """Stop the child (if running) and delete its file."""
         if self.child.poll() is None:
             self.child.kill()
-        self.child.communicate()
+        self.child.wait()
+        for stream in (self.child.stdin, self.child.stdout, self._errors):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -113,6 +126,8 @@ def main(argv: list[str]) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         with open(job["path"], "w", encoding="utf-8", newline="") as out:
+            # Watched from here on: the part exists, so an orphan's part is surely deleted.
+            threading.Thread(target=_stop_if_orphaned, args=(Path(job["path"]),), daemon=True).start()
             writer = make_exporter(conn, "csv", out, title=job["title"], csv_profile=job["csv_profile"],
                                    raw_text=job["raw_text"])
             drive(conn, writer, f)
@@ -120,6 +135,15 @@ def main(argv: list[str]) -> int:
         conn.close()
     print(writer.written, writer.skipped)
     return 0
+
+
+def _stop_if_orphaned(part: Path) -> None:
+    """The parent keeps our standard input open while it wants the part: at its end (the parent
+    gone, killed or crashed), delete the part and stop rather than write on for no one."""
+    wait_for_stdin_end()
+    with contextlib.suppress(OSError):
+        part.unlink(missing_ok=True)
+    os._exit(3)
 
 
 if __name__ == "__main__":

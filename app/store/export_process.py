@@ -4,26 +4,33 @@ An export reads the session's chunks (JSON rows parsed into Python lists), turns
 columns and formats them: seconds of work that holds the GIL. In a thread of the window it took
 the GIL from the GUI thread, which needs it for every model cell it paints: in a 12-minute soak
 the export thread held most of the window's samples during 5 of its 12 stalls over 250 ms, and
-the millions of lists it made grew the young generation the window's collector then had to walk
-(`benchmarks/stall_stacks.py`, docs/benchmarks.md). Here the window's export thread only waits on
-a pipe; the child does the reading and writing with its own connection, on the other core.
+the lists it made grew the young generation the window's collector then had to walk
+(`benchmarks/stall_stacks.py`; docs/benchmarks.md, "native stacks of the stalls"). Here the
+window's export thread only waits on a pipe; the child reads and writes with its own connection,
+on the other core.
 
-The child writes the file all or nothing as `export_file` does. Lines on its standard output,
-JSON each: ``{"progress": [done, total]}``, then one of ``{"written": n, "tracks": n}``,
-``{"cancelled": true}``, ``{"error": "why"}``. Its standard input is the cancel: a line, or the
-pipe closing (the window gone), cancels the export, which deletes its partial file.
+The child writes the file all or nothing as `export_file` does, its partial files named by a tag
+this side chooses (so they can be found and deleted if the child dies). Its standard input
+carries the job (one JSON line), then stays open: its end cancels the export (this side closing
+it, or the window gone), which deletes the partial file. Its standard output says how it goes,
+a JSON object a line: ``{"progress": [done, total]}``, then one of ``{"written": n, "tracks": n}``,
+``{"cancelled": true}``, ``{"error": "why"}``.
 
-    python -m app.store.export_process DB JOB     (JOB: JSON, see `ExportJob`)
+    python -m app.store.export_process DB     (the job on standard input, see `ExportJob`)
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import queue
+import secrets
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +40,7 @@ from typing import IO, Any
 
 import orjson
 
-from app.store.module_process import start_module
+from app.store.module_process import read_stdin_line, start_module, wait_for_stdin_end
 from app.store.points import PointFilter
 
 #: Seconds between progress lines (a bar redrawn more often shows nothing more).
@@ -48,21 +55,24 @@ class ExportJob:
     the child compiles it again)."""
 
     fmt: str
-    filter: PointFilter
+    points_filter: PointFilter
     target: Path
     title: str = "trackmon"
     all_params: bool = False
     points: bool = False
     where: str = ""
     csv_options: dict[str, Any] = field(default_factory=dict)
+    #: Names the partial files (`export_file.partial_path`); chosen by the parent, unique per export.
+    tag: str = field(default_factory=lambda: f"{os.getpid()}-{secrets.token_hex(4)}")
 
-    def to_json(self) -> str:
-        return orjson.dumps({**dataclasses.asdict(self), "target": str(self.target)}).decode()
+    def to_json(self) -> bytes:
+        return orjson.dumps({**dataclasses.asdict(self), "target": str(self.target)})
 
     @staticmethod
-    def from_json(text: str) -> ExportJob:
+    def from_json(text: bytes) -> ExportJob:
         job = orjson.loads(text)
-        return ExportJob(**{**job, "filter": PointFilter.from_plain(job["filter"]), "target": Path(job["target"])})
+        return ExportJob(**{**job, "points_filter": PointFilter.from_plain(job["points_filter"]),
+                            "target": Path(job["target"])})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,36 +86,46 @@ class ExportFailed(Exception):
 
 
 def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], None],
-               cancelled: Callable[[], bool]) -> ExportResult:
+                    cancelled: Callable[[], bool]) -> ExportResult:
     """Write ``job`` in a child process and wait for it (polling ``cancelled``, passing progress
     on); returns the counts. Raises `exporters.Cancelled` (nothing written), `ExportFailed`."""
     from app.store.exporters import Cancelled
 
-    child = start_module("app.store.export_process", str(db), job.to_json(), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    before = _identity(job.target)
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed below) a file, not a pipe: it never blocks the child
+    # Its own session: Ctrl-C in the terminal reaches the window, which cancels; not the child directly.
+    child = start_module("app.store.export_process", str(db), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=errors, start_new_session=True)
+    assert child.stdin is not None and child.stdout is not None
     lines: queue.Queue[bytes] = queue.Queue()
     threading.Thread(target=_read_lines, args=(child.stdout, lines), name="trackmon-export-pipe", daemon=True).start()
-    errors: list[bytes] = []
-    threading.Thread(target=lambda: errors.append(child.stderr.read()), name="trackmon-export-err",  # type: ignore[union-attr]
-                     daemon=True).start()
     asked_to_stop: float | None = None
     try:
+        try:
+            child.stdin.write(job.to_json() + b"\n")
+            child.stdin.flush()
+        except OSError:  # it died at once: said below, from its end of the pipe
+            pass
         while True:
+            if asked_to_stop is None and cancelled():
+                asked_to_stop = time.monotonic()
+                _close(child.stdin)  # the child cancels and deletes its partial file
+            elif asked_to_stop is not None and time.monotonic() - asked_to_stop > CANCEL_GRACE_S:
+                child.kill()  # stuck: what it leaves is deleted below
+                child.wait()
+                if _identity(job.target) != before:  # killed between its rename and its answer
+                    raise ExportFailed(f"the export was cancelled as it finished: {job.target.name} was "
+                                       "written, but may lack its column types file")
+                raise Cancelled()
             try:
                 line = lines.get(timeout=0.1)
             except queue.Empty:
-                if asked_to_stop is None and cancelled():
-                    asked_to_stop = time.monotonic()
-                    _close(child.stdin)  # the child cancels and deletes its partial file
-                elif asked_to_stop is not None and time.monotonic() - asked_to_stop > CANCEL_GRACE_S:
-                    raise Cancelled() from None  # killed below, its partial file removed
                 continue
             if not line:  # the child is gone without saying how it ended
                 child.wait()
-                why = (errors[0] if errors else b"").decode(errors="replace").strip().splitlines()
-                raise ExportFailed(f"the export process stopped (exit code {child.returncode})"
-                                   + (f": {why[-1]}" if why else ""))
+                errors.seek(0)
+                why = errors.read().decode(errors="replace").strip().splitlines()
+                raise ExportFailed(_ended(child.returncode) + (f": {why[-1]}" if why else ""))
             said = orjson.loads(line)
             if "progress" in said:
                 progress(*said["progress"])
@@ -118,14 +138,35 @@ def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], Non
     finally:
         _close(child.stdin)
         try:
-            child.wait(CANCEL_GRACE_S if asked_to_stop is None else 0.5)
+            child.wait(CANCEL_GRACE_S)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        errors.close()
         if child.returncode != 0:  # killed, or died: what it was writing is left to delete
             from app.store.export_file import discard_partial
 
-            discard_partial(job.target, child.pid)
+            with contextlib.suppress(OSError):  # never in place of the outcome being reported
+                discard_partial(job.target, job.tag)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _ended(returncode: int) -> str:
+    """How a child that said nothing ended, in words."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the export process was killed ({name}; out of memory, or stopped from outside)"
+    return f"the export process stopped unexpectedly (exit code {returncode})"
 
 
 def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
@@ -145,7 +186,8 @@ def main(argv: list[str]) -> int:
     from app.store.export_file import export_file
     from app.store.exporters import Cancelled, collect_param_keys
 
-    db, job = Path(argv[0]), ExportJob.from_json(argv[1])
+    db = Path(argv[0])
+    job = ExportJob.from_json(read_stdin_line())
     out = sys.stdout.buffer
     cancel = threading.Event()
 
@@ -154,7 +196,7 @@ def main(argv: list[str]) -> int:
         out.flush()
 
     def watch_stdin() -> None:
-        sys.stdin.buffer.readline()  # a line, or the pipe closing: either way, stop
+        wait_for_stdin_end()  # this side closing it, or the window gone: either way, stop
         cancel.set()
 
     threading.Thread(target=watch_stdin, daemon=True).start()
@@ -168,13 +210,14 @@ def main(argv: list[str]) -> int:
             say({"progress": [done, total]})
 
     try:
-        conn = sqlite3.connect(db)
+        # Read-write (a recording's WAL needs it) but never created: a file moved away is an error, not a new database.
+        conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True)
         try:
-            f = job.filter
+            f = job.points_filter
             params = collect_param_keys(conn, f) if job.all_params else None
             exporter = export_file(conn, job.fmt, f, job.target, title=job.title, params=params, points=job.points,
                                    where=compile_filter(job.where) if job.where.strip() else None,
-                                   progress=report, cancelled=cancel.is_set, **job.csv_options)
+                                   progress=report, cancelled=cancel.is_set, tag=job.tag, **job.csv_options)
         finally:
             conn.close()
     except Cancelled:

@@ -18,3 +18,23 @@ def start_module(module: str, *args: str, **popen: Any) -> subprocess.Popen[byte
     ``popen`` goes to `subprocess.Popen` (pipes, stderr)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", module, *args], env=env, **popen)
+
+
+def read_stdin_line() -> bytes:
+    """One line from standard input, read below Python's buffered reader (see `wait_for_stdin_end`)."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            break
+        line += chunk
+    return bytes(line)
+
+
+def wait_for_stdin_end() -> None:
+    """Block until standard input reaches its end (the parent closed it, or died), for a child's
+    watcher thread. Read with `os.read`, not ``sys.stdin``: a daemon thread blocked in the buffered
+    reader holds its lock, and the interpreter then aborts at exit ("could not acquire lock for
+    <stdin> at interpreter shutdown")."""
+    while os.read(0, 4096):
+        pass

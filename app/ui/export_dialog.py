@@ -1,8 +1,9 @@
 """The export dialog: format, devices, time range, valid fixes; progress bar and cancel.
 
-The export runs in a worker thread with its own SQLite connection, so the window stays live (and
-keeps recording) while a large session is written. The worker holds no Qt object: it reports
-through a `ThreadBridge` and is cancelled through a plain `threading.Event`. The file appears
+The export is written by a child process with its own SQLite connection (`store/export_process`),
+so the window stays live (and keeps recording) while a large session is written; a worker thread
+waits for it. The worker holds no Qt object: it reports through a `ThreadBridge` and is
+cancelled through a plain `threading.Event`. The file appears
 only when complete (`export_file`): a cancelled or failed export leaves nothing behind.
 GeoPackage and GeoParquet need an optional extra; without it they are listed but disabled,
 with the command that installs them.

@@ -102,3 +102,19 @@ def test_a_cancel_counts_even_when_the_second_process_finished_first(fleet_db, t
     finally:
         second.discard()
         conn.close()
+
+
+def test_the_second_process_deletes_its_part_and_stops_when_its_parent_goes(fleet_db, tmp_path, monkeypatch) -> None:
+    """An export killed mid-way (the window's export process, say) leaves no second half writing
+    on for no one, nor its hidden part beside the target."""
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    f = PointFilter(1, t_from=START + 60)
+    conn = sqlite3.connect(fleet_db)
+    part = tmp_path / ".out.partial.csv.second"
+    second = export_parts.SecondHalf(conn, f, export_parts.split_time(conn, f), part,
+                                     {"title": "t", "csv_profile": "trackmon", "raw_text": False})
+    conn.close()
+    second.child.stdin.close()  # what the parent's death does to the pipe
+    assert second.child.wait(30) == 3
+    assert not part.exists()
+    second.discard()
