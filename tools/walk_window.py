@@ -122,6 +122,11 @@ async def walk(window: MainWindow, shots: Walk) -> None:
     export.crop.from_slider.setValue(400)
     export.crop.to_slider.setValue(850)
     await shots.shot("export-crop", export, "screenshot-export.png")
+    export.path.setText(str(shots.out / "walk-export.gpx"))
+    export.start()  # written by a child process; the dialog says what it wrote
+    while export.thread is not None:
+        await asyncio.sleep(0.05)
+    await shots.shot("export-written", export)
     export.close()
     browser = window.open_sessions()
     while browser.reading:
