@@ -26,7 +26,6 @@ import dataclasses
 import os
 import queue
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from typing import IO, Any
 
 import orjson
 
-from app.store.module_process import read_stdin_line, start_module, wait_for_stdin_end
+from app.store.module_process import how_it_ended, read_stdin_line, start_module, wait_for_stdin_end
 from app.store.points import PointFilter
 
 #: Seconds between progress lines (a bar redrawn more often shows nothing more).
@@ -125,7 +124,7 @@ def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], Non
                 child.wait()
                 errors.seek(0)
                 why = errors.read().decode(errors="replace").strip().splitlines()
-                raise ExportFailed(_ended(child.returncode) + (f": {why[-1]}" if why else ""))
+                raise ExportFailed(how_it_ended("export process", child.returncode) + (f": {why[-1]}" if why else ""))
             said = orjson.loads(line)
             if "progress" in said:
                 progress(*said["progress"])
@@ -156,17 +155,6 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _ended(returncode: int) -> str:
-    """How a child that said nothing ended, in words."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"the export process was killed ({name}; out of memory, or stopped from outside)"
-    return f"the export process stopped unexpectedly (exit code {returncode})"
 
 
 def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:

@@ -21,6 +21,7 @@ import queue
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from app.store.import_summary import ImportError_, ImportSummary
-from app.store.module_process import start_module
+from app.store.module_process import how_it_ended, start_module
 
 #: Files smaller than this are parsed in this process: starting a process would cost more.
 MIN_BYTES = 2 * 1024 * 1024
@@ -43,8 +44,9 @@ _HEADER = struct.Struct(">cI")
 def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[list[dict[str, Any]]]:
     """The file's messages in batches of ``batch``, parsed by a child process; ``summary`` is
     filled in when the last batch has been read. Raises `ImportError_` (the file) or OSError."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed below) a file, not a pipe: it never blocks the child
     child = start_module("app.store.import_process", str(path), str(batch),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
     assert child.stdout is not None
     # A thread drains the pipe into a short queue, so the child keeps parsing while this thread
     # records (a batch is ~1 MB of JSON: the pipe alone would hold the child up at every batch).
@@ -68,17 +70,20 @@ def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[l
             elif kind == b"O":
                 raise OSError(payload.decode())
             else:
-                error = child.stderr.read().decode(errors="replace").strip() if child.stderr else ""
-                raise OSError(f"the import's parser process stopped: {error.splitlines()[-1] if error else '?'}")
+                child.wait()
+                errors.seek(0)
+                error = errors.read().decode(errors="replace").strip().splitlines()
+                raise OSError(how_it_ended("import's parser process", child.returncode)
+                              + (f": {error[-1]}" if error else ""))
     finally:
         stop.set()
         if not finished:
             child.kill()
         child.wait()
         reader.join()
-        for stream in (child.stdout, child.stderr):
-            if stream is not None:
-                stream.close()
+        if child.stdout is not None:
+            child.stdout.close()
+        errors.close()
 
 
 def _drain(stream: BinaryIO, frames: queue.Queue[tuple[bytes, bytes]], stop: threading.Event) -> None:

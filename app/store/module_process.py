@@ -4,6 +4,7 @@ runs from: the second core's share of an import, a large export or ingest deriva
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,14 @@ def wait_for_stdin_end() -> None:
     <stdin> at interpreter shutdown")."""
     while os.read(0, 4096):
         pass
+
+
+def how_it_ended(what: str, returncode: int) -> str:
+    """How child process ``what`` ended when it said nothing itself, in words (no bare signal number)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the {what} was killed ({name}; out of memory, or stopped from outside)"
+    return f"the {what} stopped unexpectedly (exit code {returncode})"

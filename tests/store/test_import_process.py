@@ -39,3 +39,18 @@ def test_the_child_is_stopped_when_the_import_stops_reading(tmp_path) -> None:
     summary = ImportSummary(file=path.name)
     assert sum(len(b) for b in import_process.parsed_batches(path, summary, 1000)) == 20_000
     assert summary.track_points == 20_000 and summary.tracks == 1
+
+
+def test_a_parser_process_that_dies_is_said_in_words(tmp_path) -> None:
+    """Killed mid-file (out of memory, say): the import fails saying so, not with a bare '?'."""
+    path = tmp_path / "long.gpx"
+    path.write_text(GPX_HEAD + "<trk><trkseg>" + trkpts(50_000) + "</trkseg></trk></gpx>", encoding="utf-8")
+    before = {p.pid for p in psutil.Process().children()}
+    batches = import_process.parsed_batches(path, ImportSummary(file=path.name), 1000)
+    assert len(next(batches)) == 1000
+    for child in psutil.Process().children():
+        if child.pid not in before:
+            child.kill()
+    with pytest.raises(OSError, match=r"the import's parser process was killed \(SIGKILL; out of memory"):
+        for _ in batches:
+            pass
