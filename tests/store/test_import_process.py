@@ -26,16 +26,23 @@ def parse_in_a_child_process(monkeypatch) -> None:
     monkeypatch.setattr(import_process, "MIN_BYTES", 0)
 
 
-def test_the_child_is_stopped_when_the_import_stops_reading(tmp_path) -> None:
+def parsing_under_way(tmp_path, points: int):
+    """A long GPX file's import, its first batch read: (the batches still to come, the parser
+    process, the file)."""
     path = tmp_path / "long.gpx"
-    path.write_text(GPX_HEAD + "<trk><trkseg>" + trkpts(20_000) + "</trkseg></trk></gpx>", encoding="utf-8")
+    path.write_text(GPX_HEAD + "<trk><trkseg>" + trkpts(points) + "</trkseg></trk></gpx>", encoding="utf-8")
     before = {p.pid for p in psutil.Process().children()}
     batches = import_process.parsed_batches(path, ImportSummary(file=path.name), 1000)
     assert len(next(batches)) == 1000
     children = [p for p in psutil.Process().children() if p.pid not in before]
     assert len(children) == 1
+    return batches, children[0], path
+
+
+def test_the_child_is_stopped_when_the_import_stops_reading(tmp_path) -> None:
+    batches, child, path = parsing_under_way(tmp_path, 20_000)
     batches.close()  # what a failed write or a cancelled import does
-    assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     summary = ImportSummary(file=path.name)
     assert sum(len(b) for b in import_process.parsed_batches(path, summary, 1000)) == 20_000
     assert summary.track_points == 20_000 and summary.tracks == 1
@@ -43,14 +50,8 @@ def test_the_child_is_stopped_when_the_import_stops_reading(tmp_path) -> None:
 
 def test_a_parser_process_that_dies_is_said_in_words(tmp_path) -> None:
     """Killed mid-file (out of memory, say): the import fails saying so, not with a bare '?'."""
-    path = tmp_path / "long.gpx"
-    path.write_text(GPX_HEAD + "<trk><trkseg>" + trkpts(50_000) + "</trkseg></trk></gpx>", encoding="utf-8")
-    before = {p.pid for p in psutil.Process().children()}
-    batches = import_process.parsed_batches(path, ImportSummary(file=path.name), 1000)
-    assert len(next(batches)) == 1000
-    for child in psutil.Process().children():
-        if child.pid not in before:
-            child.kill()
+    batches, child, _ = parsing_under_way(tmp_path, 50_000)
+    child.kill()
     with pytest.raises(OSError, match=r"the import's parser process was killed \(SIGKILL; out of memory"):
         for _ in batches:
             pass
