@@ -42,14 +42,19 @@ def _partials(target: Path, tag: str | None) -> tuple[Path, Path, Path]:
 
 
 def discard_partial(target: Path, tag: str) -> None:
-    """Delete what an export to ``target`` tagged ``tag`` left beside it (its process was killed)."""
+    """Delete what an export to ``target`` tagged ``tag`` left beside it (its process was killed),
+    each file as far as it can: never an error in place of the export's own outcome."""
     for path in _partials(target, tag):
-        _discard(path)
+        _discard(path, best_effort=True)
 
 
-def _discard(path: Path) -> None:
+def _discard(path: Path, best_effort: bool = False) -> None:
     for candidate in (path, *(path.with_name(path.name + side) for side in _SIDE_FILES)):
-        candidate.unlink(missing_ok=True)
+        try:
+            candidate.unlink(missing_ok=True)
+        except OSError:
+            if not best_effort:
+                raise
 
 
 def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trackmon",
@@ -95,12 +100,12 @@ def export_file(conn: Any, fmt: str, f: Any, target: Path, *, title: str = "trac
         os.replace(partial, target)
         if sidecar is not None:
             os.replace(sidecar, csvt_path(target))
-    except BaseException:
-        _discard(partial)
+    except BaseException:  # cleaned up as far as it goes; the error that stopped it is what is raised
+        _discard(partial, best_effort=True)
         if second is not None:
             second.discard()
         if sidecar is not None:
-            sidecar.unlink(missing_ok=True)
+            _discard(sidecar, best_effort=True)
         raise
     if second is not None:
         second.discard()  # its file, now appended

@@ -8,7 +8,7 @@ header and the first half (rows strictly before it), then appends the child's ro
 byte for byte the file one process writes (tested). Only for sessions that cannot change
 meanwhile (closed, every batch in chunks): the two processes read the file in two snapshots.
 
-    python -m app.store.export_parts DB JSON     (the child; JSON: the filter and CSV options)
+    python -m app.store.export_parts DB     (the child; its job, JSON, on standard input: the filter and CSV options)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.store.module_process import start_module, wait_for_stdin_end
+from app.store.module_process import how_it_ended, last_line, read_stdin_line, start_module, wait_for_stdin_end
 from app.store.points import PointFilter, chunk_sizes
 
 #: Points below which one process writes the export (starting a second costs ~0.3 s).
@@ -63,8 +64,9 @@ def split_time(conn: sqlite3.Connection, f: PointFilter) -> float | None:
 
 
 class SecondHalf:
-    """The child process writing the points at or after ``split`` to ``path``. It keeps its
-    standard input open to the end: if this process dies, the child deletes its part and exits."""
+    """The child process writing the points at or after ``split`` to ``path``. Its job goes on
+    its standard input (a device list can pass any command line's length), which then stays open
+    to the end: if this process dies, the child stops and deletes its part."""
 
     def __init__(self, conn: sqlite3.Connection, f: PointFilter, split: float, path: Path,
                  options: dict[str, Any]) -> None:
@@ -73,8 +75,18 @@ class SecondHalf:
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
         job = {"filter": dataclasses.asdict(part), "path": str(path), **options}
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in `discard`) a file, not a pipe: never blocks
-        self.child = start_module("app.store.export_parts", db, orjson.dumps(job).decode(),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors)
+        try:
+            self.child = start_module("app.store.export_parts", db, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._errors)
+        except BaseException:
+            self._errors.close()
+            raise
+        assert self.child.stdin is not None
+        try:
+            self.child.stdin.write(orjson.dumps(job) + b"\n")
+            self.child.stdin.flush()
+        except OSError:  # it died at once: `finish` says how
+            pass
 
     def finish(self, cancelled: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Wait for the child, polling ``cancelled``; (written, skipped). Raises OSError if it
@@ -93,9 +105,8 @@ class SecondHalf:
         assert self.child.stdout is not None
         out = self.child.stdout.read()  # one short line: it fits the pipe, so the child was never held up
         if self.child.returncode != 0:
-            self._errors.seek(0)
-            lines = self._errors.read().decode(errors="replace").strip().splitlines()
-            raise OSError(f"the second export process failed: {lines[-1] if lines else self.child.returncode}")
+            why = last_line(self._errors)
+            raise OSError(how_it_ended("second export process", self.child.returncode) + (f": {why}" if why else ""))
         written, skipped = out.split()
         return int(written), int(skipped)
 
@@ -117,30 +128,47 @@ class SecondHalf:
         self.path.unlink(missing_ok=True)
 
 
-def main(argv: list[str]) -> int:
-    """The child: write one part as a whole CSV (header included) and print its counts."""
-    from app.store.exporters import drive, make_exporter
+#: Seconds an orphaned child may take to stop on its own before it exits regardless.
+ORPHAN_GRACE_S = 10.0
 
-    db, job = argv[0], orjson.loads(argv[1])
+
+def main(argv: list[str]) -> int:
+    """The child: write one part as a whole CSV (header included) and print its counts; exit 3
+    without a part if the parent goes first."""
+    from app.store.exporters import Cancelled, drive, make_exporter
+    from app.store.schema import connect
+
+    db, job = argv[0], orjson.loads(read_stdin_line())
     f = PointFilter.from_plain(job["filter"])
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    part = Path(job["path"])
+    orphaned = threading.Event()
+    conn = connect(db, readonly=True)
     try:
-        with open(job["path"], "w", encoding="utf-8", newline="") as out:
-            # Watched from here on: the part exists, so an orphan's part is surely deleted.
-            threading.Thread(target=_stop_if_orphaned, args=(Path(job["path"]),), daemon=True).start()
-            writer = make_exporter(conn, "csv", out, title=job["title"], csv_profile=job["csv_profile"],
-                                   raw_text=job["raw_text"])
-            drive(conn, writer, f)
+        try:
+            with open(part, "w", encoding="utf-8", newline="") as out:
+                # Watched from here on: the part exists, so an orphan's part is surely deleted.
+                threading.Thread(target=_stop_if_orphaned, args=(orphaned, part), daemon=True).start()
+                writer = make_exporter(conn, "csv", out, title=job["title"], csv_profile=job["csv_profile"],
+                                       raw_text=job["raw_text"])
+                drive(conn, writer, f, cancelled=orphaned.is_set)
+        except Cancelled:
+            pass
     finally:
         conn.close()
+    if orphaned.is_set():  # closed first, then deleted: Windows deletes no open file
+        part.unlink(missing_ok=True)
+        return 3
     print(writer.written, writer.skipped)
     return 0
 
 
-def _stop_if_orphaned(part: Path) -> None:
+def _stop_if_orphaned(orphaned: threading.Event, part: Path) -> None:
     """The parent keeps our standard input open while it wants the part: at its end (the parent
-    gone, killed or crashed), delete the part and stop rather than write on for no one."""
+    gone, killed or crashed) the export stops and the part is deleted. If the main thread does
+    not get there in `ORPHAN_GRACE_S`, this thread deletes what it can and exits."""
     wait_for_stdin_end()
+    orphaned.set()
+    time.sleep(ORPHAN_GRACE_S)
     with contextlib.suppress(OSError):
         part.unlink(missing_ok=True)
     os._exit(3)

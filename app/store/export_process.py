@@ -26,7 +26,6 @@ import dataclasses
 import os
 import queue
 import secrets
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import IO, Any
 
 import orjson
 
-from app.store.module_process import how_it_ended, read_stdin_line, start_module, wait_for_stdin_end
+from app.store.module_process import how_it_ended, last_line, read_stdin_line, start_module, wait_for_stdin_end
 from app.store.points import PointFilter
 
 #: Seconds between progress lines (a bar redrawn more often shows nothing more).
@@ -112,9 +111,12 @@ def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], Non
             elif asked_to_stop is not None and time.monotonic() - asked_to_stop > CANCEL_GRACE_S:
                 child.kill()  # stuck: what it leaves is deleted below
                 child.wait()
+                said = _final_answer(lines)  # it may have finished as the grace ran out
+                if said is not None and "written" in said:
+                    return ExportResult(said["written"], said["tracks"])
                 if _identity(job.target) != before:  # killed between its rename and its answer
-                    raise ExportFailed(f"the export was cancelled as it finished: {job.target.name} was "
-                                       "written, but may lack its column types file")
+                    raise ExportFailed(f"the export was cancelled as it finished: {job.target.name} was written"
+                                       + (", but may lack its column types file" if job.fmt == "csv" else ""))
                 raise Cancelled()
             try:
                 line = lines.get(timeout=0.1)
@@ -122,9 +124,8 @@ def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], Non
                 continue
             if not line:  # the child is gone without saying how it ended
                 child.wait()
-                errors.seek(0)
-                why = errors.read().decode(errors="replace").strip().splitlines()
-                raise ExportFailed(how_it_ended("export process", child.returncode) + (f": {why[-1]}" if why else ""))
+                why = last_line(errors)
+                raise ExportFailed(how_it_ended("export process", child.returncode) + (f": {why}" if why else ""))
             said = orjson.loads(line)
             if "progress" in said:
                 progress(*said["progress"])
@@ -142,11 +143,9 @@ def export_in_child(db: Path, job: ExportJob, progress: Callable[[int, int], Non
             child.kill()
             child.wait()
         errors.close()
-        if child.returncode != 0:  # killed, or died: what it was writing is left to delete
-            from app.store.export_file import discard_partial
+        from app.store.export_file import discard_partial
 
-            with contextlib.suppress(OSError):  # never in place of the outcome being reported
-                discard_partial(job.target, job.tag)
+        discard_partial(job.target, job.tag)  # whatever a child that was killed or died left (the tag is this export's)
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -158,9 +157,22 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 
 
 def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(b"")
+    try:
+        for line in stream:
+            lines.put(line)
+    except (OSError, ValueError):  # the pipe closed under us: the end, like any other
+        pass
+    finally:
+        lines.put(b"")
+
+
+def _final_answer(lines: queue.Queue[bytes]) -> dict[str, Any] | None:
+    """The last thing a child that has ended said, if anything (what is left in the queue)."""
+    said = None
+    with contextlib.suppress(queue.Empty):
+        while line := lines.get(timeout=1.0):
+            said = orjson.loads(line)
+    return said
 
 
 def _close(stream: IO[bytes]) -> None:
@@ -173,6 +185,7 @@ def main(argv: list[str]) -> int:
     from app.core.filters import compile_filter
     from app.store.export_file import export_file
     from app.store.exporters import Cancelled, collect_param_keys
+    from app.store.schema import connect
 
     db = Path(argv[0])
     job = ExportJob.from_json(read_stdin_line())
@@ -198,8 +211,7 @@ def main(argv: list[str]) -> int:
             say({"progress": [done, total]})
 
     try:
-        # Read-write (a recording's WAL needs it) but never created: a file moved away is an error, not a new database.
-        conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True)
+        conn = connect(db, readonly=True)  # as `trackmon export` reads: never creates a file moved away
         try:
             f = job.points_filter
             params = collect_param_keys(conn, f) if job.all_params else None

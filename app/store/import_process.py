@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from app.store.import_summary import ImportError_, ImportSummary
-from app.store.module_process import how_it_ended, start_module
+from app.store.module_process import how_it_ended, last_line, start_module
 
 #: Files smaller than this are parsed in this process: starting a process would cost more.
 MIN_BYTES = 2 * 1024 * 1024
@@ -69,12 +69,12 @@ def parsed_batches(path: Path, summary: ImportSummary, batch: int) -> Iterator[l
                 raise ImportError_(payload.decode())
             elif kind == b"O":
                 raise OSError(payload.decode())
-            else:
+            else:  # the end of the pipe (or a frame it cannot have sent): the child is gone or goes
+                if kind:
+                    child.kill()
                 child.wait()
-                errors.seek(0)
-                error = errors.read().decode(errors="replace").strip().splitlines()
-                raise OSError(how_it_ended("import's parser process", child.returncode)
-                              + (f": {error[-1]}" if error else ""))
+                why = last_line(errors)
+                raise OSError(how_it_ended("import's parser process", child.returncode) + (f": {why}" if why else ""))
     finally:
         stop.set()
         if not finished:
@@ -101,6 +101,13 @@ def _drain(stream: BinaryIO, frames: queue.Queue[tuple[bytes, bytes]], stop: thr
 
 
 def _read_frame(stream: BinaryIO) -> tuple[bytes, bytes]:
+    try:
+        return _read_whole_frame(stream)
+    except (OSError, ValueError):  # the pipe closed under the reader: the end, like any other
+        return b"", b""
+
+
+def _read_whole_frame(stream: BinaryIO) -> tuple[bytes, bytes]:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return b"", b""

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 #: The directory holding the `app` package.
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -22,7 +22,8 @@ def start_module(module: str, *args: str, **popen: Any) -> subprocess.Popen[byte
 
 
 def read_stdin_line() -> bytes:
-    """One line from standard input, read below Python's buffered reader (see `wait_for_stdin_end`)."""
+    """One line from standard input, read below Python's buffered reader (see
+    `wait_for_stdin_end`). A byte at a time: what follows the line is not this reader's."""
     line = bytearray()
     while not line.endswith(b"\n"):
         chunk = os.read(0, 1)
@@ -48,5 +49,19 @@ def how_it_ended(what: str, returncode: int) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"the {what} was killed ({name}; out of memory, or stopped from outside)"
+        if name == "SIGKILL":
+            return f"the {what} was killed ({name}; out of memory, or stopped from outside)"
+        if name in ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE"):
+            return f"the {what} crashed ({name})"
+        return f"the {what} was stopped ({name})"
+    if returncode > 0xFFFF:  # Windows: an NTSTATUS, read in hex (0xC0000005: access violation)
+        return f"the {what} crashed (0x{returncode:08X})"
     return f"the {what} stopped unexpectedly (exit code {returncode})"
+
+
+def last_line(stream: IO[bytes]) -> str:
+    """The last line a child wrote to ``stream`` (its stderr, a file), read from the end only."""
+    stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, stream.tell() - 4096))
+    lines = stream.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""

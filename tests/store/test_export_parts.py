@@ -118,3 +118,18 @@ def test_the_second_process_deletes_its_part_and_stops_when_its_parent_goes(flee
     assert second.child.wait(30) == 3
     assert not part.exists()
     second.discard()
+
+
+def test_a_device_subset_longer_than_a_command_line_reaches_the_second_process(fleet_db, tmp_path, monkeypatch) -> None:
+    """Thousands of devices ticked: the second process gets them all (the job is not an argument)."""
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    conn = sqlite3.connect(fleet_db)
+    real = [ident for (ident,) in conn.execute("SELECT DISTINCT ident FROM tracks ORDER BY ident LIMIT 6")]
+    idents = tuple(real + [f"35262500{i:07d}-not-in-this-session" for i in range(10_000)])  # ~330 KB of JSON
+    f = PointFilter(1, idents=idents, t_from=START + 60)
+    assert export_parts.split_time(conn, f) is not None
+    target = tmp_path / "subset.csv"
+    writer = export_file(conn, "csv", f, target)
+    conn.close()
+    assert target.read_bytes() == serial(fleet_db, f)
+    assert writer.written > 0
