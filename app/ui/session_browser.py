@@ -245,7 +245,7 @@ def _import_file(recorder: Recorder, path: Path, done: ThreadBridge) -> None:
     """The import, in its worker thread; it holds no Qt object and reports through ``done``."""
     try:
         # Parsed in a child process whatever its size: a parse in this process holds the GIL the
-        # GUI thread needs to paint (soak stalls, docs/benchmarks.md); starting one costs ~0.3 s.
+        # GUI thread needs to paint (soak stalls, docs/benchmarks.md); starting one costs ~0.1 s.
         summary = import_with(recorder, path, child_from=0)
     except (ImportError_, OSError, UnicodeDecodeError) as exc:
         done.send(str(exc))
