@@ -230,8 +230,16 @@ class ExportDialog(QDialog):
     def _cancel_or_close(self) -> None:
         if self.thread is not None and self.cancel_event is not None:
             self.cancel_event.set()
+            self.status.setText("Cancelling…")  # the child stops at its next block and deletes its file
         else:
             self.accept()
+
+    def reject(self) -> None:
+        """Esc or the window's close button: an export under way is cancelled (nothing is
+        written), not left running unseen."""
+        if self.thread is not None and self.cancel_event is not None:
+            self.cancel_event.set()
+        super().reject()
 
 
 def _export(db: Path, job: ExportJob, cancel: threading.Event, progress: ThreadBridge,

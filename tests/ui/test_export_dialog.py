@@ -75,3 +75,44 @@ def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_
     run(loop, wait_until(lambda: count.text() == "0 of 3 devices", what="the count after None"))
     assert dialog.title == "Morning run" and dialog.windowTitle() == "Export session 1 · Morning run"  # read too
     dialog.close()
+
+
+def big_session(db, batches: int = 60) -> None:
+    """A 120,000-point session in the file a window is about to open: an export that runs for a while."""
+    import orjson
+
+    from app.core.normalize import normalize_batch
+    from app.core.simfleet import FleetSimulator
+    from app.store.recorder import Recorder
+
+    fleet = FleetSimulator(40, seed=9, start=1_767_225_600.0, interval=5.0)
+    recorder = Recorder(db)
+    recorder.start_session("big")
+    for i in range(batches):
+        batch = fleet.next_messages(2_000)
+        body = orjson.dumps(batch)
+        recorder.write_batch(1_767_225_600.0 + i, "127.0.0.1", len(body), body,
+                             normalize_batch(batch, 1_767_225_600.0 + i, body), 1.0)
+    recorder.close()
+
+
+def test_cancel_and_esc_stop_an_export_under_way_and_leave_no_file(loop, make_window, tmp_path) -> None:
+    big_session(tmp_path / "gui0.sqlite")  # the file the first window opens
+    window = make_window()
+    out = tmp_path / "out"
+    out.mkdir()
+    for how in ("Cancel", "Esc"):
+        dialog = open_export(loop, window, 1)
+        dialog.path.setText(str(out / f"{how}.gpx"))
+        dialog.start()
+        run(loop, wait_until(lambda d=dialog: d.bar.value() > 0, timeout=30, what="the export under way"))
+        if how == "Cancel":
+            dialog.cancel_button.click()
+            assert dialog.status.text() == "Cancelling…"
+        else:
+            dialog.reject()  # what Esc and the close button do
+            assert not dialog.isVisible()
+        run(loop, wait_until(lambda d=dialog: d.thread is None, timeout=30, what="the export to stop"))
+        assert dialog.status.text() == "Cancelled: nothing was written", how
+        assert list(out.iterdir()) == [], how  # no file, no partial file
+        dialog.close()
