@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.store.module_process import start_module
+from app.store.module_process import read_stdin_line, start_module
 from app.store.schema import connect
 from app.store.track_rows import FLUSH_MESSAGES, FLUSH_SECONDS, IMPORTING, Derived, complete_chunks
 
@@ -175,7 +175,8 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
 
 
 def _watch_stdin(commands: threading.Event, finishing: threading.Event, orphaned: threading.Event) -> None:
-    for line in sys.stdin.buffer:
+    # Below Python's buffered stdin: a daemon thread blocked there would abort the exit (`module_process`).
+    while line := read_stdin_line():
         if line.strip() == b"finish":
             finishing.set()
             commands.set()

@@ -7,6 +7,7 @@ import pyogrio
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
 from app.store.geo_export import INSTALL_HINT
+from tests.store.test_export_process import record
 from tests.ui.conftest import file_moved_away, open_export, run, threads_calling, wait_until
 from tests.ui.test_replay_sessions import recorded_window
 
@@ -77,27 +78,8 @@ def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_
     dialog.close()
 
 
-def big_session(db, batches: int = 60) -> None:
-    """A 120,000-point session in the file a window is about to open: an export that runs for a while."""
-    import orjson
-
-    from app.core.normalize import normalize_batch
-    from app.core.simfleet import FleetSimulator
-    from app.store.recorder import Recorder
-
-    fleet = FleetSimulator(40, seed=9, start=1_767_225_600.0, interval=5.0)
-    recorder = Recorder(db)
-    recorder.start_session("big")
-    for i in range(batches):
-        batch = fleet.next_messages(2_000)
-        body = orjson.dumps(batch)
-        recorder.write_batch(1_767_225_600.0 + i, "127.0.0.1", len(body), body,
-                             normalize_batch(batch, 1_767_225_600.0 + i, body), 1.0)
-    recorder.close()
-
-
 def test_cancel_and_esc_stop_an_export_under_way_and_leave_no_file(loop, make_window, tmp_path) -> None:
-    big_session(tmp_path / "gui0.sqlite")  # the file the first window opens
+    record(tmp_path / "gui0.sqlite", 60)  # 120,000 points in the file the first window opens
     window = make_window()
     out = tmp_path / "out"
     out.mkdir()
