@@ -117,10 +117,10 @@ class Fleet:
             seen_at = received_at
         # Per device, not per message: a backlog brings several messages per device per batch,
         # and only the newest of them becomes the device's state.
-        check = self.health.add_run
+        groups = _by_device(messages, entries)
+        self.health.add_runs(groups, received_at)
         trail_length = self.trail_length
-        for ident, (group, group_entries) in _by_device(messages, entries).items():
-            check(ident, group, received_at, group_entries)
+        for ident, (group, _) in groups.items():
             state = devices.get(ident)
             if state is None:
                 state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=trail_length))

@@ -111,6 +111,53 @@ class HealthThresholds:
         ]
 
 
+def _initial_state(thresholds: HealthThresholds) -> tuple[float, ...]:
+    """A device's running state before its first message (see `DeviceHealth._state`). No previous
+    message: a NaN time (no interval); no previous fix: a fix "after" every message (no jump)."""
+    return (0, math.nan, -math.inf,  # messages, previous time, latest time
+            0.0, 0.0, min(0.0, thresholds.latency_s), 0.0, 0,  # latency sum, max, low, transit sum, untimed
+            math.inf, 0.0, 0.0,  # previous fix: time, lat, lon
+            0,  # good fixes in a row last added to share_bits (all of it, once >= its size)
+            0)  # the next message count to estimate the usual interval at
+
+
+#: Columns of `_StateTable`, in `DeviceHealth._state` order.
+(_COUNT, _PREV_TS, _LAST_TS, _LATENCY_SUM, _LATENCY_MAX, _LATENCY_LOW, _TRANSIT_SUM, _UNTIMED, _FIX_TS, _FIX_LAT,
+ _FIX_LON, _CLEAN, _DUE) = range(13)
+
+
+class _StateTable:
+    """Devices' running states (`DeviceHealth._state`) as rows of one float array, so that a batch
+    from many devices is checked a column at a time over all of them (`_check_columns`): a thousand
+    devices with one message each per batch is the window's everyday backlog. Counts are whole
+    numbers well below 2**53, exact as floats, and read back as ints."""
+
+    __slots__ = ("rows", "used")
+
+    def __init__(self) -> None:
+        self.rows = np.empty((8, 13))
+        self.used = 0
+
+    def add(self, state: tuple[float, ...]) -> int:
+        """A row for a new device, holding ``state``; its index."""
+        if self.used == len(self.rows):
+            grown = np.empty((2 * len(self.rows), 13))
+            grown[:self.used] = self.rows
+            self.rows = grown
+        slot = self.used
+        self.rows[slot] = state
+        self.used += 1
+        return slot
+
+    def get(self, slot: int) -> tuple[Any, ...]:
+        row = self.rows[slot].tolist()
+        row[_COUNT] = int(row[_COUNT])
+        row[_UNTIMED] = int(row[_UNTIMED])
+        row[_CLEAN] = int(row[_CLEAN])
+        row[_DUE] = int(row[_DUE])
+        return tuple(row)
+
+
 @dataclass(slots=True)
 class Finding:
     """How often a check fired and the latest offending messages (ts, ref, detail)."""
@@ -125,11 +172,14 @@ class DeviceHealth:
     __slots__ = (
         "_binned",
         "_counts",
+        "_in_table",
         "_intervals",
         "_key_order",
         "_keys",
         "_limits",
-        "_state",
+        "_row",
+        "_table",
+        "_tuple",
         "bad",
         "bad_since",
         "findings",
@@ -144,18 +194,19 @@ class DeviceHealth:
         "usual",
     )
 
-    def __init__(self, thresholds: HealthThresholds) -> None:
+    def __init__(self, thresholds: HealthThresholds, table: _StateTable | None = None) -> None:
+        """``table``: where the state lives while batches are checked column-wise (only a
+        `HealthMonitor`'s devices are)."""
         self.thresholds = thresholds
         self._limits = _limits(thresholds)
-        # The running state, packed: a batch brings about one message per device, and unpacking
-        # one tuple is what makes that affordable (see `add_run`). No previous message: a NaN
-        # time (no interval); no previous fix: a fix "after" every message (no jump).
-        self._state: tuple[Any, ...] = (
-            0, math.nan, -math.inf,  # messages, previous time, latest time
-            0.0, 0.0, min(0.0, thresholds.latency_s), 0.0, 0,  # latency sum, max, low, transit sum, untimed
-            math.inf, 0.0, 0.0,  # previous fix: time, lat, lon
-            0,  # good fixes in a row last added to share_bits (all of it, once >= its size)
-            0)  # the next message count to estimate the usual interval at
+        # The running state (see `_state`), packed in a tuple while this device checks its own
+        # runs (unpacking one tuple is what makes a run of one message affordable), or in its row
+        # of the table its monitor shares among devices, while batches from many devices are
+        # checked a column at a time (`_check_columns`). It moves only when the way changes.
+        self._tuple: tuple[Any, ...] = _initial_state(thresholds)
+        self._table = table  # the monitor's, shared by its devices
+        self._row = -1  # none yet
+        self._in_table = False
         # The previous message's parameter names, as a set and in their order (apart from the
         # packed state, which holds only numbers: no work for the cyclic collector).
         self._keys: set[str] | None = None
@@ -175,6 +226,31 @@ class DeviceHealth:
         self.share_bits: deque[int] = deque(maxlen=max(1, thresholds.window_messages))  # per message: _SHARE_BITS
         self.bad = dict.fromkeys(_SHARE_BITS, 0)  # messages in share_bits with each fix problem
         self.bad_since: dict[str, float | None] = dict.fromkeys(_SHARE_BITS)  # device time the share went high
+
+    @property
+    def _state(self) -> tuple[Any, ...]:
+        """The running state: messages, previous time, latest time, latency sum, max and the
+        least worth a look, transit sum, untimed messages, previous fix (time, lat, lon), good
+        fixes in a row last added to ``share_bits``, the next message count to estimate the usual
+        interval at."""
+        return self._table.get(self._row) if self._in_table else self._tuple  # type: ignore[union-attr]
+
+    @_state.setter
+    def _state(self, state: tuple[Any, ...]) -> None:
+        if self._in_table:
+            self._table.rows[self._row] = state  # type: ignore[union-attr]
+        else:
+            self._tuple = state
+
+    def _to_table(self) -> int:
+        """Move the running state into the shared table (for `_check_columns`); its row."""
+        assert self._table is not None, "only a monitor's devices are checked column-wise"
+        if self._row < 0:
+            self._row = self._table.add(self._tuple)
+        else:
+            self._table.rows[self._row] = self._tuple
+        self._in_table = True
+        return self._row
 
     @property
     def count(self) -> int:
@@ -205,7 +281,9 @@ class DeviceHealth:
         future_s, past_s, gap_min, gap_factor, latency_limit, jump_kmh, jump_squared, min_satellites, max_hdop = (
             self._limits)
         (count, prev_ts, last_ts, latency_sum, latency_max, latency_low, transit_sum, untimed,
-         fix_ts, fix_lat, fix_lon, clean, due) = self._state
+         fix_ts, fix_lat, fix_lon, clean, due) = (
+            self._table.get(self._row) if self._in_table else self._tuple)  # type: ignore[union-attr]
+        self._in_table = False
         prev_keys, key_order = self._keys, self._key_order
         future_limit = received_at + future_s
         past_limit = received_at - past_s
@@ -216,10 +294,7 @@ class DeviceHealth:
         usual = self.usual
         unchanged = self.unchanged
         if unchanged is None:  # the first message ever
-            first = messages[0]
-            self.first_ts = self.stuck_since = first.ts
-            unchanged = self.unchanged = {k: v for k, v in first.params.items() if not k.startswith(NOT_SENSORS)
-                                          and type(v) in (int, float, bool) and v == v}  # NaN: never unchanged
+            unchanged = self._first(messages[0])
         for m, ref in zip(messages, refs):  # noqa: B905 (as long by contract; strict costs a call per run)
             ts = m.ts
             count += 1
@@ -273,8 +348,7 @@ class DeviceHealth:
                     # Without the cosine a distance is never shorter: below this bound there is
                     # surely no jump; above it, judged exactly.
                     if dx * dx + dy * dy >= jump_squared * elapsed * elapsed:
-                        dx *= cos(lat * _RADIANS)
-                        speed = sqrt(dx * dx + dy * dy) / elapsed * 3.6
+                        speed = _speed_kmh(dx, dy, lat, elapsed)
                         if speed > jump_kmh:
                             hit("jump", ts, ref, f"{speed:.0f} km/h implied")
                 fix_ts, fix_lat, fix_lon = ts, lat, lon
@@ -298,18 +372,10 @@ class DeviceHealth:
             # -- parameters ---------------------------------------------------------------------
             order = [*m.params]
             if order != key_order:  # the same names in the same order (the usual case) cannot differ
-                keys = m.params.keys()
-                if prev_keys is not None and keys != prev_keys:
-                    self._keys_changed(keys, prev_keys, ts, ref)
-                prev_keys, key_order = set(keys), order
+                prev_keys, key_order = self._names(m.params, prev_keys, ts, ref), order
             if unchanged:
-                params = m.params
-                for key, value in unchanged.items():
-                    if params.get(key, _MISSING) != value:
-                        for changed in [k for k, v in unchanged.items() if params.get(k, _MISSING) != v]:
-                            del unchanged[changed]
-                        break
-        self._state = (count, prev_ts, last_ts, latency_sum, latency_max, latency_low, transit_sum, untimed,
+                _keep_unchanged(unchanged, m.params)
+        self._tuple = (count, prev_ts, last_ts, latency_sum, latency_max, latency_low, transit_sum, untimed,
                        fix_ts, fix_lat, fix_lon, clean, due)
         self._keys, self._key_order = prev_keys, key_order
         if len(intervals) > _BIN_EVERY:
@@ -332,6 +398,21 @@ class DeviceHealth:
                 self._counts[index] += n
             del intervals[:-RECENT_INTERVALS]
             self._binned = len(intervals)
+
+    def _first(self, first: Message) -> dict[str, Any]:
+        """Start from a device's first message ever: the values that could turn out stuck."""
+        self.first_ts = self.stuck_since = first.ts
+        self.unchanged = {k: v for k, v in first.params.items() if not k.startswith(NOT_SENSORS)
+                          and type(v) in (int, float, bool) and v == v}  # NaN: never unchanged
+        return self.unchanged
+
+    def _names(self, params: dict[str, Any], previous_keys: set[str] | None, ts: float, ref: Any) -> set[str]:
+        """A message whose parameter names are not the previous one's in the same order: what
+        appeared or went is noted; its names, for the next message."""
+        keys = params.keys()
+        if previous_keys is not None and keys != previous_keys:
+            self._keys_changed(keys, previous_keys, ts, ref)
+        return set(keys)
 
     def _keys_changed(self, keys: Any, previous_keys: set[str], ts: float, ref: Any) -> None:
         appeared, gone = keys - previous_keys, previous_keys - keys
@@ -473,6 +554,22 @@ class DeviceHealth:
         }
 
 
+def _keep_unchanged(unchanged: dict[str, Any], params: dict[str, Any]) -> None:
+    """Forget the values in ``unchanged`` that ``params`` does not repeat (a non-empty dict)."""
+    for key, value in unchanged.items():
+        if params.get(key, _MISSING) != value:
+            for changed in [k for k, v in unchanged.items() if params.get(k, _MISSING) != v]:
+                del unchanged[changed]
+            return
+
+
+def _speed_kmh(dx: float, dy: float, lat: float, elapsed: float) -> float:
+    """The speed a move implies: ``dx``, ``dy`` metres east and north as if on the equator (the
+    cheap bound both ways of checking use first), corrected for ``lat``, over ``elapsed`` s."""
+    dx *= cos(lat * _RADIANS)
+    return sqrt(dx * dx + dy * dy) / elapsed * 3.6
+
+
 @lru_cache(maxsize=16)
 def _limits(th: HealthThresholds) -> tuple[float, ...]:
     """The thresholds as `DeviceHealth.add_run` reads them, in one tuple (one per thresholds,
@@ -482,23 +579,36 @@ def _limits(th: HealthThresholds) -> tuple[float, ...]:
             float(th.min_satellites), float(th.max_hdop))  # float against float compares fastest
 
 
+#: A batch is checked column-wise over its devices (`HealthMonitor.add_runs`) when it brings at
+#: least this many devices with at most `COLUMNS_RUN` messages each on average (a live stream from
+#: a large fleet), and only while this many have a message left; otherwise each device's run is
+#: checked on its own (`DeviceHealth.add_run`), where a few devices with long runs are cheaper and
+#: numpy's fixed cost per call would outweigh the work.
+COLUMNS_FROM = 24
+COLUMNS_RUN = 2
+
+
 class HealthMonitor:
     """Health of every device, fed by batches."""
 
     def __init__(self, thresholds: HealthThresholds | None = None) -> None:
         self.thresholds = thresholds or HealthThresholds()
         self.devices: dict[str, DeviceHealth] = {}
+        self._table = _StateTable()
+
+    def _device(self, ident: str) -> DeviceHealth:
+        device = self.devices.get(ident)
+        if device is None:
+            device = self.devices[ident] = DeviceHealth(self.thresholds, self._table)
+        return device
 
     def add(self, m: Message, received_at: float, ref: Any = None) -> None:
         """Check one message."""
-        device = self.devices.get(m.ident)
-        if device is None:
-            device = self.devices[m.ident] = DeviceHealth(self.thresholds)
-        device.add(m, received_at, ref)
+        self._device(m.ident).add(m, received_at, ref)
 
     def add_batch(self, messages: list[Message], received_at: float, refs: list[Any]) -> None:
         """Check a batch received together, ``refs[i]`` kept for ``messages[i]``: the same findings
-        as adding the messages one by one, at a fraction of the cost (see `DeviceHealth.add_run`)."""
+        as adding the messages one by one, at a fraction of the cost (see `add_runs`)."""
         # One list per device, messages and references interleaved: with a thousand devices in a
         # batch, every container alive at once is one more for the cyclic collector to promote.
         runs: dict[str, list[Any]] = {}
@@ -509,16 +619,39 @@ class HealthMonitor:
             else:
                 run.append(m)
                 run.append(ref)
-        for ident, run in runs.items():
-            self.add_run(ident, run[::2], received_at, run[1::2])
+        self.add_runs({ident: (run[::2], run[1::2]) for ident, run in runs.items()}, received_at)
+
+    def add_runs(self, runs: dict[str, tuple[list[Message], list[Any]]], received_at: float) -> None:
+        """Check a batch received together, grouped by device already: ident → (its messages in
+        arrival order, the reference kept for each). The same findings as one by one. With many
+        devices the batch is checked column-wise, the k-th message of every device at once
+        (`_check_columns`); a device's messages past the point where few devices are left are
+        checked as one run (`DeviceHealth.add_run`)."""
+        if len(runs) < COLUMNS_FROM or sum(len(run[0]) for run in runs.values()) > COLUMNS_RUN * len(runs):
+            for ident, (messages, refs) in runs.items():
+                self._device(ident).add_run(messages, received_at, refs)
+            return
+        devices = [self._device(ident) for ident in runs]
+        groups = list(runs.values())
+        k = 0
+        while True:
+            if k:
+                live = [i for i, (messages, _) in enumerate(groups) if len(messages) > k]
+                devices = [devices[i] for i in live]
+                groups = [groups[i] for i in live]
+                if not groups:
+                    return
+                if len(groups) < COLUMNS_FROM:
+                    for device, (messages, refs) in zip(devices, groups, strict=True):
+                        device.add_run(messages[k:], received_at, refs[k:])
+                    return
+            _check_columns(self._table, devices, [g[0][k] for g in groups], [g[1][k] for g in groups],
+                           received_at, self.thresholds)
+            k += 1
 
     def add_run(self, ident: str, messages: list[Message], received_at: float, refs: list[Any]) -> None:
-        """Check a non-empty run of one device's messages received together (for callers that
-        have grouped a batch by device already; see `add_batch`)."""
-        device = self.devices.get(ident)
-        if device is None:
-            device = self.devices[ident] = DeviceHealth(self.thresholds)
-        device.add_run(messages, received_at, refs)
+        """Check a non-empty run of one device's messages received together."""
+        self._device(ident).add_run(messages, received_at, refs)
 
     def set_thresholds(self, thresholds: HealthThresholds) -> None:
         """Judge every device by ``thresholds`` from now on (see `DeviceHealth.retune`)."""
@@ -531,4 +664,138 @@ class HealthMonitor:
         `Fleet.clear`)."""
         held = list(self.devices.values())
         self.devices.clear()
+        self._table = _StateTable()
         return held
+
+
+def _check_columns(table: _StateTable, devices: list[DeviceHealth], messages: list[Message], refs: list[Any],
+                   received_at: float, thresholds: HealthThresholds) -> None:
+    """One message each of several devices (``messages[i]`` is ``devices[i]``'s next), checked as
+    `DeviceHealth.add_run` checks one: the same arithmetic, in the same order, a column at a time.
+    Only what happens to a few messages — findings, interval estimates, a window of fix problems
+    not all clean — goes message by message, and in each device's own order of checks, so findings
+    come out exactly as one by one."""
+    future_s, past_s, gap_min, gap_factor, latency_limit, jump_kmh, jump_squared, min_satellites, max_hdop = (
+        _limits(thresholds))
+    window_size = max(1, thresholds.window_messages)  # every device's share_bits.maxlen
+    n = len(messages)
+    slots = np.fromiter([d._row if d._in_table else d._to_table() for d in devices], np.intp, n)
+    state = table.rows[slots]
+    ts = np.fromiter([m.ts for m in messages], float, n)
+    server_ts = np.array([m.server_ts for m in messages], float)  # None: NaN
+    flags = np.fromiter([m.flags for m in messages], np.int64, n)
+    lat = np.array([m.lat for m in messages], float)
+    lon = np.array([m.lon for m in messages], float)
+    satellites = np.array([m.satellites for m in messages], float)
+    hdop = np.array([m.hdop for m in messages], float)
+
+    for i in np.flatnonzero(state[:, _COUNT] == 0).tolist():  # a device's first message ever
+        devices[i]._first(messages[i])
+    count = state[:, _COUNT] + 1
+    state[:, _COUNT] = count
+
+    # -- time ---------------------------------------------------------------------------------
+    interval = ts - state[:, _PREV_TS]
+    later = interval > 0
+    due = state[:, _DUE]
+    estimate = later & (count >= due)  # see add_run: once in 64 messages, or until an interval is known
+    for i, gap in zip(np.flatnonzero(later).tolist(), interval[later].tolist()):  # noqa: B905
+        intervals = devices[i]._intervals
+        intervals.append(gap)
+        if len(intervals) > _BIN_EVERY:
+            devices[i]._bin()
+    for i in np.flatnonzero(estimate).tolist():
+        device, c = devices[i], int(count[i])
+        usual = device.usual
+        if c & 63 == 2 or usual is None:
+            usual = device._estimate()
+        due[i] = c + ((1 - c) & 63) + 1 if usual is not None else 0
+    hits: list[tuple[int, str, str]] = []  # (message, check, detail)
+    for i in np.flatnonzero(later & (interval > gap_min)).tolist():
+        usual = devices[i].usual
+        gap = float(interval[i])
+        if usual is not None and gap > gap_factor * usual:
+            hits.append((i, "gap", f"{gap:.0f} s without messages (usually {usual:.0f} s)"))
+    for i in np.flatnonzero(interval < 0).tolist():
+        hits.append((i, "out_of_order", f"{-float(interval[i]):.1f} s before the previous message"))
+    for i in np.flatnonzero(interval == 0).tolist():
+        hits.append((i, "duplicate_time", ""))
+    state[:, _PREV_TS] = ts
+    state[:, _LAST_TS] = np.where(ts > state[:, _LAST_TS], ts, state[:, _LAST_TS])
+    future_limit = received_at + future_s
+    past_limit = received_at - past_s
+    for i in np.flatnonzero(~((past_limit <= ts) & (ts <= future_limit))).tolist():
+        t = messages[i].ts
+        if t > future_limit:
+            hits.append((i, "future_time", f"{t - received_at:.0f} s ahead of arrival"))
+        else:
+            hits.append((i, "past_time", f"{(received_at - t) / 86400:.0f} days old on arrival"))
+    timed = ~np.isnan(server_ts)
+    latency = server_ts - ts
+    state[:, _UNTIMED] += ~timed
+    state[:, _LATENCY_SUM] += np.where(timed, latency, 0.0)
+    # The largest latency so far, and the least worth a look (add_run keeps it at min(max, limit)).
+    latency_max = np.where(timed & (latency > state[:, _LATENCY_MAX]), latency, state[:, _LATENCY_MAX])
+    state[:, _LATENCY_MAX] = latency_max
+    state[:, _LATENCY_LOW] = np.minimum(latency_max, latency_limit)
+    for i in np.flatnonzero(timed & (latency > latency_limit)).tolist():
+        hits.append((i, "latency", f"reached flespi {float(latency[i]):.0f} s after the device time"))
+    state[:, _TRANSIT_SUM] += np.where(timed, received_at - server_ts, 0.0)
+
+    # -- position -----------------------------------------------------------------------------
+    unusable = (flags & UNUSABLE_FIX) != 0
+    usable = ~unusable
+    elapsed = ts - state[:, _FIX_TS]
+    with np.errstate(invalid="ignore"):
+        dy = (lat - state[:, _FIX_LAT]) * 110_574.0
+        dx = (lon - state[:, _FIX_LON]) * 111_320.0
+        maybe = usable & (elapsed > 0) & (dx * dx + dy * dy >= jump_squared * elapsed * elapsed)
+    bits = unusable.astype(np.int64)
+    for i in np.flatnonzero(unusable | maybe).tolist():
+        if unusable[i]:
+            hits.append((i, "invalid_fix", ""))
+            continue
+        m = messages[i]  # judged exactly as add_run does, in Python floats
+        dx = (m.lon - float(state[i, _FIX_LON])) * 111_320.0
+        speed = _speed_kmh(dx, (m.lat - float(state[i, _FIX_LAT])) * 110_574.0, m.lat, float(elapsed[i]))
+        if speed > jump_kmh:
+            hits.append((i, "jump", f"{speed:.0f} km/h implied"))
+    state[:, _FIX_TS] = np.where(usable, ts, state[:, _FIX_TS])
+    state[:, _FIX_LAT] = np.where(usable, lat, state[:, _FIX_LAT])
+    state[:, _FIX_LON] = np.where(usable, lon, state[:, _FIX_LON])
+    few = satellites < min_satellites
+    for i in np.flatnonzero(few).tolist():
+        hits.append((i, "few_satellites", f"{messages[i].satellites:.0f} satellites"))
+    high = hdop > max_hdop
+    for i in np.flatnonzero(high).tolist():
+        hits.append((i, "high_hdop", f"HDOP {messages[i].hdop:g}"))
+    bits |= few * 2
+    bits |= high * 4
+    # Each device has one message here, and its findings were noted check by check in add_run's
+    # order: they reach it in that order.
+    for i, check, detail in hits:
+        devices[i]._hit(check, messages[i].ts, refs[i], detail)
+    clean = state[:, _CLEAN]
+    sliding = np.flatnonzero((bits != 0) | (clean < window_size))  # otherwise all good fixes: nothing changes
+    for i, b, last in zip(sliding.tolist(), bits[sliding].tolist(), state[sliding, _LAST_TS].tolist()):  # noqa: B905
+        device = devices[i]
+        if b:
+            clean[i] = 0
+            device._share(b, last)
+        else:
+            clean[i] += 1
+            window = device.share_bits
+            if len(window) < window_size or window[0]:
+                device._share(0, last)
+            else:
+                window.append(0)
+    table.rows[slots] = state
+
+    # -- parameters ---------------------------------------------------------------------------
+    for device, m, ref in zip(devices, messages, refs):  # noqa: B905 (as long by contract)
+        params = m.params
+        order = [*params]
+        if order != device._key_order:
+            device._keys, device._key_order = device._names(params, device._keys, m.ts, ref), order
+        if device.unchanged:
+            _keep_unchanged(device.unchanged, params)

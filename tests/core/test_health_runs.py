@@ -1,6 +1,7 @@
-"""Checking a batch device by device gives exactly the findings of checking it one message at a
-time: the run-wise path keeps a device's state in locals and proves the common case cheaply, and
-any slip there would show as a missed, doubled or misplaced finding."""
+"""Checking a batch device by device, or a column at a time over many devices, gives exactly the
+findings of checking it one message at a time: the run-wise path keeps a device's state in locals
+and proves the common case cheaply, the column-wise path does each check over every device at
+once, and any slip in either would show as a missed, doubled or misplaced finding."""
 
 from __future__ import annotations
 
@@ -56,20 +57,22 @@ def receive_time(batch: list[Message], rng: random.Random) -> float:
 
 def findings(monitor: HealthMonitor) -> dict:
     """Everything a user sees of every device, with the references behind each finding."""
-    return {ident: (device.report(), {check: list(f.latest) for check, f in device.findings.items()},
+    return {ident: (device.report(), [(check, list(f.latest)) for check, f in device.findings.items()],
                     device.warnings(), device.histogram[:], device.stuck())
             for ident, device in monitor.devices.items()}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_batches_of_any_size_find_exactly_what_one_by_one_finds(seed: int) -> None:
-    stream = troubled_stream(seed)
+@pytest.mark.parametrize(("seed", "devices"), [(1, 7), (2, 7), (3, 7), (4, 90), (5, 90), (6, 300)])
+def test_batches_of_any_size_find_exactly_what_one_by_one_finds(seed: int, devices: int) -> None:
+    # 7 devices: every batch device by device; 90 and 300: large batches column-wise over their
+    # devices, small ones (and the tail of a device's long run) device by device, one state.
+    stream = troubled_stream(seed, n=6_000 if devices < 100 else 12_000, devices=devices)
     thresholds = HealthThresholds(stuck_messages=20, stuck_seconds=60.0)
     batched, one_by_one = HealthMonitor(thresholds), HealthMonitor(thresholds)
     rng = random.Random(seed)
     start = 0
     while start < len(stream):
-        batch = stream[start:start + rng.choice([1, 2, 3, 7, 40, 300, 1_000])]
+        batch = stream[start:start + rng.choice([1, 2, 3, 7, 40, 300, 1_000, devices // 2, devices, devices])]
         received_at = receive_time(batch, rng)
         refs = list(range(start, start + len(batch)))
         batched.add_batch(batch, received_at, refs)
