@@ -55,6 +55,7 @@ class DeviceState:
     trail_total: int = 0  # positions ever appended; lets a view send only the new ones
     arrivals: deque[tuple[float, int]] = field(default_factory=deque)  # (receive time, messages)
     arrived: int = 0  # messages in ``arrivals``
+    latest_at: tuple[int | None, int] | None = None  # where ``latest`` is stored (batch, index), when known
 
     def note_arrival(self, received_at: float, count: int) -> None:
         """Count ``count`` messages received at ``received_at`` towards the rate."""

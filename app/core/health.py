@@ -227,6 +227,17 @@ class DeviceHealth:
         self.bad = dict.fromkeys(_SHARE_BITS, 0)  # messages in share_bits with each fix problem
         self.bad_since: dict[str, float | None] = dict.fromkeys(_SHARE_BITS)  # device time the share went high
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled on its own (the selected device's report, sent to the window): the running
+        state as a tuple, without its monitor's table."""
+        state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
+        state.update(_tuple=self._state, _table=None, _row=-1, _in_table=False)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
     @property
     def _state(self) -> tuple[Any, ...]:
         """The running state: messages, previous time, latest time, latency sum, max and the
@@ -605,6 +616,11 @@ class HealthMonitor:
     def add(self, m: Message, received_at: float, ref: Any = None) -> None:
         """Check one message."""
         self._device(m.ident).add(m, received_at, ref)
+
+    def worst(self, ident: str) -> tuple[int, str]:
+        """``ident``'s most severe warning now (see `DeviceHealth.worst`), (0, '') if unknown."""
+        device = self.devices.get(ident)
+        return device.worst() if device is not None else (0, "")
 
     def add_batch(self, messages: list[Message], received_at: float, refs: list[Any]) -> None:
         """Check a batch received together, ``refs[i]`` kept for ``messages[i]``: the same findings

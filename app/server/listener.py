@@ -259,9 +259,12 @@ class Listener:
 
     def _keyed(self, wire: bytes | bytearray, encoding: str) -> KeyedBody | None:
         """The acknowledgement's fast path (`server.keyed_body`), where it applies: the recorder
-        derives in its own process, nothing here wants the messages (no window), the body is a
-        plain array as sent. None: the full path."""
-        if (not self.recorder.derive_elsewhere or self._batch_callbacks or self.config.messages_path
+        derives in its own process, nothing here wants the messages (no window, or a window whose
+        live fleet is folded by that process: its batch callbacks get none), the body is a plain
+        array as sent. None: the full path."""
+        recorder = self.recorder
+        if (not recorder.derive_elsewhere or (self._batch_callbacks and recorder.on_frame is None)
+                or self.config.messages_path
                 or encoding.strip().lower() not in ("", "identity")):
             return None
         return read_keyed(wire, self.config.limits.max_messages)

@@ -17,18 +17,29 @@ compare-and-set makes sure no batch is chunked twice even if they overlap.
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+from app.store.live_fold import LiveFold, tune_collector
 from app.store.module_process import read_stdin_line, start_module
 from app.store.schema import connect
-from app.store.track_rows import FLUSH_MESSAGES, FLUSH_SECONDS, IMPORTING, Derived, complete_chunks
+from app.store.track_rows import (
+    FLUSH_MESSAGES,
+    FLUSH_SECONDS,
+    IMPORTING,
+    Derived,
+    complete_chunks,
+    stored_messages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +53,34 @@ FINISH_SECONDS = 60.0
 
 # -- the parent's side ------------------------------------------------------------------------
 class DeriverProcess:
-    """The child deriving ``path``'s batches after ``after`` (those before are chunked)."""
+    """The child deriving ``path``'s batches after ``after`` (those before are chunked). With
+    ``on_frame``, it also folds session ``fold_session`` for a window (`store/live_fold`): each
+    frame's bytes go to ``on_frame``, called on a reader thread of its own; ``commands`` are sent
+    first (`send`)."""
 
-    def __init__(self, path: Path, after: int, max_page_count: int | None = None) -> None:
+    def __init__(self, path: Path, after: int, max_page_count: int | None = None, *,
+                 on_frame: Callable[[bytes], None] | None = None, fold_session: int = 0,
+                 commands: Iterable[bytes] = ()) -> None:
         args = [str(path), str(after)] + ([str(max_page_count)] if max_page_count else [])
-        self._child = start_module("app.store.deriver", *args, stdin=subprocess.PIPE)
+        if on_frame is not None:
+            args += ["--fold", str(fold_session)]
+        self._child = start_module("app.store.deriver", *args, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE if on_frame is not None else None)
+        self._sending = threading.Lock()
+        for line in commands:
+            self.send(line)
+        if on_frame is not None:
+            threading.Thread(target=_read_frames, args=(self._child.stdout, on_frame), name="trackmon-frames",
+                             daemon=True).start()
+
+    def send(self, line: bytes) -> None:
+        """One command line for the child's live fold (`live_fold.encode_command`); lost if the
+        child is gone (a new one is given the current ones when it starts)."""
+        child = self._child
+        with self._sending, suppress(OSError, ValueError):
+            assert child.stdin is not None
+            child.stdin.write(line)
+            child.stdin.flush()
 
     @property
     def pid(self) -> int:
@@ -66,8 +100,9 @@ class DeriverProcess:
         child = self._child
         try:
             assert child.stdin is not None
-            child.stdin.write(b"finish\n")
-            child.stdin.close()
+            with self._sending:
+                child.stdin.write(b"finish\n")
+                child.stdin.close()
             return child.wait(FINISH_SECONDS) == 0
         except (OSError, subprocess.TimeoutExpired):
             self.stop()
@@ -77,13 +112,24 @@ class DeriverProcess:
         """End the child without it writing anything more (the file is not trusted, or gone)."""
         child = self._child
         if child.stdin is not None and not child.stdin.closed:
-            with suppress(OSError):
+            with self._sending, suppress(OSError):
                 child.stdin.close()  # EOF: the child exits without a write
         try:
             child.wait(5.0)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def _read_frames(out: IO[bytes], on_frame: Callable[[bytes], None]) -> None:
+    """Hand each frame the child writes (4-byte little-endian length, then the frame) to
+    ``on_frame`` until the child's output ends."""
+    with suppress(OSError, ValueError):
+        while len(head := out.read(4)) == 4:
+            frame = out.read(int.from_bytes(head, "little"))
+            if len(frame) < int.from_bytes(head, "little"):
+                return
+            on_frame(frame)
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -98,37 +144,49 @@ class _Session:
 
 
 class ChunkDeriver:
-    """The child's work: derive batches after ``after`` as they are committed, write chunks."""
+    """The child's work: derive batches after ``after`` as they are committed, write chunks; with
+    a `LiveFold`, also fold the live session's batches for the window (normalized once for both)."""
 
-    def __init__(self, conn: sqlite3.Connection, after: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, after: int, fold: LiveFold | None = None) -> None:
         self.conn = conn
         self.last = after  # the newest batch looked at
         self.sessions: dict[int, _Session] = {}
+        self.fold = fold
 
     def read(self) -> int:
         """Derive the next batches (in memory); how many were read."""
+        fold = self.fold
+        start = self.last if fold is None else min(self.last, fold.last)
         rows = self.conn.execute(
             "SELECT b.id, b.session_id, b.received_at, b.body, s.indexed_batch FROM batches b "
             "JOIN sessions s ON s.id = b.session_id WHERE b.id > ? ORDER BY b.id LIMIT ?",
-            (self.last, READ_BATCHES)).fetchall()
+            (start, READ_BATCHES)).fetchall()
         for batch_id, session_id, received_at, body, indexed in rows:
-            self.last = batch_id
-            if indexed == IMPORTING or batch_id <= indexed:  # the recorder chunks it (an import) or did
-                continue
-            session = self.sessions.get(session_id)
-            if session is None:
-                session = self.sessions[session_id] = _Session(indexed)
-            session.derived.add(batch_id, received_at, body)
+            chunk = batch_id > self.last and indexed != IMPORTING and batch_id > indexed  # else chunked elsewhere
+            folding = fold is not None and batch_id > fold.last
+            live = folding and session_id == fold.session_id  # type: ignore[union-attr]
+            messages = stored_messages(received_at, body) if chunk or live else []
+            if chunk:
+                session = self.sessions.get(session_id)
+                if session is None:
+                    session = self.sessions[session_id] = _Session(indexed)
+                session.derived.add_messages(batch_id, messages)
+            self.last = max(self.last, batch_id)
+            if folding:
+                fold.fold(session_id, batch_id, received_at, messages)  # type: ignore[union-attr]
         return len(rows)
 
-    def flush(self, everything: bool = False) -> None:
-        """Write the chunks of every session that is due (or all)."""
+    def flush(self, everything: bool = False, current: int | None = None) -> None:
+        """Write the chunks of every session that is due (or all). With the window's live fold,
+        a session other than the ``current`` one is over: its chunks go at once (the session
+        list and replay read them)."""
         now = time.monotonic()
         for session_id, session in list(self.sessions.items()):
             derived = session.derived
             if not derived.last:
                 continue
-            if not (everything or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
+            over = current is not None and session_id != current
+            if not (everything or over or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
                 continue
             session.names.update(derived.names)
             if complete_chunks(self.conn, session_id, derived, session.names, session.expected):
@@ -147,21 +205,34 @@ class ChunkDeriver:
 
 
 def run(path: Path, after: int, max_page_count: int | None, commands: threading.Event,
-        finishing: threading.Event, orphaned: threading.Event) -> int:
+        finishing: threading.Event, orphaned: threading.Event, fold_session: int | None = None,
+        inbox: queue.SimpleQueue[bytes] | None = None) -> int:
     """The child's loop; returns its exit status."""
     conn = connect(path, create=False)
     if max_page_count:
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
-    deriver = ChunkDeriver(conn, after)
+    fold = None
+    if fold_session is not None:
+        fold = LiveFold(sys.stdout.buffer, fold_session, after)
+        fold.start(fold_session, conn)
+    deriver = ChunkDeriver(conn, after, fold)
     try:
         while not orphaned.is_set():
             finish = finishing.is_set()
             try:
+                if not finish:
+                    commands.clear()  # set again by the next command line
+                while fold is not None and inbox is not None and not inbox.empty():
+                    fold.command(inbox.get(), conn)
                 read = deriver.read()
+                if fold is not None:
+                    fold.send(now=not read)  # idle: what is left goes at once
                 if finish and not read:
                     deriver.flush(everything=True)
+                    if fold is not None:
+                        fold.close()
                     return 0
-                deriver.flush()
+                deriver.flush(current=fold.session_id if fold is not None else None)
             except sqlite3.Error as exc:  # disk full, locked too long: the bodies are safe; retry
                 log.warning("deriving track chunks failed (retrying): %s", exc)
                 deriver.forget()
@@ -174,24 +245,34 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         conn.close()
 
 
-def _watch_stdin(commands: threading.Event, finishing: threading.Event, orphaned: threading.Event) -> None:
+def _watch_stdin(commands: threading.Event, finishing: threading.Event, orphaned: threading.Event,
+                 inbox: queue.SimpleQueue[bytes]) -> None:
     # Below Python's buffered stdin: a daemon thread blocked there would abort the exit (`module_process`).
     while line := read_stdin_line():
         if line.strip() == b"finish":
             finishing.set()
             commands.set()
             return
+        inbox.put(line)  # for the live fold
+        commands.set()
     orphaned.set()
     commands.set()
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="trackmon deriver: %(message)s")
+    fold_session = None
+    if "--fold" in argv:
+        at = argv.index("--fold")
+        fold_session = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
+        tune_collector()
     path, after = Path(argv[0]), int(argv[1])
     max_page_count = int(argv[2]) if len(argv) > 2 else None
     commands, finishing, orphaned = threading.Event(), threading.Event(), threading.Event()
-    threading.Thread(target=_watch_stdin, args=(commands, finishing, orphaned), daemon=True).start()
-    return run(path, after, max_page_count, commands, finishing, orphaned)
+    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    threading.Thread(target=_watch_stdin, args=(commands, finishing, orphaned, inbox), daemon=True).start()
+    return run(path, after, max_page_count, commands, finishing, orphaned, fold_session, inbox)
 
 
 if __name__ == "__main__":

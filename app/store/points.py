@@ -97,7 +97,7 @@ def _where(f: PointFilter, ident: str | None = None) -> tuple[str, list[Any]]:
     return " AND ".join(sql), args
 
 
-def _unchunked(conn: sqlite3.Connection, f: PointFilter) -> dict[str, _Chunk]:
+def unchunked(conn: sqlite3.Connection, f: PointFilter) -> dict[str, _Chunk]:
     """Per device, the rows of batches committed after the last chunk flush."""
     indexed = conn.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (f.session_id,)).fetchone()
     if indexed is None:
@@ -282,7 +282,7 @@ def session_idents(conn: sqlite3.Connection, f: PointFilter, tail: dict[str, _Ch
     where, args = _where(PointFilter(f.session_id, f.idents))
     with read_snapshot(conn):
         found = {row[0] for row in conn.execute(f"SELECT DISTINCT ident FROM tracks WHERE {where}", args)}
-        return sorted(found | set(_unchunked(conn, f) if tail is None else tail))
+        return sorted(found | set(unchunked(conn, f) if tail is None else tail))
 
 
 def chunk_sizes(conn: sqlite3.Connection, f: PointFilter) -> list[tuple[float, float, int]]:
@@ -297,7 +297,7 @@ def count_points(conn: sqlite3.Connection, f: PointFilter) -> int:
     where, args = _where(f)
     with read_snapshot(conn):
         stored = conn.execute(f"SELECT coalesce(sum(n), 0) FROM tracks WHERE {where}", args).fetchone()[0]
-        return int(stored) + sum(len(chunk.rows) for chunk in _unchunked(conn, f).values())
+        return int(stored) + sum(len(chunk.rows) for chunk in unchunked(conn, f).values())
 
 
 def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = False) -> Iterator[TrackPoint]:
@@ -306,7 +306,7 @@ def iter_points(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
     The chunk mark, the raw tail and the chunks are read in one snapshot (held until the points
     are exhausted or the iterator is closed), so a chunk flush meanwhile cannot double a point."""
     with read_snapshot(conn):
-        tail = _unchunked(conn, f)
+        tail = unchunked(conn, f)
         for run in _runs(conn, f, tail, by_device):
             yield from run.points()
 
@@ -327,7 +327,7 @@ def iter_blocks(conn: sqlite3.Connection, f: PointFilter, *, by_device: bool = F
     with read_snapshot(conn):
         pending: list[_Run] = []
         size = 0
-        for run in _runs(conn, f, _unchunked(conn, f), by_device):
+        for run in _runs(conn, f, unchunked(conn, f), by_device):
             if not join_short or len(run.rows) >= SMALL_RUN:
                 if pending:
                     yield _joined(pending).block()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -17,7 +17,7 @@ import orjson
 from app.core.normalize import Message, normalize
 from app.core.raw_json import element_bytes
 from app.store.codec import decompress_body
-from app.store.points import RawCache
+from app.store.points import PointFilter, RawCache, unchunked
 from app.store.snapshot import read_snapshot
 
 
@@ -63,10 +63,27 @@ def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
                (SELECT coalesce(sum(count), 0) FROM rejects r WHERE r.session_id = s.id),
                (SELECT min(t_min) FROM tracks t WHERE t.session_id = s.id),
                (SELECT max(t_max) FROM tracks t WHERE t.session_id = s.id),
-               (SELECT coalesce(sum(duplicates + retries * count), 0) FROM batches b WHERE b.session_id = s.id)
+               (SELECT coalesce(sum(duplicates + retries * count), 0) FROM batches b WHERE b.session_id = s.id),
+               s.indexed_batch, (SELECT max(id) FROM batches b WHERE b.session_id = s.id)
         FROM sessions s WHERE s.indexed_batch >= 0 ORDER BY s.id
         """).fetchall()
-    return [SessionSummary(*row) for row in rows]
+    return [_with_tail(conn, SessionSummary(*row[:-2]), row[-2], row[-1]) for row in rows]
+
+
+def _with_tail(conn: sqlite3.Connection, summary: SessionSummary, indexed: int, newest: int | None) -> SessionSummary:
+    """``summary`` with its devices and span counting the batches not in chunks yet (the last
+    seconds of a session whose chunks the deriver process writes, `store/deriver`)."""
+    if newest is None or newest <= indexed:
+        return summary
+    tail = unchunked(conn, PointFilter(summary.id))
+    if not tail:
+        return summary
+    chunked = {ident for (ident,) in conn.execute("SELECT DISTINCT ident FROM tracks WHERE session_id = ?",
+                                                  (summary.id,))}
+    times = [r[2] for chunk in tail.values() for r in chunk.rows]
+    firsts = [t for t in (summary.first_ts, min(times)) if t is not None]
+    lasts = [t for t in (summary.last_ts, max(times)) if t is not None]
+    return replace(summary, devices=len(chunked | set(tail)), first_ts=min(firsts), last_ts=max(lasts))
 
 
 def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:

@@ -40,6 +40,7 @@ from app.core.raw_json import select_elements
 from app.store.codec import compress_body, decompress_body
 from app.store.deriver import DeriverProcess
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
+from app.store.live_fold import encode_command
 from app.store.schema import connect, transaction
 from app.store.seen import WINDOW, SeenMessages
 from app.store.stuck import StuckBatch, insert_stuck
@@ -233,12 +234,17 @@ class Recorder:
     """
 
     def __init__(self, path: Path | str, *, sync_full: bool = False, max_bytes: int | None = None,
-                 window: int = WINDOW, derive_elsewhere: bool = False) -> None:
+                 window: int = WINDOW, derive_elsewhere: bool = False,
+                 on_frame: Callable[[bytes], None] | None = None) -> None:
         self.path = Path(path)
         #: Track chunks are derived by a child process (`store/deriver.py`) from the committed
         #: bodies, not here: ``trackmon record``, where nothing in this process needs the
         #: normalized messages, so both cores work. `record_keyed` is only for such a recorder.
-        self.derive_elsewhere = derive_elsewhere
+        #: With ``on_frame`` (the window) that child also folds the current session into the live
+        #: fleet and sends its frames there (`store/live_fold`); ``derive_elsewhere`` is implied.
+        self.derive_elsewhere = derive_elsewhere or on_frame is not None
+        self.on_frame = on_frame
+        self._fold_commands: dict[str, bytes] = {}  # the live fold's last command of each kind
         self._deriver: DeriverProcess | None = None
         self.deriver_restarts = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +402,7 @@ class Recorder:
         self.session_id = int(conn.execute("INSERT INTO sessions (name, started_at) VALUES (?, ?)",
                                            (self._session_name, self._session_started)).lastrowid or 0)
         log.warning("recording continues in session %d of the file now at %s", self.session_id, self.path)
+        self._folding(self.session_id)
 
     def _limit_pages(self) -> None:
         """Apply ``max_bytes`` as SQLite's page limit (a write past it fails like a full disk)."""
@@ -442,7 +449,8 @@ class Recorder:
             "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
         after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
-        self._deriver = DeriverProcess(self.path, int(after), page_count)
+        self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
+                                       fold_session=self.session_id or 0, commands=self._fold_commands.values())
 
     def _keep_deriver(self) -> None:
         """A deriver that died (killed, out of memory) is started again; its work is redone from
@@ -569,11 +577,26 @@ class Recorder:
             if row is not None:
                 conn.execute("UPDATE sessions SET ended_at = NULL WHERE id = ?", (row[0],))
                 self.session_id, self._session_name, self._session_started = int(row[0]), row[1], row[2]
+                self._folding(self.session_id)
                 return self.session_id
         started = time.time()
         cursor = conn.execute("INSERT INTO sessions (name, started_at) VALUES (?, ?)", (name, started))
         self.session_id, self._session_name, self._session_started = int(cursor.lastrowid or 0), name, started
+        self._folding(self.session_id)
         return self.session_id
+
+    def _folding(self, session_id: int) -> None:
+        if self.on_frame is not None:
+            self.fold_command("session", session_id)
+
+    def fold_command(self, name: str, value: Any) -> None:
+        """Tell the live fold (`store/live_fold`: ``session``, ``select``, ``thresholds``); kept and
+        told again to a deriver started later. Only for a recorder with ``on_frame``."""
+        line = encode_command(name, value)
+        self._fold_commands[name] = line
+        deriver = self._deriver
+        if deriver is not None:
+            deriver.send(line)
 
     def _require_session(self) -> int:
         if self.session_id is None:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from app.core.normalize import UNUSABLE_FIX, Message, normalize
-from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents
+from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents, unchunked
 from app.store.snapshot import read_snapshot
 
 SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
@@ -127,16 +127,21 @@ class ReplaySource:
     def previous_time(self, before: float) -> float | None:
         """The last message time before ``before`` (for stepping back)."""
         with read_snapshot(self.conn):
+            tail = unchunked(self.conn, self.filter)
             times = [rows[-1][2] for ident in self.idents
-                     if (rows := self._latest_rows(ident, before, 1, strict=True))]
+                     if (rows := self._latest_rows(ident, before, 1, tail, strict=True))]
         return max(times) if times else None
 
     # -- snapshots ------------------------------------------------------------------------------
-    def _latest_rows(self, ident: str, t: float, fixes_wanted: int, *, strict: bool = False) -> list[list[Any]]:
+    def _latest_rows(self, ident: str, t: float, fixes_wanted: int, tail: dict[str, Any], *,
+                     strict: bool = False) -> list[list[Any]]:
         """A device's rows up to t (before t if ``strict``), oldest first: at least its latest two
-        and its last ``fixes_wanted`` usable fixes, when it has that many."""
+        and its last ``fixes_wanted`` usable fixes, when it has that many. ``tail``: the session's
+        batches not in chunks yet (`points.unchunked`: the last seconds of a session the deriver
+        process has not chunked yet), read in the same snapshot."""
         before = (lambda r: r[2] < t) if strict else (lambda r: r[2] <= t)
-        rows: list[list[Any]] = []
+        unchunked_rows = tail.get(ident)
+        rows: list[list[Any]] = [r for r in unchunked_rows.rows if before(r)] if unchunked_rows is not None else []
         oldest_read = None
         cursor = self.conn.execute(
             "SELECT t_min, t_max, rows FROM tracks WHERE session_id = ? AND ident = ? AND t_min <= ? "
@@ -171,8 +176,9 @@ class ReplaySource:
         """Every device as it was at ``t``: devices with no message yet are absent."""
         out: dict[str, DeviceSnapshot] = {}
         with read_snapshot(self.conn):  # every device as of the same committed state
+            tail = unchunked(self.conn, self.filter)
             for ident in self.idents:
-                rows = self._latest_rows(ident, t, trail_length)
+                rows = self._latest_rows(ident, t, trail_length, tail)
                 if not rows:
                     continue
                 latest = self.message(TrackPoint(ident, "", *rows[-1]))

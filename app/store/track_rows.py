@@ -94,13 +94,21 @@ class Derived:
 
     def add(self, batch_id: int, received_at: float, stored_body: bytes) -> None:
         """Derive one stored batch (its compressed body, as in ``batches.body``)."""
-        raw = decompress_body(stored_body)
-        messages = normalize_batch(orjson.loads(raw), received_at, raw)
+        self.add_messages(batch_id, stored_messages(received_at, stored_body))
+
+    def add_messages(self, batch_id: int, messages: list[Message]) -> None:
+        """Derive one stored batch, its messages normalized already."""
         merge_rows(self.groups, track_rows(batch_id, messages))
         device_names(messages, self.names)
         self.flagged.append((sum(1 for m in messages if m.flags), batch_id))
         self.count += len(messages)
         self.last = batch_id
+
+
+def stored_messages(received_at: float, stored_body: bytes) -> list[Message]:
+    """A stored batch's messages (its compressed body, as in ``batches.body``), normalized."""
+    raw = decompress_body(stored_body)
+    return normalize_batch(orjson.loads(raw), received_at, raw)
 
 
 def derive_stored(rows: Iterable[tuple[int, float, bytes]], into: Derived | None = None) -> Derived:

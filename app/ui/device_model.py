@@ -72,8 +72,7 @@ def _measure(value: float | None, unit: str, digits: int = 0) -> tuple[str, floa
 
 
 def _health(fleet: Fleet, d: DeviceState) -> tuple[str, float]:
-    device = fleet.health.devices.get(d.ident)
-    severity, check = device.worst() if device is not None else (0, "")
+    severity, check = fleet.health.worst(d.ident)
     return (HEALTH_MARKS[severity] + (CHECKS[check][0] if check else "")), float(severity)
 
 

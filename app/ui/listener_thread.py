@@ -9,12 +9,11 @@ asyncio loop in a `trackmon-listener` thread, so a request waits at most for tha
 step and for the GIL (handed over every 1 ms in this process, `GIL_SWITCH_S`), never for the
 window's drawing.
 
-What crosses between the threads is plain data (`RequestEvent`, lists of `Message`), sent to the
-window through `ThreadBridge` (weak references to the receiving methods, delivered on the GUI
-thread); the listener thread holds no Qt object and no bound method of one. Back-pressure: while
-more than ``max_waiting`` messages have been handed over and not yet folded into the fleet, the
-listener's answer to the next batch waits (the stream slows to the window's pace), but `/status`
-and other requests are still answered.
+What crosses between the threads is plain data (`RequestEvent`), sent to the window through
+`ThreadBridge` (weak references to the receiving methods, delivered on the GUI thread); the
+listener thread holds no Qt object and no bound method of one. The listener answers a batch once
+it is committed: the window's live fleet is folded in another process from the committed batches
+(`store/live_fold`), so nothing here waits for the window.
 """
 
 from __future__ import annotations
@@ -22,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-from app.core.normalize import Message
 from app.server.listener import RequestEvent
 from app.server.service import ListenerService
 from app.ui.thread_bridge import ThreadBridge
@@ -34,19 +31,6 @@ from app.ui.thread_bridge import ThreadBridge
 T = TypeVar("T")
 
 
-class Backlogged(Protocol):
-    """What holds the window's messages not folded yet (`ui.intake.SlicedIntake`)."""
-
-    @property
-    def backlog(self) -> int: ...
-
-#: Messages handed to the window and not yet folded in, beyond which a batch's answer waits
-#: (~0.2 s of folding). Against 20,000, measured under a backlog (benchmarks/gui_backlog.py): the
-#: same messages/s within 2 %, `/status` p99 32–37 → 24–27 ms and the window's own timer p99
-#: 69–72 → 52–56 ms, because the listener thread then competes less with the GUI thread for the GIL.
-MAX_WAITING = 5_000
-#: How often a waiting answer looks again whether the window has caught up.
-WAIT_STEP_S = 0.005
 #: How long a thread running Python keeps the GIL while another waits for it (CPython's default is
 #: 5 ms). The window's GUI thread runs Python nearly all the time under a backlog, so a request on
 #: the listener thread waits about this long per turn: `/status` p99 59 → 38 ms, max 135 → 55 ms
@@ -119,47 +103,14 @@ class ThreadedService:
 
 
 class HandOver:
-    """The listener's batch and request callbacks, run on the listener thread: they pass events
-    to the window's receivers on the GUI thread and hold a batch's answer while the window is
-    more than ``max_waiting`` messages behind. Made on the GUI thread."""
+    """The listener's request callback, run on the listener thread: it passes each answered
+    POST to the window's receiver on the GUI thread. Made on the GUI thread. (Batches need no
+    handing over: the recorder's deriver process folds them and sends the window frames,
+    `ui/live_feed`.)"""
 
-    def __init__(self, on_batch: Callable[[RequestEvent, list[Message]], None],
-                 on_request: Callable[[RequestEvent], None], intake: Backlogged,
-                 max_waiting: int = MAX_WAITING) -> None:
-        self._batches = ThreadBridge(self._arrived)
+    def __init__(self, on_request: Callable[[RequestEvent], None]) -> None:
         self._requests = ThreadBridge(on_request)
-        self._receiver = weakref.WeakMethod(on_batch)  # type: ignore[arg-type]
-        self._intake = weakref.ref(intake)  # its ``backlog``: taken by the window, not folded yet
-        self.max_waiting = max_waiting
-        self._lock = threading.Lock()
-        self._in_transit = 0  # handed over, not yet taken by the window
-
-    @property
-    def waiting(self) -> int:
-        """Messages handed over and not yet folded into the fleet."""
-        intake = self._intake()
-        return self._in_transit + (intake.backlog if intake is not None else 0)
-
-    def batch(self, event: RequestEvent, messages: list[Message]) -> Awaitable[None] | None:
-        """Listener thread: a committed batch. Returns something to await before answering
-        while the window is too far behind."""
-        with self._lock:
-            self._in_transit += len(messages)
-        self._batches.send(event, messages)
-        return self._caught_up() if self.waiting > self.max_waiting else None
 
     def request(self, event: RequestEvent) -> None:
         """Listener thread: any answered POST."""
         self._requests.send(event)
-
-    async def _caught_up(self) -> None:
-        while self.waiting > self.max_waiting:
-            await asyncio.sleep(WAIT_STEP_S)
-
-    def _arrived(self, event: RequestEvent, messages: list[Message]) -> None:
-        """GUI thread: hand the batch to the window."""
-        with self._lock:
-            self._in_transit -= len(messages)
-        receiver = self._receiver()
-        if receiver is not None:
-            receiver(event, messages)

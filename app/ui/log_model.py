@@ -9,7 +9,8 @@ from PySide6.QtGui import QBrush, QColor
 
 from app.core.display import position_text, speed_text, utc_text
 from app.core.filters import FilterError, Predicate, compile_filter, looks_like_expression
-from app.core.fleet import NAME_KEY, LogEntry
+from app.core.fleet import LogEntry
+from app.core.fleet_frames import message_name, param_count
 from app.core.normalize import flag_names
 from app.ui.bounded_model import BoundedListModel
 
@@ -18,8 +19,7 @@ RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def _name(entry: LogEntry) -> str:
-    name = entry.message.params.get(NAME_KEY)
-    return "" if name is None else str(name)
+    return message_name(entry.message)  # a logged message's without reading its parameters
 
 
 class MessageLogModel(BoundedListModel[LogEntry]):
@@ -45,7 +45,7 @@ class MessageLogModel(BoundedListModel[LogEntry]):
             if column == 6:
                 return speed_text(m.speed)
             if column == 7:
-                return str(len(m.params))
+                return str(param_count(m))
             return ", ".join(flag_names(m.flags))
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, 6, 7):
             return RIGHT

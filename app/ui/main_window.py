@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
-from app.core.normalize import Message
+from app.core.fleet_frames import MirrorFleet
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
@@ -60,10 +60,10 @@ from app.ui.frame_pace import FramePace
 from app.ui.health_panel import HealthPanel
 from app.ui.health_rules import load_thresholds, save_thresholds
 from app.ui.inspector import Inspector, RawUnavailable
-from app.ui.intake import SlicedIntake
 from app.ui.label_text import set_label
 from app.ui.layout_memory import remember_splitter
 from app.ui.listener_thread import HandOver, ThreadedService
+from app.ui.live_feed import LiveFeed
 from app.ui.log_model import LogFilterProxy, MessageLogModel
 from app.ui.map_feed import MapFeed
 from app.ui.map_view import MapView
@@ -131,19 +131,21 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.setWindowTitle("trackmon")
         self.resize(1440, 900)
 
-        self.recorder = Recorder(db)
-        self.recorder.start_session()
+        thresholds = load_thresholds(store)
+        # The live fleet is folded by the recorder's deriver process (store/live_fold), which sends
+        # what changed; the window shows it (core/fleet_frames, ui/live_feed).
+        self.live_fleet = MirrorFleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY, health=thresholds)
+        self.fleet: Fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
+        self.releaser = SlowRelease()  # what a new session or a replay switch let go of, freed in slices
+        self.live_feed = LiveFeed(self.live_fleet, lambda: self.reader, self.releaser.later,
+                                  lambda: self._show_health() if self.fleet is self.live_fleet else None)
+        self.recorder = Recorder(db, on_frame=self.live_feed.receive)
+        self.live_feed.attach(self.recorder, thresholds)
+        self.live_feed.start(self.recorder.start_session())
         self.reader = sqlite3.connect(db, check_same_thread=False)
         self._reader_generation = self.recorder.file_generation  # which file `reader` reads
-        self.live_fleet = Fleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY,
-                                health=load_thresholds(store))
-        self.fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
-        self.releaser = SlowRelease()  # what a new session or a replay switch let go of, freed in slices
-        self.intake = SlicedIntake(lambda messages, received_at, batch_id, indexes: self.live_fleet.apply(
-            messages, received_at, batch_id, indexes=indexes))  # large batches folded in slices
         self.replay: ReplayController | None = None
-        self.mqtt = MqttController(self.recorder, lambda event, messages: self.intake.add(
-            messages, event.received_at, event.batch_id), store=store)  # MQTT source: same intake
+        self.mqtt = MqttController(self.recorder, store=store)  # its batches reach the fleet as a POST's do
         self.thresholds = StatusThresholds(settings.stale_after, settings.offline_after)
         self.listener: Listener | None = None
         self.service: ThreadedService | None = None
@@ -389,8 +391,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         s = self.settings
         auth = self.auth_override or (HeaderAuth.bearer(s.auth_token) if s.auth_token else None)
         self.listener = Listener(self.recorder, ListenerConfig(path=s.path, auth=auth))
-        self.hand_over = HandOver(self._batch_committed, self._on_request, self.intake)  # it runs on its own thread
-        self.listener.on_batch(self.hand_over.batch)
+        self.hand_over = HandOver(self._on_request)  # it runs on its own thread
         self.listener.on_request(self.hand_over.request)
         self.listener.add_status("mqtt", self.mqtt.public)  # plain data: read on the listener thread
         self.stall_banner.attach(self.listener)
@@ -413,9 +414,6 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             if self.demo_sender is not None:  # a demo feed waiting through a pause: to the new address
                 self.demo_sender.url = service.urls()[0]
         self._show_listener()
-
-    def _batch_committed(self, event: RequestEvent, messages: list[Message]) -> None:
-        self.intake.add(messages, event.received_at, event.batch_id)
 
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
@@ -456,7 +454,6 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         await self.stop_demo()
         await self.flespi_status.stop()
         await self.mqtt.stop()
-        await self.intake.close()
         if self.service is not None:
             await self.service.stop()
             self.service = None
@@ -536,7 +533,6 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
     def frame(self) -> None:
         """Show everything that changed since the previous frame, in one go (a frame still being
         rendered in slices is finished first, so what it took is not shown after newer data)."""
-        self.intake.flush()  # every committed batch, including those still waiting to be folded
         in_flight, self._frame_in_flight = self._frame_in_flight, None
         if in_flight is not None:
             for _ in in_flight:
@@ -696,6 +692,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Make ``ident`` the selected device everywhere (table, map, log scope, inspector, health,
         charts), whoever asked: the table, the map, or code."""
         self.selected = ident
+        self.live_feed.select(ident)  # its parameters and full health report travel with the frames
         self._select_row(ident)
         self.map.call("select", ident, focus_map)
         self._log_scope_changed(self.log_selected_only.isChecked())
@@ -752,8 +749,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.health_panel.show_device(self._label(ident) if ident is not None else "", device)
 
     def _health_rules_changed(self, thresholds) -> None:
-        for fleet in {id(f): f for f in (self.live_fleet, self.fleet)}.values():
-            fleet.health.set_thresholds(thresholds)
+        self.live_feed.set_thresholds(thresholds)
+        if self.fleet is not self.live_fleet:  # a replay's, checked here
+            self.fleet.health.set_thresholds(thresholds)
         save_thresholds(self.store, thresholds)
         self.device_model.refresh_health()
 
@@ -770,6 +768,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
 
     def show_log_entry(self, entry: LogEntry) -> None:
         """Select a message in the log (clearing filters that hide it) and inspect it."""
+        if entry.batch_id is not None:  # a health finding's, made by the folding process: the log's own
+            entry = next((e for e in reversed(self.log_model.items)
+                          if e.batch_id == entry.batch_id and e.index == entry.index), entry)
         if entry not in self.log_model.items:
             self.statusBar().showMessage("That message has left the log window (it is still in the recording)", 6000)
             return
@@ -824,7 +825,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             return
         entry = next((e for e in reversed(self.fleet.log) if e.message is device.latest), None)
         if entry is None:
-            entry = LogEntry(0, device.last_seen, device.latest)
+            entry = LogEntry(0, device.last_seen, device.latest, *(device.latest_at or (None, 0)))
         self.inspector.show_entry(entry, device.previous, self._label(ident) + " — latest")
 
     def _load_raw(self, entry: LogEntry) -> Any:

@@ -1,6 +1,7 @@
 """The MQTT source in the window: a status-bar label, a dialog to set it up, and the controller
 that runs `server.mqtt_source.MqttSource` on the window's loop (qasync: its callbacks arrive on
-the GUI thread) and hands its batches to the same intake as the HTTP listener's."""
+the GUI thread). Its batches reach the live fleet as the HTTP listener's do: recorded, then folded
+by the recorder's deriver process (`store/live_fold`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.server.limits import Limits
-from app.server.listener import BatchCallback
 from app.server.mqtt_source import MqttSource, MqttState
 from app.ui.label_text import set_label
 from app.ui.mqtt_settings import TOKEN_ENVS, MqttSettings, load_mqtt_settings, save_mqtt_settings
@@ -179,10 +179,8 @@ class MqttStatus:
 class MqttController:
     """Owns the running source (or none), its settings, and what shows its state."""
 
-    def __init__(self, recorder, deliver: BatchCallback, *, store: QSettings | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(self, recorder, *, store: QSettings | None = None, limits: Limits | None = None) -> None:
         self.recorder = recorder
-        self.deliver = deliver
         self.store = store
         self.limits = limits or Limits()
         self.settings = load_mqtt_settings(store)
@@ -228,7 +226,6 @@ class MqttController:
             self.label.show()
             return
         source = self.source = MqttSource(self.recorder, config, limits=self.limits)
-        source.on_batch(self.deliver)
         source.on_state(self._changed)
         source.on_batch(lambda _event, _messages: self._changed(source.state))
         self._task = asyncio.ensure_future(source.run())

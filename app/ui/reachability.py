@@ -121,7 +121,6 @@ class ReachabilityMixin:
         poller = self.flespi_status.poller  # the token and API of the watched stream, if any
         dialog = FlespiPullDialog(self.recorder, poller.api if poller is not None else self.settings.flespi_api,
                                   run=self._background,
-                                  on_batch=lambda result, at: self.intake.add(result.messages, at, result.batch_id),
                                   token=poller.token if poller is not None else "", parent=self)
         dialog.show()
         return dialog

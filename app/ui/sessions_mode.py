@@ -73,8 +73,7 @@ class SessionsMixin:
     def new_session(self) -> None:
         """Close the current session and record into a fresh one."""
         session = self.recorder.start_session()
-        self.intake.clear()
-        self.releaser.later(self.live_fleet.clear())  # the views empty now, the objects go in slices
+        self.releaser.later(self.live_feed.start(session))  # the views empty now, the objects go in slices
         self._rate_mark = (time.monotonic(), 0)  # the rate counts from the cleared fleet's zero
         if self.replay is None:
             self._reset_views()

@@ -58,12 +58,24 @@ def batch_rows(path: Path) -> list[tuple]:
 
 
 def deriver_children() -> list[int]:
-    """This process's children (the deriver is started by the recorder's writer thread)."""
+    """This process's deriver children (started by the recorder's writer thread; not, say, the
+    QtWebEngine processes a window test in the same run left)."""
     found = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
-            found += [int(pid) for pid in listing.read().split()]
-    return found
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as listing:
+                found += [int(pid) for pid in listing.read().split()]
+        except OSError:  # that thread ended meanwhile
+            continue
+    return [pid for pid in found if b"app.store.deriver" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:  # gone meanwhile
+        return b""
 
 
 def test_keyed_batches_end_up_chunked_exactly_as_the_recorder_would_chunk_them(tmp_path) -> None:

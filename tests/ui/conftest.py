@@ -121,6 +121,18 @@ def file_moved_away(window: Any) -> Iterator[Path]:
         away.rename(window.db)
 
 
+def health_shown(loop: Any, window: Any, ident: str) -> None:
+    """Wait until ``ident``'s full health report is in the window, and on the Health tab if that
+    is the tab shown (the live fleet's comes with the next frame from the folding process once the
+    device is selected)."""
+    def shown() -> bool:
+        report = window.fleet.health.devices.get(ident)
+        on_tab = window.side_tabs.currentWidget() is window.health_panel
+        return report is not None and (not on_tab or window.health_panel.device is report)
+
+    run(loop, wait_until(shown, what=f"{ident}'s health report"))
+
+
 def enter_replay(loop: Any, window: Any, session_id: int, idents: tuple[str, ...] | None = None) -> None:
     """Open a session for replay in the window (read in a file reader thread) and wait until it shows."""
     window.enter_replay(session_id, idents)

@@ -1,7 +1,8 @@
 """After a backlog, the window shows every device's latest state.
 
-Committed batches are folded into the fleet after the listener has answered, in slices, per
-device (`ui/intake`, `core/fleet`): a backlog posted as fast as the window acknowledges, from two
+Committed batches are folded into the fleet after the listener has answered, by the recorder's
+deriver process, per device (`store/live_fold`, `core/fleet`), and reach the window as frames
+(`ui/live_feed`): a backlog posted as fast as the window acknowledges, from two
 streams at once, must still end with each device's newest message (by device time, even when an
 older one arrived last) in the table, the log, the inspector's source and the map.
 """
@@ -51,7 +52,7 @@ def test_a_backlog_from_two_streams_ends_with_every_device_latest_state(loop, ma
 
     async def scenario() -> None:
         await asyncio.gather(*(deliver(s, size) for s, size in zip(streams, BATCHES, strict=True)))
-        await wait_until(lambda: window.live_fleet.total == total and window.intake.backlog == 0,
+        await wait_until(lambda: window.live_fleet.total == total and window.live_feed.caught_up(),
                          what="the whole backlog folded in")
 
     run(loop, scenario())

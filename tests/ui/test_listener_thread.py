@@ -1,5 +1,6 @@
 """The window's listener runs on its own thread: a request is answered while the window's loop is
-busy, and a batch's answer waits while the window is too far behind (back-pressure)."""
+busy, a batch too (it is folded by the recorder's deriver process, not by the window), and the
+batch reaches the live fleet once the window's loop is free again."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from app.ui.listener_thread import ListenerThread
 from tests.ui.conftest import TOKEN, run, wait_until
 
 
-def test_status_is_answered_while_the_window_loop_is_busy_and_a_batch_waits_for_the_window(loop, make_window) -> None:
+def test_status_and_a_batch_are_answered_while_the_window_loop_is_busy(loop, make_window) -> None:
     window = make_window()
-    window.hand_over.max_waiting = 100  # the window may be at most 100 messages behind
     url = window.urls()[0]
     status_url = url.rsplit("/", 1)[0] + "/status"
     batch = [{"ident": f"d{i % 5}", "timestamp": 1_700_000_000 + i} for i in range(300)]
@@ -31,7 +31,6 @@ def test_status_is_answered_while_the_window_loop_is_busy_and_a_batch_waits_for_
     def status() -> None:
         with urllib.request.urlopen(status_url, timeout=60) as reply:
             seen["status"] = orjson.loads(reply.read())
-        seen["post_done_when_status_answered"] = post_done.is_set()
         status_done.set()
 
     def busy_window() -> None:
@@ -39,10 +38,10 @@ def test_status_is_answered_while_the_window_loop_is_busy_and_a_batch_waits_for_
         were given a chance: /status answered, or 30 s."""
         poster = threading.Thread(target=post)
         poster.start()
-        status_done.wait(0.2)  # the batch is being recorded; its answer must wait for the window
+        seen["post_answered_while_busy"] = post_done.wait(30)
         threading.Thread(target=status).start()
         seen["status_answered_while_busy"] = status_done.wait(30)
-        seen["post_answered_while_busy"] = post_done.is_set()
+        seen["folded_while_busy"] = window.live_fleet.total
         seen["poster"] = poster
         release.set()
 
@@ -50,16 +49,14 @@ def test_status_is_answered_while_the_window_loop_is_busy_and_a_batch_waits_for_
 
     async def scenario() -> None:
         await wait_until(lambda: release.is_set(), timeout=60, what="the busy callback")
-        await wait_until(lambda: post_done.is_set(), timeout=60, what="the batch answered once the window caught up")
         await wait_until(lambda: window.live_fleet.total == len(batch), what="the batch folded in")
 
     run(loop, scenario(), timeout=120)
     seen["poster"].join(10)  # type: ignore[attr-defined]
     assert seen["status_answered_while_busy"] is True  # the listener did not need the window's loop
     assert seen["status"]["service"] == "trackmon"  # type: ignore[index]
-    assert seen["post_answered_while_busy"] is False  # 300 > 100 behind: the answer waited for the window
-    assert seen["post_done_when_status_answered"] is False
-    assert seen["post"] == 200 and window.hand_over.waiting == 0
+    assert seen["post_answered_while_busy"] is True and seen["post"] == 200
+    assert seen["folded_while_busy"] == 0  # frames reach the views only on the window's loop
 
 
 def test_a_listener_thread_runs_coroutines_and_stops(loop) -> None:

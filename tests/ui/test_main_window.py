@@ -369,6 +369,8 @@ def test_health_badge_and_panel_link_to_the_offending_message(loop, make_window)
     window.select_device(FLAT["ident"])
     window.side_tabs.setCurrentWidget(window.health_panel)
     panel = window.health_panel
+    # The full report comes with the next frame from the folding process.
+    run(loop, wait_until(lambda: panel.checks.rowCount() > 0, what="the selected device's health report"))
     assert panel.checks.item(0, 0).text() == "Position jumps" and panel.checks.item(0, 2).text() == "2"
     assert "km/h implied" in panel.occurrences.item(0, 1).text()
     assert sum(panel.histogram.counts) == 11
@@ -447,10 +449,13 @@ def test_a_recording_file_taken_away_is_shown_and_recording_resumes_when_it_is_b
         assert window.status_file.text().startswith("Recording")
 
     run(loop, scenario())
-    assert set(window.live_fleet.devices) == {"before", "while-gone"}
-    window.new_session()  # chunks of the live session written
-    idents = {row[0] for row in window.reader.execute("SELECT ident FROM tracks")}
-    assert sorted(idents) == ["before", "while-gone"]
+    run(loop, wait_until(lambda: set(window.live_fleet.devices) == {"before", "while-gone"}, what="both shown"))
+    window.new_session()  # the session is over: its chunks are written at once
+
+    def chunked() -> list[str]:
+        return sorted(row[0] for row in window.reader.execute("SELECT ident FROM tracks"))
+
+    run(loop, wait_until(lambda: chunked() == ["before", "while-gone"], what="the session's chunks"))
 
 
 def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when_it_is_back(loop, make_window) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.ui.conftest import enter_replay, post, run, wait_until
+from tests.ui.conftest import enter_replay, health_shown, post, run, wait_until
 
 
 def batch(devices: int, per_device: int, start: float = 1_700_000_000.0) -> list[dict]:
@@ -24,6 +24,8 @@ def test_a_new_session_empties_the_views_now_and_frees_the_old_one_over_later_tu
                          what="the batch in the log and the table")
 
     run(loop, fill())
+    window.select_device("dev-7")  # its full health report comes to the window
+    health_shown(loop, window, "dev-7")
     entry = window.log_model.items[0]
     device = window.live_fleet.devices["dev-7"]
     health = window.live_fleet.health.devices["dev-7"]

@@ -101,7 +101,7 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
         heartbeat.start()
         try:
             await asyncio.gather(feed(), churn())
-            await wait_until(lambda: not window.pending_requests and window.intake.backlog == 0,
+            await wait_until(lambda: not window.pending_requests and window.live_feed.caught_up(),
                              what="every acknowledged batch shown")
         finally:
             heartbeat.stop()

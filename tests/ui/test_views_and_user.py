@@ -16,7 +16,7 @@ from app.ui.device_model import COLUMNS
 from app.ui.health_panel import shown_bins
 from app.ui.health_rules import HealthRulesDialog, load_thresholds, save_thresholds
 from app.ui.replay import SLIDER_STEPS
-from tests.ui.conftest import enter_replay, post, run, wait_until
+from tests.ui.conftest import enter_replay, health_shown, post, run, wait_until
 from tests.ui.test_replay_sessions import T0, recorded_window
 
 COLUMN = {column[0]: i for i, column in enumerate(COLUMNS)}
@@ -163,6 +163,7 @@ def test_health_warns_about_the_broken_tracker_only_and_the_rules_can_be_changed
     assert health == {"fine": "✓ ok", "dead": "▲ Invalid fixes"}
     window.side_tabs.setCurrentWidget(window.health_panel)
     window.select_device("fine")
+    health_shown(loop, window, "fine")
     panel = window.health_panel
     assert panel.checks.rowCount() == len(CHECKS)  # every check, not only those that fired
     rows = {panel.checks.item(r, 0).text(): (panel.checks.item(r, 1).text(), panel.checks.item(r, 2).text())
@@ -183,6 +184,7 @@ def test_health_warns_about_the_broken_tracker_only_and_the_rules_can_be_changed
         await wait_until(lambda: window.live_fleet.total == 121, what="one more message")
 
     run(loop, one_more())
+    health_shown(loop, window, "fine")  # judged anew by the folding process
     window.frame()
     assert window.device_model.index(window.device_model.rows["fine"], COLUMN["Health"]).data() == "▲ Few satellites"
     assert panel.checks.item(0, 0).text() == "Few satellites" and panel.checks.item(0, 1).text() == "warning"
@@ -200,6 +202,7 @@ def test_health_tab_shows_the_checks_legibly_and_a_histogram_with_context(loop, 
     window.frame()
     window.side_tabs.setCurrentWidget(window.health_panel)
     window.select_device("r")
+    health_shown(loop, window, "r")
     QTest.qWait(50)
     panel = window.health_panel
     header = panel.checks.horizontalHeader()
@@ -228,6 +231,7 @@ def test_the_health_tab_lists_new_occurrences_of_the_check_it_shows(loop, make_w
     window.frame()
     window.side_tabs.setCurrentWidget(window.health_panel)
     window.select_device("j")
+    health_shown(loop, window, "j")
     panel = window.health_panel
     assert panel.checks.item(0, 0).text() == "Position jumps" and panel.occurrences.rowCount() == 2
 

@@ -1,0 +1,170 @@
+"""The live fleet folded in the deriver process: what the window's mirror ends up holding, taken
+from the child's frames, is what folding the same batches in place gives — state, log, health —
+and it follows new sessions, the selected device, new health thresholds and a child started again."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, fields
+
+import orjson
+
+from app.core.fleet import Fleet
+from app.core.fleet_frames import MirrorFleet, message_name, param_count
+from app.core.health import HealthThresholds
+from app.core.normalize import Message, normalize_batch
+from app.store.recorder import Recorder
+from app.store.stored_params import StoredParams
+from tests.store.test_deriver import deriver_children, fleet_batches, write_keyed
+
+T0 = 1_700_000_100.0
+
+
+def reader(path):
+    conn = sqlite3.connect(path, check_same_thread=False)
+    return lambda: conn
+
+
+class Frames:
+    """The window's side, minus Qt: frames into a mirror, on the reader thread's word."""
+
+    def __init__(self) -> None:
+        self.mirror = MirrorFleet()
+        self.recorder: Recorder | None = None
+        self.lock = threading.Lock()
+        self.runs: set[int] = set()
+        self.source: StoredParams | None = None
+
+    def take(self, data: bytes) -> None:
+        frame = pickle.loads(data)
+        with self.lock:
+            self.runs.add(frame[1])
+            self.mirror.apply_frame(frame, self.source, self.recorder.session_id)  # type: ignore[arg-type, union-attr]
+
+    def wait(self, done, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if done(self.mirror):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what} (total {self.mirror.total}, runs {self.runs})")
+
+
+def ended(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie until its parent reaps it, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def plain(m: Message) -> Message:
+    """A logged message as a plain one (every field, the parameters read)."""
+    return Message(*(getattr(m, f.name) for f in fields(Message)))
+
+
+def in_place(batches: list[bytes], thresholds: HealthThresholds | None = None) -> Fleet:
+    fleet = Fleet(health=thresholds)
+    for i, body in enumerate(batches, start=1):
+        fleet.apply(normalize_batch(orjson.loads(body), T0 + i, body), T0 + i, i)
+    return fleet
+
+
+def test_the_mirror_holds_what_folding_in_place_holds(tmp_path) -> None:
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    try:
+        rec.start_session()
+        batches = fleet_batches(8, 300)
+        chosen = orjson.loads(batches[0])[3]["ident"]
+        rec.fold_command("select", chosen)
+        for i, body in enumerate(batches, start=1):
+            write_keyed(rec, body, T0 + i)
+        frames.wait(lambda m: m.total == 2_400, "every message folded")
+        expected = in_place(batches)
+        mirror = frames.mirror
+        assert set(mirror.devices) == set(expected.devices)
+        for ident, want in expected.devices.items():
+            got = mirror.devices[ident]
+            assert (got.count, got.flagged, got.name, got.last_seen) == (want.count, want.flagged, want.name,
+                                                                        want.last_seen)
+            assert got.latest == want.latest and got.previous == want.previous and got.fix == want.fix
+            assert list(got.trail) == list(want.trail) and got.trail_total == want.trail_total
+            assert got.rate_per_min(T0 + 9) == want.rate_per_min(T0 + 9)
+            assert mirror.health.worst(ident) == expected.health.worst(ident)
+            assert got.latest_at is not None  # where the inspector reads its raw JSON
+        # The log: every message once, in order; what a row shows without reading the file, and
+        # every parameter when asked (the selected device's came with the frames).
+        assert [(e.seq, e.batch_id, e.index) for e in mirror.log] == [(e.seq, e.batch_id, e.index)
+                                                                        for e in expected.log]
+        for got, want in zip(mirror.log, expected.log, strict=True):
+            m = got.message
+            assert m.loaded == (m.ident == chosen)
+            assert (message_name(m), param_count(m)) == (message_name(want.message), param_count(want.message))
+            assert plain(m) == want.message  # reads the parameters
+        report = mirror.health.devices[chosen].report()
+        assert report == expected.health.devices[chosen].report()
+        assert list(mirror.health.devices) == [chosen]  # only the selected device's full report
+    finally:
+        rec.close()
+
+
+def test_new_thresholds_and_a_new_session_reach_the_mirror(tmp_path) -> None:
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    try:
+        rec.start_session()
+        batches = fleet_batches(4, 300, seed=3)
+        for i, body in enumerate(batches, start=1):
+            write_keyed(rec, body, T0 + i)
+        frames.wait(lambda m: m.total == 1_200, "the first session folded")
+        strict = HealthThresholds(jump_kmh=1.0, min_satellites=30)
+        rec.fold_command("thresholds", asdict(strict))
+        expected = in_place(batches)
+        expected.health.set_thresholds(strict)
+        frames.wait(lambda m: all(m.health.worst(i) == expected.health.worst(i) for i in expected.devices)
+                    and any(m.health.worst(i)[0] for i in expected.devices), "every device judged anew")
+
+        second = rec.start_session("second")
+        write_keyed(rec, batches[0], T0 + 10)  # the same messages again: re-sent, nothing new
+        write_keyed(rec, fleet_batches(1, 50, seed=11)[0], T0 + 11)
+        frames.wait(lambda m: m.session_id == second and m.total == 50, "only the new session's messages")
+        assert all(e.batch_id > 4 for e in frames.mirror.log)
+    finally:
+        rec.close()
+
+
+def test_a_child_started_again_folds_the_session_again_from_its_start(tmp_path) -> None:
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    try:
+        rec.start_session()
+        batches = fleet_batches(6, 200, seed=5)
+        for i, body in enumerate(batches[:3], start=1):
+            write_keyed(rec, body, T0 + i)
+        frames.wait(lambda m: m.total == 600, "the first half folded")
+        (child,) = deriver_children()
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not ended(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for i, body in enumerate(batches[3:], start=4):
+            write_keyed(rec, body, T0 + i)  # the recorder starts another deriver
+        frames.wait(lambda m: m.total == 1_200 and len(frames.runs) == 2, "the second run's frames")
+        expected = in_place(batches)
+        assert len(frames.mirror.log) == 1_200  # started over, not doubled
+        assert {i: d.count for i, d in frames.mirror.devices.items()} == {i: d.count for i, d in
+                                                                           expected.devices.items()}
+        assert rec.deriver_restarts == 1
+    finally:
+        rec.close()
