@@ -55,12 +55,14 @@ class DeviceState:
     trail_total: int = 0  # positions ever appended; lets a view send only the new ones
     arrivals: deque[tuple[float, int]] = field(default_factory=deque)  # (receive time, messages)
     arrived: int = 0  # messages in ``arrivals``
+    arrivals_total: int = 0  # entries ever appended to ``arrivals`` (a view sends only the new ones)
     latest_at: tuple[int | None, int] | None = None  # where ``latest`` is stored (batch, index), when known
 
     def note_arrival(self, received_at: float, count: int) -> None:
         """Count ``count`` messages received at ``received_at`` towards the rate."""
         self.arrivals.append((received_at, count))
         self.arrived += count
+        self.arrivals_total += 1
 
     def rate_per_min(self, now: float, window: float = 60.0) -> float:
         """Messages per minute received over the last ``window`` seconds."""

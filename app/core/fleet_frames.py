@@ -47,7 +47,7 @@ class FrameBuilder:
     #: Every device's health summary is sent again (new thresholds judge all of them anew).
     resend_health: bool = False
     _sent_trail: dict[str, int] = field(default_factory=dict)
-    _sent_arrival: dict[str, float] = field(default_factory=dict)
+    _sent_arrival: dict[str, int] = field(default_factory=dict)
     _latest_at: dict[str, tuple[Message, tuple[int | None, int]]] = field(default_factory=dict)
     _sent_latest: dict[str, Message | None] = field(default_factory=dict)
     _folded: int = 0  # as the window was last told
@@ -77,15 +77,10 @@ class FrameBuilder:
             fresh = min(d.trail_total - sent, len(d.trail))
             self._sent_trail[ident] = d.trail_total
             trail = list(d.trail)[-fresh:] if fresh > 0 else []
-            since = self._sent_arrival.get(ident, float("-inf"))
-            arrivals = []
-            for arrival in reversed(d.arrivals):
-                if arrival[0] <= since:
-                    break
-                arrivals.append(arrival)
-            arrivals.reverse()
-            if arrivals:
-                self._sent_arrival[ident] = arrivals[-1][0]
+            d.rate_per_min(d.last_seen)  # the arrivals of the last minute only: this process keeps no more
+            fresh = min(d.arrivals_total - self._sent_arrival.get(ident, 0), len(d.arrivals))
+            self._sent_arrival[ident] = d.arrivals_total
+            arrivals = list(d.arrivals)[-fresh:] if fresh > 0 else []
             entry = where.get(id(d.latest))
             if entry is not None:
                 self._latest_at[ident] = (entry.message, (entry.batch_id, entry.index))
@@ -142,7 +137,8 @@ class FrameBuilder:
 class ParamsSource(Protocol):
     """Where a logged message's parameters are read from (the recording, `store/stored_params`)."""
 
-    def params(self, batch_id: int | None, index: int) -> dict[str, Any]: ...
+    def params(self, batch_id: int | None, index: int) -> dict[str, Any] | None:
+        """The stored message's parameters; None when they cannot be read now."""
 
 
 class LoggedMessage(Message):
@@ -164,6 +160,8 @@ class LoggedMessage(Message):
         params = _PARAMS.__get__(self)
         if params is None:
             params = self._source.params(self._batch_id, self._index)
+            if params is None:  # not readable now: shown without, asked again next time
+                return {}
             _PARAMS.__set__(self, params)
         return params
 

@@ -129,7 +129,10 @@ def _read_frames(out: IO[bytes], on_frame: Callable[[bytes], None]) -> None:
             frame = out.read(int.from_bytes(head, "little"))
             if len(frame) < int.from_bytes(head, "little"):
                 return
-            on_frame(frame)
+            try:
+                on_frame(frame)
+            except Exception:  # one bad frame: said, and the next read (never the child left blocked on its pipe)
+                log.exception("a frame of the live fold could not be taken in")
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -222,6 +225,9 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
             try:
                 if not finish:
                     commands.clear()  # set again by the next command line
+                elif fold is not None:  # the window is closing: chunk what is left, fold no more
+                    fold.close()
+                    fold = deriver.fold = None
                 while fold is not None and inbox is not None and not inbox.empty():
                     fold.command(inbox.get(), conn)
                 read = deriver.read()
@@ -229,8 +235,6 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                     fold.send(now=not read)  # idle: what is left goes at once
                 if finish and not read:
                     deriver.flush(everything=True)
-                    if fold is not None:
-                        fold.close()
                     return 0
                 deriver.flush(current=fold.session_id if fold is not None else None)
             except sqlite3.Error as exc:  # disk full, locked too long: the bodies are safe; retry

@@ -10,7 +10,8 @@ this process folds.
 Commands from the window, one line each on the child's standard input (`DeriverProcess.send`):
 ``session <id>`` (fold that session from its first batch; the window shows it from now on),
 ``select <json ident or null>`` (that device's parameters and full health report travel with
-the frames), ``thresholds <json>`` (judge health by these).
+the frames), ``thresholds <json>`` (judge health by these), ``trail <positions>`` (the window's
+trail length: a frame carries up to as many new positions per device).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class LiveFold:
     def __init__(self, out: IO[bytes], session_id: int, after: int) -> None:
         self.out = out
         self.thresholds = HealthThresholds()
-        self.fleet = Fleet(log_size=LOG_SIZE, health=self.thresholds)
+        self.fleet = Fleet(log_size=LOG_SIZE, health=self.thresholds)  # trail length: the window's command
         self.builder = FrameBuilder(self.fleet, session_id, os.getpid())
         self.last = after  # the newest batch folded (or known not to be the session's)
         self._last_frame = 0.0
@@ -89,6 +90,8 @@ class LiveFold:
             self.thresholds = HealthThresholds(**orjson.loads(value))
             self.fleet.health.set_thresholds(self.thresholds)
             self.builder.resend_health = True
+        elif name == b"trail":
+            self.fleet.set_trail_length(max(1, int(orjson.loads(value))))
         elif name == b"session":
             self.start(int(orjson.loads(value)), conn)
 

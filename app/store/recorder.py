@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -245,6 +246,8 @@ class Recorder:
         self.derive_elsewhere = derive_elsewhere or on_frame is not None
         self.on_frame = on_frame
         self._fold_commands: dict[str, bytes] = {}  # the live fold's last command of each kind
+        self._fold_lock = threading.Lock()
+        self._deriver_file: FileId | None = None  # the file the deriver works on
         self._deriver: DeriverProcess | None = None
         self.deriver_restarts = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +350,9 @@ class Recorder:
             self._seen = SeenMessages.load(conn, self._stored_content, self._window)
             if not first:
                 self._resume_session()
-            if self.derive_elsewhere:
+            if self._deriver is not None and (self._deriver_file != self._file or not self._deriver.running()):
+                self._stop_deriver()  # another file: that deriver's work is not this file's
+            if self.derive_elsewhere and self._deriver is None:
                 self._start_deriver()
         except BaseException:
             self._conn = None
@@ -449,8 +454,11 @@ class Recorder:
             "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
         after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
+        with self._fold_lock:
+            commands = list(self._fold_commands.values())
         self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
-                                       fold_session=self.session_id or 0, commands=self._fold_commands.values())
+                                       fold_session=self.session_id or 0, commands=commands)
+        self._deriver_file = self._file
 
     def _keep_deriver(self) -> None:
         """A deriver that died (killed, out of memory) is started again; its work is redone from
@@ -498,11 +506,13 @@ class Recorder:
                           f"the recording file {self.path} was replaced by another file")
 
     def _failed(self, exc: BaseException) -> RecordingUnavailable:
-        """A write failed: the connection is not trusted again; the next write reopens."""
+        """A write failed: the connection is not trusted again; the next write reopens. The
+        deriver goes on (its own writes wait for the disk as ours do) unless the reopen finds
+        another file at the path: starting it again for every refused retry would fold the live
+        session again from its start each time."""
         log.debug("write failed", exc_info=exc)
         conn, self._conn = self._conn, None
         self._forget_memory()
-        self._stop_deriver()
         if conn is not None:
             with suppress(sqlite3.Error):
                 conn.close()
@@ -593,10 +603,11 @@ class Recorder:
         """Tell the live fold (`store/live_fold`: ``session``, ``select``, ``thresholds``); kept and
         told again to a deriver started later. Only for a recorder with ``on_frame``."""
         line = encode_command(name, value)
-        self._fold_commands[name] = line
-        deriver = self._deriver
-        if deriver is not None:
-            deriver.send(line)
+        with self._fold_lock:  # the GUI thread tells, the writer thread starts derivers
+            self._fold_commands[name] = line
+            deriver = self._deriver
+            if deriver is not None:
+                deriver.send(line)
 
     def _require_session(self) -> int:
         if self.session_id is None:
@@ -648,8 +659,8 @@ class Recorder:
     def _write(self, received_at: float, peer: str, wire_bytes: int, body: bytes, keys: list[int | None],
                content_of: Callable[[int], bytes | None], messages: list[Message] | None,
                process_ms: float) -> BatchResult:
+        conn = self._writable()  # a reopen may move recording into a new session (another file)
         session_id = self._require_session()
-        conn = self._writable()
         try:
             written = self._insert_batch(conn, session_id, received_at, peer, wire_bytes, body, keys, content_of,
                                          messages, process_ms)

@@ -4,7 +4,9 @@ The window's log rows come from the folding process without their parameters (`c
 carrying every message's would cost the window most of what moving the fold out saved). When a
 filter over parameters, the inspector or the chart asks for them, they are read here: the batch's
 stored body, decompressed and parsed once for all its messages, the message normalized as the
-fold normalized it.
+fold normalized it. Through a read connection of its own (another reader may hold an old snapshot
+open for long, where newer batches are not yet to be seen), on one file: the window makes a new one
+when the recorder moves to another file, and retires this one.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from app.core.normalize import normalize
 from app.store.codec import decompress_body
+from app.store.schema import connect
 
 log = logging.getLogger(__name__)
 
@@ -27,36 +30,55 @@ KEEP_BATCHES = 8
 
 
 class StoredParams:
-    """Reads parameters of stored messages through ``reader()`` (the window's read connection,
-    which follows the recording file)."""
+    """Reads parameters of messages stored in the file at ``path`` (opened on first use)."""
 
-    def __init__(self, reader: Callable[[], sqlite3.Connection]) -> None:
-        self._reader = reader
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._retired = False
         self._batches: OrderedDict[int, tuple[float, list[Any]]] = OrderedDict()
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self.path, readonly=True)
+        return self._conn
+
+    def retire(self) -> None:
+        """Another file is recorded now: read nothing more (a batch id here names another batch)."""
+        self._retired = True
+        self._batches.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def newest_batch(self) -> int | None:
         """The newest batch committed to the file (None if it cannot be read)."""
+        if self._retired:
+            return None
         try:
             return int(self._reader().execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0])
         except sqlite3.Error:
             return None
 
-    def params(self, batch_id: int | None, index: int) -> dict[str, Any]:
-        """Message ``index`` of batch ``batch_id``'s parameters; empty if it cannot be read (the
-        session was deleted, the file moved away)."""
-        if batch_id is None:
-            return {}
+    def params(self, batch_id: int | None, index: int) -> dict[str, Any] | None:
+        """Message ``index`` of batch ``batch_id``'s parameters; None when they cannot be read
+        now (the file moved away, the session deleted, another file recorded since): asked again
+        next time, never remembered as empty."""
+        if batch_id is None or self._retired:
+            return None
         found = self._batches.get(batch_id)
         if found is None:
             try:
                 row = self._reader().execute("SELECT received_at, body FROM batches WHERE id = ?",
                                              (batch_id,)).fetchone()
-                found = (row[0], orjson.loads(decompress_body(row[1]))) if row is not None else (0.0, [])
+                if row is None:
+                    return None
+                found = (row[0], orjson.loads(decompress_body(row[1])))
             except (sqlite3.Error, orjson.JSONDecodeError) as exc:
                 log.debug("parameters of batch %s not readable: %s", batch_id, exc)
-                return {}
+                return None
             self._batches[batch_id] = found
             if len(self._batches) > KEEP_BATCHES:
                 self._batches.popitem(last=False)
         received_at, raws = found
-        return normalize(raws[index], received_at).params if 0 <= index < len(raws) else {}
+        return normalize(raws[index], received_at).params if 0 <= index < len(raws) else None

@@ -137,10 +137,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.live_fleet = MirrorFleet(trail_length=settings.trail_length, log_size=LOG_CAPACITY, health=thresholds)
         self.fleet: Fleet = self.live_fleet  # what the views show: the live fleet, or a replay's
         self.releaser = SlowRelease()  # what a new session or a replay switch let go of, freed in slices
-        self.live_feed = LiveFeed(self.live_fleet, lambda: self.reader, self.releaser.later,
+        self.live_feed = LiveFeed(self.live_fleet, self.releaser.later, self._live_restarted,
                                   lambda: self._show_health() if self.fleet is self.live_fleet else None)
-        self.recorder = Recorder(db, on_frame=self.live_feed.receive)
-        self.live_feed.attach(self.recorder, thresholds)
+        self.recorder = Recorder(db, on_frame=self.live_feed.receiver)
+        self.live_feed.attach(self.recorder, thresholds, settings.trail_length)
         self.live_feed.start(self.recorder.start_session())
         self.reader = sqlite3.connect(db, check_same_thread=False)
         self._reader_generation = self.recorder.file_generation  # which file `reader` reads
@@ -415,6 +415,13 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
                 self.demo_sender.url = service.urls()[0]
         self._show_listener()
 
+    def _live_restarted(self) -> None:
+        """The live fleet started over by itself (another file or session is recorded, or the
+        process folding it was started again): the views show it afresh."""
+        self._rate_mark = (time.monotonic(), self.live_fleet.total)
+        if self.fleet is self.live_fleet:
+            self._reset_views()
+
     def _on_request(self, event: RequestEvent) -> None:
         self.pending_requests.append(event)  # the list is swapped every frame: look it up each time
         self.link.request(event.received_at, event.peer, event.status, event.count, duplicate=event.duplicate,
@@ -458,6 +465,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             await self.service.stop()
             self.service = None
         self.reader.close()
+        self.live_feed.close()
         self.recorder.close()
         self.releaser.now()  # what views let go of and is still waiting to be freed
 
@@ -823,9 +831,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         device = self.fleet.devices.get(ident)
         if device is None or device.latest is None:
             return
-        entry = next((e for e in reversed(self.fleet.log) if e.message is device.latest), None)
-        if entry is None:
-            entry = LogEntry(0, device.last_seen, device.latest, *(device.latest_at or (None, 0)))
+        if device.latest_at is not None:  # the live fleet's: where the folding process found it stored
+            entry = LogEntry(0, device.last_seen, device.latest, *device.latest_at)
+        else:
+            entry = next((e for e in reversed(self.fleet.log) if e.message is device.latest), None)
+            if entry is None:
+                entry = LogEntry(0, device.last_seen, device.latest)
         self.inspector.show_entry(entry, device.previous, self._label(ident) + " — latest")
 
     def _load_raw(self, entry: LogEntry) -> Any:
@@ -866,7 +877,9 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.thresholds = StatusThresholds(new.stale_after, new.offline_after)
         self.device_model.thresholds = self.thresholds
         if new.trail_length != old.trail_length:
-            self.fleet.set_trail_length(new.trail_length)
+            self.live_feed.set_trail_length(new.trail_length)
+            if self.fleet is not self.live_fleet:
+                self.fleet.set_trail_length(new.trail_length)
             self.map.call("setTrailLength", new.trail_length)
         if (new.tile_url, new.mbtiles) != (old.tile_url, old.mbtiles):
             self._apply_tiles()

@@ -58,7 +58,7 @@ def batch_rows(path: Path) -> list[tuple]:
 
 
 def deriver_children() -> list[int]:
-    """This process's deriver children (started by the recorder's writer thread; not, say, the
+    """This process's deriver children (started by the recorder's writer thread; not the
     QtWebEngine processes a window test in the same run left)."""
     found = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
@@ -67,7 +67,7 @@ def deriver_children() -> list[int]:
                 found += [int(pid) for pid in listing.read().split()]
         except OSError:  # that thread ended meanwhile
             continue
-    return [pid for pid in found if b"app.store.deriver" in _cmdline(pid)]
+    return [pid for pid in found if b"QtWebEngine" not in _cmdline(pid)]
 
 
 def _cmdline(pid: int) -> bytes:

@@ -108,6 +108,22 @@ def test_an_empty_file_put_at_the_path_starts_a_new_recording(db_path) -> None:
     assert session.name == "field test"
 
 
+def test_a_file_replaced_by_another_recording_takes_the_next_batch_into_a_session_of_its_own(db_path, tmp_path) -> None:
+    other = tmp_path / "other.sqlite"
+    with running_listener(other) as elsewhere:  # another recording, with a session and a batch of its own
+        assert Stream(elsewhere.post).send(5).status == 200
+    with running_listener(db_path) as served:
+        served.recorder.rename_session(served.recorder.session_id, "field test")
+        stream = Stream(served.post)
+        assert stream.send(0).status == 200
+        os.replace(other, db_path)
+        assert stream.send(1).status == 200  # the very first batch into the file now at the path
+    conn = sqlite3.connect(db_path)
+    sessions = {s.id: s.name for s in list_sessions(conn)}
+    where = conn.execute("SELECT session_id FROM batches ORDER BY id").fetchall()
+    assert len(sessions) == 2 and [sessions[s] for (s,) in where] == ["", "field test"]  # not into the other's
+
+
 def test_a_file_that_is_not_a_recording_is_never_written(db_path) -> None:
     with running_listener(db_path) as served:
         stream = Stream(served.post)

@@ -7,27 +7,23 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, fields
 
 import orjson
+import pytest
 
 from app.core.fleet import Fleet
 from app.core.fleet_frames import MirrorFleet, message_name, param_count
 from app.core.health import HealthThresholds
 from app.core.normalize import Message, normalize_batch
+from app.store.faults import RecordingUnavailable
 from app.store.recorder import Recorder
 from app.store.stored_params import StoredParams
 from tests.store.test_deriver import deriver_children, fleet_batches, write_keyed
 
 T0 = 1_700_000_100.0
-
-
-def reader(path):
-    conn = sqlite3.connect(path, check_same_thread=False)
-    return lambda: conn
 
 
 class Frames:
@@ -80,7 +76,7 @@ def in_place(batches: list[bytes], thresholds: HealthThresholds | None = None) -
 def test_the_mirror_holds_what_folding_in_place_holds(tmp_path) -> None:
     frames = Frames()
     rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    frames.source = StoredParams(tmp_path / "live.sqlite")
     try:
         rec.start_session()
         batches = fleet_batches(8, 300)
@@ -120,7 +116,7 @@ def test_the_mirror_holds_what_folding_in_place_holds(tmp_path) -> None:
 def test_new_thresholds_and_a_new_session_reach_the_mirror(tmp_path) -> None:
     frames = Frames()
     rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    frames.source = StoredParams(tmp_path / "live.sqlite")
     try:
         rec.start_session()
         batches = fleet_batches(4, 300, seed=3)
@@ -146,7 +142,7 @@ def test_new_thresholds_and_a_new_session_reach_the_mirror(tmp_path) -> None:
 def test_a_child_started_again_folds_the_session_again_from_its_start(tmp_path) -> None:
     frames = Frames()
     rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(reader(tmp_path / "live.sqlite"))
+    frames.source = StoredParams(tmp_path / "live.sqlite")
     try:
         rec.start_session()
         batches = fleet_batches(6, 200, seed=5)
@@ -166,5 +162,54 @@ def test_a_child_started_again_folds_the_session_again_from_its_start(tmp_path) 
         assert {i: d.count for i, d in frames.mirror.devices.items()} == {i: d.count for i, d in
                                                                            expected.devices.items()}
         assert rec.deriver_restarts == 1
+    finally:
+        rec.close()
+
+
+def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(tmp_path) -> None:
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(tmp_path / "live.sqlite")
+    try:
+        rec.start_session()
+        batches = fleet_batches(5, 200, seed=4)
+        for i, body in enumerate(batches[:3], start=1):
+            write_keyed(rec, body, T0 + i)
+        frames.wait(lambda m: m.total == 600, "the batches before the disk filled up")
+        (child,) = deriver_children()
+        rec.max_bytes = 1  # the file may not grow by a page: SQLITE_FULL, as a full disk
+        for attempt in range(5):  # the stream re-sends, again and again
+            with pytest.raises(RecordingUnavailable):
+                write_keyed(rec, batches[3], T0 + 4 + attempt)
+        time.sleep(0.3)
+        with frames.lock:
+            assert frames.mirror.total == 600 and len(frames.mirror.devices) == 12  # still shown
+        assert deriver_children() == [child] and rec.deriver_restarts == 0  # not folded again per retry
+        rec.max_bytes = None  # space again
+        write_keyed(rec, batches[3], T0 + 10)
+        write_keyed(rec, batches[4], T0 + 11)
+        frames.wait(lambda m: m.total == 1_000, "the batches after")
+        assert frames.runs == {child}
+    finally:
+        rec.close()
+
+
+def test_trails_as_long_as_the_window_keeps_and_parameters_read_once_they_are_there(tmp_path) -> None:
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(tmp_path / "live.sqlite")
+    try:
+        rec.start_session()
+        rec.fold_command("trail", 500)  # the window keeps 500 positions a device (as `LiveFeed` says)
+        frames.mirror.set_trail_length(500)
+        track = [{"ident": "long", "timestamp": T0 + i, "position.latitude": 50 + i * 1e-4, "position.longitude": 14.0}
+                 for i in range(400)]
+        assert frames.source.params(1, 0) is None  # not there yet: nothing, and nothing remembered
+        write_keyed(rec, orjson.dumps(track), T0 + 500)
+        frames.wait(lambda m: m.total == 400, "the track")
+        assert len(frames.mirror.devices["long"].trail) == 400  # more than the fold's default of 200
+        assert frames.source.params(1, 0)["ident"] == "long"
+        frames.source.retire()  # another file is recorded now: its batch 1 is another batch
+        assert frames.source.params(1, 0) is None
     finally:
         rec.close()

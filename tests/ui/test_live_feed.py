@@ -1,0 +1,47 @@
+"""The window's live view comes from the recorder's deriver process: when that process is started
+again (killed, out of memory), the view starts over from the session's start, whole and once —
+not doubled, and without rows for devices it no longer has."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.store.test_deriver import deriver_children
+from tests.store.test_live_fold import ended
+from tests.ui.conftest import post, run, wait_until
+
+
+def batch(first: int, count: int, devices: int) -> list[dict]:
+    return [{"ident": f"dev-{i % devices}", "timestamp": 1_700_000_000 + first + i, "position.latitude": 50.0,
+             "position.longitude": 14.0 + i * 1e-5} for i in range(count)]
+
+
+def test_the_live_view_starts_over_whole_when_the_folding_process_is_started_again(loop, make_window) -> None:
+    window = make_window()
+
+    async def first() -> None:
+        assert await post(window.urls()[0], batch(0, 60, 6)) == 200
+        await wait_until(lambda: window.log_model.rowCount() == 60 and window.device_model.rowCount() == 6,
+                         what="the first batch shown")
+
+    run(loop, first())
+    (child,) = deriver_children()
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not ended(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    async def more() -> None:
+        assert await post(window.urls()[0], batch(100, 50, 5)) == 200  # the recorder starts another deriver
+        await wait_until(lambda: window.live_fleet.total == 110 and window.live_feed.caught_up(), what="refolded")
+        await wait_until(lambda: window.log_model.rowCount() == 110, what="the log shown again")
+
+    run(loop, more())
+    window.frame()
+    window.tick()  # every row's cells are read: none for a device the fleet does not have
+    assert window.recorder.deriver_restarts == 1
+    assert sorted(window.device_model.rows) == sorted(window.live_fleet.devices) == [f"dev-{i}" for i in range(6)]
+    seqs = [e.seq for e in window.log_model.items]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 110  # each message once
