@@ -38,7 +38,7 @@ Frame = tuple[int, int, int, int, list[tuple], list[tuple], list[tuple[str, int,
 
 @dataclass(slots=True)
 class FrameBuilder:
-    """The folding side: what changed in ``fleet`` since the last frame, as one frame."""
+    """The folding side: what changed in ``fleet`` since the last frame, as frames."""
 
     fleet: Fleet
     session_id: int

@@ -1,10 +1,12 @@
 """Track chunks derived from committed batches by a process of its own, so both cores work.
 
-``trackmon record`` acknowledges a batch once its raw body is committed (`Recorder.record_keyed`):
-the fix, the flags and the per-device track chunks are derived here, afterwards, from the
-committed bodies — exactly what start-up recovery does, on the second core instead of the
-listener's. Readers never wait for it: exports, replay and session lists read the chunks up to
-``sessions.indexed_batch`` and the raw batches after it (``store/snapshot.py``).
+``trackmon record`` and the window acknowledge a batch once its raw body is committed
+(`Recorder.record_keyed`): the fix, the flags and the per-device track chunks are derived here,
+afterwards, from the committed bodies — exactly what start-up recovery does, on the second core
+instead of the listener's. Readers never wait for it: exports, replay and session lists read the
+chunks up to ``sessions.indexed_batch`` and the raw batches after it (``store/snapshot.py``). For
+the window, the same normalized messages also feed the live fleet (`store/live_fold`), whose frames
+go out on the child's standard output.
 
 The child polls the file for batches newer than the last it has seen and commits chunks every
 `FLUSH_SECONDS` or `FLUSH_MESSAGES` per session, each with a compare-and-set of the session's
@@ -191,13 +193,38 @@ class ChunkDeriver:
             over = current is not None and session_id != current
             if not (everything or over or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
                 continue
-            session.names.update(derived.names)
-            if complete_chunks(self.conn, session_id, derived, session.names, session.expected):
-                session.expected = derived.last
-                session.derived = Derived()
-                session.since = now
-            else:  # the session was removed, or another writer chunked it: theirs stands
-                del self.sessions[session_id]
+            if not self._write(session_id, session, now):  # another writer (recovery) chunked some of it
+                rebuilt = self._from_mark(session_id)
+                if rebuilt is not None and everything:
+                    self._write(session_id, rebuilt, now)
+
+    def _write(self, session_id: int, session: _Session, now: float) -> bool:
+        """Write one session's chunks (compare-and-set on its mark); False, and the session
+        forgotten, if another writer moved the mark or the session is gone."""
+        derived = session.derived
+        session.names.update(derived.names)
+        if complete_chunks(self.conn, session_id, derived, session.names, session.expected):
+            session.expected = derived.last
+            session.derived = Derived()
+            session.since = now
+            return True
+        del self.sessions[session_id]
+        return False
+
+    def _from_mark(self, session_id: int) -> _Session | None:
+        """Derive again, from the session's chunk mark as it is now, its batches this process has
+        read past it: what the other writer chunked stands, and these were committed after it
+        (dropping them would leave a hole the next recovery, which starts at the mark, never
+        sees). None if there are none, or the session is gone."""
+        row = self.conn.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None or row[0] < 0 or row[0] >= self.last:
+            return None
+        session = self.sessions[session_id] = _Session(row[0])
+        for batch_id, received_at, body in self.conn.execute(
+                "SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? AND id <= ? ORDER BY id",
+                (session_id, row[0], self.last)):
+            session.derived.add(batch_id, received_at, body)
+        return session if session.derived.last else None
 
     def forget(self) -> None:
         """After a failed write: start again from the oldest mark not yet written."""

@@ -249,6 +249,7 @@ class Recorder:
         self._fold_lock = threading.Lock()
         self._deriver_file: FileId | None = None  # the file the deriver works on
         self._deriver: DeriverProcess | None = None
+        self._closed = False
         self.deriver_restarts = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
@@ -340,6 +341,8 @@ class Recorder:
             if opened != self._file:
                 self.file_generation += 1  # readers of the old file must open the new one
             self._file = opened
+            if self._deriver is not None and (self._deriver_file != opened or not self._deriver.running()):
+                self._stop_deriver()  # another file (or it died): its work is not this file's
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
             if first:
                 self._drop_unfinished_imports()
@@ -350,8 +353,6 @@ class Recorder:
             self._seen = SeenMessages.load(conn, self._stored_content, self._window)
             if not first:
                 self._resume_session()
-            if self._deriver is not None and (self._deriver_file != self._file or not self._deriver.running()):
-                self._stop_deriver()  # another file: that deriver's work is not this file's
             if self.derive_elsewhere and self._deriver is None:
                 self._start_deriver()
         except BaseException:
@@ -454,10 +455,10 @@ class Recorder:
             "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
         after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
-        with self._fold_lock:
-            commands = list(self._fold_commands.values())
-        self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
-                                       fold_session=self.session_id or 0, commands=commands)
+        with self._fold_lock:  # no command the window gives meanwhile is lost: it waits a few ms
+            self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
+                                           fold_session=self.session_id or 0,
+                                           commands=list(self._fold_commands.values()))
         self._deriver_file = self._file
 
     def _keep_deriver(self) -> None:
@@ -600,8 +601,9 @@ class Recorder:
             self.fold_command("session", session_id)
 
     def fold_command(self, name: str, value: Any) -> None:
-        """Tell the live fold (`store/live_fold`: ``session``, ``select``, ``thresholds``); kept and
-        told again to a deriver started later. Only for a recorder with ``on_frame``."""
+        """Tell the live fold (`store/live_fold`: ``session``, ``select``, ``thresholds``,
+        ``trail``); kept and told again to a deriver started later. Only for a recorder with
+        ``on_frame``."""
         line = encode_command(name, value)
         with self._fold_lock:  # the GUI thread tells, the writer thread starts derivers
             self._fold_commands[name] = line
@@ -984,12 +986,17 @@ class Recorder:
     def close(self) -> None:
         """Mark the session as ended and release the file (after writing pending chunks, if the
         file is still there to take them)."""
+        if self._closed:  # closed already: nothing more to release
+            return
+        self._closed = True
+
         def _close() -> None:
             if self._lost is not None:
                 self._retire(self._lost)
                 self._lost = None
             conn = self._conn
             if conn is None:
+                self._stop_deriver()  # one kept after a failed write (the file is not open now)
                 return
             try:
                 if self._same_file():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -27,20 +28,31 @@ log = logging.getLogger(__name__)
 
 #: Parsed batches kept (a filter or a chart reads messages of the same few batches in a row).
 KEEP_BATCHES = 8
+#: Seconds before opening a file that could not be opened is tried again.
+RETRY_S = 1.0
 
 
 class StoredParams:
-    """Reads parameters of messages stored in the file at ``path`` (opened on first use)."""
+    """Reads parameters of messages stored in the file at ``path``, opened now (the file the
+    recorder writes at this moment: opened later, it might be another one by then)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._retired = False
+        self._failed_at = float("-inf")  # when opening it last failed
         self._batches: OrderedDict[int, tuple[float, list[Any]]] = OrderedDict()
+        self._reader()
 
-    def _reader(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.path, readonly=True)
+    def _reader(self) -> sqlite3.Connection | None:
+        """The connection; None while the file cannot be opened (tried again after a second, not
+        for every row a filter asks about)."""
+        if self._conn is None and time.monotonic() - self._failed_at >= RETRY_S:
+            try:
+                self._conn = connect(self.path, readonly=True)
+            except Exception as exc:  # moved away, not a recording (any more): nothing to read now
+                log.debug("%s not readable: %s", self.path, exc)
+                self._failed_at = time.monotonic()
         return self._conn
 
     def retire(self) -> None:
@@ -53,10 +65,11 @@ class StoredParams:
 
     def newest_batch(self) -> int | None:
         """The newest batch committed to the file (None if it cannot be read)."""
-        if self._retired:
+        conn = None if self._retired else self._reader()
+        if conn is None:
             return None
         try:
-            return int(self._reader().execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0])
+            return int(conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0])
         except sqlite3.Error:
             return None
 
@@ -64,20 +77,20 @@ class StoredParams:
         """Message ``index`` of batch ``batch_id``'s parameters; None when they cannot be read
         now (the file moved away, the session deleted, another file recorded since): asked again
         next time, never remembered as empty."""
-        if batch_id is None or self._retired:
+        conn = None if batch_id is None or self._retired else self._reader()
+        if conn is None:
             return None
-        found = self._batches.get(batch_id)
+        found = self._batches.get(batch_id)  # type: ignore[arg-type]
         if found is None:
             try:
-                row = self._reader().execute("SELECT received_at, body FROM batches WHERE id = ?",
-                                             (batch_id,)).fetchone()
+                row = conn.execute("SELECT received_at, body FROM batches WHERE id = ?", (batch_id,)).fetchone()
                 if row is None:
                     return None
                 found = (row[0], orjson.loads(decompress_body(row[1])))
-            except (sqlite3.Error, orjson.JSONDecodeError) as exc:
+            except Exception as exc:  # unreadable now (a damaged body, a locked file): said in the log
                 log.debug("parameters of batch %s not readable: %s", batch_id, exc)
                 return None
-            self._batches[batch_id] = found
+            self._batches[batch_id] = found  # type: ignore[index]
             if len(self._batches) > KEEP_BATCHES:
                 self._batches.popitem(last=False)
         received_at, raws = found

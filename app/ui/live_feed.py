@@ -88,6 +88,8 @@ class LiveFeed:
 
     def caught_up(self) -> bool:
         """Whether the views have every batch committed so far (read from the file)."""
+        if self.recorder is None:
+            return False
         newest = self.params.newest_batch()
         return newest is not None and self.fleet.folded >= newest
 
@@ -113,5 +115,7 @@ class LiveFeed:
             self.recorder.fold_command("trail", length)
 
     def close(self) -> None:
+        """The window is closing: frames still on their way are dropped."""
+        self.recorder = None
         if self._params is not None:
             self._params.retire()

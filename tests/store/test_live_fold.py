@@ -9,6 +9,7 @@ import pickle
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 
 import orjson
@@ -21,7 +22,7 @@ from app.core.normalize import Message, normalize_batch
 from app.store.faults import RecordingUnavailable
 from app.store.recorder import Recorder
 from app.store.stored_params import StoredParams
-from tests.store.test_deriver import deriver_children, fleet_batches, write_keyed
+from tests.store.test_deriver import deriver_children, fleet_batches, track_rows, write_keyed
 
 T0 = 1_700_000_100.0
 
@@ -52,6 +53,37 @@ class Frames:
         raise AssertionError(f"timed out waiting for {what} (total {self.mirror.total}, runs {self.runs})")
 
 
+@pytest.fixture
+def live(tmp_path) -> Iterator[tuple[Frames, Recorder]]:
+    """A recorder whose deriver folds the live fleet, its frames into a mirror; a session started."""
+    frames = Frames()
+    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
+    frames.source = StoredParams(tmp_path / "live.sqlite")
+    rec.start_session()
+    try:
+        yield frames, rec
+    finally:
+        rec.close()
+
+
+def record(frames: Frames, rec: Recorder, batches: list[bytes], what: str) -> None:
+    """Record ``batches`` (received a second apart) and wait until the mirror has all of them."""
+    for i, body in enumerate(batches, start=1):
+        write_keyed(rec, body, T0 + i)
+    count = sum(len(orjson.loads(body)) for body in batches)
+    frames.wait(lambda m: m.total == count, what)
+
+
+def kill_deriver() -> int:
+    """Kill the deriver (out of memory, say) and wait until it has exited; its pid."""
+    (child,) = deriver_children()
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not ended(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return child
+
+
 def ended(pid: int) -> bool:
     """Whether ``pid`` has exited (a zombie until its parent reaps it, or gone)."""
     try:
@@ -73,143 +105,106 @@ def in_place(batches: list[bytes], thresholds: HealthThresholds | None = None) -
     return fleet
 
 
-def test_the_mirror_holds_what_folding_in_place_holds(tmp_path) -> None:
-    frames = Frames()
-    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(tmp_path / "live.sqlite")
-    try:
-        rec.start_session()
-        batches = fleet_batches(8, 300)
-        chosen = orjson.loads(batches[0])[3]["ident"]
-        rec.fold_command("select", chosen)
-        for i, body in enumerate(batches, start=1):
-            write_keyed(rec, body, T0 + i)
-        frames.wait(lambda m: m.total == 2_400, "every message folded")
-        expected = in_place(batches)
-        mirror = frames.mirror
-        assert set(mirror.devices) == set(expected.devices)
-        for ident, want in expected.devices.items():
-            got = mirror.devices[ident]
-            assert (got.count, got.flagged, got.name, got.last_seen) == (want.count, want.flagged, want.name,
-                                                                        want.last_seen)
-            assert got.latest == want.latest and got.previous == want.previous and got.fix == want.fix
-            assert list(got.trail) == list(want.trail) and got.trail_total == want.trail_total
-            assert got.rate_per_min(T0 + 9) == want.rate_per_min(T0 + 9)
-            assert mirror.health.worst(ident) == expected.health.worst(ident)
-            assert got.latest_at is not None  # where the inspector reads its raw JSON
-        # The log: every message once, in order; what a row shows without reading the file, and
-        # every parameter when asked (the selected device's came with the frames).
-        assert [(e.seq, e.batch_id, e.index) for e in mirror.log] == [(e.seq, e.batch_id, e.index)
-                                                                        for e in expected.log]
-        for got, want in zip(mirror.log, expected.log, strict=True):
-            m = got.message
-            assert m.loaded == (m.ident == chosen)
-            assert (message_name(m), param_count(m)) == (message_name(want.message), param_count(want.message))
-            assert plain(m) == want.message  # reads the parameters
-        report = mirror.health.devices[chosen].report()
-        assert report == expected.health.devices[chosen].report()
-        assert list(mirror.health.devices) == [chosen]  # only the selected device's full report
-    finally:
-        rec.close()
+def test_the_mirror_holds_what_folding_in_place_holds(live) -> None:
+    frames, rec = live
+    batches = fleet_batches(8, 300)
+    chosen = orjson.loads(batches[0])[3]["ident"]
+    rec.fold_command("select", chosen)
+    for i, body in enumerate(batches, start=1):
+        write_keyed(rec, body, T0 + i)
+    frames.wait(lambda m: m.total == 2_400, "every message folded")
+    expected = in_place(batches)
+    mirror = frames.mirror
+    assert set(mirror.devices) == set(expected.devices)
+    for ident, want in expected.devices.items():
+        got = mirror.devices[ident]
+        assert (got.count, got.flagged, got.name, got.last_seen) == (want.count, want.flagged, want.name,
+                                                                    want.last_seen)
+        assert got.latest == want.latest and got.previous == want.previous and got.fix == want.fix
+        assert list(got.trail) == list(want.trail) and got.trail_total == want.trail_total
+        assert got.rate_per_min(T0 + 9) == want.rate_per_min(T0 + 9)
+        assert mirror.health.worst(ident) == expected.health.worst(ident)
+        assert got.latest_at is not None  # where the inspector reads its raw JSON
+    # The log: every message once, in order; what a row shows without reading the file, and
+    # every parameter when asked (the selected device's came with the frames).
+    assert [(e.seq, e.batch_id, e.index) for e in mirror.log] == [(e.seq, e.batch_id, e.index)
+                                                                    for e in expected.log]
+    for got, want in zip(mirror.log, expected.log, strict=True):
+        m = got.message
+        assert m.loaded == (m.ident == chosen)
+        assert (message_name(m), param_count(m)) == (message_name(want.message), param_count(want.message))
+        assert plain(m) == want.message  # reads the parameters
+    report = mirror.health.devices[chosen].report()
+    assert report == expected.health.devices[chosen].report()
+    assert list(mirror.health.devices) == [chosen]  # only the selected device's full report
 
 
-def test_new_thresholds_and_a_new_session_reach_the_mirror(tmp_path) -> None:
-    frames = Frames()
-    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(tmp_path / "live.sqlite")
-    try:
-        rec.start_session()
-        batches = fleet_batches(4, 300, seed=3)
-        for i, body in enumerate(batches, start=1):
-            write_keyed(rec, body, T0 + i)
-        frames.wait(lambda m: m.total == 1_200, "the first session folded")
-        strict = HealthThresholds(jump_kmh=1.0, min_satellites=30)
-        rec.fold_command("thresholds", asdict(strict))
-        expected = in_place(batches)
-        expected.health.set_thresholds(strict)
-        frames.wait(lambda m: all(m.health.worst(i) == expected.health.worst(i) for i in expected.devices)
-                    and any(m.health.worst(i)[0] for i in expected.devices), "every device judged anew")
+def test_new_thresholds_and_a_new_session_reach_the_mirror(live) -> None:
+    frames, rec = live
+    batches = fleet_batches(4, 300, seed=3)
+    record(frames, rec, batches, "the first session folded")
+    strict = HealthThresholds(jump_kmh=1.0, min_satellites=30)
+    rec.fold_command("thresholds", asdict(strict))
+    expected = in_place(batches)
+    expected.health.set_thresholds(strict)
+    frames.wait(lambda m: all(m.health.worst(i) == expected.health.worst(i) for i in expected.devices)
+                and any(m.health.worst(i)[0] for i in expected.devices), "every device judged anew")
 
-        second = rec.start_session("second")
-        write_keyed(rec, batches[0], T0 + 10)  # the same messages again: re-sent, nothing new
-        write_keyed(rec, fleet_batches(1, 50, seed=11)[0], T0 + 11)
-        frames.wait(lambda m: m.session_id == second and m.total == 50, "only the new session's messages")
-        assert all(e.batch_id > 4 for e in frames.mirror.log)
-    finally:
-        rec.close()
+    second = rec.start_session("second")
+    write_keyed(rec, batches[0], T0 + 10)  # the same messages again: re-sent, nothing new
+    write_keyed(rec, fleet_batches(1, 50, seed=11)[0], T0 + 11)
+    frames.wait(lambda m: m.session_id == second and m.total == 50, "only the new session's messages")
+    assert all(e.batch_id > 4 for e in frames.mirror.log)
 
 
-def test_a_child_started_again_folds_the_session_again_from_its_start(tmp_path) -> None:
-    frames = Frames()
-    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(tmp_path / "live.sqlite")
-    try:
-        rec.start_session()
-        batches = fleet_batches(6, 200, seed=5)
-        for i, body in enumerate(batches[:3], start=1):
-            write_keyed(rec, body, T0 + i)
-        frames.wait(lambda m: m.total == 600, "the first half folded")
-        (child,) = deriver_children()
-        os.kill(child, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not ended(child) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for i, body in enumerate(batches[3:], start=4):
-            write_keyed(rec, body, T0 + i)  # the recorder starts another deriver
-        frames.wait(lambda m: m.total == 1_200 and len(frames.runs) == 2, "the second run's frames")
-        expected = in_place(batches)
-        assert len(frames.mirror.log) == 1_200  # started over, not doubled
-        assert {i: d.count for i, d in frames.mirror.devices.items()} == {i: d.count for i, d in
-                                                                           expected.devices.items()}
-        assert rec.deriver_restarts == 1
-    finally:
-        rec.close()
+def test_a_child_started_again_folds_the_session_again_from_its_start(live) -> None:
+    frames, rec = live
+    batches = fleet_batches(6, 200, seed=5)
+    record(frames, rec, batches[:3], "the first half folded")
+    kill_deriver()
+    for i, body in enumerate(batches[3:], start=4):
+        write_keyed(rec, body, T0 + i)  # the recorder starts another deriver
+    frames.wait(lambda m: m.total == 1_200 and len(frames.runs) == 2, "the second run's frames")
+    expected = in_place(batches)
+    assert len(frames.mirror.log) == 1_200  # started over, not doubled
+    assert {i: d.count for i, d in frames.mirror.devices.items()} == {i: d.count for i, d in
+                                                                       expected.devices.items()}
+    assert rec.deriver_restarts == 1
 
 
-def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(tmp_path) -> None:
-    frames = Frames()
-    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(tmp_path / "live.sqlite")
-    try:
-        rec.start_session()
-        batches = fleet_batches(5, 200, seed=4)
-        for i, body in enumerate(batches[:3], start=1):
-            write_keyed(rec, body, T0 + i)
-        frames.wait(lambda m: m.total == 600, "the batches before the disk filled up")
-        (child,) = deriver_children()
-        rec.max_bytes = 1  # the file may not grow by a page: SQLITE_FULL, as a full disk
-        for attempt in range(5):  # the stream re-sends, again and again
-            with pytest.raises(RecordingUnavailable):
-                write_keyed(rec, batches[3], T0 + 4 + attempt)
-        time.sleep(0.3)
-        with frames.lock:
-            assert frames.mirror.total == 600 and len(frames.mirror.devices) == 12  # still shown
-        assert deriver_children() == [child] and rec.deriver_restarts == 0  # not folded again per retry
-        rec.max_bytes = None  # space again
-        write_keyed(rec, batches[3], T0 + 10)
-        write_keyed(rec, batches[4], T0 + 11)
-        frames.wait(lambda m: m.total == 1_000, "the batches after")
-        assert frames.runs == {child}
-    finally:
-        rec.close()
+def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
+    frames, rec = live
+    batches = fleet_batches(5, 200, seed=4)
+    record(frames, rec, batches[:3], "the batches before the disk filled up")
+    (child,) = deriver_children()
+    rec.max_bytes = 1  # the file may not grow by a page: SQLITE_FULL, as a full disk
+    for attempt in range(5):  # the stream re-sends, again and again
+        with pytest.raises(RecordingUnavailable):
+            write_keyed(rec, batches[3], T0 + 4 + attempt)
+    time.sleep(0.3)
+    with frames.lock:
+        assert frames.mirror.total == 600 and len(frames.mirror.devices) == 12  # still shown
+    assert deriver_children() == [child] and rec.deriver_restarts == 0  # not folded again per retry
+    rec.max_bytes = None  # space again
+    write_keyed(rec, batches[3], T0 + 10)
+    write_keyed(rec, batches[4], T0 + 11)
+    frames.wait(lambda m: m.total == 1_000, "the batches after")
+    assert frames.runs == {child}
+    rec.close()  # the reopen's recovery and the deriver both chunked: every message once, none left out
+    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 1_000
 
 
-def test_trails_as_long_as_the_window_keeps_and_parameters_read_once_they_are_there(tmp_path) -> None:
-    frames = Frames()
-    rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
-    frames.source = StoredParams(tmp_path / "live.sqlite")
-    try:
-        rec.start_session()
-        rec.fold_command("trail", 500)  # the window keeps 500 positions a device (as `LiveFeed` says)
-        frames.mirror.set_trail_length(500)
-        track = [{"ident": "long", "timestamp": T0 + i, "position.latitude": 50 + i * 1e-4, "position.longitude": 14.0}
-                 for i in range(400)]
-        assert frames.source.params(1, 0) is None  # not there yet: nothing, and nothing remembered
-        write_keyed(rec, orjson.dumps(track), T0 + 500)
-        frames.wait(lambda m: m.total == 400, "the track")
-        assert len(frames.mirror.devices["long"].trail) == 400  # more than the fold's default of 200
-        assert frames.source.params(1, 0)["ident"] == "long"
-        frames.source.retire()  # another file is recorded now: its batch 1 is another batch
-        assert frames.source.params(1, 0) is None
-    finally:
-        rec.close()
+def test_trails_as_long_as_the_window_keeps_and_parameters_read_once_they_are_there(live) -> None:
+    frames, rec = live
+    rec.fold_command("trail", 500)  # the window keeps 500 positions a device (as `LiveFeed` says)
+    frames.mirror.set_trail_length(500)
+    track = [{"ident": "long", "timestamp": T0 + i, "position.latitude": 50 + i * 1e-4, "position.longitude": 14.0}
+             for i in range(400)]
+    assert frames.source.params(1, 0) is None  # not there yet: nothing, and nothing remembered
+    write_keyed(rec, orjson.dumps(track), T0 + 500)
+    frames.wait(lambda m: m.total == 400, "the track")
+    assert len(frames.mirror.devices["long"].trail) == 400  # more than the fold's default of 200
+    assert frames.source.params(1, 0)["ident"] == "long"
+    frames.source.retire()  # another file is recorded now: its batch 1 is another batch
+    assert frames.source.params(1, 0) is None

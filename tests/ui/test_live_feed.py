@@ -4,12 +4,7 @@ not doubled, and without rows for devices it no longer has."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
-from tests.store.test_deriver import deriver_children
-from tests.store.test_live_fold import ended
+from tests.store.test_live_fold import kill_deriver
 from tests.ui.conftest import post, run, wait_until
 
 
@@ -27,11 +22,7 @@ def test_the_live_view_starts_over_whole_when_the_folding_process_is_started_aga
                          what="the first batch shown")
 
     run(loop, first())
-    (child,) = deriver_children()
-    os.kill(child, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not ended(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    kill_deriver()
 
     async def more() -> None:
         assert await post(window.urls()[0], batch(100, 50, 5)) == 200  # the recorder starts another deriver
