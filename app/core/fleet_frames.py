@@ -29,10 +29,14 @@ SAME_AS_SENT = "same as the latest sent before"
 PART_DEVICES = 200
 PART_ROWS = 2_000
 
+#: Which fold a frame comes from: (the folding process's pid, how many times it started a fold).
+#: A new run — the process started again, or told to fold a session from its first batch again —
+#: sends the session again from its start: the mirror starts over rather than holding it twice.
+Run = tuple[int, int]
+
 #: A frame: (session id, the folding run, the newest batch folded, total messages, device rows, log
-#: rows, health summaries, the selected device's health). A new run (the folding process started
-#: again) folds the session again from its first batch: the mirror starts over.
-Frame = tuple[int, int, int, int, list[tuple], list[tuple], list[tuple[str, int, str]],
+#: rows, health summaries, the selected device's health).
+Frame = tuple[int, Run, int, int, list[tuple], list[tuple], list[tuple[str, int, str]],
               tuple[str, DeviceHealth] | None]
 
 
@@ -42,7 +46,7 @@ class FrameBuilder:
 
     fleet: Fleet
     session_id: int
-    run: int  # this folding process (its pid)
+    process: int  # the folding process's pid
     selected: str | None = None
     #: Every device's health summary is sent again (new thresholds judge all of them anew).
     resend_health: bool = False
@@ -52,6 +56,12 @@ class FrameBuilder:
     _sent_latest: dict[str, Message | None] = field(default_factory=dict)
     _folded: int = 0  # as the window was last told
     _total: int = 0
+    _starts: int = 0  # folds started (`forget`)
+
+    @property
+    def run(self) -> Run:
+        """The fold the frames built now belong to."""
+        return self.process, self._starts
 
     def build(self, folded: int, log_limit: int) -> list[Frame]:
         """What changed since the last call, as frames of at most `PART_DEVICES` devices and
@@ -126,8 +136,10 @@ class FrameBuilder:
             self.fleet._changed[ident] = None  # its report goes with the next frame
 
     def forget(self, session_id: int) -> None:
-        """A new session: frames about ``session_id`` from now on, every device new."""
+        """A fold from a session's first batch: frames about ``session_id`` from now on, in a new
+        run (even for the same session: the window then drops what it holds of it), every device new."""
         self.session_id = session_id
+        self._starts += 1
         self._sent_trail.clear()
         self._sent_arrival.clear()
         self._latest_at.clear()
@@ -225,7 +237,7 @@ class HealthMirror:
 
     def __init__(self, thresholds: HealthThresholds | None = None) -> None:
         self.thresholds = thresholds or HealthThresholds()
-        self.devices: dict[str, DeviceHealth] = {}  # full reports: the selected device's
+        self.devices: dict[str, DeviceHealth] = {}  # the full report: the selected device's
         self._worst: dict[str, tuple[int, str]] = {}
 
     def worst(self, ident: str) -> tuple[int, str]:
@@ -252,7 +264,7 @@ class MirrorFleet(Fleet):
         super().__init__(trail_length=trail_length, log_size=log_size, health=health)
         self.health = HealthMirror(health)  # type: ignore[assignment]
         self.session_id: int | None = None
-        self.run: int | None = None
+        self.run: Run | None = None
         self.folded = 0  # the newest batch of the file the folding process has taken in
 
     def apply(self, *args: Any, **kwargs: Any) -> None:
@@ -293,7 +305,8 @@ class MirrorFleet(Fleet):
         health = self.health
         for ident, severity, check in summaries:
             health._worst[ident] = (severity, check)  # type: ignore[attr-defined]
-        if full_health is not None:
+        if full_health is not None:  # the selected device's: another's, selected before, is not kept
+            health.devices.clear()
             health.devices[full_health[0]] = full_health[1]
         entries = [LoggedEntry(row, source) for row in rows]
         self.total = total

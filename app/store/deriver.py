@@ -58,11 +58,13 @@ class DeriverProcess:
     """The child deriving ``path``'s batches after ``after`` (those before are chunked). With
     ``on_frame``, it also folds session ``fold_session`` for a window (`store/live_fold`): each
     frame's bytes go to ``on_frame``, called on a reader thread of its own; ``commands`` are sent
-    first (`send`)."""
+    first (`send`). ``on_exit`` is told, on that thread, when the child's output ended (it ended,
+    or is ending: see `ended`)."""
 
     def __init__(self, path: Path, after: int, max_page_count: int | None = None, *,
                  on_frame: Callable[[bytes], None] | None = None, fold_session: int = 0,
-                 commands: Iterable[bytes] = ()) -> None:
+                 commands: Iterable[bytes] = (),
+                 on_exit: Callable[[DeriverProcess], None] | None = None) -> None:
         args = [str(path), str(after)] + ([str(max_page_count)] if max_page_count else [])
         if on_frame is not None:
             args += ["--fold", str(fold_session)]
@@ -72,8 +74,14 @@ class DeriverProcess:
         for line in commands:
             self.send(line)
         if on_frame is not None:
-            threading.Thread(target=_read_frames, args=(self._child.stdout, on_frame), name="trackmon-frames",
+            threading.Thread(target=self._read, args=(on_frame, on_exit), name="trackmon-frames",
                              daemon=True).start()
+
+    def _read(self, on_frame: Callable[[bytes], None], on_exit: Callable[[DeriverProcess], None] | None) -> None:
+        assert self._child.stdout is not None
+        _read_frames(self._child.stdout, on_frame)
+        if on_exit is not None:
+            on_exit(self)
 
     def send(self, line: bytes) -> None:
         """One command line for the child's live fold (`live_fold.encode_command`); lost if the
@@ -90,6 +98,15 @@ class DeriverProcess:
 
     def running(self) -> bool:
         return self._child.poll() is None
+
+    def ended(self, timeout: float) -> bool:
+        """Whether the child has exited, waiting up to ``timeout`` seconds: its output closes a
+        moment before it can be reaped (its other threads are still being torn down)."""
+        try:
+            self._child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def exit_status(self) -> str:
         """How the child ended, in words (a signal or an exit code)."""

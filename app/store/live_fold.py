@@ -122,10 +122,6 @@ class LiveFold:
         parts = [pickle.dumps(frame, protocol=5) for frame in frames]
         self._pending.put(b"".join(len(part).to_bytes(4, "little") + part for part in parts))
 
-    def idle(self) -> bool:
-        """Nothing waits to be sent or written."""
-        return not self.fleet._changed and not self.fleet._new_log and not self._pending.unfinished_tasks
-
     def close(self) -> None:
         """Let the last frame go, then stop writing."""
         self._pending.join()

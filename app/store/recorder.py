@@ -458,7 +458,9 @@ class Recorder:
         with self._fold_lock:  # no command the window gives meanwhile is lost: it waits a few ms
             self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
                                            fold_session=self.session_id or 0,
-                                           commands=list(self._fold_commands.values()))
+                                           commands=[line for name, line in self._fold_commands.items()
+                                                     if name != "session"],  # --fold says it
+                                           on_exit=self._deriver_output_ended if self.on_frame is not None else None)
         self._deriver_file = self._file
 
     def _keep_deriver(self) -> None:
@@ -470,6 +472,19 @@ class Recorder:
                         deriver.exit_status())
             self.deriver_restarts += 1
             self._start_deriver()
+
+    def _deriver_output_ended(self, deriver: DeriverProcess) -> None:
+        """On the frame reader thread: the live fold's process closed its output. If it died
+        (killed, out of memory) it is started again now rather than at the next batch: the window
+        waits for the frames of batches already committed, and a stream may have gone quiet."""
+        if not self._closed:
+            with suppress(RuntimeError):  # closing meanwhile: the writer takes no more jobs
+                self._executor.submit(self._revive_deriver, deriver)
+
+    def _revive_deriver(self, deriver: DeriverProcess) -> None:
+        # The writer thread: only the deriver in use, on the file still open, and only once dead.
+        if self._deriver is deriver and not self._closed and self._same_file() and deriver.ended(2.0):
+            self._keep_deriver()
 
     def _stop_deriver(self) -> None:
         """End the deriver without more writes (the file is not trusted or gone): what it had

@@ -30,7 +30,7 @@ def mirrored(fleet: Fleet, builder: FrameBuilder, mirror: MirrorFleet) -> None:
 def test_arrivals_reach_the_mirror_whatever_order_batches_were_committed_in() -> None:
     fleet, mirror = Fleet(), MirrorFleet()
     mirror.start(1)
-    builder = FrameBuilder(fleet, 1, run=7)
+    builder = FrameBuilder(fleet, 1, process=7)
     fleet.apply([normalize(fix("a", T0 + 1), T0 + 10)], T0 + 10)
     mirrored(fleet, builder, mirror)
     # A batch received earlier but committed later (another stream, a large body parsed aside).
@@ -43,7 +43,7 @@ def test_arrivals_reach_the_mirror_whatever_order_batches_were_committed_in() ->
 
 def test_the_folding_side_keeps_a_minute_of_arrivals_only() -> None:
     fleet = Fleet()
-    builder = FrameBuilder(fleet, 1, run=7)
+    builder = FrameBuilder(fleet, 1, process=7)
     for second in range(600):  # ten minutes, a batch a second
         fleet.apply([normalize(fix("a", T0 + second), T0 + second)], T0 + second)
         builder.build(folded=second, log_limit=100)
@@ -53,7 +53,7 @@ def test_the_folding_side_keeps_a_minute_of_arrivals_only() -> None:
 def test_a_trail_longer_than_the_positions_between_two_frames_arrives_whole() -> None:
     fleet, mirror = Fleet(trail_length=500), MirrorFleet(trail_length=500)
     mirror.start(1)
-    builder = FrameBuilder(fleet, 1, run=7)
+    builder = FrameBuilder(fleet, 1, process=7)
     fleet.apply([normalize(fix("a", T0 + i, 50.0 + i * 1e-4), T0 + 500) for i in range(400)], T0 + 500)
     mirrored(fleet, builder, mirror)
     fleet.apply([normalize(fix("a", T0 + 400 + i, 50.1 + i * 1e-4), T0 + 900) for i in range(300)], T0 + 900)
@@ -66,11 +66,28 @@ def test_a_new_run_starts_the_mirror_over_and_says_so() -> None:
     fleet, mirror = Fleet(), MirrorFleet()
     mirror.start(1)
     fleet.apply([normalize(fix("a", T0), T0), normalize(fix("b", T0), T0)], T0)
-    mirrored(fleet, FrameBuilder(fleet, 1, run=7), mirror)
+    mirrored(fleet, FrameBuilder(fleet, 1, process=7), mirror)
     again = Fleet()  # the folding process started again: it folds the session from its start
     again.apply([normalize(fix("a", T0), T0), normalize(fix("b", T0), T0)], T0)
-    (frame,) = FrameBuilder(again, 1, run=8).build(folded=1, log_limit=100)
+    (frame,) = FrameBuilder(again, 1, process=8).build(folded=1, log_limit=100)
     held = mirror.apply_frame(frame, NoParams())
     assert held  # what was shown before: let go of, and the views told to start over
     assert len(mirror.log) == 2 and mirror.total == 2  # not doubled
-    assert mirror.apply_frame((2, 8, 1, 0, [], [], [], None), NoParams()) is None  # another session: ignored
+    assert mirror.apply_frame((2, (8, 0), 1, 0, [], [], [], None), NoParams()) is None  # another session: ignored
+
+
+def test_a_session_folded_again_from_its_start_by_the_same_process_is_not_held_twice() -> None:
+    # The folding process told to fold the session it folds already (as `LiveFold.start` does).
+    fleet, mirror = Fleet(), MirrorFleet()
+    mirror.start(1)
+    builder = FrameBuilder(fleet, 1, process=7)
+    builder.forget(1)
+    batch = [normalize(fix("a", T0), T0), normalize(fix("b", T0 + 1), T0)]
+    fleet.apply(batch, T0)
+    mirrored(fleet, builder, mirror)
+    fleet.clear()
+    builder.forget(1)
+    fleet.apply(batch, T0)
+    (frame,) = builder.build(folded=1, log_limit=100)
+    assert mirror.apply_frame(frame, NoParams())  # started over: what it held goes
+    assert [e.message.ident for e in mirror.log] == ["a", "b"] and mirror.total == 2

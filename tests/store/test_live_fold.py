@@ -34,7 +34,7 @@ class Frames:
         self.mirror = MirrorFleet()
         self.recorder: Recorder | None = None
         self.lock = threading.Lock()
-        self.runs: set[int] = set()
+        self.runs: set[tuple[int, int]] = set()
         self.source: StoredParams | None = None
 
     def take(self, data: bytes) -> None:
@@ -42,6 +42,10 @@ class Frames:
         with self.lock:
             self.runs.add(frame[1])
             self.mirror.apply_frame(frame, self.source, self.recorder.session_id)  # type: ignore[arg-type, union-attr]
+
+    def processes(self) -> set[int]:
+        """The folding processes frames came from."""
+        return {process for process, _ in self.runs}
 
     def wait(self, done, what: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -85,10 +89,11 @@ def kill_deriver() -> int:
 
 
 def ended(pid: int) -> bool:
-    """Whether ``pid`` has exited (a zombie until its parent reaps it, or gone)."""
+    """Whether ``pid`` has exited: gone, or a zombie until its parent reaps it — and not only its
+    main thread (the others may still be being torn down: until then it cannot be reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in "ZX"
+            return stat.read().rsplit(")", 1)[1].split()[0] in "ZX" and len(os.listdir(f"/proc/{pid}/task")) <= 1
     except OSError:
         return True
 
@@ -164,12 +169,23 @@ def test_a_child_started_again_folds_the_session_again_from_its_start(live) -> N
     kill_deriver()
     for i, body in enumerate(batches[3:], start=4):
         write_keyed(rec, body, T0 + i)  # the recorder starts another deriver
-    frames.wait(lambda m: m.total == 1_200 and len(frames.runs) == 2, "the second run's frames")
+    frames.wait(lambda m: m.total == 1_200 and len(frames.processes()) == 2, "the second process's frames")
     expected = in_place(batches)
     assert len(frames.mirror.log) == 1_200  # started over, not doubled
     assert {i: d.count for i, d in frames.mirror.devices.items()} == {i: d.count for i, d in
                                                                        expected.devices.items()}
     assert rec.deriver_restarts == 1
+
+
+def test_a_child_that_died_is_started_again_without_waiting_for_another_batch(live) -> None:
+    # The stream went quiet (or paused) just as the fold died: what was committed is shown again.
+    frames, rec = live
+    record(frames, rec, fleet_batches(2, 150, seed=6), "both batches folded")
+    first = kill_deriver()
+    frames.wait(lambda m: m.total == 300 and len(frames.processes()) == 2, "the session folded again")
+    assert rec.deriver_restarts == 1 and first not in deriver_children()
+    with frames.lock:
+        assert len(frames.mirror.log) == 300
 
 
 def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
@@ -189,7 +205,7 @@ def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
     write_keyed(rec, batches[3], T0 + 10)
     write_keyed(rec, batches[4], T0 + 11)
     frames.wait(lambda m: m.total == 1_000, "the batches after")
-    assert frames.runs == {child}
+    assert frames.processes() == {child}
     rec.close()  # the reopen's recovery and the deriver both chunked: every message once, none left out
     rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
     assert len(rows) == len(set(rows)) == 1_000
