@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--poll-every", type=float, default=0.02, help="seconds between two GET /status")
     parser.add_argument("--no-baseline", action="store_true", help="skip the headless run (profiling)")
     parser.add_argument("--profile", action="store_true", help="cProfile the window's process while it absorbs")
+    parser.add_argument("--profile-deriver", metavar="STATS",
+                        help="cProfile the deriver process (the live fold) into STATS and print it")
     parser.add_argument("--profile-lines", type=int, default=30)
     parser.add_argument("--profile-sort", default="tottime", choices=["tottime", "cumulative"])
     args = parser.parse_args()
@@ -159,8 +161,13 @@ def main() -> None:
           f"messages, {args.devices} devices, {args.batch}/batch; /status polled every "
           f"{args.poll_every * 1000:g} ms; load average before: {os.getloadavg()[0]:.1f}", flush=True)
     headless = None if args.no_baseline else measure_headless(args)
+    if args.profile_deriver:  # the window's deriver inherits it (not the headless run's)
+        os.environ["TRACKMON_PROFILE_DERIVER"] = str(Path(args.profile_deriver).resolve())
     with tempfile.TemporaryDirectory() as tmp:
         gui = measure_gui(args, Path(tmp))
+    if args.profile_deriver:
+        del os.environ["TRACKMON_PROFILE_DERIVER"]
+        pstats.Stats(args.profile_deriver).sort_stats(args.profile_sort).print_stats(args.profile_lines)
     rate = args.messages / gui["seconds"]
     print(f"GUI absorbed everything in {gui['seconds']:.2f} s: {rate:,.0f} msg/s "
           f"(feeder saw its last 200 after {gui['feeder_seconds']:.2f} s); window process CPU "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.health import HealthMonitor, HealthThresholds
-from app.core.normalize import Message
+from app.core.normalize import UNUSABLE_FIX, Message
 
 #: Parameters shown as table columns when a device sends them.
 NAME_KEY = "device.name"
@@ -127,6 +127,27 @@ class Fleet:
             state = devices.get(ident)
             if state is None:
                 state = devices[ident] = DeviceState(ident, seen_at, seen_at, trail=deque(maxlen=trail_length))
+            if len(group) == 1:  # the rule with a large fleet (a live stream, a backlog): the same, unrolled
+                m = group[0]
+                latest = state.latest
+                if latest is None or m.ts >= latest.ts:
+                    state.previous, state.latest = latest, m
+                    named = m.params.get(NAME_KEY)
+                    if named is not None:
+                        state.name = str(named)
+                    if not m.flags & UNUSABLE_FIX:  # Message.has_fix
+                        state.fix = m
+                        state.trail.append((m.lat, m.lon))  # type: ignore[arg-type]
+                        state.trail_total += 1
+                if m.flags:
+                    state.flagged += 1
+                state.count += 1
+                state.last_seen = seen_at
+                state.arrivals.append((seen_at, 1))  # DeviceState.note_arrival
+                state.arrived += 1
+                state.arrivals_total += 1
+                changed[ident] = None
+                continue
             latest, previous, fix, name = state.latest, state.previous, state.fix, None
             flagged = 0
             trail: list[tuple[float, float]] = []

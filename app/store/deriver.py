@@ -19,6 +19,7 @@ compare-and-set makes sure no batch is chunked twice even if they overlap.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import subprocess
@@ -47,8 +48,9 @@ log = logging.getLogger(__name__)
 
 #: How long the child sleeps when no batch is waiting.
 POLL_SECONDS = 0.02
-#: Batches read per query (~1,000 messages each).
-READ_BATCHES = 32
+#: Batches read per query (~1,000 messages each): during a backlog, the live fold's commands (the
+#: selected device, new thresholds) are taken in between two reads, a quarter second apart.
+READ_BATCHES = 16
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
 
@@ -198,6 +200,12 @@ class ChunkDeriver:
                 fold.fold(session_id, batch_id, received_at, messages)  # type: ignore[union-attr]
         return len(rows)
 
+    def behind(self) -> bool:
+        """Whether batches are committed that this process has not read yet (a backlog)."""
+        newest = self.conn.execute("SELECT max(id) FROM batches").fetchone()[0]
+        fold = self.fold
+        return newest is not None and newest > (self.last if fold is None else min(self.last, fold.last))
+
     def flush(self, everything: bool = False, current: int | None = None) -> None:
         """Write the chunks of every session that is due (or all). With the window's live fold,
         a session other than the ``current`` one is over: its chunks go at once (the session
@@ -276,7 +284,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                     fold.command(inbox.get(), conn)
                 read = deriver.read()
                 if fold is not None:
-                    fold.send(now=not read)  # idle: what is left goes at once
+                    fold.send(now=not read, behind=bool(read) and deriver.behind())  # idle: what is left goes at once
                 if finish and not read:
                     deriver.flush(everything=True)
                     return 0
@@ -323,5 +331,19 @@ def main(argv: list[str]) -> int:
     return run(path, after, max_page_count, commands, finishing, orphaned, fold_session, inbox)
 
 
+def profiled(argv: list[str], stats_path: str) -> int:
+    """`main` under cProfile, its statistics written to ``stats_path`` at exit: where the child's
+    time goes in situ, for the benchmarks (`gui_backlog.py --profile-deriver`)."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(main, argv)
+    finally:
+        profiler.dump_stats(stats_path)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    #: Set by benchmarks only: profile this child (see `profiled`).
+    stats = os.environ.get("TRACKMON_PROFILE_DERIVER")
+    sys.exit(profiled(sys.argv[1:], stats) if stats else main(sys.argv[1:]))

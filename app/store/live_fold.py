@@ -34,13 +34,19 @@ from app.core.normalize import Message
 
 #: Frames at most this often (the window's frame timer runs at 10 per second under load).
 FRAME_SECONDS = 0.1
+#: ... and this often while the fold is behind the recording (a backlog): each frame costs both
+#: processes per device and per log row it carries, and the window's log keeps only the newest
+#: rows, so fewer, fuller frames take the backlog in sooner (benchmarks/gui_backlog.py, alternated:
+#: 43,000–46,000 → 49,000–55,000 msg/s with frames ~1 s apart instead of ~0.5 s).
+FRAME_SECONDS_BEHIND = 1.0
 #: Log entries kept between two frames (the window's log window: a frame never needs more).
 LOG_SIZE = 20_000
 #: The child's collector: a young pass every this many allocations, older ones every 20 and 100
 #: of those, what exists at start-up frozen. At CPython's 700 the collector was most of this
 #: process's overhead: it holds a thousand devices' state and a 20,000-message log, which every
-#: older pass walks again (benchmarks/gui_backlog.py: 24.7–26.0 → 16–22 µs per message).
-GC_YOUNG = 50_000
+#: older pass walks again (benchmarks/gui_backlog.py: 24.7–26.0 → 16–22 µs per message). 200,000
+#: rather than 50,000 halved the collector's time again (0.15 → 0.08 s over a 200,000-message backlog).
+GC_YOUNG = 200_000
 
 
 def tune_collector() -> None:
@@ -106,12 +112,14 @@ class LiveFold:
         self._last_frame = 0.0
         self.send(now=True, announce=True)  # the window learns the new session is folded
 
-    def send(self, now: bool = False, announce: bool = False) -> None:
-        """Send what changed, at most every `FRAME_SECONDS` unless ``now``; never while the last
-        frame is still on its way. A frame goes even with nothing changed when the fold moved on
-        (the window learns how far it is) or to ``announce`` a session."""
+    def send(self, now: bool = False, announce: bool = False, behind: bool = False) -> None:
+        """Send what changed, at most every `FRAME_SECONDS` (`FRAME_SECONDS_BEHIND` while the fold
+        is ``behind``) unless ``now``; never while the last frame is still on its way. A frame goes
+        even with nothing changed when the fold moved on (the window learns how far it is) or to
+        ``announce`` a session."""
         clock = time.monotonic()
-        if (not now and clock - self._last_frame < FRAME_SECONDS) or self._pending.unfinished_tasks:
+        interval = FRAME_SECONDS_BEHIND if behind else FRAME_SECONDS
+        if (not now and clock - self._last_frame < interval) or self._pending.unfinished_tasks:
             return
         frames = self.builder.build(self.last, LOG_SIZE)
         if not frames:

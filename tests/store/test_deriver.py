@@ -15,7 +15,7 @@ import orjson
 from app.core.normalize import normalize_batch
 from app.core.simfleet import FleetSimulator
 from app.server.keyed_body import read_keyed
-from app.store.deriver import ChunkDeriver
+from app.store.deriver import READ_BATCHES, ChunkDeriver
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
 from app.store.schema import connect
@@ -168,6 +168,19 @@ def test_a_deriver_outliving_its_recorder_never_chunks_a_batch_twice(tmp_path) -
     Recorder(second).close()
     rows = [(r[1], r[2]) for found in track_rows(second).values() for r in found]
     assert len(rows) == len(set(rows)) == 750
+
+
+def test_a_deriver_knows_when_committed_batches_wait_for_it(tmp_path) -> None:
+    # While it is behind (a backlog), the live fold sends fewer, fuller frames (`live_fold`).
+    path = tmp_path / "behind.sqlite"
+    recorded_then_deriver_killed(path, seed=8, batches=READ_BATCHES + 3)
+    deriver = ChunkDeriver(connect(path, create=False), after=0)
+    try:
+        assert deriver.behind()
+        assert deriver.read() == READ_BATCHES and deriver.behind()
+        assert deriver.read() == 3 and not deriver.behind()
+    finally:
+        deriver.conn.close()
 
 
 def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:
