@@ -6,7 +6,8 @@ filter over parameters, the inspector or the chart asks for them, they are read 
 stored body, decompressed and parsed once for all its messages, the message normalized as the
 fold normalized it. Through a read connection of its own (another reader may hold an old snapshot
 open for long, where newer batches are not yet to be seen), on one file: the window makes a new one
-when the recorder moves to another file, and retires this one.
+when the recorder moves to another file, and retires this one. The same connection tells how far
+the live view is behind the file (`newest_batch`, `waiting`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,19 @@ class StoredParams:
             return int(conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0])
         except sqlite3.Error:
             return None
+
+    def waiting(self, after: int, session_id: int) -> tuple[int, float | None]:
+        """Messages of ``session_id`` committed after batch ``after`` (what the live view does not
+        show yet), and when the oldest of them was received; (0, None) if none or unreadable."""
+        conn = None if self._retired else self._reader()
+        if conn is None:
+            return 0, None
+        try:
+            count, oldest = conn.execute("SELECT coalesce(sum(count), 0), min(received_at) FROM batches "
+                                         "WHERE id > ? AND session_id = ?", (after, session_id)).fetchone()
+        except sqlite3.Error:
+            return 0, None
+        return int(count), oldest
 
     def params(self, batch_id: int | None, index: int) -> dict[str, Any] | None:
         """Message ``index`` of batch ``batch_id``'s parameters; None when they cannot be read

@@ -93,6 +93,14 @@ class LiveFeed:
         newest = self.params.newest_batch()
         return newest is not None and self.fleet.folded >= newest
 
+    def waiting(self) -> tuple[int, float | None]:
+        """Messages of the session being recorded that the views do not show yet, and when the
+        oldest of them was received (`core.view_lag`)."""
+        recorder = self.recorder
+        if recorder is None or recorder.session_id is None or self.fleet.session_id != recorder.session_id:
+            return 0, None
+        return self.params.waiting(self.fleet.folded, recorder.session_id)
+
     def start(self, session_id: int) -> list[Any]:
         """Show ``session_id`` (just started) from now on; what the views showed, to be freed."""
         return self.fleet.start(session_id)

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.core.fleet_frames import MirrorFleet
+from app.core.view_lag import lag_text
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
@@ -629,6 +630,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if self.replay is not None:
             self._show_trips()
         self._show_health()
+        self.status_line.show_lag(lag_text(*self.live_feed.waiting(), time.time()))
         self._charts_due -= 1
         if self._charts_due <= 0:
             self._show_charts(force=True)

@@ -24,10 +24,15 @@ class StatusLine(QWidget):
         self._rendered: tuple = ()
         self.health = QLabel("")
         self.urls = QLabel("")
+        self.lag = QLabel("")  # how far the live view is behind the recording, when it is
+        self.lag.setStyleSheet(STYLES[WARN])
+        self.lag.setToolTip("The recording has everything; the table, map and log show it as soon as it "
+                            "is folded (a backlog arrived faster than the window can show it)")
+        self.lag.hide()
         self.rate = QLabel("")
         self.totals = QLabel("")
         self.file = QLabel("")
-        for label in (self.health, self.urls, self.rate, self.totals, self.file):
+        for label in (self.health, self.urls, self.lag, self.rate, self.totals, self.file):
             label.setTextFormat(Qt.TextFormat.PlainText)
         self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.flespi = QPushButton("flespi set-up…")
@@ -38,9 +43,16 @@ class StatusLine(QWidget):
         bar.addWidget(self.health)
         bar.addWidget(self.flespi)
         bar.addWidget(self.urls, 1)
+        bar.addPermanentWidget(self.lag)
         bar.addPermanentWidget(self.rate)
         bar.addPermanentWidget(self.totals)
         bar.addPermanentWidget(self.file)
+
+    def show_lag(self, text: str) -> None:
+        """How far the live view is behind the recording (`core.view_lag`); '' hides it."""
+        if text != self.lag.text():
+            self.lag.setText(text)
+            self.lag.setVisible(bool(text))
 
     def render(self, view: StatusView, rate: float, file_tooltip: str) -> None:
         """Show ``view`` (and the live message rate); unchanged parts are left alone (a style

@@ -4,6 +4,7 @@ left over from a killed recorder) never chunk a batch twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -27,14 +28,18 @@ def fleet_batches(count: int, size: int, seed: int = 8) -> list[bytes]:
 
 
 def write_keyed(rec: Recorder, body: bytes, received_at: float = 1_700_000_100.0):
+    """Record a batch as the listener does: in the recorder's writer thread (where it also starts a
+    deriver again that died)."""
     keyed = read_keyed(body, 100_000)
     assert keyed is not None, "a simulated flespi batch takes the fast path"
-    return rec.write_keyed(received_at, "127.0.0.1", len(body), body, keyed.keys, 1.0)
+    return asyncio.run(rec.record_keyed(received_at=received_at, peer="127.0.0.1", wire_bytes=len(body), body=body,
+                                        keys=keyed.keys, process_ms=1.0))
 
 
 def write_inline(rec: Recorder, body: bytes, received_at: float = 1_700_000_100.0):
-    return rec.write_batch(received_at, "127.0.0.1", len(body), body, normalize_batch(orjson.loads(body), received_at,
-                                                                                     body), 1.0)
+    messages = normalize_batch(orjson.loads(body), received_at, body)
+    return asyncio.run(rec.record_batch(received_at=received_at, peer="127.0.0.1", wire_bytes=len(body), body=body,
+                                        messages=messages, process_ms=1.0))
 
 
 def track_rows(path: Path) -> dict[str, list]:
