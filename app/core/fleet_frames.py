@@ -140,6 +140,7 @@ class FrameBuilder:
         run (even for the same session: the window then drops what it holds of it), every device new."""
         self.session_id = session_id
         self._starts += 1
+        self._folded = self._total = 0  # a frame in parts says how far the new run is only in its last
         self._sent_trail.clear()
         self._sent_arrival.clear()
         self._latest_at.clear()

@@ -72,6 +72,7 @@ class DeriverProcess:
             args += ["--fold", str(fold_session)]
         self._child = start_module("app.store.deriver", *args, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE if on_frame is not None else None)
+        self.started = time.monotonic()
         self._sending = threading.Lock()
         for line in commands:
             self.send(line)
@@ -280,11 +281,13 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                 elif fold is not None:  # the window is closing: chunk what is left, fold no more
                     fold.close()
                     fold = deriver.fold = None
+                commanded = False
                 while fold is not None and inbox is not None and not inbox.empty():
                     fold.command(inbox.get(), conn)
+                    commanded = True
                 read = deriver.read()
-                if fold is not None:
-                    fold.send(now=not read, behind=bool(read) and deriver.behind())  # idle: what is left goes at once
+                if fold is not None:  # idle, or told something (a device selected): what is left goes at once
+                    fold.send(now=not read or commanded, behind=bool(read) and deriver.behind())
                 if finish and not read:
                     deriver.flush(everything=True)
                     return 0

@@ -37,7 +37,8 @@ FRAME_SECONDS = 0.1
 #: ... and this often while the fold is behind the recording (a backlog): each frame costs both
 #: processes per device and per log row it carries, and the window's log keeps only the newest
 #: rows, so fewer, fuller frames take the backlog in sooner (benchmarks/gui_backlog.py, alternated:
-#: 43,000–46,000 → 49,000–55,000 msg/s with frames ~1 s apart instead of ~0.5 s).
+#: 43,000–46,200 → 48,700–55,500 msg/s with frames ~1 s apart instead of ~0.5 s). A command from the
+#: window (a device selected) sends a frame at once all the same.
 FRAME_SECONDS_BEHIND = 1.0
 #: Log entries kept between two frames (the window's log window: a frame never needs more).
 LOG_SIZE = 20_000

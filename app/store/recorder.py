@@ -114,6 +114,9 @@ REJECT_MAX_BYTES = 16 * 1024 * 1024
 #: Pruning goes this far below the budget, so it does not run on every insert.
 REJECT_PRUNE_TO = 0.9
 _REJECT_SIZE = "length(headers) + length(body) + length(path) + length(reason)"
+#: A live fold's process that ran at least this long before dying is started again as soon as its
+#: output ends; one that died younger waits for the next batch (no restart loop without data).
+REVIVE_AFTER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -483,7 +486,10 @@ class Recorder:
 
     def _revive_deriver(self, deriver: DeriverProcess) -> None:
         # The writer thread: only the deriver in use, on the file still open, and only once dead.
-        if self._deriver is deriver and not self._closed and self._same_file() and deriver.ended(2.0):
+        # One that died young (a fault it would meet again: a damaged batch, no memory for the
+        # session) is left to the next batch, as before, rather than started again in a loop.
+        if (self._deriver is deriver and not self._closed and time.monotonic() - deriver.started >= REVIVE_AFTER_S
+                and self._same_file() and deriver.ended(2.0)):
             self._keep_deriver()
 
     def _stop_deriver(self) -> None:

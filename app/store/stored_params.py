@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 KEEP_BATCHES = 8
 #: Seconds before opening a file that could not be opened is tried again.
 RETRY_S = 1.0
+#: The messages after a batch, and the oldest one's arrival. `+session_id`: the rows after the batch
+#: are read by their ids (a few), not through the session's index (every batch of a day-long
+#: session, once a second on the GUI thread).
+WAITING_SQL = ("SELECT coalesce(sum(count), 0), min(received_at) FROM batches WHERE id > ? AND +session_id = ?")
 
 
 class StoredParams:
@@ -81,8 +85,7 @@ class StoredParams:
         if conn is None:
             return 0, None
         try:
-            count, oldest = conn.execute("SELECT coalesce(sum(count), 0), min(received_at) FROM batches "
-                                         "WHERE id > ? AND session_id = ?", (after, session_id)).fetchone()
+            count, oldest = conn.execute(WAITING_SQL, (after, session_id)).fetchone()
         except sqlite3.Error:
             return 0, None
         return int(count), oldest

@@ -630,7 +630,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if self.replay is not None:
             self._show_trips()
         self._show_health()
-        self.status_line.show_lag(lag_text(*self.live_feed.waiting(), time.time()))
+        self.status_line.show_lag(lag_text(*self.live_feed.waiting(), time.time()) if self.replay is None else "")
         self._charts_due -= 1
         if self._charts_due <= 0:
             self._show_charts(force=True)

@@ -91,3 +91,15 @@ def test_a_session_folded_again_from_its_start_by_the_same_process_is_not_held_t
     (frame,) = builder.build(folded=1, log_limit=100)
     assert mirror.apply_frame(frame, NoParams())  # started over: what it held goes
     assert [e.message.ident for e in mirror.log] == ["a", "b"] and mirror.total == 2
+
+
+def test_the_mirror_keeps_the_full_health_report_of_the_selected_device_only() -> None:
+    fleet, mirror = Fleet(), MirrorFleet()
+    mirror.start(1)
+    builder = FrameBuilder(fleet, 1, process=7)
+    fleet.apply([normalize(fix("a", T0), T0), normalize(fix("b", T0), T0)], T0)
+    builder.select("a")
+    mirrored(fleet, builder, mirror)
+    builder.select("b")  # another device selected: its report comes, the other's goes
+    mirrored(fleet, builder, mirror)
+    assert list(mirror.health.devices) == ["b"]

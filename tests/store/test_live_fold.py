@@ -20,7 +20,7 @@ from app.core.fleet_frames import MirrorFleet, message_name, param_count
 from app.core.health import HealthThresholds
 from app.core.normalize import Message, normalize_batch
 from app.store.faults import RecordingUnavailable
-from app.store.recorder import Recorder
+from app.store.recorder import REVIVE_AFTER_S, Recorder
 from app.store.stored_params import StoredParams
 from tests.store.test_deriver import deriver_children, fleet_batches, track_rows, write_keyed
 
@@ -181,11 +181,21 @@ def test_a_child_that_died_is_started_again_without_waiting_for_another_batch(li
     # The stream went quiet (or paused) just as the fold died: what was committed is shown again.
     frames, rec = live
     record(frames, rec, fleet_batches(2, 150, seed=6), "both batches folded")
+    time.sleep(REVIVE_AFTER_S)  # it did not die young (that one waits for the next batch: no restart loop)
     first = kill_deriver()
     frames.wait(lambda m: m.total == 300 and len(frames.processes()) == 2, "the session folded again")
     assert rec.deriver_restarts == 1 and first not in deriver_children()
     with frames.lock:
         assert len(frames.mirror.log) == 300
+
+
+def test_a_child_that_dies_young_waits_for_the_next_batch_rather_than_looping(live) -> None:
+    frames, rec = live
+    first = kill_deriver()  # just started: as one that meets a fault at once would die
+    time.sleep(0.5)
+    assert rec.deriver_restarts == 0 and deriver_children() == [first]  # not started again (not reaped yet)
+    record(frames, rec, fleet_batches(1, 100, seed=9), "the next batch folded")  # it starts one again
+    assert rec.deriver_restarts == 1 and first not in deriver_children()
 
 
 def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:

@@ -20,6 +20,7 @@ from app.store.schema import (
     _statements,
     connect,
 )
+from app.store.stored_params import WAITING_SQL
 
 
 def test_new_file_is_migrated_to_the_current_version_in_wal_mode(tmp_path) -> None:
@@ -110,3 +111,11 @@ def test_replays_overlap_question_is_answered_from_the_index_after_migrating(tmp
     covering = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM tracks WHERE session_id = 1 AND ident = 'a' AND t_max >= 1 AND t_min < 9"))
     assert "COVERING INDEX tracks_device_end" in covering
+
+
+def test_how_far_the_live_view_is_behind_is_read_from_the_batches_after_it(tmp_path) -> None:
+    # Asked once a second on the GUI thread: by batch id (the few not shown yet), never through the
+    # session's index (every batch of a day-long session).
+    conn = connect(tmp_path / "lag.sqlite")
+    plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + WAITING_SQL, (10, 1)))
+    assert "INTEGER PRIMARY KEY (rowid>?)" in plan and "batches_session" not in plan
