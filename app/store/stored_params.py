@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from app.core.normalize import normalize
+from app.core.normalize import flatten, normalize
 from app.store.codec import decompress_body
 from app.store.schema import connect
 
@@ -46,7 +46,7 @@ class StoredParams:
         self._conn: sqlite3.Connection | None = None
         self._retired = False
         self._failed_at = float("-inf")  # when opening it last failed
-        self._batches: OrderedDict[int, tuple[float, list[Any]]] = OrderedDict()
+        self._batches: OrderedDict[int, tuple[float, list[Any], bool]] = OrderedDict()  # and whether flat
         self._reader()
 
     def _reader(self) -> sqlite3.Connection | None:
@@ -103,12 +103,24 @@ class StoredParams:
                 row = conn.execute("SELECT received_at, body FROM batches WHERE id = ?", (batch_id,)).fetchone()
                 if row is None:
                     return None
-                found = (row[0], orjson.loads(decompress_body(row[1])))
+                body = decompress_body(row[1])
+                raws = orjson.loads(body)
+                # Flat objects only (flespi's default): each one is its parameters as they are. One
+                # count of `{` proves it, as for `normalize_batch`.
+                flat = type(raws) is list and body.count(b"{") == sum(1 for raw in raws if type(raw) is dict)
+                found = (row[0], raws, flat)
             except Exception as exc:  # unreadable now (a damaged body, a locked file): said in the log
                 log.debug("parameters of batch %s not readable: %s", batch_id, exc)
                 return None
             self._batches[batch_id] = found  # type: ignore[index]
             if len(self._batches) > KEEP_BATCHES:
                 self._batches.popitem(last=False)
-        received_at, raws = found
-        return normalize(raws[index], received_at).params if 0 <= index < len(raws) else None
+        received_at, raws, flat = found
+        if not 0 <= index < len(raws):
+            return None
+        raw = raws[index]
+        # An object's parameters are what `normalize` makes of it: the object, flattened (the rest
+        # of normalizing, which a log row already carries, would cost several times as much).
+        if type(raw) is dict:
+            return raw if flat else flatten(raw)
+        return normalize(raw, received_at).params

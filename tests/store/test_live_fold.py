@@ -22,7 +22,7 @@ from app.core.normalize import Message, normalize_batch
 from app.store.faults import RecordingUnavailable
 from app.store.recorder import REVIVE_AFTER_S, Recorder
 from app.store.stored_params import StoredParams
-from tests.store.test_deriver import deriver_children, fleet_batches, track_rows, write_keyed
+from tests.store.test_deriver import deriver_children, fleet_batches, track_rows, write_inline, write_keyed
 
 T0 = 1_700_000_100.0
 
@@ -234,3 +234,21 @@ def test_trails_as_long_as_the_window_keeps_and_parameters_read_once_they_are_th
     assert frames.source.params(1, 0)["ident"] == "long"
     frames.source.retire()  # another file is recorded now: its batch 1 is another batch
     assert frames.source.params(1, 0) is None
+
+
+def test_parameters_read_from_the_file_are_what_normalizing_makes_of_any_batch(live) -> None:
+    # Flat (flespi's default), nested (convert_message style) and an element that is no object: a
+    # logged row's parameters, read when asked for, are the ones the fold normalized.
+    frames, rec = live
+    flat = [{"ident": "f", "timestamp": T0 + i, "position.latitude": 50.0, "position.longitude": 14.0, "n": i}
+            for i in range(3)]
+    nested = [{"ident": "n", "timestamp": T0, "position": {"latitude": 50.0, "longitude": 14.0},
+               "can": {"x": {"y": 1}}}, 7, {"ident": "n", "timestamp": T0 + 1, "text": "{ not an object }"}]
+    for i, batch in enumerate((flat, nested), start=1):
+        write_inline(rec, orjson.dumps(batch), T0 + i)
+    frames.wait(lambda m: m.total == 6, "both batches")
+    expected = normalize_batch(flat, T0 + 1) + normalize_batch(nested, T0 + 2)
+    with frames.lock:
+        got = [e.message.params for e in frames.mirror.log]
+    assert got == [m.params for m in expected]
+    assert got[3]["position.latitude"] == 50.0 and got[3]["can.x.y"] == 1 and got[4] == {"": 7}
