@@ -130,6 +130,13 @@ class ChartPanel(QWidget):
         line.setVisible(False)
         return line
 
+    def set_reader(self, reader: sqlite3.Connection) -> None:
+        """Read another recording file from now on (the recorder moved to it): a session id there
+        names another session, so nothing read from the old one is kept."""
+        self.reader = reader
+        self._fix_cache.clear()
+        self._drawn.clear()
+
     def show_device(self, fleet: Fleet, session_id: int | None, ident: str | None) -> None:
         """Chart this device (keeps ticked parameters that it also has)."""
         changed = (fleet, session_id, ident) != (self.fleet, self.session_id, self.ident)

@@ -8,6 +8,7 @@ import time
 import orjson
 from PySide6.QtCore import Qt
 
+from app.store.recorder import Recorder
 from app.ui.device_model import COLUMNS
 from tests.ui.conftest import TOKEN, answer_modal, file_moved_away, js, map_state, post, run, wait_until
 
@@ -481,6 +482,40 @@ def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when
     window._show_charts(force=True)
     assert not panel.unreadable and panel.note.text().startswith("20 points")
     assert len(panel.curves["position.speed"].getData()[1]) == 20
+
+
+def test_charts_of_a_recording_file_replaced_by_another_show_the_new_files_points(loop, make_window) -> None:
+    """The recording file is replaced by another (moved away, a new one made at the path); the
+    recorder moves to it, where session 1 is another session: the chart must not keep points read
+    from the old file under the same session id."""
+    window = make_window()
+    url = window.urls()[0]
+
+    def track(base: float) -> list[dict]:
+        return [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": base + i} for i in range(20)]
+
+    run(loop, post(url, track(0.0)))
+    run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
+    window.tabs.setCurrentWidget(window.chart_panel)
+    window.select_device(FLAT["ident"])
+    panel = window.chart_panel
+    panel.tick(["position.speed"])
+    assert list(panel.curves["position.speed"].getData()[1]) == [float(i) for i in range(20)]
+    window.db.rename(window.db.with_name("old.sqlite"))
+    other = window.db.with_name("other.sqlite")
+    Recorder(other).close()
+    other.rename(window.db)  # another recording at the path
+
+    async def second() -> None:
+        assert await post(url, track(100.0)) == 200  # recorded into the new file's session
+        await wait_until(lambda: window.live_fleet.total == 20 and window.live_feed.caught_up()
+                         and window.live_fleet.devices[FLAT["ident"]].latest.speed == 119.0, what="the new track")
+
+    run(loop, second())
+    window.tick()  # the window's readers move to the new file
+    window.select_device(FLAT["ident"])  # the views started over with the new file's session
+    panel.tick(["position.speed"])
+    assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
 
 
 def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) -> None:
