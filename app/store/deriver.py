@@ -272,6 +272,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         fold = LiveFold(sys.stdout.buffer, fold_session, after)
         fold.start(fold_session, conn)
     deriver = ChunkDeriver(conn, after, fold)
+    commanded = False
     try:
         while not orphaned.is_set():
             finish = finishing.is_set()
@@ -281,13 +282,13 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                 elif fold is not None:  # the window is closing: chunk what is left, fold no more
                     fold.close()
                     fold = deriver.fold = None
-                commanded = False
                 while fold is not None and inbox is not None and not inbox.empty():
                     fold.command(inbox.get(), conn)
-                    commanded = True
+                    commanded = True  # until a frame has gone
                 read = deriver.read()
-                if fold is not None:  # idle, or told something (a device selected): what is left goes at once
-                    fold.send(now=not read or commanded, behind=bool(read) and deriver.behind())
+                # Idle, or told something (a device selected): what is left goes at once.
+                if fold is not None and fold.send(now=not read or commanded, behind=bool(read) and deriver.behind()):
+                    commanded = False
                 if finish and not read:
                     deriver.flush(everything=True)
                     return 0

@@ -74,6 +74,7 @@ class LiveFold:
         self.last = after  # the newest batch folded (or known not to be the session's)
         self._last_frame = 0.0
         self._sent_last = -1
+        self._announce = False  # a session started: a frame goes even with nothing in it
         self._pending: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
         self._writer = threading.Thread(target=self._write_frames, name="trackmon-frames", daemon=True)
         self._writer.start()
@@ -111,25 +112,27 @@ class LiveFold:
         self.last = first - 1 if first is not None else conn.execute(
             "SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         self._last_frame = 0.0
-        self.send(now=True, announce=True)  # the window learns the new session is folded
+        self._announce = True
+        self.send(now=True)  # the window learns the new session is folded (or with the next frame that goes)
 
-    def send(self, now: bool = False, announce: bool = False, behind: bool = False) -> None:
+    def send(self, now: bool = False, behind: bool = False) -> bool:
         """Send what changed, at most every `FRAME_SECONDS` (`FRAME_SECONDS_BEHIND` while the fold
         is ``behind``) unless ``now``; never while the last frame is still on its way. A frame goes
-        even with nothing changed when the fold moved on (the window learns how far it is) or to
-        ``announce`` a session."""
+        even with nothing changed when the fold moved on (the window learns how far it is) or a
+        session was started (`start`). False if it had to wait (the caller asks again)."""
         clock = time.monotonic()
         interval = FRAME_SECONDS_BEHIND if behind else FRAME_SECONDS
         if (not now and clock - self._last_frame < interval) or self._pending.unfinished_tasks:
-            return
+            return False
         frames = self.builder.build(self.last, LOG_SIZE)
         if not frames:
-            if not announce and self.last == self._sent_last:
-                return
+            if not self._announce and self.last == self._sent_last:
+                return True
             frames = [self.builder.empty(self.last)]  # nothing new to show: how far the fold is
-        self._last_frame, self._sent_last = clock, self.last
+        self._last_frame, self._sent_last, self._announce = clock, self.last, False
         parts = [pickle.dumps(frame, protocol=5) for frame in frames]
         self._pending.put(b"".join(len(part).to_bytes(4, "little") + part for part in parts))
+        return True
 
     def close(self) -> None:
         """Let the last frame go, then stop writing."""

@@ -115,8 +115,11 @@ REJECT_MAX_BYTES = 16 * 1024 * 1024
 REJECT_PRUNE_TO = 0.9
 _REJECT_SIZE = "length(headers) + length(body) + length(path) + length(reason)"
 #: A live fold's process that ran at least this long before dying is started again as soon as its
-#: output ends; one that died younger waits for the next batch (no restart loop without data).
+#: output ends, at most once every `REVIVE_EVERY_S`; otherwise (one that died young, or again soon:
+#: a fault it would meet again — a damaged batch, no memory for the session) it waits for the next
+#: batch, as before: no restart loop without data.
 REVIVE_AFTER_S = 1.0
+REVIVE_EVERY_S = 60.0
 
 
 @dataclass(slots=True)
@@ -254,6 +257,7 @@ class Recorder:
         self._deriver: DeriverProcess | None = None
         self._closed = False
         self.deriver_restarts = 0
+        self._revived_at = float("-inf")  # when a fold's process was last started again on end of output
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
         #: Refuse data once the file would grow past this many bytes (None: no cap). May be
@@ -480,16 +484,15 @@ class Recorder:
         """On the frame reader thread: the live fold's process closed its output. If it died
         (killed, out of memory) it is started again now rather than at the next batch: the window
         waits for the frames of batches already committed, and a stream may have gone quiet."""
-        if not self._closed:
+        lived = time.monotonic() - deriver.started
+        if not self._closed and lived >= REVIVE_AFTER_S and time.monotonic() - self._revived_at >= REVIVE_EVERY_S:
             with suppress(RuntimeError):  # closing meanwhile: the writer takes no more jobs
                 self._executor.submit(self._revive_deriver, deriver)
 
     def _revive_deriver(self, deriver: DeriverProcess) -> None:
         # The writer thread: only the deriver in use, on the file still open, and only once dead.
-        # One that died young (a fault it would meet again: a damaged batch, no memory for the
-        # session) is left to the next batch, as before, rather than started again in a loop.
-        if (self._deriver is deriver and not self._closed and time.monotonic() - deriver.started >= REVIVE_AFTER_S
-                and self._same_file() and deriver.ended(2.0)):
+        if self._deriver is deriver and not self._closed and self._same_file() and deriver.ended(2.0):
+            self._revived_at = time.monotonic()
             self._keep_deriver()
 
     def _stop_deriver(self) -> None:

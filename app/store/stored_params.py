@@ -34,7 +34,7 @@ RETRY_S = 1.0
 #: The messages after a batch, and the oldest one's arrival. `+session_id`: the rows after the batch
 #: are read by their ids (a few), not through the session's index (every batch of a day-long
 #: session, once a second on the GUI thread).
-WAITING_SQL = ("SELECT coalesce(sum(count), 0), min(received_at) FROM batches WHERE id > ? AND +session_id = ?")
+WAITING_SQL = "SELECT coalesce(sum(count), 0), min(received_at) FROM batches WHERE id > ? AND +session_id = ?"
 
 
 class StoredParams:

@@ -198,6 +198,23 @@ def test_a_child_that_dies_young_waits_for_the_next_batch_rather_than_looping(li
     assert rec.deriver_restarts == 1 and first not in deriver_children()
 
 
+def test_a_child_that_keeps_dying_is_started_again_at_once_only_once_a_minute(live) -> None:
+    # A fault it meets again each time it folds the session (a damaged batch, no memory for it):
+    # not a restart loop without data; the next batch starts it again, as before.
+    frames, rec = live
+    record(frames, rec, fleet_batches(1, 100, seed=10), "the batch folded")
+    time.sleep(REVIVE_AFTER_S)
+    kill_deriver()
+    frames.wait(lambda m: len(frames.processes()) == 2 and m.total == 100, "started again at once")
+    time.sleep(REVIVE_AFTER_S)
+    second = kill_deriver()
+    time.sleep(0.5)
+    assert rec.deriver_restarts == 1 and deriver_children() == [second]  # waits for data this time
+    write_keyed(rec, fleet_batches(2, 100, seed=10)[1], T0 + 5)
+    frames.wait(lambda m: len(frames.processes()) == 3 and m.total == 200, "the next batch starts it")
+    assert rec.deriver_restarts == 2
+
+
 def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
     frames, rec = live
     batches = fleet_batches(5, 200, seed=4)
