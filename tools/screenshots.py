@@ -4,7 +4,8 @@
 
 Starts the window on a temporary recording, takes the empty state, starts the demo feed (which
 begins with ten minutes of history, so trails show) and grabs the window again, then replays the
-demo's session. No network: the map shows its offline grid.
+demo's session; then, in a second window, a backlog the views are catching up with. No network:
+the map shows its offline grid.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import aiohttp  # noqa: E402
+import psutil  # noqa: E402
+
 from app.ui.launch import prepare_webengine  # noqa: E402
 
 prepare_webengine()
@@ -29,6 +33,7 @@ from app.ui.event_loop import WindowEventLoop  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
+from benchmarks.feeder import make_batches  # noqa: E402
 
 
 async def shoot(window: MainWindow, docs: Path) -> None:
@@ -76,18 +81,48 @@ async def shoot(window: MainWindow, docs: Path) -> None:
     await window.shutdown()
 
 
+async def shoot_catching_up(window: MainWindow, docs: Path) -> None:
+    """A backlog the window cannot show as fast as it is recorded: the fold's process is paused
+    (SIGSTOP) while 55,000 messages are posted, so the status bar says how far behind the views are."""
+    await window.start()
+    url = window.urls()[0]
+    bodies = make_batches(60_000, 300, 1000)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {window.settings.token}"}
+    async with aiohttp.ClientSession() as session:
+        async def post(body: bytes) -> None:
+            async with session.post(url, data=body, headers=headers) as reply:
+                await reply.read()
+
+        for body in bodies[:5]:
+            await post(body)
+        await asyncio.sleep(3)
+        (fold,) = [child for child in psutil.Process().children() if "app.store.deriver" in " ".join(child.cmdline())]
+        fold.suspend()
+        try:
+            for body in bodies[5:]:
+                await post(body)
+            await asyncio.sleep(3)
+            window.tick()
+            await asyncio.sleep(0.5)
+            window.grab().save(str(docs / "screenshot-catching-up.png"))
+        finally:
+            fold.resume()
+    await window.shutdown()
+
+
 def main() -> None:
     register_scheme()
     app = QApplication(sys.argv[:1])
     loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
-    with tempfile.TemporaryDirectory() as tmp:
-        window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),
-                            Path(tmp) / "screenshots.sqlite")
-        window.resize(1440, 900)
-        window.show()
-        with loop:
-            loop.run_until_complete(shoot(window, ROOT / "docs"))
+    for name, scenario in (("screenshots", shoot), ("catching-up", shoot_catching_up)):
+        with tempfile.TemporaryDirectory() as tmp:
+            window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),
+                                Path(tmp) / f"{name}.sqlite")
+            window.resize(1440, 900)
+            window.show()
+            loop.run_until_complete(scenario(window, ROOT / "docs"))
+    loop.close()
 
 
 if __name__ == "__main__":
