@@ -258,6 +258,7 @@ class Recorder:
         self._closed = False
         self.deriver_restarts = 0
         self._revived_at = float("-inf")  # when a fold's process was last started again on end of output
+        self.revive_after_s, self.revive_every_s = REVIVE_AFTER_S, REVIVE_EVERY_S
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
         #: Refuse data once the file would grow past this many bytes (None: no cap). May be
@@ -484,8 +485,9 @@ class Recorder:
         """On the frame reader thread: the live fold's process closed its output. If it died
         (killed, out of memory) it is started again now rather than at the next batch: the window
         waits for the frames of batches already committed, and a stream may have gone quiet."""
-        lived = time.monotonic() - deriver.started
-        if not self._closed and lived >= REVIVE_AFTER_S and time.monotonic() - self._revived_at >= REVIVE_EVERY_S:
+        now = time.monotonic()
+        lived_long = now - deriver.started >= self.revive_after_s
+        if not self._closed and lived_long and now - self._revived_at >= self.revive_every_s:
             with suppress(RuntimeError):  # closing meanwhile: the writer takes no more jobs
                 self._executor.submit(self._revive_deriver, deriver)
 
