@@ -567,11 +567,10 @@ class DeviceHealth:
 
 def _keep_unchanged(unchanged: dict[str, Any], params: dict[str, Any]) -> None:
     """Forget the values in ``unchanged`` that ``params`` does not repeat (a non-empty dict)."""
-    for key, value in unchanged.items():
-        if params.get(key, _MISSING) != value:
-            for changed in [k for k, v in unchanged.items() if params.get(k, _MISSING) != v]:
-                del unchanged[changed]
-            return
+    if unchanged.items() <= params.items():  # the rule, answered in C: half the cost of a loop here
+        return
+    for changed in [k for k, v in unchanged.items() if params.get(k, _MISSING) != v]:
+        del unchanged[changed]
 
 
 def _speed_kmh(dx: float, dy: float, lat: float, elapsed: float) -> float:
