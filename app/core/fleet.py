@@ -143,9 +143,7 @@ class Fleet:
                     state.flagged += 1
                 state.count += 1
                 state.last_seen = seen_at
-                state.arrivals.append((seen_at, 1))  # DeviceState.note_arrival
-                state.arrived += 1
-                state.arrivals_total += 1
+                state.note_arrival(seen_at, 1)
                 changed[ident] = None
                 continue
             latest, previous, fix, name = state.latest, state.previous, state.fix, None

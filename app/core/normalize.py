@@ -247,12 +247,16 @@ def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
 def normalize_batch(raws: list[Any], received_at: float, body: bytes | None = None) -> list[Message]:
     """Normalize every element of a batch, in order.
 
-    With the batch's JSON ``body`` at hand, one C-speed count of ``{`` proves a flat batch (a
-    nested object or a brace inside a string only ever adds to the count), which lets every
-    message skip the nested-object scan. That is flespi's default notation, the hot path.
+    With the batch's JSON ``body`` at hand, a flat batch is proven at once (`proven_flat`), which
+    lets every message skip the nested-object scan. That is flespi's default notation, the hot path.
     """
-    flat = False
-    if body is not None:
-        objects = sum(1 for raw in raws if type(raw) is dict)
-        flat = objects == len(raws) and body.count(b"{") == objects
+    flat = body is not None and proven_flat(raws, body)
     return [normalize(raw, received_at, flat) for raw in raws]
+
+
+def proven_flat(raws: list[Any], body: bytes) -> bool:
+    """Whether ``raws`` (parsed from ``body``) are objects without nested objects: each is then
+    its own parameters. One C-speed count of ``{`` proves it (a nested object or a brace inside
+    a string only ever adds to the count)."""
+    objects = sum(1 for raw in raws if type(raw) is dict)
+    return objects == len(raws) and body.count(b"{") == objects

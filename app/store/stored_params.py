@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from app.core.normalize import flatten, normalize
+from app.core.normalize import flatten, normalize, proven_flat
 from app.store.codec import decompress_body
 from app.store.schema import connect
 
@@ -105,10 +105,7 @@ class StoredParams:
                     return None
                 body = decompress_body(row[1])
                 raws = orjson.loads(body)
-                # Flat objects only (flespi's default): each one is its parameters as they are. One
-                # count of `{` proves it, as for `normalize_batch`.
-                flat = type(raws) is list and body.count(b"{") == sum(1 for raw in raws if type(raw) is dict)
-                found = (row[0], raws, flat)
+                found = (row[0], raws, proven_flat(raws, body))  # flespi's default: each object its parameters
             except Exception as exc:  # unreadable now (a damaged body, a locked file): said in the log
                 log.debug("parameters of batch %s not readable: %s", batch_id, exc)
                 return None
