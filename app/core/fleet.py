@@ -64,6 +64,14 @@ class DeviceState:
         self.arrived += count
         self.arrivals_total += 1
 
+    def note_arrivals(self, entries: list[tuple[float, int]]) -> None:
+        """`note_arrival` for each (receive time, messages) of ``entries``, oldest first: a
+        mirror takes a frame's worth of them per device (a backlog: one per batch)."""
+        if entries:
+            self.arrivals.extend(entries)
+            self.arrived += sum([count for _, count in entries])
+            self.arrivals_total += len(entries)
+
     def rate_per_min(self, now: float, window: float = 60.0) -> float:
         """Messages per minute received over the last ``window`` seconds."""
         arrivals = self.arrivals

@@ -300,8 +300,7 @@ class MirrorFleet(Fleet):
             state.latest_at = latest_at
             state.trail.extend(trail)  # the newest, up to a trail's length
             state.trail_total = trail_total
-            for received_at, n in arrivals:
-                state.note_arrival(received_at, n)
+            state.note_arrivals(arrivals)
             changed[ident] = None
         health = self.health
         for ident, severity, check in summaries:

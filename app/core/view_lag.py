@@ -9,6 +9,14 @@ from __future__ import annotations
 
 #: Seconds the oldest message not shown yet must have waited before the lag is shown.
 LAG_SHOWN_AFTER = 2.0
+#: ... and before the views are taken to be catching up (the map then draws less often, `ui/map_feed`).
+CATCHING_UP_AFTER = 1.0
+
+
+def catching_up(oldest_received_at: float | None, now: float) -> bool:
+    """Whether the views are well behind the recording (a backlog), not just a frame or two: what
+    they would draw now is a moment long past, soon replaced."""
+    return oldest_received_at is not None and now - oldest_received_at >= CATCHING_UP_AFTER
 
 
 def lag_text(messages: int, oldest_received_at: float | None, now: float) -> str:

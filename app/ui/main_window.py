@@ -605,6 +605,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.requests_table.scrollToBottom()
         if table_changed:
             self._update_status_bar()
+        self.map_feed.catching_up = self.replay is None and self.live_feed.catching_up(time.time())
         if changed:
             self.map_feed.set_visible(self.device_proxy.visible_idents())
             self._send_to_map(changed, now)

@@ -17,6 +17,12 @@ core is what the window's own process needs to take the backlog in (benchmarks/g
 (docs/benchmarks.md, 2026-12-06): a 200 ms gap cost 4 % of messages/s and QtWebEngine 0.43–0.46
 of a core against 0.27–0.32 at 400 ms, so 400 ms stays. Calls that are not updates go straight to
 the page and so run after at most one slice.
+
+While the views are catching up with the recording (a backlog: `core.view_lag.catching_up`), the
+gap is ``catching_up_gap_s`` (1 s): what the map would draw is a moment long past, soon replaced,
+and the page's cost goes with the devices it updates (~0.4 ms of QtWebEngine's CPU each, whether
+250 or 1,000 to a call). At 400 ms QtWebEngine took 6–8 µs per message of a 1,000-device backlog,
+at 1 s 2.5–3.6 (benchmarks/gui_backlog.py, docs/benchmarks.md 2026-12-07): CPU the fold needs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from app.ui.map_view import MapView
 SLICE = 250  # devices per JavaScript call
 MIN_GAP_S = 0.2  # at most one update call per two frames: each call makes the page lay out and draw again
 BUSY_GAP_S = 0.4  # between update calls while more than a slice of devices waits (see the module doc)
+CATCHING_UP_GAP_S = 1.0  # between update calls while the views are behind the recording (see the module doc)
 STALLED_S = 10.0  # an answer this late is taken as lost (a page reload drops its callbacks)
 
 
@@ -40,11 +47,14 @@ class MapFeed:
     """Sends the devices that changed, sliced and paced by the page's answers."""
 
     def __init__(self, view: MapView, payload: Callable[[str], list[Any] | None], slice_size: int = SLICE,
-                 limit: int | None = 1, min_gap_s: float = MIN_GAP_S, busy_gap_s: float = BUSY_GAP_S) -> None:
+                 limit: int | None = 1, min_gap_s: float = MIN_GAP_S, busy_gap_s: float = BUSY_GAP_S,
+                 catching_up_gap_s: float = CATCHING_UP_GAP_S) -> None:
         self.view = view
         self.min_gap_s = min_gap_s
         self.busy_gap_s = busy_gap_s
-        self._gap = min_gap_s  # before the next update call: the busy gap after a call that left a slice waiting
+        self.catching_up_gap_s = catching_up_gap_s
+        self.catching_up = False  # the views are behind the recording: the window says so each frame
+        self._busy = False  # the last update call left a slice waiting
         self.limit = limit  # calls outstanding at most; None: send at once (how it was: benchmarks compare)
         self.payload = payload  # the device's row for the page, computed when it is sent
         self.slice_size = slice_size
@@ -70,7 +80,7 @@ class MapFeed:
         now = time.monotonic()
         if self.in_flight and now - self._sent_at >= STALLED_S:
             self.in_flight = 0  # the answer was lost
-        wait = self._sent_at + self._gap - now
+        wait = self._sent_at + self.gap() - now
         if self.limit is not None and self.pending and not self.in_flight and wait > 0:
             if not self._timer_armed:  # the page was quick: the next slice goes at the next frame's time
                 self._timer_armed = True
@@ -86,8 +96,14 @@ class MapFeed:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 self._sent_at = time.monotonic()
                 self.sent_calls += 1
-                self._gap = self.busy_gap_s if len(self.pending) >= self.slice_size else self.min_gap_s
+                self._busy = len(self.pending) >= self.slice_size
                 self.view.call_then("updatePacked", (rows,), self._answered)
+
+    def gap(self) -> float:
+        """Seconds from one update call to the next, as things stand (see the module doc)."""
+        if self.catching_up:
+            return self.catching_up_gap_s
+        return self.busy_gap_s if self._busy else self.min_gap_s
 
     def _timer_fired(self) -> None:
         self._timer_armed = False
