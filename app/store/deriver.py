@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ from app.store.track_rows import (
     FLUSH_MESSAGES,
     FLUSH_SECONDS,
     IMPORTING,
+    ChunkPiece,
     Derived,
-    complete_chunks,
+    commit_piece,
+    serialize,
     stored_messages,
 )
 
@@ -51,6 +54,11 @@ POLL_SECONDS = 0.02
 #: Batches read per query (~1,000 messages each): during a backlog, the live fold's commands (the
 #: selected device, new thresholds) are taken in between two reads, a quarter second apart.
 READ_BATCHES = 16
+#: Pieces of chunks (each up to `FLUSH_MESSAGES` messages, ~2.6 MB serialized) a session may hold
+#: back while the live fold is behind, before they are written all the same. Writing them took
+#: ~2 µs per message, an eighth of this process's work during a backlog; held back until the fold
+#: has caught up, the window took a 200,000-message backlog in 16–20 % sooner (benchmarks/gui_backlog.py).
+WAITING_PIECES = 10
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
 
@@ -160,12 +168,14 @@ def _read_frames(out: IO[bytes], on_frame: Callable[[bytes], None]) -> None:
 # -- the child's side -------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Session:
-    """One session's batches derived and not yet written."""
+    """One session's batches derived and not yet written: pieces due (serialized, oldest first,
+    waiting while the live fold is behind) and the run being derived."""
 
     expected: int  # its chunk mark as last written (or read)
     names: dict[str, str] = field(default_factory=dict)
     derived: Derived = field(default_factory=Derived)
     since: float = field(default_factory=time.monotonic)
+    due: deque[ChunkPiece] = field(default_factory=deque)
 
 
 class ChunkDeriver:
@@ -207,32 +217,43 @@ class ChunkDeriver:
         fold = self.fold
         return newest is not None and newest > (self.last if fold is None else min(self.last, fold.last))
 
-    def flush(self, everything: bool = False, current: int | None = None) -> None:
+    def flush(self, everything: bool = False, current: int | None = None, behind: bool = False) -> None:
         """Write the chunks of every session that is due (or all). With the window's live fold,
         a session other than the ``current`` one is over: its chunks go at once (the session
-        list and replay read them)."""
+        list and replay read them). While the fold is ``behind`` (a backlog), the current
+        session's chunks wait, serialized, up to `WAITING_PIECES` of them: its writes would hold
+        this process back from the live view (readers read the batches not chunked yet).
+        Otherwise one piece goes per call, between two reads."""
         now = time.monotonic()
         for session_id, session in list(self.sessions.items()):
             derived = session.derived
-            if not derived.last:
-                continue
-            over = current is not None and session_id != current
-            if not (everything or over or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
-                continue
-            if not self._write(session_id, session, now):  # another writer (recovery) chunked some of it
-                rebuilt = self._from_mark(session_id)
-                if rebuilt is not None and everything:
-                    self._write(session_id, rebuilt, now)
+            urgent = everything or (current is not None and session_id != current)
+            if derived.last and (urgent or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
+                self._close_piece(session_id, session, now)
+            while session.due and (urgent or not behind or len(session.due) > WAITING_PIECES):
+                if not self._write(session_id, session):  # another writer (recovery) chunked some of it
+                    rebuilt = self._from_mark(session_id)
+                    if rebuilt is not None and everything:
+                        self._close_piece(session_id, rebuilt, now)
+                        self._write(session_id, rebuilt)
+                    break
+                if not urgent:
+                    break
 
-    def _write(self, session_id: int, session: _Session, now: float) -> bool:
-        """Write one session's chunks (compare-and-set on its mark); False, and the session
-        forgotten, if another writer moved the mark or the session is gone."""
-        derived = session.derived
-        session.names.update(derived.names)
-        if complete_chunks(self.conn, session_id, derived, session.names, session.expected):
-            session.expected = derived.last
-            session.derived = Derived()
-            session.since = now
+    @staticmethod
+    def _close_piece(session_id: int, session: _Session, now: float) -> None:
+        """The run derived so far becomes a piece due, serialized; a new run starts."""
+        session.names.update(session.derived.names)
+        session.due.append(serialize(session_id, session.derived, session.names))
+        session.derived, session.since = Derived(), now
+
+    def _write(self, session_id: int, session: _Session) -> bool:
+        """Write a session's oldest piece due (compare-and-set on its mark); False, and the
+        session forgotten, if another writer moved the mark or the session is gone."""
+        piece = session.due[0]
+        if commit_piece(self.conn, session_id, piece, session.expected):
+            session.expected = piece.last
+            session.due.popleft()
             return True
         del self.sessions[session_id]
         return False
@@ -254,7 +275,7 @@ class ChunkDeriver:
 
     def forget(self) -> None:
         """After a failed write: start again from the oldest mark not yet written."""
-        pending = [s.expected for s in self.sessions.values() if s.derived.last]
+        pending = [s.expected for s in self.sessions.values() if s.derived.last or s.due]
         if pending:
             self.last = min(self.last, min(pending))
         self.sessions.clear()
@@ -287,12 +308,13 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                     commanded = True  # until a frame has gone
                 read = deriver.read()
                 # Idle, or told something (a device selected): what is left goes at once.
-                if fold is not None and fold.send(now=not read or commanded, behind=bool(read) and deriver.behind()):
+                behind = bool(read) and deriver.behind()
+                if fold is not None and fold.send(now=not read or commanded, behind=behind):
                     commanded = False
                 if finish and not read:
                     deriver.flush(everything=True)
                     return 0
-                deriver.flush(current=fold.session_id if fold is not None else None)
+                deriver.flush(current=fold.session_id if fold is not None else None, behind=behind and fold is not None)
             except sqlite3.Error as exc:  # disk full, locked too long: the bodies are safe; retry
                 log.warning("deriving track chunks failed (retrying): %s", exc)
                 deriver.forget()

@@ -119,19 +119,39 @@ def derive_stored(rows: Iterable[tuple[int, float, bytes]], into: Derived | None
     return derived
 
 
-def complete_chunks(conn: sqlite3.Connection, session_id: int, derived: Derived, names: dict[str, str],
-                    expected: int) -> bool:
-    """Write ``derived``'s chunks, its batches' flagged counts, and the session's chunk mark
-    (``indexed_batch``: ``expected`` → ``derived.last``) in one transaction — only if the mark
-    is still ``expected``; False (nothing written) if another writer moved it or the session is
-    gone."""
-    chunks = chunk_params(session_id, derived.groups, names)
+@dataclass(slots=True, frozen=True)
+class ChunkPiece:
+    """A `Derived` run serialized, ready to be committed (`commit_piece`): its ``tracks`` rows,
+    its batches' flagged counts, the last batch it covers. A few bytes per message where the
+    derived rows took a few hundred: what the deriver holds while its writes wait."""
+
+    chunks: list[tuple[Any, ...]]
+    flagged: list[tuple[int, int]]
+    last: int
+    count: int
+
+
+def serialize(session_id: int, derived: Derived, names: dict[str, str]) -> ChunkPiece:
+    """``derived``'s chunks for ``session_id``, named by ``names`` (before a transaction: it holds the lock)."""
+    return ChunkPiece(chunk_params(session_id, derived.groups, names), derived.flagged, derived.last, derived.count)
+
+
+def commit_piece(conn: sqlite3.Connection, session_id: int, piece: ChunkPiece, expected: int) -> bool:
+    """Write ``piece``'s chunks, its batches' flagged counts, and the session's chunk mark
+    (``indexed_batch``: ``expected`` → ``piece.last``) in one transaction — only if the mark is
+    still ``expected``; False (nothing written) if another writer moved it or the session is gone."""
     with transaction(conn):
         moved = conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ? AND indexed_batch = ?",
-                             (derived.last, session_id, expected)).rowcount
+                             (piece.last, session_id, expected)).rowcount
         if moved != 1:
             return False
-        insert_chunks(conn, chunks)
+        insert_chunks(conn, piece.chunks)
         conn.executemany("UPDATE batches SET flagged = ? WHERE id = ? AND flagged != ?",
-                         [(flagged, batch_id, flagged) for flagged, batch_id in derived.flagged])
+                         [(flagged, batch_id, flagged) for flagged, batch_id in piece.flagged])
     return True
+
+
+def complete_chunks(conn: sqlite3.Connection, session_id: int, derived: Derived, names: dict[str, str],
+                    expected: int) -> bool:
+    """`commit_piece` of ``derived``, named by ``names``."""
+    return commit_piece(conn, session_id, serialize(session_id, derived, names), expected)

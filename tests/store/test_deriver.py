@@ -16,6 +16,7 @@ import orjson
 from app.core.normalize import normalize_batch
 from app.core.simfleet import FleetSimulator
 from app.server.keyed_body import read_keyed
+from app.store import deriver as deriver_module
 from app.store.deriver import READ_BATCHES, ChunkDeriver
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
@@ -186,6 +187,39 @@ def test_a_deriver_knows_when_committed_batches_wait_for_it(tmp_path) -> None:
         assert deriver.read() == 3 and not deriver.behind()
     finally:
         deriver.conn.close()
+
+
+def chunk_mark(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT max(indexed_batch) FROM sessions").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_chunks_wait_while_the_live_fold_is_behind_and_all_go_once_it_caught_up(tmp_path, monkeypatch) -> None:
+    # A backlog: the window's live view first, the chunks' writes after (readers read the batches
+    # not chunked yet meanwhile) — but no more than WAITING_PIECES held back.
+    monkeypatch.setattr(deriver_module, "FLUSH_MESSAGES", 500)  # a piece per two batches of 250
+    monkeypatch.setattr(deriver_module, "READ_BATCHES", 2)
+    monkeypatch.setattr(deriver_module, "WAITING_PIECES", 2)
+    path = tmp_path / "backlog.sqlite"
+    recorded_then_deriver_killed(path, seed=9, batches=12)
+    deriver = ChunkDeriver(connect(path, create=False), after=0)
+    try:
+        marks = []
+        while deriver.read():
+            deriver.flush(current=1, behind=True)
+            marks.append(chunk_mark(path))
+        assert marks == [0, 0, 2, 4, 6, 8]  # two pieces wait; a third makes the oldest go
+        while chunk_mark(path) < 12:
+            before = chunk_mark(path)
+            deriver.flush(current=1)  # caught up: one piece per call, between two reads
+            assert chunk_mark(path) == before + 2
+    finally:
+        deriver.conn.close()
+    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 3000
 
 
 def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:
