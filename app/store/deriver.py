@@ -54,10 +54,12 @@ POLL_SECONDS = 0.02
 #: Batches read per query (~1,000 messages each): during a backlog, the live fold's commands (the
 #: selected device, new thresholds) are taken in between two reads, a quarter second apart.
 READ_BATCHES = 16
-#: Pieces of chunks (each up to `FLUSH_MESSAGES` messages, ~2.6 MB serialized) a session may hold
-#: back while the live fold is behind, before they are written all the same. Writing them took
-#: ~2 µs per message, an eighth of this process's work during a backlog; held back until the fold
-#: has caught up, the window took a 200,000-message backlog in 16–20 % sooner (benchmarks/gui_backlog.py).
+#: Pieces of chunks (each up to `FLUSH_MESSAGES` messages, serialized) a session may hold back while
+#: the live fold is behind, before they are written all the same. Writing them costs ~2 µs per
+#: message, an eighth of this process's work during a backlog, and readers read the batches not
+#: chunked yet meanwhile. Held back until the fold has caught up: the window's 200,000-message
+#: backlog +8–30 % in three alternated pairs, this process's peak memory +41 MB (benchmarks/gui_backlog.py,
+#: docs/benchmarks.md 2026-12-07).
 WAITING_PIECES = 10
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0

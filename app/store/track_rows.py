@@ -128,12 +128,11 @@ class ChunkPiece:
     chunks: list[tuple[Any, ...]]
     flagged: list[tuple[int, int]]
     last: int
-    count: int
 
 
 def serialize(session_id: int, derived: Derived, names: dict[str, str]) -> ChunkPiece:
     """``derived``'s chunks for ``session_id``, named by ``names`` (before a transaction: it holds the lock)."""
-    return ChunkPiece(chunk_params(session_id, derived.groups, names), derived.flagged, derived.last, derived.count)
+    return ChunkPiece(chunk_params(session_id, derived.groups, names), derived.flagged, derived.last)
 
 
 def commit_piece(conn: sqlite3.Connection, session_id: int, piece: ChunkPiece, expected: int) -> bool:

@@ -21,8 +21,8 @@ the page and so run after at most one slice.
 While the views are catching up with the recording (a backlog: `core.view_lag.catching_up`), the
 gap is ``catching_up_gap_s`` (1 s): what the map would draw is a moment long past, soon replaced,
 and the page's cost goes with the devices it updates (~0.4 ms of QtWebEngine's CPU each, whether
-250 or 1,000 to a call). At 400 ms QtWebEngine took 6–8 µs per message of a 1,000-device backlog,
-at 1 s 2.5–3.6 (benchmarks/gui_backlog.py, docs/benchmarks.md 2026-12-07): CPU the fold needs.
+250 or 1,000 to a call). At 400 ms QtWebEngine took 4.5–8.4 µs per message of a 1,000-device
+backlog, at 1 s 2.5–4.1 (benchmarks/gui_backlog.py, docs/benchmarks.md 2026-12-07): CPU the fold needs.
 """
 
 from __future__ import annotations
