@@ -10,7 +10,17 @@ from PySide6.QtCore import Qt
 
 from app.store.recorder import Recorder
 from app.ui.device_model import COLUMNS
-from tests.ui.conftest import TOKEN, answer_modal, file_moved_away, js, map_state, post, run, wait_until
+from tests.ui.conftest import (
+    TOKEN,
+    answer_modal,
+    enter_replay,
+    file_moved_away,
+    js,
+    map_state,
+    post,
+    run,
+    wait_until,
+)
 
 FLAT = {"ident": "352625333222111", "timestamp": 1700000000.5, "device.name": "Truck 7",
         "position.latitude": 49.069782, "position.longitude": 28.632826, "position.speed": 42.5,
@@ -516,6 +526,47 @@ def test_charts_of_a_recording_file_replaced_by_another_show_the_new_files_point
     window.select_device(FLAT["ident"])  # the views started over with the new file's session
     panel.tick(["position.speed"])
     assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
+
+
+def test_charts_in_replay_keep_reading_the_replayed_file_when_the_recording_file_is_replaced(loop, make_window) -> None:
+    """A replay reads the file it was opened on; when the recording file is replaced meanwhile
+    (the recorder moves to the new one, whose session 1 is another session), the chart of the
+    replayed device must still show the replayed session's points, not the new file's."""
+    window = make_window()
+    url = window.urls()[0]
+
+    def track(base: float) -> list[dict]:
+        return [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": base + i} for i in range(20)]
+
+    run(loop, post(url, track(0.0)))
+    run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
+    enter_replay(loop, window, 1)
+    window.tabs.setCurrentWidget(window.chart_panel)
+    window.select_device(FLAT["ident"], focus_map=False)
+    panel = window.chart_panel
+    panel.tick(["position.speed"])
+    replayed = [float(i) for i in range(20)]
+    assert list(panel.curves["position.speed"].getData()[1]) == replayed
+    window.db.rename(window.db.with_name("old.sqlite"))
+    other = window.db.with_name("other.sqlite")
+    Recorder(other).close()
+    other.rename(window.db)  # another recording at the path
+
+    async def second() -> None:
+        assert await post(url, track(100.0)) == 200  # recorded into the new file's session 1
+        await wait_until(lambda: window.live_fleet.total == 20 and window.live_feed.caught_up()
+                         and window.live_fleet.devices[FLAT["ident"]].latest.speed == 119.0, what="the new track")
+
+    run(loop, second())
+    window.tick()  # the window's readers move to the new file
+    assert window.replay is not None
+    panel.set_reader(panel.reader)  # nothing kept: the chart reads again, from the file it reads now
+    panel.redraw()
+    assert list(panel.curves["position.speed"].getData()[1]) == replayed
+    window.leave_replay()
+    window.select_device(FLAT["ident"], focus_map=False)
+    panel.tick(["position.speed"])
+    assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]  # live: the new file
 
 
 def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) -> None:
