@@ -214,10 +214,11 @@ class ChunkDeriver:
         return len(rows)
 
     def behind(self) -> bool:
-        """Whether batches are committed that this process has not read yet (a backlog)."""
+        """Whether batches are committed that this process has not read yet (a backlog): with a
+        live fold, that the fold has not (the chunks may lag after a failed write; nobody sees them)."""
         newest = self.conn.execute("SELECT max(id) FROM batches").fetchone()[0]
         fold = self.fold
-        return newest is not None and newest > (self.last if fold is None else min(self.last, fold.last))
+        return newest is not None and newest > (self.last if fold is None else fold.last)
 
     def flush(self, everything: bool = False, current: int | None = None, behind: bool = False) -> None:
         """Write the chunks of every session that is due (or all). With the window's live fold,
@@ -234,10 +235,11 @@ class ChunkDeriver:
                 self._close_piece(session_id, session, now)
             while session.due and (urgent or not behind or len(session.due) > WAITING_PIECES):
                 if not self._write(session_id, session):  # another writer (recovery) chunked some of it
-                    rebuilt = self._from_mark(session_id)
+                    rebuilt = self._from_mark(session_id)  # replaces the session (kept until then: `forget`)
                     if rebuilt is not None and everything:
                         self._close_piece(session_id, rebuilt, now)
-                        self._write(session_id, rebuilt)
+                        if not self._write(session_id, rebuilt):
+                            self.sessions.pop(session_id, None)  # moved again: the next recovery derives the rest
                     break
                 if not urgent:
                     break
@@ -250,30 +252,34 @@ class ChunkDeriver:
         session.derived, session.since = Derived(), now
 
     def _write(self, session_id: int, session: _Session) -> bool:
-        """Write a session's oldest piece due (compare-and-set on its mark); False, and the
-        session forgotten, if another writer moved the mark or the session is gone."""
+        """Write a session's oldest piece due (compare-and-set on its mark); False if another
+        writer moved the mark or the session is gone (the caller derives it again: `_from_mark`)."""
         piece = session.due[0]
         if commit_piece(self.conn, session_id, piece, session.expected):
             session.expected = piece.last
             session.due.popleft()
             return True
-        del self.sessions[session_id]
         return False
 
     def _from_mark(self, session_id: int) -> _Session | None:
         """Derive again, from the session's chunk mark as it is now, its batches this process has
         read past it: what the other writer chunked stands, and these were committed after it
         (dropping them would leave a hole the next recovery, which starts at the mark, never
-        sees). None if there are none, or the session is gone."""
+        sees). None if there are none, or the session is gone. The session as it was stays until
+        this has read everything: if a read fails, `forget` starts again from its mark."""
         row = self.conn.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None or row[0] < 0 or row[0] >= self.last:
+        session = None
+        if row is not None and 0 <= row[0] < self.last:
+            session = _Session(row[0])
+            for batch_id, received_at, body in self.conn.execute(
+                    "SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? AND id <= ? ORDER BY id",
+                    (session_id, row[0], self.last)):
+                session.derived.add(batch_id, received_at, body)
+        if session is None or not session.derived.last:
+            self.sessions.pop(session_id, None)
             return None
-        session = self.sessions[session_id] = _Session(row[0])
-        for batch_id, received_at, body in self.conn.execute(
-                "SELECT id, received_at, body FROM batches WHERE session_id = ? AND id > ? AND id <= ? ORDER BY id",
-                (session_id, row[0], self.last)):
-            session.derived.add(batch_id, received_at, body)
-        return session if session.derived.last else None
+        self.sessions[session_id] = session
+        return session
 
     def forget(self) -> None:
         """After a failed write: start again from the oldest mark not yet written."""

@@ -90,14 +90,16 @@ class StoredParams:
             return 0, None
         return int(count), oldest
 
-    def oldest_waiting(self, after: int) -> float | None:
-        """When the oldest batch committed after batch ``after`` was received; None if there is
-        none (or the file cannot be read). One row by its id: cheap enough for every frame."""
+    def oldest_waiting(self, after: int, session_id: int) -> float | None:
+        """When the oldest batch of ``session_id`` committed after batch ``after`` was received;
+        None if there is none (or the file cannot be read). Read by batch id (`WAITING_SQL`):
+        cheap enough for every frame."""
         conn = None if self._retired else self._reader()
         if conn is None:
             return None
         try:
-            row = conn.execute("SELECT received_at FROM batches WHERE id > ? ORDER BY id LIMIT 1", (after,)).fetchone()
+            row = conn.execute("SELECT received_at FROM batches WHERE id > ? AND +session_id = ? ORDER BY id LIMIT 1",
+                               (after, session_id)).fetchone()
         except sqlite3.Error:
             return None
         return None if row is None else float(row[0])

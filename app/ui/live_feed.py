@@ -104,9 +104,10 @@ class LiveFeed:
 
     def catching_up(self, now: float) -> bool:
         """Whether the views are well behind the recording (`core.view_lag.catching_up`)."""
-        if self.recorder is None:
+        recorder = self.recorder
+        if recorder is None or recorder.session_id is None or self.fleet.session_id != recorder.session_id:
             return False
-        return catching_up(self.params.oldest_waiting(self.fleet.folded), now)
+        return catching_up(self.params.oldest_waiting(self.fleet.folded, recorder.session_id), now)
 
     def start(self, session_id: int) -> list[Any]:
         """Show ``session_id`` (just started) from now on; what the views showed, to be freed."""

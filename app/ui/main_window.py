@@ -694,8 +694,12 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if problem is None and self.recorder.file_generation != self._reader_generation:
             # Not closed: a replay or an open dialog may still read through the old connection.
             self.reader = sqlite3.connect(self.db, check_same_thread=False)
-            if self.replay is None:  # a replay's chart reads the replayed file (`leave_replay` comes back here)
-                self.chart_panel.set_reader(self.reader)
+            if self.replay is not None or self.replay_opening:
+                # Its session was the old file's (its reads, the chart's and the views' would part ways).
+                self.leave_replay()
+                self.statusBar().showMessage("The recording file was replaced by another: the replay was "
+                                             "closed (open the session again to replay it from this file)", 15000)
+            self.chart_panel.set_reader(self.reader)
             self._reader_generation = self.recorder.file_generation
         self.recording_banner.show_problem(problem, self.recorder.problem_since)
         self.stall_banner.refresh()

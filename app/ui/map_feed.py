@@ -53,7 +53,7 @@ class MapFeed:
         self.min_gap_s = min_gap_s
         self.busy_gap_s = busy_gap_s
         self.catching_up_gap_s = catching_up_gap_s
-        self.catching_up = False  # the views are behind the recording: the window says so each frame
+        self._catching_up = False  # the views are behind the recording: the window says so each frame
         self._busy = False  # the last update call left a slice waiting
         self.limit = limit  # calls outstanding at most; None: send at once (how it was: benchmarks compare)
         self.payload = payload  # the device's row for the page, computed when it is sent
@@ -99,9 +99,20 @@ class MapFeed:
                 self._busy = len(self.pending) >= self.slice_size
                 self.view.call_then("updatePacked", (rows,), self._answered)
 
+    @property
+    def catching_up(self) -> bool:
+        return self._catching_up
+
+    @catching_up.setter
+    def catching_up(self, value: bool) -> None:
+        was, self._catching_up = self._catching_up, value
+        if was and not value and self._timer_armed:  # a slice waiting out the long gap goes sooner
+            self._timer_armed = False
+            self.pump()
+
     def gap(self) -> float:
         """Seconds from one update call to the next, as things stand (see the module doc)."""
-        if self.catching_up:
+        if self._catching_up:
             return self.catching_up_gap_s
         return self.busy_gap_s if self._busy else self.min_gap_s
 

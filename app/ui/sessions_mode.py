@@ -145,7 +145,6 @@ class SessionsMixin:
         self.statusBar().clearMessage()
         self.leave_replay(show_live=False)
         source = opened.source.on(self.reader)
-        self.chart_panel.set_reader(source.conn)  # the replayed file, even if the recording moves to another
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
         self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path,
@@ -175,7 +174,6 @@ class SessionsMixin:
         if self.replay is None:
             return
         self.replay.close()
-        self.chart_panel.set_reader(self.reader)  # the file recorded now
         self.releaser.later(self.replay.fleet.clear())  # not all at once when the controller is deleted
         self.replay.deleteLater()
         self.replay = None

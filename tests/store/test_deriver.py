@@ -5,6 +5,7 @@ left over from a killed recorder) never chunk a batch twice."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import sqlite3
@@ -12,12 +13,14 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from app.core.normalize import normalize_batch
 from app.core.simfleet import FleetSimulator
 from app.server.keyed_body import read_keyed
 from app.store import deriver as deriver_module
 from app.store.deriver import READ_BATCHES, ChunkDeriver
+from app.store.live_fold import LiveFold
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
 from app.store.schema import connect
@@ -220,6 +223,72 @@ def test_chunks_wait_while_the_live_fold_is_behind_and_all_go_once_it_caught_up(
         deriver.conn.close()
     rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
     assert len(rows) == len(set(rows)) == 3000
+
+
+def interrupt_statement(conn: sqlite3.Connection, starting: str) -> None:
+    """Make the next statement on ``conn`` that starts with ``starting`` fail, as a read error
+    would (SQLite interrupts it through its own progress hook)."""
+    armed = []
+    conn.set_trace_callback(lambda sql: armed.append(1) if sql.startswith(starting) else None)
+    conn.set_progress_handler(lambda: 1 if armed else 0, 1)
+
+
+def test_a_read_failing_after_another_writer_moved_the_mark_leaves_no_hole(tmp_path, monkeypatch) -> None:
+    # Another writer (recovery) chunked part of what this deriver holds: its compare-and-set
+    # fails, and it derives the session again from the new mark. If that read fails too, the
+    # deriver must start again from the mark it knew — not from past what it had read, which would
+    # leave messages no chunk and no later recovery (it starts at the mark) ever covers.
+    monkeypatch.setattr(deriver_module, "FLUSH_MESSAGES", 500)
+    monkeypatch.setattr(deriver_module, "READ_BATCHES", 2)
+    monkeypatch.setattr(deriver_module, "WAITING_PIECES", 3)
+    path = tmp_path / "raced.sqlite"
+    recorded_then_deriver_killed(path, seed=9, batches=12)
+    deriver = ChunkDeriver(connect(path, create=False), after=0)
+    other = ChunkDeriver(connect(path, create=False), after=0)
+    try:
+        for _ in range(4):  # 8 batches read, their pieces held: the fold is behind
+            deriver.read()
+            deriver.flush(current=1, behind=True)
+        other.read()
+        other.read()
+        other.flush(everything=True)
+        assert chunk_mark(path) == 4
+        interrupt_statement(deriver.conn, "SELECT indexed_batch FROM sessions")
+        with pytest.raises(sqlite3.OperationalError):
+            deriver.flush(current=1)
+        deriver.conn.set_progress_handler(None, 0)
+        deriver.conn.set_trace_callback(None)
+        deriver.forget()  # as the child's loop does after an error
+        while deriver.read():
+            deriver.flush(current=1)
+        while chunk_mark(path) < 12:
+            before = chunk_mark(path)
+            deriver.flush(current=1)
+            assert chunk_mark(path) > before
+    finally:
+        deriver.conn.close()
+        other.conn.close()
+    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 3000
+
+
+def test_chunks_lagging_after_a_failed_write_do_not_count_as_the_live_fold_being_behind(tmp_path) -> None:
+    # Behind means the fold has batches to read (frames then go 1 s apart, chunk writes wait); the
+    # chunks' own cursor, set back to redo a failed write, is nobody's view.
+    path = tmp_path / "caught_up.sqlite"
+    recorded_then_deriver_killed(path, seed=8, batches=3)
+    conn = connect(path, create=False)
+    fold = LiveFold(io.BytesIO(), 1, 0)
+    deriver = ChunkDeriver(conn, after=0, fold=fold)
+    try:
+        while deriver.read():
+            pass
+        assert not deriver.behind()
+        deriver.forget()  # a write failed: the chunks are derived again from the session's mark
+        assert deriver.last == 0 and not deriver.behind()
+    finally:
+        fold.close()
+        conn.close()
 
 
 def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:

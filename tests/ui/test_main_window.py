@@ -528,10 +528,11 @@ def test_charts_of_a_recording_file_replaced_by_another_show_the_new_files_point
     assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
 
 
-def test_charts_in_replay_keep_reading_the_replayed_file_when_the_recording_file_is_replaced(loop, make_window) -> None:
-    """A replay reads the file it was opened on; when the recording file is replaced meanwhile
-    (the recorder moves to the new one, whose session 1 is another session), the chart of the
-    replayed device must still show the replayed session's points, not the new file's."""
+def test_a_replay_is_closed_when_the_recording_file_is_replaced_by_another(loop, make_window) -> None:
+    """A replay shows a session of the file it was opened on. When the recording file is replaced
+    by another (the recorder moves to it, where session 1 is another session), its seeks would read
+    the new file while its chart read the old one: the replay is closed, and says why, and the
+    views (the chart too) show the new file's live session."""
     window = make_window()
     url = window.urls()[0]
 
@@ -545,8 +546,7 @@ def test_charts_in_replay_keep_reading_the_replayed_file_when_the_recording_file
     window.select_device(FLAT["ident"], focus_map=False)
     panel = window.chart_panel
     panel.tick(["position.speed"])
-    replayed = [float(i) for i in range(20)]
-    assert list(panel.curves["position.speed"].getData()[1]) == replayed
+    assert list(panel.curves["position.speed"].getData()[1]) == [float(i) for i in range(20)]
     window.db.rename(window.db.with_name("old.sqlite"))
     other = window.db.with_name("other.sqlite")
     Recorder(other).close()
@@ -559,14 +559,11 @@ def test_charts_in_replay_keep_reading_the_replayed_file_when_the_recording_file
 
     run(loop, second())
     window.tick()  # the window's readers move to the new file
-    assert window.replay is not None
-    panel.set_reader(panel.reader)  # nothing kept: the chart reads again, from the file it reads now
-    panel.redraw()
-    assert list(panel.curves["position.speed"].getData()[1]) == replayed
-    window.leave_replay()
+    assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
+    assert window.statusBar().currentMessage().startswith("The recording file was replaced by another")
     window.select_device(FLAT["ident"], focus_map=False)
     panel.tick(["position.speed"])
-    assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]  # live: the new file
+    assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
 
 
 def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) -> None:
