@@ -181,6 +181,8 @@ class SessionsMixin:
         self.replay_bar.hide()
         self.map.call("setStops", [])
         self.trip_panel.show_trips({}, {})
+        if self.side_tabs.currentWidget() is self.trip_panel:  # trips are a replay's: live shows the inspector
+            self.side_tabs.setCurrentWidget(self.inspector)
         self.setWindowTitle("trackmon")
         if show_live:
             self.fleet = self.live_fleet

@@ -21,6 +21,7 @@ class StatusLine(QWidget):
     def __init__(self, bar: QStatusBar) -> None:
         super().__init__(bar)
         self.hide()  # a holder for signals only; the labels live in the bar
+        self._bar = bar
         self._rendered: tuple = ()
         self.health = QLabel("")
         self.urls = QLabel("")
@@ -64,10 +65,20 @@ class StatusLine(QWidget):
         self.health.setText("● " + view.heading)
         restyle(self.health, STYLES[view.level])
         self.health.setToolTip(view.detail)
-        self.flespi.setVisible(view.suggest_flespi)
+        self._show_normal(self.flespi, view.suggest_flespi)
         self.urls.setText(view.listening)
         restyle(self.urls, STYLES[view.listening_level] if view.listening_level == ERROR else "")
         self.totals.setText(view.totals)
         self.file.setText(view.recording)
         restyle(self.file, STYLES[ERROR] if view.recording_level == ERROR else "")
         self.file.setToolTip(file_tooltip)
+
+    def _show_normal(self, widget: QWidget, on: bool) -> None:
+        """Show or hide one of the bar's normal (left) widgets. While a message is shown, Qt hides
+        those and shows them again after: one shown now would be drawn over the message's text, so
+        it is left for Qt to show then."""
+        if on and self._bar.currentMessage():
+            widget.hide()
+            widget.setAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide, False)  # Qt's "hidden by the message"
+        else:
+            widget.setVisible(on)

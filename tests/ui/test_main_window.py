@@ -561,6 +561,7 @@ def test_a_replay_is_closed_when_the_recording_file_is_replaced_by_another(loop,
     window.tick()  # the window's readers move to the new file
     assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
     assert window.statusBar().currentMessage().startswith("The recording file was replaced by another")
+    assert window.side_tabs.currentWidget() is window.inspector  # not the replay's trips any more
     window.select_device(FLAT["ident"], focus_map=False)
     panel.tick(["position.speed"])
     assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]

@@ -106,6 +106,27 @@ def test_a_quiet_stream_is_reported_with_the_flespi_set_up_at_hand(loop, make_wi
         dialog.close()
 
 
+def test_the_flespi_button_never_covers_a_status_message_and_shows_after_it(loop, make_window) -> None:
+    """A message in the status bar ("the replay was closed: …") hides the bar's left-hand widgets
+    while it shows. The stream going quiet meanwhile must not draw the flespi button over its
+    text; the button shows once the message is gone."""
+    window = make_window()
+    window.link.quiet_after = 0.3
+
+    async def scenario() -> None:
+        assert await post(window.urls()[0], [FIX]) == 200
+        await wait_until(lambda: window.device_model.rowCount() == 1, what="the device")
+        await asyncio.sleep(0.5)
+
+    run(loop, scenario())
+    window.statusBar().showMessage("A message the user is reading", 15000)
+    window.tick()  # the stream is quiet now: the status bar suggests the flespi set-up
+    assert window.connection.heading.text().startswith("No data for")
+    assert not window.status_line.flespi.isVisibleTo(window)
+    window.statusBar().clearMessage()
+    assert window.status_line.flespi.isVisibleTo(window)
+
+
 def test_refused_requests_without_data_say_what_to_check(loop, make_window) -> None:
     window = make_window()
 
