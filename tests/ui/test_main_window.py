@@ -494,35 +494,42 @@ def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when
     assert len(panel.curves["position.speed"].getData()[1]) == 20
 
 
+def speed_track(base: float) -> list[dict]:
+    """Twenty messages of one device, 10 s apart, speeds ``base`` … ``base`` + 19."""
+    return [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": base + i} for i in range(20)]
+
+
+def replace_recording_file(loop, window, url: str) -> None:
+    """Another recording takes the window's path (moved away, a new one made there); a track of
+    speeds 100–119 is then recorded into its session 1, and the window's readers move to it."""
+    window.db.rename(window.db.with_name("old.sqlite"))
+    other = window.db.with_name("other.sqlite")
+    Recorder(other).close()
+    other.rename(window.db)
+
+    async def second() -> None:
+        assert await post(url, speed_track(100.0)) == 200
+        await wait_until(lambda: window.live_fleet.total == 20 and window.live_feed.caught_up()
+                         and window.live_fleet.devices[FLAT["ident"]].latest.speed == 119.0, what="the new track")
+
+    run(loop, second())
+    window.tick()
+
+
 def test_charts_of_a_recording_file_replaced_by_another_show_the_new_files_points(loop, make_window) -> None:
     """The recording file is replaced by another (moved away, a new one made at the path); the
     recorder moves to it, where session 1 is another session: the chart must not keep points read
     from the old file under the same session id."""
     window = make_window()
     url = window.urls()[0]
-
-    def track(base: float) -> list[dict]:
-        return [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": base + i} for i in range(20)]
-
-    run(loop, post(url, track(0.0)))
+    run(loop, post(url, speed_track(0.0)))
     run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
     window.tabs.setCurrentWidget(window.chart_panel)
     window.select_device(FLAT["ident"])
     panel = window.chart_panel
     panel.tick(["position.speed"])
     assert list(panel.curves["position.speed"].getData()[1]) == [float(i) for i in range(20)]
-    window.db.rename(window.db.with_name("old.sqlite"))
-    other = window.db.with_name("other.sqlite")
-    Recorder(other).close()
-    other.rename(window.db)  # another recording at the path
-
-    async def second() -> None:
-        assert await post(url, track(100.0)) == 200  # recorded into the new file's session
-        await wait_until(lambda: window.live_fleet.total == 20 and window.live_feed.caught_up()
-                         and window.live_fleet.devices[FLAT["ident"]].latest.speed == 119.0, what="the new track")
-
-    run(loop, second())
-    window.tick()  # the window's readers move to the new file
+    replace_recording_file(loop, window, url)
     window.select_device(FLAT["ident"])  # the views started over with the new file's session
     panel.tick(["position.speed"])
     assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
@@ -535,11 +542,7 @@ def test_a_replay_is_closed_when_the_recording_file_is_replaced_by_another(loop,
     views (the chart too) show the new file's live session."""
     window = make_window()
     url = window.urls()[0]
-
-    def track(base: float) -> list[dict]:
-        return [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": base + i} for i in range(20)]
-
-    run(loop, post(url, track(0.0)))
+    run(loop, post(url, speed_track(0.0)))
     run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
     enter_replay(loop, window, 1)
     window.tabs.setCurrentWidget(window.chart_panel)
@@ -547,18 +550,7 @@ def test_a_replay_is_closed_when_the_recording_file_is_replaced_by_another(loop,
     panel = window.chart_panel
     panel.tick(["position.speed"])
     assert list(panel.curves["position.speed"].getData()[1]) == [float(i) for i in range(20)]
-    window.db.rename(window.db.with_name("old.sqlite"))
-    other = window.db.with_name("other.sqlite")
-    Recorder(other).close()
-    other.rename(window.db)  # another recording at the path
-
-    async def second() -> None:
-        assert await post(url, track(100.0)) == 200  # recorded into the new file's session 1
-        await wait_until(lambda: window.live_fleet.total == 20 and window.live_feed.caught_up()
-                         and window.live_fleet.devices[FLAT["ident"]].latest.speed == 119.0, what="the new track")
-
-    run(loop, second())
-    window.tick()  # the window's readers move to the new file
+    replace_recording_file(loop, window, url)
     assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
     assert window.statusBar().currentMessage().startswith("The recording file was replaced by another")
     assert window.side_tabs.currentWidget() is window.inspector  # not the replay's trips any more

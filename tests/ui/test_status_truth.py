@@ -85,8 +85,8 @@ def test_pausing_recording_says_so_everywhere_without_contradiction(loop, make_w
     assert window.connection.error_box.isHidden()  # nothing to fix: the user paused it
 
 
-def test_a_quiet_stream_is_reported_with_the_flespi_set_up_at_hand(loop, make_window) -> None:
-    window = make_window()
+def went_quiet(loop, window) -> None:
+    """One message, then nothing for longer than the window calls quiet (0.3 s here)."""
     window.link.quiet_after = 0.3
 
     async def scenario() -> None:
@@ -95,6 +95,11 @@ def test_a_quiet_stream_is_reported_with_the_flespi_set_up_at_hand(loop, make_wi
         await asyncio.sleep(0.5)
 
     run(loop, scenario())
+
+
+def test_a_quiet_stream_is_reported_with_the_flespi_set_up_at_hand(loop, make_window) -> None:
+    window = make_window()
+    went_quiet(loop, window)
     window.tick()
     assert window.connection.heading.text().startswith("No data for")
     assert "flespi set-up" in window.connection.detail.text()
@@ -111,14 +116,7 @@ def test_the_flespi_button_never_covers_a_status_message_and_shows_after_it(loop
     while it shows. The stream going quiet meanwhile must not draw the flespi button over its
     text; the button shows once the message is gone."""
     window = make_window()
-    window.link.quiet_after = 0.3
-
-    async def scenario() -> None:
-        assert await post(window.urls()[0], [FIX]) == 200
-        await wait_until(lambda: window.device_model.rowCount() == 1, what="the device")
-        await asyncio.sleep(0.5)
-
-    run(loop, scenario())
+    went_quiet(loop, window)
     window.statusBar().showMessage("A message the user is reading", 15000)
     window.tick()  # the stream is quiet now: the status bar suggests the flespi set-up
     assert window.connection.heading.text().startswith("No data for")
