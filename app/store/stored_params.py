@@ -90,20 +90,6 @@ class StoredParams:
             return 0, None
         return int(count), oldest
 
-    def oldest_waiting(self, after: int, session_id: int) -> float | None:
-        """When the oldest batch of ``session_id`` committed after batch ``after`` was received;
-        None if there is none (or the file cannot be read). Read by batch id (`WAITING_SQL`):
-        cheap enough for every frame."""
-        conn = None if self._retired else self._reader()
-        if conn is None:
-            return None
-        try:
-            row = conn.execute("SELECT received_at FROM batches WHERE id > ? AND +session_id = ? ORDER BY id LIMIT 1",
-                               (after, session_id)).fetchone()
-        except sqlite3.Error:
-            return None
-        return None if row is None else float(row[0])
-
     def params(self, batch_id: int | None, index: int) -> dict[str, Any] | None:
         """Message ``index`` of batch ``batch_id``'s parameters; None when they cannot be read
         now (the file moved away, the session deleted, another file recorded since): asked again

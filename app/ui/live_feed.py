@@ -17,7 +17,6 @@ from typing import Any
 
 from app.core.fleet_frames import Frame, MirrorFleet
 from app.core.health import HealthThresholds
-from app.core.view_lag import catching_up
 from app.store.recorder import Recorder
 from app.store.stored_params import StoredParams
 from app.ui.thread_bridge import ThreadBridge
@@ -101,13 +100,6 @@ class LiveFeed:
         if recorder is None or recorder.session_id is None or self.fleet.session_id != recorder.session_id:
             return 0, None
         return self.params.waiting(self.fleet.folded, recorder.session_id)
-
-    def catching_up(self, now: float) -> bool:
-        """Whether the views are well behind the recording (`core.view_lag.catching_up`)."""
-        recorder = self.recorder
-        if recorder is None or recorder.session_id is None or self.fleet.session_id != recorder.session_id:
-            return False
-        return catching_up(self.params.oldest_waiting(self.fleet.folded, recorder.session_id), now)
 
     def start(self, session_id: int) -> list[Any]:
         """Show ``session_id`` (just started) from now on; what the views showed, to be freed."""

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.core.fleet import DeviceState, Fleet, LogEntry, StatusThresholds
 from app.core.fleet_frames import MirrorFleet
-from app.core.view_lag import lag_text
+from app.core.view_lag import catching_up, lag_text
 from app.server.addresses import listening_urls
 from app.server.auth import HeaderAuth
 from app.server.emulator import EmulatorOptions, run_emulator
@@ -605,7 +605,6 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
             self.requests_table.scrollToBottom()
         if table_changed:
             self._update_status_bar()
-        self.map_feed.catching_up = self.replay is None and self.live_feed.catching_up(time.time())
         if changed:
             self.map_feed.set_visible(self.device_proxy.visible_idents())
             self._send_to_map(changed, now)
@@ -631,7 +630,10 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         if self.replay is not None:
             self._show_trips()
         self._show_health()
-        self.status_line.show_lag(lag_text(*self.live_feed.waiting(), time.time()) if self.replay is None else "")
+        waiting, oldest = self.live_feed.waiting() if self.replay is None else (0, None)
+        wall = time.time()
+        self.status_line.show_lag(lag_text(waiting, oldest, wall))
+        self.map_feed.catching_up = catching_up(oldest, wall)  # the map then draws once a second
         self._charts_due -= 1
         if self._charts_due <= 0:
             self._show_charts(force=True)

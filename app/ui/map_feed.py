@@ -53,7 +53,7 @@ class MapFeed:
         self.min_gap_s = min_gap_s
         self.busy_gap_s = busy_gap_s
         self.catching_up_gap_s = catching_up_gap_s
-        self._catching_up = False  # the views are behind the recording: the window says so each frame
+        self._catching_up = False  # the views are behind the recording: the window says so each second
         self._busy = False  # the last update call left a slice waiting
         self.limit = limit  # calls outstanding at most; None: send at once (how it was: benchmarks compare)
         self.payload = payload  # the device's row for the page, computed when it is sent
