@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import orjson
@@ -193,11 +194,8 @@ def test_a_deriver_knows_when_committed_batches_wait_for_it(tmp_path) -> None:
 
 
 def chunk_mark(path: Path) -> int:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT max(indexed_batch) FROM sessions").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def test_chunks_wait_while_the_live_fold_is_behind_and_all_go_once_it_caught_up(tmp_path, monkeypatch) -> None:
