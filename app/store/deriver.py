@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from app.store.live_fold import LiveFold, tune_collector
-from app.store.module_process import read_stdin_line, start_module
+from app.store.module_process import binary_stdout, read_stdin_line, start_module
 from app.store.schema import connect
 from app.store.track_rows import (
     FLUSH_MESSAGES,
@@ -298,7 +298,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
     fold = None
     if fold_session is not None:
-        fold = LiveFold(sys.stdout.buffer, fold_session, after)
+        fold = LiveFold(binary_stdout(), fold_session, after)
         fold.start(fold_session, conn)
     deriver = ChunkDeriver(conn, after, fold)
     commanded = False

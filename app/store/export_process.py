@@ -38,7 +38,14 @@ from typing import IO, Any
 
 import orjson
 
-from app.store.module_process import how_it_ended, last_line, read_stdin_line, start_module, wait_for_stdin_end
+from app.store.module_process import (
+    binary_stdout,
+    how_it_ended,
+    last_line,
+    read_stdin_line,
+    start_module,
+    wait_for_stdin_end,
+)
 from app.store.points import PointFilter
 
 #: Seconds between progress lines (a bar redrawn more often shows nothing more).
@@ -189,7 +196,7 @@ def main(argv: list[str]) -> int:
 
     db = Path(argv[0])
     job = ExportJob.from_json(read_stdin_line())
-    out = sys.stdout.buffer
+    out = binary_stdout()
     cancel = threading.Event()
 
     def say(what: dict[str, Any]) -> None:

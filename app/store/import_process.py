@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from app.store.import_summary import ImportError_, ImportSummary
-from app.store.module_process import how_it_ended, last_line, start_module
+from app.store.module_process import binary_stdout, how_it_ended, last_line, start_module
 
 #: Files smaller than this are parsed in this process: starting a process would cost more.
 MIN_BYTES = 2 * 1024 * 1024
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
     from app.store.import_gpx import GpxReader
 
     path, size = Path(argv[0]), int(argv[1])
-    out = sys.stdout.buffer
+    out = binary_stdout()
     summary = ImportSummary(file=path.name)
     try:
         messages = GpxReader(path, summary).messages() if path.suffix.lower() == ".gpx" \

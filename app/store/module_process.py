@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 #: The directory holding the `app` package.
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -19,6 +19,18 @@ def start_module(module: str, *args: str, **popen: Any) -> subprocess.Popen[byte
     ``popen`` goes to `subprocess.Popen` (pipes, stderr)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", module, *args], env=env, **popen)
+
+
+def binary_stdout() -> BinaryIO:
+    """Standard output for a child's frames, as a writer that always writes all it is given.
+
+    Why not ``sys.stdout.buffer``: under ``PYTHONUNBUFFERED=1`` (``python -u``, set in many
+    containers) that is the raw file, whose ``write`` may write only part of a large frame when a
+    signal interrupts it on a full pipe (the process stopped and continued: Ctrl+Z and ``fg``, a
+    debugger or profiler attaching) and says so only in its return value. The bytes left out
+    shifted every later frame: the window's live view read garbage from then on. A buffered
+    writer goes on until everything is written (``tests/store/test_deriver.py``)."""
+    return open(sys.stdout.fileno(), "wb", closefd=False)  # standard output: never closed here
 
 
 def read_stdin_line() -> bytes:

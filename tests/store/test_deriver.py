@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import pickle
 import signal
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +22,7 @@ from app.core.normalize import normalize_batch
 from app.core.simfleet import FleetSimulator
 from app.server.keyed_body import read_keyed
 from app.store import deriver as deriver_module
-from app.store.deriver import READ_BATCHES, ChunkDeriver
+from app.store.deriver import READ_BATCHES, ChunkDeriver, DeriverProcess
 from app.store.live_fold import LiveFold
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
@@ -341,3 +343,52 @@ def test_a_deriver_that_dies_while_recording_is_started_again_and_its_work_redon
         rec.close()
     rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
     assert len(rows) == len(set(rows)) == 1500
+
+
+def test_the_live_folds_frames_arrive_whole_when_the_child_is_stopped_and_continued_mid_write(
+        tmp_path, monkeypatch) -> None:
+    # Ctrl+Z and `fg` (or a debugger or profiler attaching) stop and continue the child while it
+    # writes a frame into a full pipe. Under `python -u` / PYTHONUNBUFFERED=1 (many containers set
+    # it) the child's standard output is the raw file: such a write came back having written part
+    # of the frame, the rest was never written, and every later frame read as garbage.
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    path = tmp_path / "stopped.sqlite"
+    fleet = FleetSimulator(600, seed=5, start=1_700_000_000)
+    rec = Recorder(path)
+    session = rec.start_session()
+    last = 0
+    for _ in range(30):
+        last = write_inline(rec, orjson.dumps(fleet.next_messages(1_000))).batch_id
+    rec.close()
+
+    frames: list[tuple] = []
+    unreadable: list[Exception] = []
+    done = threading.Event()
+
+    def on_frame(data: bytes) -> None:
+        time.sleep(0.02)  # a window busy drawing: the child's writes wait on a full pipe
+        try:
+            frame = pickle.loads(data)
+        except Exception as exc:  # what the window would have failed on
+            unreadable.append(exc)
+            done.set()
+            return
+        frames.append(frame)
+        if frame[2] == last and frame[3] == 30_000:
+            done.set()
+
+    child = DeriverProcess(path, after=last, on_frame=on_frame, fold_session=session)
+    try:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and child.running():
+            assert time.monotonic() < deadline, "the fold's last frame never came"
+            os.kill(child.pid, signal.SIGSTOP)
+            time.sleep(0.001)
+            os.kill(child.pid, signal.SIGCONT)
+            time.sleep(0.002)
+        assert not unreadable
+        assert done.is_set(), f"the child ended: {child.exit_status()}"
+        assert sum(len(frame[5]) for frame in frames) >= 10_000  # log rows: many frames larger than the pipe
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.finish()

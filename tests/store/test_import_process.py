@@ -3,6 +3,9 @@ and the child stopped when the import stops reading."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import psutil
 import pytest
 
@@ -55,3 +58,19 @@ def test_a_parser_process_that_dies_is_said_in_words(tmp_path) -> None:
     with pytest.raises(OSError, match=r"the import's parser process was killed \(SIGKILL; out of memory"):
         for _ in batches:
             pass
+
+
+def test_every_point_arrives_when_the_parser_is_stopped_and_continued_mid_write(tmp_path, monkeypatch) -> None:
+    """Ctrl+Z and `fg` under PYTHONUNBUFFERED=1 (`store/module_process.binary_stdout`): a batch
+    written into a full pipe was cut short, and the import failed on the garbage after it."""
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    batches, child, _ = parsing_under_way(tmp_path, 60_000)
+    seen = 1000
+    for batch in batches:
+        time.sleep(0.01)  # the recorder busy: the child's writes wait on a full pipe
+        seen += len(batch)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.suspend()
+            time.sleep(0.001)
+            child.resume()
+    assert seen == 60_000
