@@ -5,8 +5,9 @@
 afterwards, from the committed bodies — exactly what start-up recovery does, on the second core
 instead of the listener's. Readers never wait for it: exports, replay and session lists read the
 chunks up to ``sessions.indexed_batch`` and the raw batches after it (``store/snapshot.py``). For
-the window, the same normalized messages also feed the live fleet (`store/live_fold`), whose frames
-go out on the child's standard output.
+the window, a second child folds the current session into the live fleet (`store/live_fold`) and
+writes its frames on its standard output; it writes nothing to the file. The window's chunk child
+runs at a lower priority (`BACKGROUND_NICE`): during a backlog the fold is what the user waits for.
 
 The child polls the file for batches newer than the last it has seen and commits chunks every
 `FLUSH_SECONDS` or `FLUSH_MESSAGES` per session, each with a compare-and-set of the session's
@@ -54,32 +55,35 @@ POLL_SECONDS = 0.02
 #: Batches read per query (~1,000 messages each): during a backlog, the live fold's commands (the
 #: selected device, new thresholds) are taken in between two reads, a quarter second apart.
 READ_BATCHES = 16
-#: Pieces of chunks (each up to `FLUSH_MESSAGES` messages, serialized) a session may hold back while
-#: the live fold is behind, before they are written all the same. Writing them costs ~2 µs per
-#: message, an eighth of this process's work during a backlog, and readers read the batches not
-#: chunked yet meanwhile. Held back until the fold has caught up: the window's 200,000-message
-#: backlog +8–30 % in three alternated pairs, this process's peak memory +41 MB (benchmarks/gui_backlog.py,
+#: How much lower the window's chunk child runs than the fold (Unix ``nice``): the fold is on the
+#: critical path of the live view, the chunks are not (readers read the batches not chunked yet;
+#: under a load the machine cannot keep up with, the chunks lag, and catch up once it is gone).
+#: The window's 200,000-message backlog, alternated against one child doing both: faster in 17 of
+#: 20 pairs, +11 % on average; at nice 10, slower in 4 of 6 (benchmarks/gui_backlog.py,
 #: docs/benchmarks.md 2026-12-07).
-WAITING_PIECES = 10
+BACKGROUND_NICE = 19
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
 
 
 # -- the parent's side ------------------------------------------------------------------------
 class DeriverProcess:
-    """The child deriving ``path``'s batches after ``after`` (those before are chunked). With
-    ``on_frame``, it also folds session ``fold_session`` for a window (`store/live_fold`): each
-    frame's bytes go to ``on_frame``, called on a reader thread of its own; ``commands`` are sent
-    first (`send`). ``on_exit`` is told, on that thread, when the child's output ended (it ended,
-    or is ending: see `ended`)."""
+    """The child deriving ``path``'s batches after ``after`` (those before are chunked), at a
+    lower priority if ``background``. With ``on_frame``, instead, the child folds session
+    ``fold_session`` for a window (`store/live_fold`) and writes nothing to the file: each frame's
+    bytes go to ``on_frame``, called on a reader thread of its own; ``commands`` are sent first
+    (`send`). ``on_exit`` is told, on that thread, when the child's output ended (it ended, or is
+    ending: see `ended`)."""
 
     def __init__(self, path: Path, after: int, max_page_count: int | None = None, *,
                  on_frame: Callable[[bytes], None] | None = None, fold_session: int = 0,
-                 commands: Iterable[bytes] = (),
+                 commands: Iterable[bytes] = (), background: bool = False,
                  on_exit: Callable[[DeriverProcess], None] | None = None) -> None:
         args = [str(path), str(after)] + ([str(max_page_count)] if max_page_count else [])
         if on_frame is not None:
             args += ["--fold", str(fold_session)]
+        if background:
+            args += ["--background"]
         self._child = start_module("app.store.deriver", *args, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE if on_frame is not None else None)
         self.started = time.monotonic()
@@ -170,8 +174,8 @@ def _read_frames(out: IO[bytes], on_frame: Callable[[bytes], None]) -> None:
 # -- the child's side -------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Session:
-    """One session's batches derived and not yet written: pieces due (serialized, oldest first,
-    waiting while the live fold is behind) and the run being derived."""
+    """One session's batches derived and not yet written: pieces due (serialized, oldest first;
+    more than one only after a failed write) and the run being derived."""
 
     expected: int  # its chunk mark as last written (or read)
     names: dict[str, str] = field(default_factory=dict)
@@ -182,7 +186,7 @@ class _Session:
 
 class ChunkDeriver:
     """The child's work: derive batches after ``after`` as they are committed, write chunks; with
-    a `LiveFold`, also fold the live session's batches for the window (normalized once for both)."""
+    a `LiveFold`, fold the live session's batches for the window instead (and write nothing)."""
 
     def __init__(self, conn: sqlite3.Connection, after: int, fold: LiveFold | None = None) -> None:
         self.conn = conn
@@ -193,13 +197,14 @@ class ChunkDeriver:
     def read(self) -> int:
         """Derive the next batches (in memory); how many were read."""
         fold = self.fold
-        start = self.last if fold is None else min(self.last, fold.last)
+        start = self.last if fold is None else fold.last
         rows = self.conn.execute(
             "SELECT b.id, b.session_id, b.received_at, b.body, s.indexed_batch FROM batches b "
             "JOIN sessions s ON s.id = b.session_id WHERE b.id > ? ORDER BY b.id LIMIT ?",
             (start, READ_BATCHES)).fetchall()
         for batch_id, session_id, received_at, body, indexed in rows:
-            chunk = batch_id > self.last and indexed != IMPORTING and batch_id > indexed  # else chunked elsewhere
+            # Not if chunked elsewhere (an import, recovery), or if this process folds.
+            chunk = fold is None and batch_id > self.last and indexed != IMPORTING and batch_id > indexed
             folding = fold is not None and batch_id > fold.last
             live = folding and session_id == fold.session_id  # type: ignore[union-attr]
             messages = stored_messages(received_at, body) if chunk or live else []
@@ -214,26 +219,20 @@ class ChunkDeriver:
         return len(rows)
 
     def behind(self) -> bool:
-        """Whether batches are committed that this process has not read yet (a backlog): with a
-        live fold, that the fold has not (the chunks may lag after a failed write; nobody sees them)."""
+        """Whether batches are committed that this process has not read yet (a backlog)."""
         newest = self.conn.execute("SELECT max(id) FROM batches").fetchone()[0]
         fold = self.fold
         return newest is not None and newest > (self.last if fold is None else fold.last)
 
-    def flush(self, everything: bool = False, current: int | None = None, behind: bool = False) -> None:
-        """Write the chunks of every session that is due (or all). With the window's live fold,
-        a session other than the ``current`` one is over: its chunks go at once (the session
-        list and replay read them). While the fold is ``behind`` (a backlog), the current
-        session's chunks wait, serialized, up to `WAITING_PIECES` of them: its writes would hold
-        this process back from the live view (readers read the batches not chunked yet).
-        Otherwise one piece goes per call, between two reads."""
+    def flush(self, everything: bool = False) -> None:
+        """Write the chunks of every session that is due: one piece per session and call, between
+        two reads, or all of them (``everything``: the recorder is closing)."""
         now = time.monotonic()
         for session_id, session in list(self.sessions.items()):
             derived = session.derived
-            urgent = everything or (current is not None and session_id != current)
-            if derived.last and (urgent or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
+            if derived.last and (everything or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
                 self._close_piece(session_id, session, now)
-            while session.due and (urgent or not behind or len(session.due) > WAITING_PIECES):
+            while session.due:
                 if not self._write(session_id, session):  # another writer (recovery) chunked some of it
                     rebuilt = self._from_mark(session_id)  # replaces the session (kept until then: `forget`)
                     if rebuilt is not None and everything:
@@ -241,7 +240,7 @@ class ChunkDeriver:
                         if not self._write(session_id, rebuilt):
                             self.sessions.pop(session_id, None)  # moved again: the next recovery derives the rest
                     break
-                if not urgent:
+                if not everything:
                     break
 
     @staticmethod
@@ -308,9 +307,9 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
             try:
                 if not finish:
                     commands.clear()  # set again by the next command line
-                elif fold is not None:  # the window is closing: chunk what is left, fold no more
+                elif fold is not None:  # the window is closing: this process writes nothing, so it is done
                     fold.close()
-                    fold = deriver.fold = None
+                    return 0
                 while fold is not None and inbox is not None and not inbox.empty():
                     fold.command(inbox.get(), conn)
                     commanded = True  # until a frame has gone
@@ -322,7 +321,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                 if finish and not read:
                     deriver.flush(everything=True)
                     return 0
-                deriver.flush(current=fold.session_id if fold is not None else None, behind=behind and fold is not None)
+                deriver.flush()
             except sqlite3.Error as exc:  # disk full, locked too long: the bodies are safe; retry
                 log.warning("deriving track chunks failed (retrying): %s", exc)
                 deriver.forget()
@@ -351,6 +350,10 @@ def _watch_stdin(commands: threading.Event, finishing: threading.Event, orphaned
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="trackmon deriver: %(message)s")
+    if "--background" in argv:
+        argv = [arg for arg in argv if arg != "--background"]
+        if hasattr(os, "nice"):  # Unix
+            os.nice(BACKGROUND_NICE)
     fold_session = None
     if "--fold" in argv:
         at = argv.index("--fold")

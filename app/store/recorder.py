@@ -247,14 +247,16 @@ class Recorder:
         #: Track chunks are derived by a child process (`store/deriver.py`) from the committed
         #: bodies, not here: ``trackmon record``, where nothing in this process needs the
         #: normalized messages, so both cores work. `record_keyed` is only for such a recorder.
-        #: With ``on_frame`` (the window) that child also folds the current session into the live
-        #: fleet and sends its frames there (`store/live_fold`); ``derive_elsewhere`` is implied.
+        #: With ``on_frame`` (the window) a second child folds the current session into the live
+        #: fleet and sends its frames there (`store/live_fold`), and the chunks' child runs at a
+        #: lower priority (`deriver.BACKGROUND_NICE`); ``derive_elsewhere`` is implied.
         self.derive_elsewhere = derive_elsewhere or on_frame is not None
         self.on_frame = on_frame
         self._fold_commands: dict[str, bytes] = {}  # the live fold's last command of each kind
         self._fold_lock = threading.Lock()
-        self._deriver_file: FileId | None = None  # the file the deriver works on
-        self._deriver: DeriverProcess | None = None
+        self._deriver_file: FileId | None = None  # the file the derivers work on
+        self._deriver: DeriverProcess | None = None  # the chunks'
+        self._fold: DeriverProcess | None = None  # the live fold's (the window's)
         self._closed = False
         self.deriver_restarts = 0
         self._revived_at = float("-inf")  # when a fold's process was last started again on end of output
@@ -350,7 +352,7 @@ class Recorder:
                 self.file_generation += 1  # readers of the old file must open the new one
             self._file = opened
             if self._deriver is not None and (self._deriver_file != opened or not self._deriver.running()):
-                self._stop_deriver()  # another file (or it died): its work is not this file's
+                self._stop_deriver()  # another file (or it died): their work is not this file's
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
             if first:
                 self._drop_unfinished_imports()
@@ -455,6 +457,13 @@ class Recorder:
         self._rejects = None  # after a reopen the file may be another one
 
     def _start_deriver(self) -> None:
+        """The derivers of this file: the chunks' and, in the window, the live fold's."""
+        self._start_chunks()
+        if self.on_frame is not None:
+            self._start_fold()
+        self._deriver_file = self._file
+
+    def _start_chunks(self) -> None:
         """A deriver for the batches not in chunks yet (after recovery: those still to come)."""
         conn = self._conn
         assert conn is not None
@@ -463,23 +472,33 @@ class Recorder:
             "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
         after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
+        self._deriver = DeriverProcess(self.path, int(after), page_count, background=self.on_frame is not None)
+
+    def _start_fold(self) -> None:
+        """The window's live fold, in a process of its own (it writes nothing to the file; it
+        starts from the session's first batch)."""
+        assert self.on_frame is not None
         with self._fold_lock:  # no command the window gives meanwhile is lost: it waits a few ms
-            self._deriver = DeriverProcess(self.path, int(after), page_count, on_frame=self.on_frame,
-                                           fold_session=self.session_id or 0,
-                                           commands=[line for name, line in self._fold_commands.items()
-                                                     if name != "session"],  # --fold says it
-                                           on_exit=self._deriver_output_ended if self.on_frame is not None else None)
-        self._deriver_file = self._file
+            self._fold = DeriverProcess(self.path, 0, on_frame=self.on_frame, fold_session=self.session_id or 0,
+                                        commands=[line for name, line in self._fold_commands.items()
+                                                  if name != "session"],  # --fold says it
+                                        on_exit=self._deriver_output_ended)
 
     def _keep_deriver(self) -> None:
         """A deriver that died (killed, out of memory) is started again; its work is redone from
-        the chunk marks, so nothing is chunked twice or left out."""
-        deriver = self._deriver
+        the chunk marks, so nothing is chunked twice or left out (the live fold's: from the
+        session's first batch)."""
+        deriver, fold = self._deriver, self._fold
         if deriver is not None and not deriver.running():
             log.warning("the process deriving track chunks of %s ended (%s); starting it again", self.path,
                         deriver.exit_status())
             self.deriver_restarts += 1
-            self._start_deriver()
+            self._start_chunks()
+        if fold is not None and not fold.running():
+            log.warning("the process folding the live view of %s ended (%s); starting it again", self.path,
+                        fold.exit_status())
+            self.deriver_restarts += 1
+            self._start_fold()
 
     def _deriver_output_ended(self, deriver: DeriverProcess) -> None:
         """On the frame reader thread: the live fold's process closed its output. If it died
@@ -492,17 +511,20 @@ class Recorder:
                 self._executor.submit(self._revive_deriver, deriver)
 
     def _revive_deriver(self, deriver: DeriverProcess) -> None:
-        # The writer thread: only the deriver in use, on the file still open, and only once dead.
-        if self._deriver is deriver and not self._closed and self._same_file() and deriver.ended(2.0):
+        # The writer thread: only the fold in use, on the file still open, and only once dead.
+        if self._fold is deriver and not self._closed and self._same_file() and deriver.ended(2.0):
             self._revived_at = time.monotonic()
             self._keep_deriver()
 
     def _stop_deriver(self) -> None:
-        """End the deriver without more writes (the file is not trusted or gone): what it had
+        """End the derivers without more writes (the file is not trusted or gone): what they had
         not written is derived again by the recovery of the next open."""
         deriver, self._deriver = self._deriver, None
-        if deriver is not None:
-            deriver.stop()
+        with self._fold_lock:
+            fold, self._fold = self._fold, None
+        for child in (fold, deriver):
+            if child is not None:
+                child.stop()
 
     def _stored_content(self, batch_id: int, index: int) -> bytes | None:
         """Content key of a stored message (read back to compare a possible re-send with it)."""
@@ -633,9 +655,9 @@ class Recorder:
         line = encode_command(name, value)
         with self._fold_lock:  # the GUI thread tells, the writer thread starts derivers
             self._fold_commands[name] = line
-            deriver = self._deriver
-            if deriver is not None:
-                deriver.send(line)
+            fold = self._fold
+            if fold is not None:
+                fold.send(line)
 
     def _require_session(self) -> int:
         if self.session_id is None:
@@ -1027,6 +1049,10 @@ class Recorder:
             try:
                 if self._same_file():
                     self._flush_now()
+                    with self._fold_lock:
+                        fold, self._fold = self._fold, None
+                    if fold is not None:
+                        fold.finish()  # at once: it has nothing to write
                     deriver, self._deriver = self._deriver, None
                     if deriver is not None and not deriver.finish():
                         log.warning("track chunks of %s not finished; they are derived on the next open", self.path)

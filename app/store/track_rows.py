@@ -122,8 +122,8 @@ def derive_stored(rows: Iterable[tuple[int, float, bytes]], into: Derived | None
 @dataclass(slots=True, frozen=True)
 class ChunkPiece:
     """A `Derived` run serialized, ready to be committed (`commit_piece`): its ``tracks`` rows,
-    its batches' flagged counts, the last batch it covers. ~90 bytes per message where the
-    derived rows took a few hundred: what the deriver holds while its writes wait."""
+    its batches' flagged counts, the last batch it covers. Serialized before the write
+    transaction, which then holds the file's write lock only for the inserts."""
 
     chunks: list[tuple[Any, ...]]
     flagged: list[tuple[int, int]]

@@ -69,9 +69,10 @@ def batch_rows(path: Path) -> list[tuple]:
         conn.close()
 
 
-def deriver_children() -> list[int]:
+def deriver_children(fold: bool | None = None) -> list[int]:
     """This process's deriver children (started by the recorder's writer thread; not the
-    QtWebEngine processes a window test in the same run left)."""
+    QtWebEngine processes a window test in the same run left): with ``fold``, only the live
+    fold's (True) or only the chunks' (False)."""
     found = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
@@ -79,7 +80,8 @@ def deriver_children() -> list[int]:
                 found += [int(pid) for pid in listing.read().split()]
         except OSError:  # that thread ended meanwhile
             continue
-    return [pid for pid in found if b"QtWebEngine" not in _cmdline(pid)]
+    return [pid for pid in found if b"QtWebEngine" not in _cmdline(pid)
+            and (fold is None or (b"\0--fold\0" in _cmdline(pid)) == fold)]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -200,29 +202,24 @@ def chunk_mark(path: Path) -> int:
         return conn.execute("SELECT max(indexed_batch) FROM sessions").fetchone()[0]
 
 
-def test_chunks_wait_while_the_live_fold_is_behind_and_all_go_once_it_caught_up(tmp_path, monkeypatch) -> None:
-    # A backlog: the window's live view first, the chunks' writes after (readers read the batches
-    # not chunked yet meanwhile) — but no more than WAITING_PIECES held back.
-    monkeypatch.setattr(deriver_module, "FLUSH_MESSAGES", 500)  # a piece per two batches of 250
-    monkeypatch.setattr(deriver_module, "READ_BATCHES", 2)
-    monkeypatch.setattr(deriver_module, "WAITING_PIECES", 2)
-    path = tmp_path / "backlog.sqlite"
-    recorded_then_deriver_killed(path, seed=9, batches=12)
-    deriver = ChunkDeriver(connect(path, create=False), after=0)
+def test_the_live_fold_writes_no_chunk_and_is_behind_only_while_batches_wait_for_it(tmp_path) -> None:
+    # The window's fold has a process of its own: the chunks are the other child's work.
+    path = tmp_path / "fold.sqlite"
+    recorded_then_deriver_killed(path, seed=8, batches=READ_BATCHES + 3)
+    before = track_rows(path)
+    conn = connect(path, create=False)
+    fold = LiveFold(io.BytesIO(), 1, 0)
+    deriver = ChunkDeriver(conn, after=0, fold=fold)
     try:
-        marks = []
-        while deriver.read():
-            deriver.flush(current=1, behind=True)
-            marks.append(chunk_mark(path))
-        assert marks == [0, 0, 2, 4, 6, 8]  # two pieces wait; a third makes the oldest go
-        while chunk_mark(path) < 12:
-            before = chunk_mark(path)
-            deriver.flush(current=1)  # caught up: one piece per call, between two reads
-            assert chunk_mark(path) == before + 2
+        assert deriver.behind()
+        assert deriver.read() == READ_BATCHES and deriver.behind()
+        assert deriver.read() == 3 and not deriver.behind()
+        deriver.flush(everything=True)
+        assert fold.fleet.total == (READ_BATCHES + 3) * 250
     finally:
-        deriver.conn.close()
-    rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
-    assert len(rows) == len(set(rows)) == 3000
+        fold.close()
+        conn.close()
+    assert track_rows(path) == before
 
 
 def interrupt_statement(conn: sqlite3.Connection, starting: str) -> None:
@@ -240,55 +237,34 @@ def test_a_read_failing_after_another_writer_moved_the_mark_leaves_no_hole(tmp_p
     # leave messages no chunk and no later recovery (it starts at the mark) ever covers.
     monkeypatch.setattr(deriver_module, "FLUSH_MESSAGES", 500)
     monkeypatch.setattr(deriver_module, "READ_BATCHES", 2)
-    monkeypatch.setattr(deriver_module, "WAITING_PIECES", 3)
     path = tmp_path / "raced.sqlite"
     recorded_then_deriver_killed(path, seed=9, batches=12)
     deriver = ChunkDeriver(connect(path, create=False), after=0)
     other = ChunkDeriver(connect(path, create=False), after=0)
     try:
-        for _ in range(4):  # 8 batches read, their pieces held: the fold is behind
+        for _ in range(4):  # 8 batches read and derived, not written yet
             deriver.read()
-            deriver.flush(current=1, behind=True)
         other.read()
         other.read()
         other.flush(everything=True)
         assert chunk_mark(path) == 4
         interrupt_statement(deriver.conn, "SELECT indexed_batch FROM sessions")
         with pytest.raises(sqlite3.OperationalError):
-            deriver.flush(current=1)
+            deriver.flush()
         deriver.conn.set_progress_handler(None, 0)
         deriver.conn.set_trace_callback(None)
         deriver.forget()  # as the child's loop does after an error
         while deriver.read():
-            deriver.flush(current=1)
+            deriver.flush()
         while chunk_mark(path) < 12:
             before = chunk_mark(path)
-            deriver.flush(current=1)
+            deriver.flush()
             assert chunk_mark(path) > before
     finally:
         deriver.conn.close()
         other.conn.close()
     rows = [(r[1], r[2]) for found in track_rows(path).values() for r in found]
     assert len(rows) == len(set(rows)) == 3000
-
-
-def test_chunks_lagging_after_a_failed_write_do_not_count_as_the_live_fold_being_behind(tmp_path) -> None:
-    # Behind means the fold has batches to read (frames then go 1 s apart, chunk writes wait); the
-    # chunks' own cursor, set back to redo a failed write, is nobody's view.
-    path = tmp_path / "caught_up.sqlite"
-    recorded_then_deriver_killed(path, seed=8, batches=3)
-    conn = connect(path, create=False)
-    fold = LiveFold(io.BytesIO(), 1, 0)
-    deriver = ChunkDeriver(conn, after=0, fold=fold)
-    try:
-        while deriver.read():
-            pass
-        assert not deriver.behind()
-        deriver.forget()  # a write failed: the chunks are derived again from the session's mark
-        assert deriver.last == 0 and not deriver.behind()
-    finally:
-        fold.close()
-        conn.close()
 
 
 def test_the_deriver_exits_without_writing_when_its_recorder_is_killed(tmp_path) -> None:

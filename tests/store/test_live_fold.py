@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, fields
 
 import orjson
+import psutil
 import pytest
 
 from app.core.fleet import Fleet
 from app.core.fleet_frames import MirrorFleet, message_name, param_count
 from app.core.health import HealthThresholds
 from app.core.normalize import Message, normalize_batch
+from app.store.deriver import BACKGROUND_NICE
 from app.store.faults import RecordingUnavailable
 from app.store.recorder import REVIVE_AFTER_S, Recorder
 from app.store.stored_params import StoredParams
@@ -79,8 +81,8 @@ def record(frames: Frames, rec: Recorder, batches: list[bytes], what: str) -> No
 
 
 def kill_deriver() -> int:
-    """Kill the deriver (out of memory, say) and wait until it has exited; its pid."""
-    (child,) = deriver_children()
+    """Kill the live fold's process (out of memory, say) and wait until it has exited; its pid."""
+    (child,) = deriver_children(fold=True)
     os.kill(child, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while not ended(child) and time.monotonic() < deadline:
@@ -162,6 +164,20 @@ def test_new_thresholds_and_a_new_session_reach_the_mirror(live) -> None:
     assert all(e.batch_id > 4 for e in frames.mirror.log)
 
 
+def test_the_window_folds_in_one_process_and_chunks_in_another_that_gives_way_to_it(live) -> None:
+    # During a backlog the fold is what the user waits for; readers read the batches not chunked yet.
+    frames, rec = live
+    batches = fleet_batches(4, 200, seed=12)
+    record(frames, rec, batches, "every batch folded")
+    (fold,) = deriver_children(fold=True)
+    (chunks,) = deriver_children(fold=False)
+    assert psutil.Process(chunks).nice() == psutil.Process(fold).nice() + BACKGROUND_NICE
+    rec.close()  # the fold ends at once, the chunks' child writes what is left
+    assert not deriver_children()
+    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 800
+
+
 def test_a_child_started_again_folds_the_session_again_from_its_start(live) -> None:
     frames, rec = live
     batches = fleet_batches(6, 200, seed=5)
@@ -194,7 +210,8 @@ def test_a_child_that_dies_young_waits_for_the_next_batch_rather_than_looping(li
     rec.revive_after_s = 60.0  # younger than that, however slow the machine: as one that meets a fault at once
     first = kill_deriver()
     time.sleep(0.5)
-    assert rec.deriver_restarts == 0 and deriver_children() == [first]  # not started again (not reaped yet)
+    assert rec.deriver_restarts == 0 and deriver_children(fold=True) == []  # not started again
+    assert first in deriver_children()  # not reaped yet: its command line is gone
     record(frames, rec, fleet_batches(1, 100, seed=9), "the next batch folded")  # it starts one again
     assert rec.deriver_restarts == 1 and first not in deriver_children()
 
@@ -210,7 +227,8 @@ def test_a_child_that_keeps_dying_is_started_again_at_once_only_once_a_minute(li
     time.sleep(REVIVE_AFTER_S)
     second = kill_deriver()
     time.sleep(0.5)
-    assert rec.deriver_restarts == 1 and deriver_children() == [second]  # waits for data this time
+    assert rec.deriver_restarts == 1 and deriver_children(fold=True) == []  # waits for data this time
+    assert second in deriver_children()  # not reaped yet: its command line is gone
     write_keyed(rec, fleet_batches(2, 100, seed=10)[1], T0 + 5)
     frames.wait(lambda m: len(frames.processes()) == 3 and m.total == 200, "the next batch starts it")
     assert rec.deriver_restarts == 2
@@ -220,7 +238,8 @@ def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
     frames, rec = live
     batches = fleet_batches(5, 200, seed=4)
     record(frames, rec, batches[:3], "the batches before the disk filled up")
-    (child,) = deriver_children()
+    children = deriver_children()
+    (child,) = deriver_children(fold=True)
     rec.max_bytes = 1  # the file may not grow by a page: SQLITE_FULL, as a full disk
     for attempt in range(5):  # the stream re-sends, again and again
         with pytest.raises(RecordingUnavailable):
@@ -228,7 +247,7 @@ def test_a_full_disk_keeps_the_fold_and_what_the_window_shows(live) -> None:
     time.sleep(0.3)
     with frames.lock:
         assert frames.mirror.total == 600 and len(frames.mirror.devices) == 12  # still shown
-    assert deriver_children() == [child] and rec.deriver_restarts == 0  # not folded again per retry
+    assert deriver_children() == children and rec.deriver_restarts == 0  # not folded again per retry
     rec.max_bytes = None  # space again
     write_keyed(rec, batches[3], T0 + 10)
     write_keyed(rec, batches[4], T0 + 11)

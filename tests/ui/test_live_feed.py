@@ -55,7 +55,7 @@ def test_the_status_bar_says_when_the_live_view_is_behind_the_recording(loop, ma
     run(loop, first())
     window.tick()
     assert lag.isHidden() and not window.map_feed.catching_up
-    (child,) = deriver_children()
+    (child,) = deriver_children(fold=True)
     os.kill(child, signal.SIGSTOP)  # the fold falls behind (as during a backlog the machine cannot keep up with)
     try:
         async def more() -> None:
