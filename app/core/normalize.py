@@ -167,9 +167,12 @@ def normalize_ident(value: Any) -> str | None:
 
 
 def _fix_number(value: Any) -> tuple[float | None, bool]:
-    """`to_number` with the common case (a finite float) answered before any call."""
-    if type(value) is float and value - value == 0.0:
+    """`to_number` with the common cases (a finite float, an int: satellites) answered before any call."""
+    kind = type(value)
+    if kind is float and value - value == 0.0:
         return value, False
+    if kind is int:
+        return float(value), False
     return to_number(value)
 
 
@@ -194,7 +197,9 @@ def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
             flags |= NO_IDENT
 
     ts = get("timestamp")
-    if type(ts) is not float or not 0.0 <= ts < MAX_TS:
+    if type(ts) is int and 0 <= ts < MAX_TS:  # whole seconds: two of three messages in a flespi stream, often
+        ts = float(ts)
+    elif type(ts) is not float or not 0.0 <= ts < MAX_TS:
         if ts is None:
             ts, flags = received_at, flags | NO_TIMESTAMP
         else:
