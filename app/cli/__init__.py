@@ -5,6 +5,7 @@ line on stderr and a non-zero exit code, never a traceback."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -22,6 +23,16 @@ COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sess
             "gui": cmd_gui, "flespi": cmd_flespi, "pull": cmd_pull}
 
 
+def _whole_stdout() -> None:
+    """Under ``python -u`` / ``PYTHONUNBUFFERED=1`` standard output writes to the raw file, and a
+    write a signal interrupts on a full pipe (Ctrl+Z and ``fg``) comes back short with no error:
+    ``trackmon export -o - | gzip`` then made a file with a hole, exit code 0. A buffered writer
+    writes everything; flushed at each line, as unbuffered output would be."""
+    if isinstance(getattr(sys.stdout, "buffer", None), io.FileIO):
+        sys.stdout = io.TextIOWrapper(open(sys.stdout.fileno(), "wb", closefd=False),  # noqa: SIM115 (standard output)
+                                      encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `trackmon` console script and `python -m app`."""
     parser = build_parser()
@@ -31,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if first == len(words) or (words[first].startswith("-") and words[first] not in ("-h", "--help")):
         words.insert(first, "gui")
     args = parser.parse_args(words)
+    _whole_stdout()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -96,6 +96,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                 exporter = run_export(conn, args.format, f, sys.stdout, **options)
             else:
                 exporter = export_file(conn, args.format, f, Path(args.output), **options)
+        except BrokenPipeError:
+            if to_stdout:  # `trackmon export -o - | head`: the reader left; stop quietly (`cli.main`)
+                raise
+            raise CliError(f"cannot write {args.output}: broken pipe (nothing was written)") from None
         except OSError as exc:
             raise CliError(f"cannot write {args.output}: {exc} (nothing was written)") from None
         finally:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import gpxpy
@@ -20,7 +26,7 @@ from app.store.exporters import collect_param_keys, run_export
 from app.store.importers import ImportError_, import_file
 from app.store.points import PointFilter, count_points, iter_points
 from app.store.recorder import Recorder
-from tests.processes import trackmon
+from tests.processes import ROOT, trackmon
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 XSD = etree.XMLSchema(etree.parse(str(DATA / "gpx-1.1.xsd")))
@@ -245,3 +251,44 @@ def test_where_keeps_only_matching_messages(fleet_db) -> None:
     assert rows and all(float(r["speed_kmh"]) > 60 for r in rows)
     everything = list(csv.DictReader(io.StringIO(export(db, "csv", PointFilter(session)))))
     assert len(rows) == sum(1 for r in everything if r["speed_kmh"] and float(r["speed_kmh"]) > 60)
+
+
+def test_an_export_to_standard_output_stopped_and_continued_loses_nothing(fleet_db, tmp_path) -> None:
+    """`PYTHONUNBUFFERED=1 trackmon export -o - | gzip`, then Ctrl+Z and `fg`: a write into the
+    full pipe came back short without an error, and the file had a hole (exit code 0)."""
+    db, _ = fleet_db
+    out = tmp_path / "whole.csv"
+    assert trackmon("export", "--db", str(db), "--format", "csv", "-o", str(out)).returncode == 0
+    expected = out.read_bytes()
+    assert len(expected) > 3 * 65536  # several times what the pipe holds
+    child = subprocess.Popen([sys.executable, "-m", "app", "export", "--db", str(db), "--format", "csv", "-o", "-"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    piped = bytearray()
+    try:
+        assert child.stdout is not None
+        while chunk := child.stdout.read1(4096):
+            piped += chunk
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+                time.sleep(0.001)
+                os.kill(child.pid, signal.SIGCONT)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGCONT)
+        child.stdout.close()  # type: ignore[union-attr]
+        assert child.wait(60) == 0
+    assert bytes(piped).replace(b"\r\n", b"\n") == expected.replace(b"\r\n", b"\n")
+
+
+def test_an_export_to_a_reader_that_leaves_stops_quietly(fleet_db) -> None:
+    """`trackmon export -o - | head`: no error that says nothing was written; the shell's 141."""
+    db, _ = fleet_db
+    child = subprocess.Popen([sys.executable, "-m", "app", "export", "--db", str(db), "--format", "csv", "-o", "-"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.read(100).startswith(b"ident,")
+    child.stdout.close()
+    assert child.wait(60) == 141
+    assert child.stderr.read() == b""
+    child.stderr.close()
