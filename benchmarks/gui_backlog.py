@@ -124,7 +124,8 @@ def measure_gui(args: argparse.Namespace, workdir: Path) -> dict:
         result["machine_steal"] = spent["steal"] / absorbed
         result["cpu"] = (cpu_ended[0] - cpu_started[0]) / absorbed
         result["cpu_webengine"] = (cpu_ended[1] - cpu_started[1]) / absorbed
-        result["cpu_deriver"] = (cpu_ended[2] - cpu_started[2]) / absorbed
+        result["cpu_fold"] = (cpu_ended[2] - cpu_started[2]) / absorbed
+        result["cpu_chunks"] = (cpu_ended[3] - cpu_started[3]) / absorbed
         timer.stop()
         stop_poller(poller)
         result["status"] = await loop.run_in_executor(None, finish_poller, poller)
@@ -153,7 +154,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the headless run (profiling)")
     parser.add_argument("--profile", action="store_true", help="cProfile the window's process while it absorbs")
     parser.add_argument("--profile-deriver", metavar="STATS",
-                        help="cProfile the deriver process (the live fold) into STATS and print it")
+                        help="cProfile the live fold's process into STATS and print it")
     parser.add_argument("--profile-lines", type=int, default=30)
     parser.add_argument("--profile-sort", default="tottime", choices=["tottime", "cumulative"])
     args = parser.parse_args()
@@ -161,7 +162,7 @@ def main() -> None:
           f"messages, {args.devices} devices, {args.batch}/batch; /status polled every "
           f"{args.poll_every * 1000:g} ms; load average before: {os.getloadavg()[0]:.1f}", flush=True)
     headless = None if args.no_baseline else measure_headless(args)
-    if args.profile_deriver:  # the window's deriver inherits it (not the headless run's)
+    if args.profile_deriver:  # the window's fold child inherits it and profiles (not the headless run's)
         os.environ["TRACKMON_PROFILE_DERIVER"] = str(Path(args.profile_deriver).resolve())
     with tempfile.TemporaryDirectory() as tmp:
         gui = measure_gui(args, Path(tmp))
@@ -179,8 +180,9 @@ def main() -> None:
     per_message = 1e6 * gui["seconds"] / args.messages
     print(f"CPU per message: window process {gui['cpu'] * per_message:.1f} µs (GUI thread "
           f"{sum(gui['busy']) * 1000 / args.messages:.1f} µs), "
-          f"QtWebEngine {gui['cpu_webengine'] * per_message:.1f} µs, the deriver process (folds the live fleet) "
-          f"{gui['cpu_deriver'] * per_message:.1f} µs ({gui['cpu_deriver'] * 100:.0f} % of a core)")
+          f"QtWebEngine {gui['cpu_webengine'] * per_message:.1f} µs, the live fold's process "
+          f"{gui['cpu_fold'] * per_message:.1f} µs ({gui['cpu_fold'] * 100:.0f} % of a core), the chunks' process "
+          f"(nice 19) {gui['cpu_chunks'] * per_message:.1f} µs ({gui['cpu_chunks'] * 100:.0f} %)")
     status = gui["status"]
     base = headless["status"] if headless else {"latencies": [], "failures": []}
     if headless:

@@ -65,24 +65,27 @@ def headless(rate: float, args: argparse.Namespace) -> dict:
             stop_process(record)
 
 
-def cpu_seconds(process: psutil.Process) -> tuple[float, float, float]:
-    """CPU seconds used so far by ``process``, by its QtWebEngine processes and by the recorder's
-    deriver process (which folds the window's live fleet). Only those: the benchmark's feeder and
-    poller are children too, and one that exits during the measurement took its CPU time out of a
-    plain sum of children (a negative figure for QtWebEngine)."""
+def cpu_seconds(process: psutil.Process) -> tuple[float, float, float, float]:
+    """CPU seconds used so far by ``process``, by its QtWebEngine processes, by the recorder's
+    deriver process that folds the window's live fleet and by the one that writes the track chunks.
+    Only those: the benchmark's feeder and poller are children too, and one that exits during the
+    measurement took its CPU time out of a plain sum of children (a negative figure for QtWebEngine)."""
     own = process.cpu_times()
-    webengine = deriver = 0.0
+    webengine = fold = chunks = 0.0
     for child in process.children(recursive=True):
         try:
             if child.name().startswith("QtWebEngine"):
                 times = child.cpu_times()
                 webengine += times.user + times.system
-            elif "app.store.deriver" in " ".join(child.cmdline()):
+            elif "app.store.deriver" in (command := child.cmdline()):
                 times = child.cpu_times()
-                deriver += times.user + times.system
+                if "--fold" in command:
+                    fold += times.user + times.system
+                else:
+                    chunks += times.user + times.system
         except psutil.NoSuchProcess:
             pass
-    return own.user + own.system, webengine, deriver
+    return own.user + own.system, webengine, fold, chunks
 
 
 def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> list[dict]:
@@ -141,7 +144,7 @@ def run_window(args: argparse.Namespace, rates: list[float], workdir: Path) -> l
         await asyncio.get_running_loop().run_in_executor(None, feed.wait, 60)
         result = {"rate": rate, "status": status, "lateness": lateness, "busy": busy,
                   "cpu_window": (after[0] - before[0]) / elapsed, "cpu_webengine": (after[1] - before[1]) / elapsed,
-                  "cpu_deriver": (after[2] - before[2]) / elapsed}
+                  "cpu_fold": (after[2] - before[2]) / elapsed, "cpu_chunks": (after[3] - before[3]) / elapsed}
         if args.stalls:
             total = sum(stalls.values()) or 1
             result["stalls"] = "\n".join(f"  {n * 4:6d} ms  {n / total:4.0%}  {where}"
@@ -203,8 +206,8 @@ def main() -> None:
             print(f"  GUI-thread CPU between 10 ms ticks (blocks, robust to a shared machine): "
                   f"p50 {blocks['p50']:.1f} ms, p99 {blocks['p99']:.1f} ms, max {blocks['max']:.1f} ms")
         print(f"  CPU: window process {result['cpu_window'] * 100:.0f} % of a core, QtWebEngine processes "
-              f"{result['cpu_webengine'] * 100:.0f} %, the deriver process (folds the live fleet) "
-              f"{result['cpu_deriver'] * 100:.0f} %")
+              f"{result['cpu_webengine'] * 100:.0f} %, the live fold's process {result['cpu_fold'] * 100:.0f} %, "
+              f"the chunks' process {result['cpu_chunks'] * 100:.0f} %")
         if "stalls" in result:
             print("  where the GUI thread was while the loop was blocked over 20 ms (sampled every 4 ms):")
             print(result["stalls"])

@@ -96,7 +96,7 @@ async def shoot_catching_up(window: MainWindow, docs: Path) -> None:
         for body in bodies[:5]:
             await post(body)
         await asyncio.sleep(3)
-        (fold,) = [child for child in psutil.Process().children() if "app.store.deriver" in " ".join(child.cmdline())]
+        (fold,) = [child for child in psutil.Process().children() if "--fold" in child.cmdline()]
         fold.suspend()
         try:
             for body in bodies[5:]:

@@ -131,8 +131,9 @@ class DeriverProcess:
         return "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
 
     def finish(self) -> bool:
-        """Have every batch derived and chunked, then the child gone. False if it failed or
-        took longer than `FINISH_SECONDS` (then it is killed; recovery redoes its work)."""
+        """Have every batch derived and chunked (a fold: the last frame sent), then the child
+        gone. False if it failed or took longer than `FINISH_SECONDS` (then it is killed;
+        recovery redoes its work)."""
         child = self._child
         try:
             assert child.stdin is not None
@@ -174,8 +175,8 @@ def _read_frames(out: IO[bytes], on_frame: Callable[[bytes], None]) -> None:
 # -- the child's side -------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Session:
-    """One session's batches derived and not yet written: pieces due (serialized, oldest first;
-    more than one only after a failed write) and the run being derived."""
+    """One session's batches derived and not yet written: the piece due (serialized; written in
+    the call that made it, or derived again after a failed write) and the run being derived."""
 
     expected: int  # its chunk mark as last written (or read)
     names: dict[str, str] = field(default_factory=dict)
@@ -292,7 +293,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         finishing: threading.Event, orphaned: threading.Event, fold_session: int | None = None,
         inbox: queue.SimpleQueue[bytes] | None = None) -> int:
     """The child's loop; returns its exit status."""
-    conn = connect(path, create=False)
+    conn = connect(path, create=False, readonly=fold_session is not None)  # the fold writes nothing
     if max_page_count:
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
     fold = None
@@ -315,7 +316,7 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                     commanded = True  # until a frame has gone
                 read = deriver.read()
                 # Idle, or told something (a device selected): what is left goes at once.
-                behind = bool(read) and deriver.behind()
+                behind = bool(read) and fold is not None and deriver.behind()
                 if fold is not None and fold.send(now=not read or commanded, behind=behind):
                     commanded = False
                 if finish and not read:
@@ -323,7 +324,8 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
                     return 0
                 deriver.flush()
             except sqlite3.Error as exc:  # disk full, locked too long: the bodies are safe; retry
-                log.warning("deriving track chunks failed (retrying): %s", exc)
+                log.warning("%s failed (retrying): %s", "folding the live view" if fold is not None
+                            else "deriving track chunks", exc)
                 deriver.forget()
                 commands.wait(1.0)
                 continue
@@ -382,5 +384,5 @@ def profiled(argv: list[str], stats_path: str) -> int:
 
 if __name__ == "__main__":
     #: Set by benchmarks only: profile this child (see `profiled`).
-    stats = os.environ.get("TRACKMON_PROFILE_DERIVER")
+    stats = os.environ.get("TRACKMON_PROFILE_DERIVER") if "--fold" in sys.argv else None  # the live fold's
     sys.exit(profiled(sys.argv[1:], stats) if stats else main(sys.argv[1:]))

@@ -1,11 +1,12 @@
-"""The window's live fleet, folded in the deriver process (`store/deriver`) and sent as frames.
+"""The window's live fleet, folded in a deriver process of its own (`store/deriver`, ``--fold``)
+and sent as frames.
 
-The deriver already reads every committed batch and normalizes it for the track chunks; here the
-live session's batches are also folded into a `Fleet` (state, trails, log, health checks) and what
-changed goes to the window a few times a second as a `core.fleet_frames` frame on the child's
-standard output (4-byte length, then a pickle). So the window's process normalizes and checks
-nothing per message, and the two cores share the work: the window answers the stream and draws,
-this process folds.
+That child reads every committed batch of the live session and normalizes it; here its messages
+are folded into a `Fleet` (state, trails, log, health checks) and what changed goes to the window
+a few times a second as a `core.fleet_frames` frame on the child's standard output (4-byte
+length, then a pickle). The track chunks are another child's work, at a lower priority. So the
+window's process normalizes and checks nothing per message, and the two cores share the work: the
+window answers the stream and draws, this process folds.
 
 Commands from the window, one line each on the child's standard input (`DeriverProcess.send`):
 ``session <id>`` (fold that session from its first batch; the window shows it from now on),

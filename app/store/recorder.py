@@ -351,8 +351,8 @@ class Recorder:
             if opened != self._file:
                 self.file_generation += 1  # readers of the old file must open the new one
             self._file = opened
-            if self._deriver is not None and (self._deriver_file != opened or not self._deriver.running()):
-                self._stop_deriver()  # another file (or it died): their work is not this file's
+            if self._deriver is not None and self._deriver_file != opened:
+                self._stop_deriver()  # another file: their work is not this file's
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
             if first:
                 self._drop_unfinished_imports()
@@ -365,6 +365,8 @@ class Recorder:
                 self._resume_session()
             if self.derive_elsewhere and self._deriver is None:
                 self._start_deriver()
+            elif self._deriver is not None:
+                self._keep_deriver()  # one that died meanwhile is started again; the other goes on
         except BaseException:
             self._conn = None
             conn.close()
@@ -458,10 +460,10 @@ class Recorder:
 
     def _start_deriver(self) -> None:
         """The derivers of this file: the chunks' and, in the window, the live fold's."""
+        self._deriver_file = self._file
         self._start_chunks()
         if self.on_frame is not None:
             self._start_fold()
-        self._deriver_file = self._file
 
     def _start_chunks(self) -> None:
         """A deriver for the batches not in chunks yet (after recovery: those still to come)."""
@@ -498,6 +500,8 @@ class Recorder:
             log.warning("the process folding the live view of %s ended (%s); starting it again", self.path,
                         fold.exit_status())
             self.deriver_restarts += 1
+            self._start_fold()
+        elif fold is None and self.on_frame is not None:  # its start failed (no process to be had)
             self._start_fold()
 
     def _deriver_output_ended(self, deriver: DeriverProcess) -> None:
@@ -718,7 +722,10 @@ class Recorder:
             raise self._failed(exc) from exc
         self._checked()
         if self._deriver is not None:
-            self._keep_deriver()
+            try:
+                self._keep_deriver()
+            except OSError as exc:  # no process to be had now (EAGAIN, ENOMEM): the batch is in; next batch
+                log.warning("could not start a deriver of %s again: %s", self.path, exc)
         if written.stored:  # committed and in the file: now the memory may follow
             if written.flushed:
                 self._pending.clear()

@@ -207,6 +207,7 @@ def test_the_live_fold_writes_no_chunk_and_is_behind_only_while_batches_wait_for
     path = tmp_path / "fold.sqlite"
     recorded_then_deriver_killed(path, seed=8, batches=READ_BATCHES + 3)
     before = track_rows(path)
+    assert chunk_mark(path) < READ_BATCHES + 3  # batches are waiting to be chunked
     conn = connect(path, create=False)
     fold = LiveFold(io.BytesIO(), 1, 0)
     deriver = ChunkDeriver(conn, after=0, fold=fold)

@@ -171,9 +171,40 @@ def test_the_window_folds_in_one_process_and_chunks_in_another_that_gives_way_to
     record(frames, rec, batches, "every batch folded")
     (fold,) = deriver_children(fold=True)
     (chunks,) = deriver_children(fold=False)
-    assert psutil.Process(chunks).nice() == psutil.Process(fold).nice() + BACKGROUND_NICE
+    expected = min(19, psutil.Process(fold).nice() + BACKGROUND_NICE)  # it sets it once started up
+    deadline = time.monotonic() + 10
+    while psutil.Process(chunks).nice() != expected:
+        assert time.monotonic() < deadline, "the chunks' process never gave way"
+        time.sleep(0.02)
     rec.close()  # the fold ends at once, the chunks' child writes what is left
     assert not deriver_children()
+    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
+    assert len(rows) == len(set(rows)) == 800
+
+
+def test_a_chunks_process_that_died_is_started_again_and_the_fold_goes_on(live) -> None:
+    # Folding the session again would make the window start over; only the dead child is replaced.
+    frames, rec = live
+    batches = fleet_batches(4, 200, seed=13)
+    record(frames, rec, batches[:2], "the first half folded")
+    (fold,) = deriver_children(fold=True)
+    (chunks,) = deriver_children(fold=False)
+    os.kill(chunks, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not ended(chunks) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rec.max_bytes = 1  # and then a write fails (a full disk): the next batch reopens the file
+    with pytest.raises(RecordingUnavailable):
+        write_keyed(rec, batches[2], T0 + 3)
+    rec.max_bytes = None
+    for i, body in enumerate(batches[2:], start=3):
+        write_keyed(rec, body, T0 + i)  # the reopen, or the next batch, starts it again
+    frames.wait(lambda m: m.total == 800, "the second half folded")
+    assert rec.deriver_restarts == 1 and deriver_children(fold=True) == [fold]
+    assert len(frames.runs) == 2  # not folded again (the first run folded session 0, before the session began)
+    (replacement,) = deriver_children(fold=False)
+    assert replacement != chunks
+    rec.close()
     rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
     assert len(rows) == len(set(rows)) == 800
 

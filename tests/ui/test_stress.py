@@ -127,7 +127,7 @@ def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop
     assert collections_off_gui == [], f"garbage collected in worker threads: {set(collections_off_gui)}"
     assert worst_stall[0] < FROZEN_MS, f"the event loop did not answer for {worst_stall[0]:.0f} ms"
     assert len(acked) >= 5 * BATCH, "live batches kept flowing while the rest ran"
-    window.new_session()  # writes the last chunks of the live session; then read the file as a user would
+    window.new_session()  # the live session ends; then read the file as a user would
     recorded = recorded_messages(window.db, "live-")
     assert {key: n for key, n in recorded.items() if n != 1} == {}, "messages recorded more than once"
     assert set(acked) <= set(recorded), f"{len(set(acked) - set(recorded))} acknowledged messages lost"
