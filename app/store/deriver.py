@@ -58,9 +58,9 @@ READ_BATCHES = 16
 #: How much lower the window's chunk child runs than the fold (Unix ``nice``): the fold is on the
 #: critical path of the live view, the chunks are not (readers read the batches not chunked yet;
 #: under a load the machine cannot keep up with, the chunks lag, and catch up once it is gone).
-#: The window's 200,000-message backlog, alternated against one child doing both: faster in 17 of
-#: 20 pairs, +11 % on average; at nice 10, slower in 4 of 6 (benchmarks/gui_backlog.py,
-#: docs/benchmarks.md 2026-12-07).
+#: The window's 200,000-message backlog, alternated against one child doing both: faster in 11 of
+#: 14 pairs, means +10 %; at nice 10, slower in 4 of 6 (benchmarks/gui_backlog.py, docs/benchmarks.md
+#: 2026-12-07, sixth session).
 BACKGROUND_NICE = 19
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
