@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QLabel, QPushButton, QStatusBar, QWidget
 
 from app.server.listener_state import ERROR, IDLE, OK, WARN, StatusView
 from app.ui.connection_panel import restyle
+from app.ui.eliding_label import ElidingLabel
 
 STYLES = {OK: "color: #2e7d32; font-weight: 600;", IDLE: "color: #455a64;",
           WARN: "color: #b26a00; font-weight: 600;", ERROR: "color: #b71c1c; font-weight: 600;"}
@@ -31,8 +32,9 @@ class StatusLine(QWidget):
                             "is folded (a backlog arrived faster than the window can show it)")
         self.lag.hide()
         self.rate = QLabel("")
-        self.totals = QLabel("")
-        self.file = QLabel("")
+        # The totals and the file's name give way to the lag, which must be read whole.
+        self.totals = ElidingLabel("", Qt.TextElideMode.ElideRight)
+        self.file = ElidingLabel("")
         for label in (self.health, self.urls, self.lag, self.rate, self.totals, self.file):
             label.setTextFormat(Qt.TextFormat.PlainText)
         self.urls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

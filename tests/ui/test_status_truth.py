@@ -125,6 +125,20 @@ def test_the_flespi_button_never_covers_a_status_message_and_shows_after_it(loop
     assert window.status_line.flespi.isVisibleTo(window)
 
 
+def test_the_catching_up_message_is_shown_whole_and_the_file_name_gives_way(loop, make_window) -> None:
+    """A status bar too narrow for everything: the lag, which must be read whole, keeps its room;
+    the totals and the recording's file name are elided (its whole path is in its tooltip)."""
+    window = make_window()
+    window.resize(1000, 700)
+    window.status_line.show_lag("Catching up: 55,000 recorded messages not shown yet (4 s behind)")
+    run(loop, asyncio.sleep(0.2))  # laid out
+    lag, file = window.status_line.lag, window.status_file
+    assert lag.isVisible() and lag.width() >= lag.sizeHint().width()
+    assert window.status_urls.width() >= window.status_urls.sizeHint().width()
+    assert file.text().startswith("Recording ")  # the whole text, drawn elided
+    assert 0 < file.width() < file.fontMetrics().horizontalAdvance(file.text())
+
+
 def test_refused_requests_without_data_say_what_to_check(loop, make_window) -> None:
     window = make_window()
 
