@@ -80,14 +80,25 @@ def record(frames: Frames, rec: Recorder, batches: list[bytes], what: str) -> No
     frames.wait(lambda m: m.total == count, what)
 
 
-def kill_deriver() -> int:
-    """Kill the live fold's process (out of memory, say) and wait until it has exited; its pid."""
-    (child,) = deriver_children(fold=True)
+def kill_deriver(fold: bool = True) -> int:
+    """Kill the live fold's process (or the chunks', out of memory, say) and wait until it has
+    exited; its pid."""
+    (child,) = deriver_children(fold=fold)
     os.kill(child, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while not ended(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     return child
+
+
+def chunked_once(rec: Recorder) -> int:
+    """Close ``rec`` (its chunks' process writes what is left) and count the messages in its
+    chunks, each of which must be there once."""
+    rec.close()
+    assert not deriver_children()
+    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
+    assert len(rows) == len(set(rows))
+    return len(rows)
 
 
 def ended(pid: int) -> bool:
@@ -176,10 +187,7 @@ def test_the_window_folds_in_one_process_and_chunks_in_another_that_gives_way_to
     while psutil.Process(chunks).nice() != expected:
         assert time.monotonic() < deadline, "the chunks' process never gave way"
         time.sleep(0.02)
-    rec.close()  # the fold ends at once, the chunks' child writes what is left
-    assert not deriver_children()
-    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
-    assert len(rows) == len(set(rows)) == 800
+    assert chunked_once(rec) == 800
 
 
 def test_a_chunks_process_that_died_is_started_again_and_the_fold_goes_on(live) -> None:
@@ -188,11 +196,7 @@ def test_a_chunks_process_that_died_is_started_again_and_the_fold_goes_on(live) 
     batches = fleet_batches(4, 200, seed=13)
     record(frames, rec, batches[:2], "the first half folded")
     (fold,) = deriver_children(fold=True)
-    (chunks,) = deriver_children(fold=False)
-    os.kill(chunks, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not ended(chunks) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    chunks = kill_deriver(fold=False)
     rec.max_bytes = 1  # and then a write fails (a full disk): the next batch reopens the file
     with pytest.raises(RecordingUnavailable):
         write_keyed(rec, batches[2], T0 + 3)
@@ -204,9 +208,7 @@ def test_a_chunks_process_that_died_is_started_again_and_the_fold_goes_on(live) 
     assert len(frames.runs) == 2  # not folded again (the first run folded session 0, before the session began)
     (replacement,) = deriver_children(fold=False)
     assert replacement != chunks
-    rec.close()
-    rows = [(r[1], r[2]) for found in track_rows(rec.path).values() for r in found]
-    assert len(rows) == len(set(rows)) == 800
+    assert chunked_once(rec) == 800
 
 
 def test_a_child_started_again_folds_the_session_again_from_its_start(live) -> None:
