@@ -197,7 +197,7 @@ def normalize(raw: Any, received_at: float, flat: bool = False) -> Message:
             flags |= NO_IDENT
 
     ts = get("timestamp")
-    if type(ts) is int and 0 <= ts < MAX_TS:  # whole seconds: two of three messages in a flespi stream, often
+    if type(ts) is int and 0 <= ts < MAX_TS:  # whole seconds: many trackers (two of three in the benchmark stream)
         ts = float(ts)
     elif type(ts) is not float or not 0.0 <= ts < MAX_TS:
         if ts is None:
