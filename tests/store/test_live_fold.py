@@ -184,7 +184,7 @@ def test_the_window_folds_in_one_process_and_chunks_in_another_that_gives_way_to
     (chunks,) = deriver_children(fold=False)
     expected = min(19, psutil.Process(fold).nice() + BACKGROUND_NICE)  # it sets it once started up
     deadline = time.monotonic() + 10
-    while psutil.Process(chunks).nice() != expected:
+    while psutil.Process(chunks).nice() != expected or os.sched_getscheduler(chunks) != os.SCHED_IDLE:
         assert time.monotonic() < deadline, "the chunks' process never gave way"
         time.sleep(0.02)
     assert chunked_once(rec) == 800
