@@ -182,7 +182,7 @@ def main() -> None:
           f"{sum(gui['busy']) * 1000 / args.messages:.1f} µs), "
           f"QtWebEngine {gui['cpu_webengine'] * per_message:.1f} µs, the live fold's process "
           f"{gui['cpu_fold'] * per_message:.1f} µs ({gui['cpu_fold'] * 100:.0f} % of a core), the chunks' process "
-          f"(nice 19) {gui['cpu_chunks'] * per_message:.1f} µs ({gui['cpu_chunks'] * 100:.0f} %)")
+          f"(in the background) {gui['cpu_chunks'] * per_message:.1f} µs ({gui['cpu_chunks'] * 100:.0f} %)")
     status = gui["status"]
     base = headless["status"] if headless else {"latencies": [], "failures": []}
     if headless:
