@@ -17,6 +17,7 @@ from app.cli.listen import cmd_cert, cmd_gui, cmd_record
 from app.cli.parser import build_parser
 from app.cli.recordings import cmd_check, cmd_export, cmd_import, cmd_sessions
 from app.cli.send import cmd_replay, cmd_simulate
+from app.store.module_process import binary_stdout
 
 COMMANDS = {"record": cmd_record, "simulate": cmd_simulate, "sessions": cmd_sessions,
             "export": cmd_export, "import": cmd_import, "replay": cmd_replay, "cert": cmd_cert, "check": cmd_check,
@@ -29,8 +30,8 @@ def _whole_stdout() -> None:
     ``trackmon export -o - | gzip`` then made a file with a hole, exit code 0. A buffered writer
     writes everything; flushed at each line, as unbuffered output would be."""
     if isinstance(getattr(sys.stdout, "buffer", None), io.FileIO):
-        sys.stdout = io.TextIOWrapper(open(sys.stdout.fileno(), "wb", closefd=False),  # noqa: SIM115 (standard output)
-                                      encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)
+        sys.stdout = io.TextIOWrapper(binary_stdout(), encoding=sys.stdout.encoding, errors=sys.stdout.errors,
+                                      line_buffering=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,8 @@ def start_module(module: str, *args: str, **popen: Any) -> subprocess.Popen[byte
 
 
 def binary_stdout() -> BinaryIO:
-    """Standard output for a child's frames, as a writer that always writes all it is given.
+    """Standard output for a child's frames (or the command line's), as a writer that always
+    writes all it is given.
 
     Why not ``sys.stdout.buffer``: under ``PYTHONUNBUFFERED=1`` (``python -u``, set in many
     containers) that is the raw file, whose ``write`` may write only part of a large frame when a

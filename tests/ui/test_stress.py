@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import orjson
 from PySide6.QtCore import QTimer
 
 from app.store.points import PointFilter, iter_points
+from tests.store.test_deriver import track_rows
 from tests.ui.churn import churn_cycle
 from tests.ui.conftest import TOKEN, run, wait_until
 
@@ -49,13 +51,8 @@ def recorded_messages(db: Path, prefix: str) -> dict[tuple[str, float], int]:
 
 def chunked_messages(db: Path, prefix: str) -> dict[tuple[str, float], int]:
     """The same, in the track chunks alone."""
-    with closing(sqlite3.connect(db)) as conn:
-        counts: dict[tuple[str, float], int] = {}
-        for ident, rows in conn.execute("SELECT ident, rows FROM tracks WHERE ident LIKE ?", (prefix + "%",)):
-            for row in orjson.loads(rows):
-                key = (ident, row[2])
-                counts[key] = counts.get(key, 0) + 1
-        return counts
+    return dict(Counter((ident, row[3]) for ident, rows in track_rows(db).items() if ident.startswith(prefix)
+                        for row in rows))
 
 
 def test_window_stays_responsive_and_loses_nothing_under_everything_at_once(loop, make_window, tmp_path) -> None:
