@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -68,15 +69,19 @@ class ReplaySource:
         self._where = where
         self._args: list[Any] = [session_id, *(idents or ())]
         with read_snapshot(conn):  # devices and span from one view of a file that may be growing
-            self.idents = session_idents(conn, self.filter)
+            # The batches not chunked yet count as much as the chunks: the chunks' process lags
+            # by seconds as a rule, by minutes under a load the machine cannot keep up with.
+            tail = unchunked(conn, self.filter)
+            self.idents = session_idents(conn, self.filter, tail)
             first, last = conn.execute(f"SELECT min(t_min), max(t_max) FROM tracks WHERE {where}",
                                        self._args).fetchone()
-            tail = [p.ts for p in iter_points(conn, PointFilter(session_id, idents, t_from=last))] if last else []
-            if first is None:  # nothing chunked yet: look at the raw tail only
-                times = [p.ts for p in iter_points(conn, self.filter)]
-                first, last = (min(times), max(times)) if times else (0.0, 0.0)
-        self.start = float(first)
-        self.end = float(max([last, *tail]))
+        self._tail_times = array("d", (row[2] for chunk in tail.values() for row in chunk.rows))
+        #: The newest name each device not chunked yet sends (the chunks name the others).
+        self.tail_names = {ident: chunk.name for ident, chunk in tail.items() if chunk.name}
+        firsts = [t for t in (first, min(self._tail_times, default=None)) if t is not None]
+        lasts = [t for t in (last, max(self._tail_times, default=None)) if t is not None]
+        self.start = float(min(firsts, default=0.0))
+        self.end = float(max(lasts, default=0.0))
         self._raw = RawCache(conn, size=64)  # a snapshot touches the latest batch of every device
 
     def on(self, conn: sqlite3.Connection) -> ReplaySource:
@@ -99,17 +104,23 @@ class ReplaySource:
 
     # -- timeline -------------------------------------------------------------------------------
     def density(self, bins: int) -> list[float]:
-        """Messages per time bin over the session (each chunk spread evenly over its span)."""
+        """Messages per time bin over the session (each chunk spread evenly over its span; the
+        messages not chunked when the session was opened, each in its own bin)."""
         counts = [0.0] * bins
         span = max(self.end - self.start, 1e-9)
+
+        def at(t: float) -> int:
+            return min(bins - 1, max(0, int((t - self.start) / span * bins)))
+
         # One statement: one snapshot.
         for t_min, t_max, n in self.conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {self._where}",
                                                  self._args):
-            first = min(bins - 1, max(0, int((t_min - self.start) / span * bins)))
-            last = min(bins - 1, max(0, int((t_max - self.start) / span * bins)))
+            first, last = at(t_min), at(t_max)
             share = n / (last - first + 1)
             for b in range(first, last + 1):
                 counts[b] += share
+        for t in self._tail_times:
+            counts[at(t)] += 1.0
         return counts
 
     def points_between(self, after: float, until: float) -> Iterator[TrackPoint]:
@@ -236,6 +247,7 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
         source = ReplaySource(conn, session_id)
         names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
                                   (session_id,)).fetchall())
+        names.update(source.tail_names)  # newer than any chunk's
         name = session_name(conn, session_id)
     return ExportChoices(source.idents, names, source.start, source.end, name)
 

@@ -26,6 +26,7 @@ from app.store.deriver import READ_BATCHES, ChunkDeriver, DeriverProcess
 from app.store.live_fold import LiveFold
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
+from app.store.replay import ReplaySource, read_export_choices
 from app.store.schema import connect
 
 
@@ -125,6 +126,49 @@ def test_the_recording_reads_whole_while_the_deriver_is_behind(tmp_path) -> None
         assert len({(p.batch_id, p.idx) for p in points}) == 1500
     finally:
         rec.close()
+
+
+def test_replay_and_the_export_dialog_count_the_batches_not_chunked_yet(tmp_path) -> None:
+    """Under a load the machine cannot keep up with, the chunks' process lags by minutes. Opening
+    the session then still shows every device with its name, the whole span and every message in
+    the replay's density bar: read from the batches not chunked yet, as the export reads them."""
+    path = tmp_path / "lagging.sqlite"
+    rec = Recorder(path, derive_elsewhere=True)
+    session = rec.start_session()
+    reader = connect(path, readonly=True)
+    stopped = None
+    try:
+        for body in fleet_batches(4, 300):
+            write_keyed(rec, body)
+        deadline = time.monotonic() + 30
+        while reader.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (session,)).fetchone()[0] < 4:
+            assert time.monotonic() < deadline, "the chunks' process never chunked the first batches"
+            time.sleep(0.05)
+        [stopped] = deriver_children()
+        os.kill(stopped, signal.SIGSTOP)  # the chunks' process falls behind
+        for body in fleet_batches(2, 300, seed=9):
+            write_keyed(rec, body)
+        late = {"ident": "late-van", "device.name": "Late van", "timestamp": 1_600_000_000.0,  # buffered history
+                "position.latitude": 50.0, "position.longitude": 10.0}
+        write_keyed(rec, orjson.dumps([late]))
+        assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 0
+
+        choices = read_export_choices(session, reader)
+        assert "late-van" in choices.idents and choices.names["late-van"] == "Late van"
+        assert choices.start == 1_600_000_000.0
+        source = ReplaySource(reader, session)
+        everything = [p.ts for p in iter_points(reader, PointFilter(session))]
+        assert len(everything) == 1801
+        assert (source.start, source.end) == (min(everything), max(everything))
+        lagging = source.density(40)
+        assert sum(lagging) == pytest.approx(1801) and lagging[0] == 1.0  # the late van, alone at the start
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        rec.close()
+    assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 1
+    assert ReplaySource(reader, session).density(40) == pytest.approx(lagging)  # chunked now: the same bar
+    reader.close()
 
 
 def test_a_resent_or_recut_batch_keeps_each_message_once_on_the_fast_path(tmp_path) -> None:
