@@ -30,6 +30,7 @@ prepare_webengine()
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.ui.event_loop import WindowEventLoop  # noqa: E402
+from app.ui.gc_guard import GuiGarbageCollector  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import AppSettings  # noqa: E402
 from app.ui.tile_scheme import register_scheme  # noqa: E402
@@ -115,13 +116,22 @@ def main() -> None:
     app = QApplication(sys.argv[:1])
     loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
-    for name, scenario in (("screenshots", shoot), ("catching-up", shoot_catching_up)):
-        with tempfile.TemporaryDirectory() as tmp:
-            window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),
-                                Path(tmp) / f"{name}.sqlite")
-            window.resize(1440, 900)
-            window.show()
-            loop.run_until_complete(scenario(window, ROOT / "docs"))
+    collector = GuiGarbageCollector(app)  # as the app runs: no Qt object finalised off this thread
+
+    async def both() -> None:
+        # In one run of the loop: each run ends with the application's aboutToQuit, after which
+        # QtWebEngine has torn itself down and a second window's page crashed the tool at exit.
+        for name, scenario in (("screenshots", shoot), ("catching-up", shoot_catching_up)):
+            with tempfile.TemporaryDirectory() as tmp:
+                window = MainWindow(AppSettings(port=0, token="Xq3v9u2Kd8s7Lm1Pz0aT", tile_url=""),
+                                    Path(tmp) / f"{name}.sqlite")
+                window.resize(1440, 900)
+                window.show()
+                await scenario(window, ROOT / "docs")
+                window.close()
+
+    loop.run_until_complete(both())
+    collector.stop()
     loop.close()
 
 
