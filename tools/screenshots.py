@@ -116,6 +116,7 @@ def main() -> None:
     app = QApplication(sys.argv[:1])
     loop = WindowEventLoop(app)
     asyncio.set_event_loop(loop)
+    app.setQuitOnLastWindowClosed(False)  # the first window closes before the second is shown
     collector = GuiGarbageCollector(app)  # as the app runs: no Qt object finalised off this thread
 
     async def both() -> None:
@@ -130,9 +131,11 @@ def main() -> None:
                 await scenario(window, ROOT / "docs")
                 window.close()
 
-    loop.run_until_complete(both())
-    collector.stop()
-    loop.close()
+    try:
+        loop.run_until_complete(both())
+    finally:
+        collector.stop()
+        loop.close()
 
 
 if __name__ == "__main__":

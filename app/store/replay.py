@@ -61,7 +61,10 @@ class DeviceSnapshot:
 class ReplaySource:
     """One session opened for replay (optionally a subset of its devices)."""
 
-    def __init__(self, conn: sqlite3.Connection, session_id: int, idents: tuple[str, ...] | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, session_id: int, idents: tuple[str, ...] | None = None,
+                 tail: dict[str, Any] | None = None) -> None:
+        """``tail``: the session's batches not chunked yet for these devices (`points.unchunked`),
+        when the caller has read them in the snapshot it holds around this call."""
         self.conn = conn
         self.session_id = session_id
         self.filter = PointFilter(session_id, idents)
@@ -71,15 +74,14 @@ class ReplaySource:
         with read_snapshot(conn):  # devices and span from one view of a file that may be growing
             # The batches not chunked yet count as much as the chunks: the chunks' process lags
             # by seconds as a rule, by minutes under a load the machine cannot keep up with.
-            tail = unchunked(conn, self.filter)
+            if tail is None:
+                tail = unchunked(conn, self.filter)
             self.idents = session_idents(conn, self.filter, tail)
             first, last = conn.execute(f"SELECT min(t_min), max(t_max) FROM tracks WHERE {where}",
                                        self._args).fetchone()
-        self._tail_times = array("d", (row[2] for chunk in tail.values() for row in chunk.rows))
-        #: The newest name each device not chunked yet sends (the chunks name the others).
-        self.tail_names = {ident: chunk.name for ident, chunk in tail.items() if chunk.name}
-        firsts = [t for t in (first, min(self._tail_times, default=None)) if t is not None]
-        lasts = [t for t in (last, max(self._tail_times, default=None)) if t is not None]
+        times = _tail_times(tail)
+        firsts = [t for t in (first, min(times, default=None)) if t is not None]
+        lasts = [t for t in (last, max(times, default=None)) if t is not None]
         self.start = float(min(firsts, default=0.0))
         self.end = float(max(lasts, default=0.0))
         self._raw = RawCache(conn, size=64)  # a snapshot touches the latest batch of every device
@@ -103,23 +105,25 @@ class ReplaySource:
         return self._raw.batch(batch_id)[1][index]
 
     # -- timeline -------------------------------------------------------------------------------
-    def density(self, bins: int) -> list[float]:
-        """Messages per time bin over the session (each chunk spread evenly over its span; the
-        messages not chunked when the session was opened, each in its own bin)."""
+    def density(self, bins: int, tail: dict[str, Any] | None = None) -> list[float]:
+        """Messages per time bin over the session (each chunk spread evenly over its span, each
+        message not chunked yet in its own bin). ``tail`` as for the constructor."""
         counts = [0.0] * bins
         span = max(self.end - self.start, 1e-9)
 
         def at(t: float) -> int:
             return min(bins - 1, max(0, int((t - self.start) / span * bins)))
 
-        # One statement: one snapshot.
-        for t_min, t_max, n in self.conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {self._where}",
-                                                 self._args):
-            first, last = at(t_min), at(t_max)
-            share = n / (last - first + 1)
-            for b in range(first, last + 1):
-                counts[b] += share
-        for t in self._tail_times:
+        with read_snapshot(self.conn):  # the chunks and the batches not in them, as of one commit
+            if tail is None:
+                tail = unchunked(self.conn, self.filter)
+            for t_min, t_max, n in self.conn.execute(f"SELECT t_min, t_max, n FROM tracks WHERE {self._where}",
+                                                     self._args):
+                first, last = at(t_min), at(t_max)
+                share = n / (last - first + 1)
+                for b in range(first, last + 1):
+                    counts[b] += share
+        for t in _tail_times(tail):
             counts[at(t)] += 1.0
         return counts
 
@@ -183,11 +187,13 @@ class ReplaySource:
         rows.sort(key=_TIME_ORDER)
         return rows
 
-    def snapshot(self, t: float, trail_length: int) -> dict[str, DeviceSnapshot]:
-        """Every device as it was at ``t``: devices with no message yet are absent."""
+    def snapshot(self, t: float, trail_length: int, tail: dict[str, Any] | None = None) -> dict[str, DeviceSnapshot]:
+        """Every device as it was at ``t``: devices with no message yet are absent. ``tail`` as
+        for the constructor."""
         out: dict[str, DeviceSnapshot] = {}
         with read_snapshot(self.conn):  # every device as of the same committed state
-            tail = unchunked(self.conn, self.filter)
+            if tail is None:
+                tail = unchunked(self.conn, self.filter)
             for ident in self.idents:
                 rows = self._latest_rows(ident, t, trail_length, tail)
                 if not rows:
@@ -201,6 +207,11 @@ class ReplaySource:
                 trail = [(r[4], r[5]) for r in fix_rows[-trail_length:]]
                 out[ident] = DeviceSnapshot(latest, previous, fix, trail)
         return out
+
+
+def _tail_times(tail: dict[str, Any]) -> array[float]:
+    """The device times of the messages not chunked yet (`points.unchunked`)."""
+    return array("d", (row[2] for chunk in tail.values() for row in chunk.rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +231,12 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
                  conn: sqlite3.Connection) -> OpenedSession:
     """Open a session for replay (on a long session, seconds of reading: a reader thread's job)."""
     with read_snapshot(conn):
-        source = ReplaySource(conn, session_id, idents)
+        tail = unchunked(conn, PointFilter(session_id, idents))  # read once, for all of what follows
+        source = ReplaySource(conn, session_id, idents, tail)
         everyone = source.idents if idents is None else session_idents(conn, PointFilter(session_id))
         name = session_name(conn, session_id)
-        density = source.density(density_bins)
-        start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)))
+        density = source.density(density_bins, tail)
+        start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)), tail)
     return OpenedSession(source, everyone, name, density, start)
 
 
@@ -244,10 +256,11 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
     """What the export dialog offers for a session, in one snapshot (a reader thread's job: 0.6 s
     for a 3M-message session)."""
     with read_snapshot(conn):
-        source = ReplaySource(conn, session_id)
+        tail = unchunked(conn, PointFilter(session_id))
+        source = ReplaySource(conn, session_id, tail=tail)
         names = dict(conn.execute("SELECT ident, name FROM tracks WHERE session_id = ? AND name != ''",
                                   (session_id,)).fetchall())
-        names.update(source.tail_names)  # newer than any chunk's
+        names.update({ident: chunk.name for ident, chunk in tail.items() if chunk.name})  # newer than the chunks'
         name = session_name(conn, session_id)
     return ExportChoices(source.idents, names, source.start, source.end, name)
 

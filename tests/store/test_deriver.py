@@ -135,40 +135,42 @@ def test_replay_and_the_export_dialog_count_the_batches_not_chunked_yet(tmp_path
     path = tmp_path / "lagging.sqlite"
     rec = Recorder(path, derive_elsewhere=True)
     session = rec.start_session()
-    reader = connect(path, readonly=True)
     stopped = None
-    try:
-        for body in fleet_batches(4, 300):
-            write_keyed(rec, body)
-        deadline = time.monotonic() + 30
-        while reader.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (session,)).fetchone()[0] < 4:
-            assert time.monotonic() < deadline, "the chunks' process never chunked the first batches"
-            time.sleep(0.05)
-        [stopped] = deriver_children()
-        os.kill(stopped, signal.SIGSTOP)  # the chunks' process falls behind
-        for body in fleet_batches(2, 300, seed=9):
-            write_keyed(rec, body)
-        late = {"ident": "late-van", "device.name": "Late van", "timestamp": 1_600_000_000.0,  # buffered history
-                "position.latitude": 50.0, "position.longitude": 10.0}
-        write_keyed(rec, orjson.dumps([late]))
-        assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 0
+    with closing(connect(path, readonly=True)) as reader:
+        try:
+            for body in fleet_batches(4, 300):
+                write_keyed(rec, body)
+            deadline = time.monotonic() + 30
+            while reader.execute("SELECT indexed_batch FROM sessions WHERE id = ?", (session,)).fetchone()[0] < 4:
+                assert time.monotonic() < deadline, "the chunks' process never chunked the first batches"
+                time.sleep(0.05)
+            [stopped] = deriver_children(fold=False)
+            os.kill(stopped, signal.SIGSTOP)  # the chunks' process falls behind
+            for body in fleet_batches(2, 300, seed=9):
+                write_keyed(rec, body)
+            late = {"ident": "late-van", "device.name": "Late van", "timestamp": 1_600_000_000.0,  # buffered history
+                    "position.latitude": 50.0, "position.longitude": 10.0}
+            write_keyed(rec, orjson.dumps([late]))
+            assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 0
 
-        choices = read_export_choices(session, reader)
-        assert "late-van" in choices.idents and choices.names["late-van"] == "Late van"
-        assert choices.start == 1_600_000_000.0
-        source = ReplaySource(reader, session)
-        everything = [p.ts for p in iter_points(reader, PointFilter(session))]
-        assert len(everything) == 1801
-        assert (source.start, source.end) == (min(everything), max(everything))
-        lagging = source.density(40)
-        assert sum(lagging) == pytest.approx(1801) and lagging[0] == 1.0  # the late van, alone at the start
-    finally:
-        if stopped is not None:
-            os.kill(stopped, signal.SIGCONT)
-        rec.close()
-    assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 1
-    assert ReplaySource(reader, session).density(40) == pytest.approx(lagging)  # chunked now: the same bar
-    reader.close()
+            choices = read_export_choices(session, reader)
+            assert "late-van" in choices.idents and choices.names["late-van"] == "Late van"
+            assert choices.start == 1_600_000_000.0
+            source = ReplaySource(reader, session)
+            everything = [p.ts for p in iter_points(reader, PointFilter(session))]
+            assert len(everything) == 1801
+            assert (source.start, source.end) == (min(everything), max(everything))
+            lagging = source.density(40)
+            assert sum(lagging) == pytest.approx(1801) and lagging[0] == 1.0  # the late van, alone at the start
+        finally:
+            if stopped is not None:
+                os.kill(stopped, signal.SIGCONT)
+            rec.close()
+        assert reader.execute("SELECT count(*) FROM tracks WHERE ident = 'late-van'").fetchone()[0] == 1
+        caught_up = ReplaySource(reader, session).density(40)
+        opened_before = source.density(40)  # the source opened while they lagged, asked again
+    assert sum(caught_up) == pytest.approx(1801) and caught_up[0] == 1.0  # chunked now: the same messages
+    assert sum(opened_before) == pytest.approx(1801)  # none counted twice, chunked and not chunked
 
 
 def test_a_resent_or_recut_batch_keeps_each_message_once_on_the_fast_path(tmp_path) -> None:
