@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -183,7 +182,7 @@ class _Session:
     names: dict[str, str] = field(default_factory=dict)
     derived: Derived = field(default_factory=Derived)
     since: float = field(default_factory=time.monotonic)
-    due: deque[ChunkPiece] = field(default_factory=deque)
+    due: ChunkPiece | None = None
 
 
 class ChunkDeriver:
@@ -234,31 +233,31 @@ class ChunkDeriver:
             derived = session.derived
             if derived.last and (everything or derived.count >= FLUSH_MESSAGES or now - session.since >= FLUSH_SECONDS):
                 self._close_piece(session_id, session, now)
-            while session.due:
-                if not self._write(session_id, session):  # another writer (recovery) chunked some of it
-                    rebuilt = self._from_mark(session_id)  # replaces the session (kept until then: `forget`)
-                    if rebuilt is not None and everything:
-                        self._close_piece(session_id, rebuilt, now)
-                        if not self._write(session_id, rebuilt):
-                            self.sessions.pop(session_id, None)  # moved again: the next recovery derives the rest
-                    break
-                if not everything:
-                    break
+            if session.due is not None and not self._write(session_id, session):
+                # Another writer (recovery) chunked some of it: derive again from its mark.
+                rebuilt = self._from_mark(session_id)  # replaces the session (kept until then: `forget`)
+                if rebuilt is not None and everything:
+                    self._close_piece(session_id, rebuilt, now)
+                    if not self._write(session_id, rebuilt):
+                        self.sessions.pop(session_id, None)  # moved again: the next recovery derives the rest
 
     @staticmethod
     def _close_piece(session_id: int, session: _Session, now: float) -> None:
-        """The run derived so far becomes a piece due, serialized; a new run starts."""
+        """The run derived so far becomes the piece due, serialized; a new run starts. (A piece
+        due is written in the call that made it, or the session is derived again: never two.)"""
+        assert session.due is None, "a piece due was not written"
         session.names.update(session.derived.names)
-        session.due.append(serialize(session_id, session.derived, session.names))
+        session.due = serialize(session_id, session.derived, session.names)
         session.derived, session.since = Derived(), now
 
     def _write(self, session_id: int, session: _Session) -> bool:
-        """Write a session's oldest piece due (compare-and-set on its mark); False if another
+        """Write a session's piece due (compare-and-set on its mark); False if another
         writer moved the mark or the session is gone (the caller derives it again: `_from_mark`)."""
-        piece = session.due[0]
+        piece = session.due
+        assert piece is not None
         if commit_piece(self.conn, session_id, piece, session.expected):
             session.expected = piece.last
-            session.due.popleft()
+            session.due = None
             return True
         return False
 
@@ -284,7 +283,7 @@ class ChunkDeriver:
 
     def forget(self) -> None:
         """After a failed write: start again from the oldest mark not yet written."""
-        pending = [s.expected for s in self.sessions.values() if s.derived.last or s.due]
+        pending = [s.expected for s in self.sessions.values() if s.derived.last or s.due is not None]
         if pending:
             self.last = min(self.last, min(pending))
         self.sessions.clear()
