@@ -26,7 +26,7 @@ from app.store.deriver import READ_BATCHES, ChunkDeriver, DeriverProcess
 from app.store.live_fold import LiveFold
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
-from app.store.replay import ReplaySource, read_export_choices
+from app.store.replay import ReplaySource, open_session, read_export_choices
 from app.store.schema import connect
 
 
@@ -162,6 +162,9 @@ def test_replay_and_the_export_dialog_count_the_batches_not_chunked_yet(tmp_path
             assert (source.start, source.end) == (min(everything), max(everything))
             lagging = source.density(40)
             assert sum(lagging) == pytest.approx(1801) and lagging[0] == 1.0  # the late van, alone at the start
+            van = open_session(session, ("late-van",), 5, 40, reader)  # the device picker's choice
+            assert van.source.idents == ["late-van"] and set(van.everyone) == set(choices.idents)
+            assert sum(van.density) == 1.0 and van.start["late-van"].latest.message.params["device.name"] == "Late van"
         finally:
             if stopped is not None:
                 os.kill(stopped, signal.SIGCONT)
