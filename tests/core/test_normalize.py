@@ -186,3 +186,54 @@ def test_nested_rendering_of_a_flat_message_normalizes_the_same(flat: dict) -> N
     if any(b.startswith(a + ".") for a in names for b in names):
         return
     assert normalize(nest(flat, keep_flat=()), NOW) == normalize(flat, NOW)
+
+
+fix_key = st.sampled_from(["ident", "timestamp", "server.timestamp", "position.latitude", "position.longitude",
+                           "position.altitude", "position.speed", "position.direction", "position.satellites",
+                           "position.hdop", "position.valid"])
+# What the fields hold in real batches, and every kind of value normalize has to read the long way.
+fix_value = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-200, 200), st.floats(0, 2e9),
+    st.sampled_from([0, 0.0, -0.0, 1, "", "7", "1.5", "x", "2023-11-14T22:13:20Z"]),
+    st.text(max_size=6))
+flat_message = st.dictionaries(fix_key, fix_value, max_size=11)
+usual_message = st.fixed_dictionaries({
+    "ident": st.text(min_size=1, max_size=4), "timestamp": st.one_of(st.integers(0, 2**31), st.floats(0, 2e9)),
+    "position.latitude": st.floats(-91, 91), "position.longitude": st.floats(-181, 181),
+    "position.satellites": st.integers(0, 30)}, optional={"server.timestamp": st.floats(0, 2e9),
+                                                          "position.speed": st.floats(-1, 3000),
+                                                          "position.valid": st.booleans(), "custom": fix_value})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(usual_message, flat_message), min_size=n.COLUMNS_FROM, max_size=80),
+       st.randoms(use_true_random=False))
+def test_a_large_flat_batch_normalizes_as_its_messages_do_one_by_one(raws: list[dict], random) -> None:
+    # A flespi batch is read field by field over all its messages; whatever each holds, every
+    # message must come out exactly as normalizing it alone gives it.
+    random.shuffle(raws)
+    body = orjson.dumps(raws, option=orjson.OPT_NON_STR_KEYS)  # the batch as received: proven flat
+    got = normalize_batch(raws, NOW, body)
+    assert len(got) == len(raws)
+    for message, raw in zip(got, raws, strict=True):
+        alone = normalize(raw, NOW)
+        assert message == alone, raw
+        for name in ("ts", "server_ts", "lat", "lon", "alt", "speed", "direction", "satellites", "hdop"):
+            assert type(getattr(message, name)) is type(getattr(alone, name)), (name, raw)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("position.latitude", math.nan), ("position.longitude", math.inf), ("position.hdop", -math.inf),
+    ("position.satellites", "7"), ("position.speed", True), ("timestamp", "2023-11-14T22:13:20Z"),
+    ("timestamp", 1e12), ("timestamp", math.nan), ("server.timestamp", -5), ("server.timestamp", "1700000000"),
+    ("position.valid", 1), ("position.valid", "yes"), ("ident", 12345), ("ident", ""), ("position.altitude", None),
+    ("position.latitude", 0.0), ("position.direction", 361)])
+def test_one_odd_field_in_a_large_batch_is_read_as_alone(key: str, value: object) -> None:
+    raws = [{"ident": f"d{i}", "timestamp": NOW - 60 + i, "server.timestamp": NOW - 59.5 + i,
+             "position.latitude": 50.0 + i / 1000, "position.longitude": 0.0 if i == 3 else 14.0,
+             "position.altitude": 200, "position.speed": 12.5, "position.direction": 90.0,
+             "position.satellites": 9, "position.hdop": 0.9, "position.valid": True} for i in range(40)]
+    raws[7][key] = value
+    got = normalize_batch(raws, NOW, orjson.dumps(raws))
+    assert got == [normalize(raw, NOW) for raw in raws]
