@@ -14,10 +14,8 @@ health report comes with every frame that changed it.
 
 from __future__ import annotations
 
-from array import array
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import chain, islice
 from typing import Any, Protocol
 
 from app.core.fleet import NAME_KEY, NEW_LOG_SLACK, DeviceState, Fleet, LogEntry
@@ -88,11 +86,11 @@ class FrameBuilder:
             sent = self._sent_trail.get(ident, 0)
             fresh = min(d.trail_total - sent, len(d.trail))
             self._sent_trail[ident] = d.trail_total
-            trail = _flat(d.trail, fresh)
+            trail = list(d.trail)[-fresh:] if fresh > 0 else []
             d.rate_per_min(d.last_seen)  # the arrivals of the last minute only: this process keeps no more
             fresh = min(d.arrivals_total - self._sent_arrival.get(ident, 0), len(d.arrivals))
             self._sent_arrival[ident] = d.arrivals_total
-            arrivals = _flat(d.arrivals, fresh)
+            arrivals = list(d.arrivals)[-fresh:] if fresh > 0 else []
             entry = where.get(id(d.latest))
             if entry is not None:
                 self._latest_at[ident] = (entry.message, (entry.batch_id, entry.index))
@@ -147,28 +145,6 @@ class FrameBuilder:
         self._sent_arrival.clear()
         self._latest_at.clear()
         self._sent_latest.clear()
-
-
-def _flat(pairs: deque[tuple[float, Any]], newest: int) -> array[float]:
-    """The ``newest`` pairs of numbers of ``pairs`` (positions, arrivals) as one flat array: in
-    a backlog a device brings dozens per frame, and a pair pickled as a tuple cost both processes
-    ten times what its two numbers in an array do (benchmarks/gui_backlog.py)."""
-    if newest <= 0:
-        return _EMPTY
-    return array("d", chain.from_iterable(islice(pairs, len(pairs) - newest, None)))
-
-
-def _unzip(flat: array[float]) -> tuple[list[float], list[float]]:
-    numbers = flat.tolist()
-    return numbers[::2], numbers[1::2]
-
-
-def _pairs(flat: array[float]) -> zip[tuple[float, float]]:
-    """The pairs `_flat` made, as tuples again."""
-    return zip(*_unzip(flat), strict=True)
-
-
-_EMPTY = array("d")
 
 
 class ParamsSource(Protocol):
@@ -322,12 +298,9 @@ class MirrorFleet(Fleet):
                 previous = state.latest
             state.latest, state.previous, state.fix = latest, previous, fix
             state.latest_at = latest_at
-            if trail:
-                state.trail.extend(_pairs(trail))  # the newest, up to a trail's length
+            state.trail.extend(trail)  # the newest, up to a trail's length
             state.trail_total = trail_total
-            if arrivals:
-                times, counts = _unzip(arrivals)
-                state.note_arrivals(list(zip(times, map(int, counts), strict=True)))
+            state.note_arrivals(arrivals)
             changed[ident] = None
         health = self.health
         for ident, severity, check in summaries:
