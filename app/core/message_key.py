@@ -59,9 +59,12 @@ def raw_time_key(ident: object, ts: object, server_ts: object) -> int | None:
         if type(ident) is int and not -(1 << 63) <= ident < (1 << 64):
             ident = float(ident)
         ident = normalize_ident(ident) or ""
-    if type(server_ts) is not float or not 0.0 <= server_ts < MAX_TS:
-        server_ts = None if server_ts is None else parse_timestamp(server_ts)
-    if type(ts) is not float or not 0.0 <= ts < MAX_TS:
+    if server_ts is not None and (type(server_ts) is not float or not 0.0 <= server_ts < MAX_TS):
+        server_ts = parse_timestamp(server_ts)
+    # Whole seconds (two of three messages from many trackers) stay ints: an int hashes as the
+    # float it equals, so the key is the same without reading it the long way.
+    kind = type(ts)
+    if (kind is not float and kind is not int) or not 0 <= ts < MAX_TS:
         ts = None if ts is None else parse_timestamp(ts)
         if ts is None:  # untimed: the receive time stands in, which differs between copies
             return None if server_ts is None else hash((ident, None, server_ts))
