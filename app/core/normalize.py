@@ -272,8 +272,9 @@ def proven_flat(raws: list[Any], body: bytes) -> bool:
 
 
 #: A proven-flat batch of at least this many messages is normalized a field at a time over all of
-#: them (`_normalize_columns`); below it numpy's fixed cost per call outweighs the work.
-COLUMNS_FROM = 32
+#: them (`_normalize_columns`): 1.70 against 2.16 µs per message streaming a 1,000-message backlog;
+#: below ~128, numpy's fixed cost per column outweighs the work.
+COLUMNS_FROM = 128
 _NONE = type(None)
 _NUMBERS = frozenset((float, int, _NONE))  # a fix field or a time `normalize` reads without a call
 _FLAGS = frozenset((bool, _NONE))

@@ -206,12 +206,20 @@ usual_message = st.fixed_dictionaries({
                                                           "position.valid": st.booleans(), "custom": fix_value})
 
 
+def plain_batch(size: int) -> list[dict]:
+    """A batch of flespi messages whose every field is read the short way."""
+    return [{"ident": f"d{i}", "timestamp": NOW - 60 + i, "server.timestamp": NOW - 59.5 + i,
+             "position.latitude": 50.0 + i / 1000, "position.longitude": 0.0 if i == 3 else 14.0,
+             "position.altitude": 200, "position.speed": 12.5, "position.direction": 90.0,
+             "position.satellites": 9, "position.hdop": 0.9, "position.valid": True} for i in range(size)]
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(usual_message, flat_message), min_size=n.COLUMNS_FROM, max_size=80),
-       st.randoms(use_true_random=False))
-def test_a_large_flat_batch_normalizes_as_its_messages_do_one_by_one(raws: list[dict], random) -> None:
+@given(st.lists(st.one_of(usual_message, flat_message), min_size=1, max_size=60), st.randoms(use_true_random=False))
+def test_a_large_flat_batch_normalizes_as_its_messages_do_one_by_one(generated: list[dict], random) -> None:
     # A flespi batch is read field by field over all its messages; whatever each holds, every
     # message must come out exactly as normalizing it alone gives it.
+    raws = plain_batch(n.COLUMNS_FROM) + generated
     random.shuffle(raws)
     body = orjson.dumps(raws, option=orjson.OPT_NON_STR_KEYS)  # the batch as received: proven flat
     got = normalize_batch(raws, NOW, body)
@@ -230,10 +238,16 @@ def test_a_large_flat_batch_normalizes_as_its_messages_do_one_by_one(raws: list[
     ("position.valid", 1), ("position.valid", "yes"), ("ident", 12345), ("ident", ""), ("position.altitude", None),
     ("position.latitude", 0.0), ("position.direction", 361)])
 def test_one_odd_field_in_a_large_batch_is_read_as_alone(key: str, value: object) -> None:
-    raws = [{"ident": f"d{i}", "timestamp": NOW - 60 + i, "server.timestamp": NOW - 59.5 + i,
-             "position.latitude": 50.0 + i / 1000, "position.longitude": 0.0 if i == 3 else 14.0,
-             "position.altitude": 200, "position.speed": 12.5, "position.direction": 90.0,
-             "position.satellites": 9, "position.hdop": 0.9, "position.valid": True} for i in range(40)]
+    raws = plain_batch(n.COLUMNS_FROM)
     raws[7][key] = value
+    got = normalize_batch(raws, NOW, orjson.dumps(raws))
+    assert got == [normalize(raw, NOW) for raw in raws]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, "12"])
+def test_an_odd_value_beside_absent_ones_is_read_as_alone(value: object) -> None:
+    raws = plain_batch(n.COLUMNS_FROM)
+    del raws[5]["position.hdop"], raws[6]["position.latitude"]  # absent: None in the column
+    raws[7]["position.hdop"] = raws[8]["position.latitude"] = value
     got = normalize_batch(raws, NOW, orjson.dumps(raws))
     assert got == [normalize(raw, NOW) for raw in raws]
