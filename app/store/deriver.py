@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from app.store.faults import FileId, file_id
 from app.store.live_fold import LiveFold, tune_collector
 from app.store.module_process import binary_stdout, read_stdin_line, start_module
 from app.store.schema import connect
@@ -64,6 +65,11 @@ READ_BATCHES = 16
 BACKGROUND_NICE = 19
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
+#: The child's exit status when the file at its path is no longer the one it was started for
+#: (replaced meanwhile, the old file's -wal and -shm possibly still beside the new one: SQLite
+#: would pair them and, on closing, write the old file's pages into the new one). It opens
+#: nothing; its recorder notices the change at the next batch and starts children for the new file.
+NOT_THE_FILE = 4
 
 
 # -- the parent's side ------------------------------------------------------------------------
@@ -73,13 +79,17 @@ class DeriverProcess:
     ``fold_session`` for a window (`store/live_fold`) and writes nothing to the file: each frame's
     bytes go to ``on_frame``, called on a reader thread of its own; ``commands`` are sent first
     (`send`). ``on_exit`` is told, on that thread, when the child's output ended (it ended, or is
-    ending: see `ended`)."""
+    ending: see `ended`). With ``file`` (the recorder's), the child works only if the file at
+    ``path`` is still that one when it opens it; else it exits with `NOT_THE_FILE`, having opened
+    nothing."""
 
     def __init__(self, path: Path, after: int, max_page_count: int | None = None, *,
                  on_frame: Callable[[bytes], None] | None = None, fold_session: int = 0,
                  commands: Iterable[bytes] = (), background: bool = False,
-                 on_exit: Callable[[DeriverProcess], None] | None = None) -> None:
+                 on_exit: Callable[[DeriverProcess], None] | None = None, file: FileId | None = None) -> None:
         args = [str(path), str(after)] + ([str(max_page_count)] if max_page_count else [])
+        if file is not None:
+            args += ["--file", f"{file[0]}:{file[1]}"]
         if on_frame is not None:
             args += ["--fold", str(fold_session)]
         if background:
@@ -291,9 +301,17 @@ class ChunkDeriver:
 
 def run(path: Path, after: int, max_page_count: int | None, commands: threading.Event,
         finishing: threading.Event, orphaned: threading.Event, fold_session: int | None = None,
-        inbox: queue.SimpleQueue[bytes] | None = None) -> int:
+        inbox: queue.SimpleQueue[bytes] | None = None, file: FileId | None = None) -> int:
     """The child's loop; returns its exit status."""
+    # The recorder's file may have been replaced before this process got going: opening what is at
+    # the path then would pair another file with the old one's -wal (see `NOT_THE_FILE`).
+    if file is not None and file_id(path) != file:
+        log.warning("%s is no longer the file this process was started for: nothing opened", path)
+        return NOT_THE_FILE
     conn = connect(path, create=False, readonly=fold_session is not None)  # the fold writes nothing
+    if file is not None and file_id(path) != file:  # replaced while it was being opened
+        conn.close()
+        return NOT_THE_FILE
     if max_page_count:
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
     fold = None
@@ -365,12 +383,18 @@ def main(argv: list[str]) -> int:
         fold_session = int(argv[at + 1])
         argv = argv[:at] + argv[at + 2:]
         tune_collector()
+    file = None
+    if "--file" in argv:
+        at = argv.index("--file")
+        device, inode = argv[at + 1].split(":")
+        file = int(device), int(inode)
+        argv = argv[:at] + argv[at + 2:]
     path, after = Path(argv[0]), int(argv[1])
     max_page_count = int(argv[2]) if len(argv) > 2 else None
     commands, finishing, orphaned = threading.Event(), threading.Event(), threading.Event()
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     threading.Thread(target=_watch_stdin, args=(commands, finishing, orphaned, inbox), daemon=True).start()
-    return run(path, after, max_page_count, commands, finishing, orphaned, fold_session, inbox)
+    return run(path, after, max_page_count, commands, finishing, orphaned, fold_session, inbox, file)
 
 
 def profiled(argv: list[str], stats_path: str) -> int:

@@ -474,7 +474,8 @@ class Recorder:
             "(SELECT 1 FROM batches b WHERE b.session_id = s.id AND b.id > s.indexed_batch)").fetchone()[0]
         after = behind if behind is not None else conn.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
         page_count = conn.execute("PRAGMA max_page_count").fetchone()[0] if self.max_bytes else None
-        self._deriver = DeriverProcess(self.path, int(after), page_count, background=self.on_frame is not None)
+        self._deriver = DeriverProcess(self.path, int(after), page_count, background=self.on_frame is not None,
+                                       file=self._file)
 
     def _start_fold(self) -> None:
         """The window's live fold, in a process of its own (it writes nothing to the file; it
@@ -484,7 +485,7 @@ class Recorder:
             self._fold = DeriverProcess(self.path, 0, on_frame=self.on_frame, fold_session=self.session_id or 0,
                                         commands=[line for name, line in self._fold_commands.items()
                                                   if name != "session"],  # --fold says it
-                                        on_exit=self._deriver_output_ended)
+                                        on_exit=self._deriver_output_ended, file=self._file)
 
     def _keep_deriver(self) -> None:
         """A deriver that died (killed, out of memory) is started again; its work is redone from

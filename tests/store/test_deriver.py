@@ -23,6 +23,7 @@ from app.core.simfleet import FleetSimulator
 from app.server.keyed_body import read_keyed
 from app.store import deriver as deriver_module
 from app.store.deriver import READ_BATCHES, ChunkDeriver, DeriverProcess
+from app.store.faults import file_id
 from app.store.live_fold import LiveFold
 from app.store.points import PointFilter, iter_points
 from app.store.recorder import Recorder
@@ -418,3 +419,36 @@ def test_the_live_folds_frames_arrive_whole_when_the_child_is_stopped_and_contin
     finally:
         os.kill(child.pid, signal.SIGCONT)
         child.finish()
+
+
+def test_a_deriver_started_for_a_file_since_replaced_leaves_the_file_now_at_the_path_alone(tmp_path) -> None:
+    """The recorder starts its children for the file it has open. One that gets going only after
+    that file was replaced (moved away, another recording put at the path, the old file's -wal
+    and -shm still beside it: the chunks' child, at the lowest priority, may wait seconds for a
+    core) must not open what is at the path: SQLite would pair the new file with the old WAL and,
+    on closing, write the old file's pages into it — the recording moved away left without its
+    batches, and the other one holding them (seen in the window under load: tests/ui)."""
+    path, old, snapshot = tmp_path / "rec.sqlite", tmp_path / "old.sqlite", tmp_path / "snapshot"
+    snapshot.mkdir()
+    rec = Recorder(path, derive_elsewhere=False)
+    rec.start_session()
+    for body in fleet_batches(3, 50):
+        write_inline(rec, body)
+    for suffix in ("", "-wal", "-shm"):  # the old file as it stands mid-recording: its batches in its WAL
+        (snapshot / f"rec.sqlite{suffix}").write_bytes(Path(f"{path}{suffix}").read_bytes())
+    rec.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    (snapshot / "rec.sqlite").rename(old)
+    Recorder(tmp_path / "other.sqlite").close()
+    (tmp_path / "other.sqlite").rename(path)
+    for suffix in ("-wal", "-shm"):
+        (snapshot / f"rec.sqlite{suffix}").rename(f"{path}{suffix}")
+    other, old_wal = path.read_bytes(), Path(f"{path}-wal").read_bytes()
+
+    chunks = DeriverProcess(path, 0, file=file_id(old))
+    assert not chunks.finish() and chunks.exit_status() == "exit code 4"
+    frames: list[bytes] = []
+    fold = DeriverProcess(path, 0, on_frame=frames.append, fold_session=1, file=file_id(old))
+    assert fold.ended(30) and fold.exit_status() == "exit code 4" and not frames
+    assert path.read_bytes() == other and Path(f"{path}-wal").read_bytes() == old_wal
