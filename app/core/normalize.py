@@ -282,7 +282,7 @@ _FLAGS = frozenset((bool, _NONE))
 
 def _normalize_columns(raws: list[dict[str, Any]], received_at: float) -> list[Message]:
     """`normalize` of every message of a flat batch (objects only), field by field over all of
-    them: the same messages, about half the work per message. A message with any field `normalize`
+    them: the same messages for a fifth less work (see `COLUMNS_FROM`). A message with any field `normalize`
     would have to read the long way (a numeric string, an ISO time, an ident that is a number, a
     NaN...) is normalized on its own, exactly as before."""
     n = len(raws)
@@ -325,7 +325,8 @@ def _normalize_columns(raws: list[dict[str, Any]], received_at: float) -> list[M
 def _numbers(raws: list[dict[str, Any]], key: str, odd: np.ndarray) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """One numeric field of every message: its values as `normalize` gives them (a float or None),
     as an array (NaN where absent), and where it is absent. Marks in ``odd`` the messages whose
-    value takes the long way (any other type, an infinite or NaN float)."""
+    value takes the long way (any other type, an infinite or NaN float): their value here is None
+    or NaN, and means nothing (the caller normalizes those messages alone)."""
     column = [r.get(key) for r in raws]
     kinds = set(map(type, column))
     if not kinds <= _NUMBERS:

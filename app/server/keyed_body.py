@@ -63,13 +63,13 @@ def _is_utf8(body: bytes | bytearray) -> bool:
     return True
 
 
+_OPEN_BRACE = ord("{")
+
+
 def _braces(body: bytes | bytearray) -> int:
     """How many '{' the body holds: numpy counts ~4× as fast as ``bytes.count`` (45 against 195 µs
     for 1,000 flespi messages), and this runs on every acknowledgement."""
     return int(np.count_nonzero(np.frombuffer(body, np.uint8) == _OPEN_BRACE))
-
-
-_OPEN_BRACE = ord("{")
 
 
 def read_keyed(body: bytes | bytearray, max_messages: int) -> KeyedBody | None:
