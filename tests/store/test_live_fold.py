@@ -65,7 +65,8 @@ def live(tmp_path) -> Iterator[tuple[Frames, Recorder]]:
     frames = Frames()
     rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
     frames.source = StoredParams(tmp_path / "live.sqlite")
-    rec.start_session()
+    session = rec.start_session()
+    frames.wait(lambda m: m.session_id == session, "the session folded")  # its command taken in
     try:
         yield frames, rec
     finally:
@@ -128,6 +129,12 @@ def test_the_mirror_holds_what_folding_in_place_holds(live) -> None:
     batches = fleet_batches(8, 300)
     chosen = orjson.loads(batches[0])[3]["ident"]
     rec.fold_command("select", chosen)
+    # Commands reach the folding process over a pipe, batches through the file: the selection is
+    # taken in only once its line has been read. Commands are taken in order, so once the session
+    # told again has started a new run there, the selection holds for every batch recorded next.
+    runs = max(starts for _, starts in frames.runs)
+    rec.fold_command("session", rec.session_id)
+    frames.wait(lambda m: max(starts for _, starts in frames.runs) > runs, "the selection taken in")
     for i, body in enumerate(batches, start=1):
         write_keyed(rec, body, T0 + i)
     frames.wait(lambda m: m.total == 2_400, "every message folded")
