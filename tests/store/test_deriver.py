@@ -450,5 +450,8 @@ def test_a_deriver_started_for_a_file_since_replaced_leaves_the_file_now_at_the_
     assert not chunks.finish() and chunks.exit_status() == "exit code 4"
     frames: list[bytes] = []
     fold = DeriverProcess(path, 0, on_frame=frames.append, fold_session=1, file=file_id(old))
-    assert fold.ended(30) and fold.exit_status() == "exit code 4" and not frames
+    try:
+        assert fold.ended(30) and fold.exit_status() == "exit code 4" and not frames
+    finally:
+        fold.stop()
     assert path.read_bytes() == other and Path(f"{path}-wal").read_bytes() == old_wal

@@ -65,9 +65,9 @@ def live(tmp_path) -> Iterator[tuple[Frames, Recorder]]:
     frames = Frames()
     rec = frames.recorder = Recorder(tmp_path / "live.sqlite", on_frame=frames.take)
     frames.source = StoredParams(tmp_path / "live.sqlite")
-    session = rec.start_session()
-    frames.wait(lambda m: m.session_id == session, "the session folded")  # its command taken in
     try:
+        session = rec.start_session()
+        frames.wait(lambda m: m.session_id == session, "the session folded")  # its command taken in
         yield frames, rec
     finally:
         rec.close()
@@ -132,7 +132,8 @@ def test_the_mirror_holds_what_folding_in_place_holds(live) -> None:
     # Commands reach the folding process over a pipe, batches through the file: the selection is
     # taken in only once its line has been read. Commands are taken in order, so once the session
     # told again has started a new run there, the selection holds for every batch recorded next.
-    runs = max(starts for _, starts in frames.runs)
+    with frames.lock:
+        runs = max(starts for _, starts in frames.runs)
     rec.fold_command("session", rec.session_id)
     frames.wait(lambda m: max(starts for _, starts in frames.runs) > runs, "the selection taken in")
     for i, body in enumerate(batches, start=1):
