@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from app.store.faults import FileId, file_id
+from app.store.faults import FileId
 from app.store.live_fold import LiveFold, tune_collector
 from app.store.module_process import binary_stdout, read_stdin_line, start_module
-from app.store.schema import connect
+from app.store.schema import NotTheFile, connect
 from app.store.track_rows import (
     FLUSH_MESSAGES,
     FLUSH_SECONDS,
@@ -303,14 +303,10 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         finishing: threading.Event, orphaned: threading.Event, fold_session: int | None = None,
         inbox: queue.SimpleQueue[bytes] | None = None, file: FileId | None = None) -> int:
     """The child's loop; returns its exit status."""
-    # The recorder's file may have been replaced before this process got going: opening what is at
-    # the path then would pair another file with the old one's -wal (see `NOT_THE_FILE`).
-    if file is not None and file_id(path) != file:
-        log.warning("%s is no longer the file this process was started for: nothing opened", path)
-        return NOT_THE_FILE
-    conn = connect(path, create=False, readonly=fold_session is not None)  # the fold writes nothing
-    if file is not None and file_id(path) != file:  # replaced while it was being opened
-        conn.close()
+    try:  # the fold writes nothing; the recorder's file may have been replaced before this process got going
+        conn = connect(path, create=False, readonly=fold_session is not None, expect=file)
+    except NotTheFile:
+        log.warning("%s is no longer the file this process was started for: nothing read", path)
         return NOT_THE_FILE
     if max_page_count:
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
@@ -368,6 +364,14 @@ def _watch_stdin(commands: threading.Event, finishing: threading.Event, orphaned
     commands.set()
 
 
+def _option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
+    """The value given to option ``name`` (None if absent), and the arguments without it."""
+    if name not in argv:
+        return None, argv
+    at = argv.index(name)
+    return argv[at + 1], argv[:at] + argv[at + 2:]
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="trackmon deriver: %(message)s")
     if "--background" in argv:
@@ -377,18 +381,15 @@ def main(argv: list[str]) -> int:
         if hasattr(os, "SCHED_IDLE"):  # Linux: below nice 19, and any other task preempts it at once
             with suppress(OSError):
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    fold_session = None
-    if "--fold" in argv:
-        at = argv.index("--fold")
-        fold_session = int(argv[at + 1])
-        argv = argv[:at] + argv[at + 2:]
+    folding, argv = _option(argv, "--fold")
+    fold_session = None if folding is None else int(folding)
+    if fold_session is not None:
         tune_collector()
-    file = None
-    if "--file" in argv:
-        at = argv.index("--file")
-        device, inode = argv[at + 1].split(":")
+    identity, argv = _option(argv, "--file")
+    file: FileId | None = None
+    if identity is not None:
+        device, inode = identity.split(":")
         file = int(device), int(inode)
-        argv = argv[:at] + argv[at + 2:]
     path, after = Path(argv[0]), int(argv[1])
     max_page_count = int(argv[2]) if len(argv) > 2 else None
     commands, finishing, orphaned = threading.Event(), threading.Event(), threading.Event()

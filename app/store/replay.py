@@ -231,10 +231,10 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
                  conn: sqlite3.Connection) -> OpenedSession:
     """Open a session for replay (on a long session, seconds of reading: a reader thread's job)."""
     with read_snapshot(conn):
-        everyones = unchunked(conn, PointFilter(session_id))  # decoded once, for all of what follows
-        tail = everyones if idents is None else {ident: everyones[ident] for ident in idents if ident in everyones}
+        whole_tail = unchunked(conn, PointFilter(session_id))  # decoded once, for all of what follows
+        tail = whole_tail if idents is None else {ident: whole_tail[ident] for ident in idents if ident in whole_tail}
         source = ReplaySource(conn, session_id, idents, tail)
-        everyone = source.idents if idents is None else session_idents(conn, PointFilter(session_id), everyones)
+        everyone = source.idents if idents is None else session_idents(conn, PointFilter(session_id), whole_tail)
         name = session_name(conn, session_id)
         density = source.density(density_bins, tail)
         start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)), tail)

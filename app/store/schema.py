@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from app.store.faults import FileId, file_id
+
 #: Order of the values in each packed row of ``tracks.rows``.
 TRACK_COLUMNS: tuple[str, ...] = (
     "batch_id", "idx", "ts", "server_ts", "lat", "lon", "alt", "speed", "direction", "satellites", "hdop",
@@ -152,9 +154,18 @@ class SchemaTooNew(RuntimeError):
     """The file was written by a newer trackmon; refusing to touch it protects the data."""
 
 
+class NotTheFile(RuntimeError):
+    """The path leads to another file than the one asked for (replaced meanwhile)."""
+
+
 def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False,
-            create: bool = True) -> sqlite3.Connection:
+            create: bool = True, expect: FileId | None = None) -> sqlite3.Connection:
     """Open (and create or migrate) a recording file with the pragmas trackmon relies on.
+
+    ``expect`` (`faults.file_id` of the file meant): raise `NotTheFile`, having read nothing, if
+    the path leads to another file. One put there in place of a recording may have that
+    recording's -wal and -shm beside it, which SQLite would pair with it (and, on closing, write
+    the old file's pages into it); it reads them only at the first statement, checked before.
 
     WAL lets readers (replay, exports, the UI) run while the recorder writes. With the default
     ``synchronous=NORMAL`` a commit survives the process being killed; ``sync_full`` also makes
@@ -170,6 +181,9 @@ def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    if expect is not None and file_id(path) != expect:  # before the first statement reads any -wal
+        conn.close()
+        raise NotTheFile(f"{path} is no longer the file it was")
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
         if not readonly:
