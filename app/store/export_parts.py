@@ -73,7 +73,8 @@ class SecondHalf:
         db = conn.execute("PRAGMA database_list").fetchone()[2]
         self.path = path
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
-        job = {"filter": dataclasses.asdict(part), "path": str(path), **options}
+        # The file the first half reads, or none (`schema.RecordingConnection`; another file put at the path meanwhile).
+        job = {"filter": dataclasses.asdict(part), "path": str(path), "file": getattr(conn, "file", None), **options}
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in `discard`) a file, not a pipe: never blocks
         try:
             self.child = start_module("app.store.export_parts", db, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -142,7 +143,7 @@ def main(argv: list[str]) -> int:
     f = PointFilter.from_plain(job["filter"])
     part = Path(job["path"])
     orphaned = threading.Event()
-    conn = connect(db, readonly=True)
+    conn = connect(db, readonly=True, expect=None if job.get("file") is None else tuple(job["file"]))
     try:
         try:
             with open(part, "w", encoding="utf-8", newline="") as out:

@@ -38,6 +38,7 @@ from typing import IO, Any
 
 import orjson
 
+from app.store.faults import FileId
 from app.store.module_process import (
     binary_stdout,
     how_it_ended,
@@ -69,6 +70,9 @@ class ExportJob:
     csv_options: dict[str, Any] = field(default_factory=dict)
     #: Names the partial files (`export_file.partial_path`); chosen by the parent, unique per export.
     tag: str = field(default_factory=lambda: f"{os.getpid()}-{secrets.token_hex(4)}")
+    #: The file the session was chosen in (`faults.file_id`): the child reads it or nothing, never
+    #: another file put at the path since (None: whatever is at the path).
+    source: FileId | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({**dataclasses.asdict(self), "target": str(self.target)})
@@ -76,8 +80,9 @@ class ExportJob:
     @staticmethod
     def from_json(text: bytes) -> ExportJob:
         job = orjson.loads(text)
+        source = job.get("source")
         return ExportJob(**{**job, "points_filter": PointFilter.from_plain(job["points_filter"]),
-                            "target": Path(job["target"])})
+                            "target": Path(job["target"]), "source": None if source is None else tuple(source)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +223,7 @@ def main(argv: list[str]) -> int:
             say({"progress": [done, total]})
 
     try:
-        conn = connect(db, readonly=True)  # as `trackmon export` reads: never creates a file moved away
+        conn = connect(db, readonly=True, expect=job.source)  # never creates a file moved away
         try:
             f = job.points_filter
             params = collect_param_keys(conn, f) if job.all_params else None

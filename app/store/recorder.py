@@ -42,7 +42,7 @@ from app.store.codec import compress_body, decompress_body
 from app.store.deriver import DeriverProcess
 from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
 from app.store.live_fold import encode_command
-from app.store.schema import connect, transaction
+from app.store.schema import NotTheFile, RecordingConnection, connect, transaction
 from app.store.seen import WINDOW, SeenMessages
 from app.store.stuck import StuckBatch, insert_stuck
 from app.store.track_rows import (
@@ -432,6 +432,36 @@ class Recorder:
         pages = 0xFFFFFFFE if self.max_bytes is None else max(1, self.max_bytes // page_size)
         conn.execute(f"PRAGMA max_page_count = {int(pages)}")
         self._pages = (self.max_bytes, page_size)
+
+    @property
+    def file_identity(self) -> FileId | None:
+        """The file this recorder records into (or did last, while the path leads nowhere usable),
+        as `faults.file_id` names it: what a reader of the recording expects at the path."""
+        return self._file
+
+    def open_reader(self) -> RecordingConnection:
+        """A read-only connection on the recording; from any thread.
+
+        Another file put at the path (a restored copy) is recorded into from the next batch on,
+        and until then the old file's -wal is still beside it: a reader opening the path would
+        see the old file's sessions as the new one's (SQLite pairs them). So the reader checks
+        that the path leads to the recorder's file, and if it does not, the recorder moves to the
+        file at the path now (setting the old -wal aside) and the reader reads that one. Raises
+        `RecordingUnavailable` (why, in words) when no recording is at the path."""
+        try:
+            return connect(self.path, readonly=True, expect=self._file)
+        except NotTheFile:
+            pass
+        self._executor.submit(self._follow_path).result()  # waits behind a batch being written, if one is
+        return connect(self.path, readonly=True, expect=self._file)
+
+    def _follow_path(self) -> None:
+        if self._closed:  # a reader's late request must not open the file again
+            raise RecordingUnavailable(f"the recording of {self.path} has been closed")
+        if file_id(self.path) == self._file:  # moved to it meanwhile (or moved back): nothing to follow
+            return
+        self._writable()  # records into the file at the path from now on (a problem said if it cannot)
+        self._checked()  # it can: what kept the old file from being written is over
 
     def _same_file(self) -> bool:
         return self._conn is not None and file_id(self.path) == self._file

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from app.core.normalize import UNUSABLE_FIX, Message, normalize
+from app.store.faults import FileId
 from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents, unchunked
 from app.store.snapshot import read_snapshot
 
@@ -244,13 +245,15 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
 @dataclass(frozen=True, slots=True)
 class ExportChoices:
     """What the dialog offers for a session: its devices (with their names), its span, and its
-    name ('' if it has none), which titles the exported file."""
+    name ('' if it has none), which titles the exported file; and the file they were read from,
+    the one the export must read (`schema.RecordingConnection.file`; None: not known)."""
 
     idents: list[str]
     names: dict[str, str]
     start: float
     end: float
     name: str
+    file: FileId | None = None
 
 
 def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoices:
@@ -263,7 +266,7 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
                                   (session_id,)).fetchall())
         names.update({ident: chunk.name for ident, chunk in tail.items() if chunk.name})  # newer than the chunks'
         name = session_name(conn, session_id)
-    return ExportChoices(source.idents, names, source.start, source.end, name)
+    return ExportChoices(source.idents, names, source.start, source.end, name, getattr(conn, "file", None))
 
 
 def session_name(conn: sqlite3.Connection, session_id: int) -> str:

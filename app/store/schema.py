@@ -158,12 +158,21 @@ class NotTheFile(RuntimeError):
     """The path leads to another file than the one asked for (replaced meanwhile)."""
 
 
+class RecordingConnection(sqlite3.Connection):
+    """A connection that knows which file it opened (`faults.file_id`): what it hands on to a
+    child process reading the same recording (`connect(expect=conn.file)`), so that the child
+    reads that very file or nothing."""
+
+    file: FileId | None = None
+
+
 def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False,
-            create: bool = True, expect: FileId | None = None) -> sqlite3.Connection:
+            create: bool = True, expect: FileId | None = None) -> RecordingConnection:
     """Open (and create or migrate) a recording file with the pragmas trackmon relies on.
 
     ``expect`` (`faults.file_id` of the file meant): raise `NotTheFile`, having read nothing, if
-    the path leads to another file. One put there in place of a recording may have that
+    the path leads to another file. The connection's ``file`` names the file it opened, for a
+    child process to expect. One put there in place of a recording may have that
     recording's -wal and -shm beside it, which SQLite would pair with it (and, on closing, write
     the old file's pages into it); it reads them only at the first statement, checked before.
 
@@ -174,16 +183,21 @@ def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False
     """
     if readonly:
         uri = Path(path).resolve().as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=RecordingConnection)
     elif not create:
         uri = Path(path).resolve().as_uri() + "?mode=rw"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
+                               factory=RecordingConnection)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    if expect is not None and file_id(path) != expect:  # before the first statement reads any -wal
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, factory=RecordingConnection)
+    # SQLite opened the file just now; without ``expect``, what is at the path a microsecond later
+    # is taken to be it (a replacement in between goes unseen, as it would a moment earlier).
+    conn.file = file_id(path)
+    if expect is not None and conn.file != expect:  # before the first statement reads any -wal
         conn.close()
-        raise NotTheFile(f"{path} is no longer the file it was")
+        raise NotTheFile(f"the recording file {path} was " + ("deleted or moved away" if conn.file is None
+                                                              else "replaced by another file"))
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
         if not readonly:

@@ -23,6 +23,7 @@ import orjson
 
 from app.core.normalize import flatten, normalize, proven_flat
 from app.store.codec import decompress_body
+from app.store.faults import FileId
 from app.store.schema import connect
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,12 @@ WAITING_SQL = "SELECT coalesce(sum(count), 0), min(received_at) FROM batches WHE
 
 
 class StoredParams:
-    """Reads parameters of messages stored in the file at ``path``, opened now (the file the
-    recorder writes at this moment: opened later, it might be another one by then)."""
+    """Reads parameters of messages stored in the file at ``path``: the file ``expect`` names
+    (`faults.file_id`), the one the recorder writes; never another file put at the path since."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, expect: FileId | None = None) -> None:
         self.path = path
+        self.expect = expect
         self._conn: sqlite3.Connection | None = None
         self._retired = False
         self._failed_at = float("-inf")  # when opening it last failed
@@ -54,8 +56,8 @@ class StoredParams:
         for every row a filter asks about)."""
         if self._conn is None and time.monotonic() - self._failed_at >= RETRY_S:
             try:
-                self._conn = connect(self.path, readonly=True)
-            except Exception as exc:  # moved away, not a recording (any more): nothing to read now
+                self._conn = connect(self.path, readonly=True, expect=self.expect)
+            except Exception as exc:  # moved away, replaced, not a recording (any more): nothing to read now
                 log.debug("%s not readable: %s", self.path, exc)
                 self._failed_at = time.monotonic()
         return self._conn

@@ -4,7 +4,8 @@ Reads that can take long on a large file that is being written — the session l
 every batch, a replay seek reading the latest batches of hundreds of devices — froze the window for
 up to 2.4 s in the 30-minute soak when they ran on the GUI thread with a cold page cache. Here each
 read runs in a worker thread with its own read-only connection (one snapshot, closed after the
-read), and its result comes back as plain data on the GUI thread through a `ThreadBridge`.
+read; opened there too, as `Recorder.open_reader` may wait for the recorder to move to a file put
+at the path), and its result comes back as plain data on the GUI thread through a `ThreadBridge`.
 
 One read runs at a time. A request made while one runs replaces any request still waiting, so a
 slider dragged across a recording costs one read after the one in flight, not one per step.
@@ -16,24 +17,25 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 from app.server.error_words import plain
-from app.store.schema import connect
 from app.ui.thread_bridge import ThreadBridge
 
 #: A read: plain data in (bound with functools.partial, never a Qt object), plain data out.
 ReadJob = Callable[[sqlite3.Connection], Any]
+#: Opens the read-only connection a read runs on, in the worker thread (`Recorder.open_reader`,
+#: or `schema.connect` expecting one file); may raise, which fails the read with its words.
+Opener = Callable[[], sqlite3.Connection]
 
 
 class BackgroundRead:
-    """Runs `ReadJob`s on ``path`` in a worker thread; ``deliver(result)`` or ``fail(error)`` is
-    called on the GUI thread for each read that ran and was not dropped."""
+    """Runs `ReadJob`s on a connection from ``opener`` in a worker thread; ``deliver(result)`` or
+    ``fail(error)`` is called on the GUI thread for each read that ran and was not dropped."""
 
-    def __init__(self, path: Callable[[], Path], deliver: Callable[[Any], None], fail: Callable[[str], None],
+    def __init__(self, opener: Opener, deliver: Callable[[Any], None], fail: Callable[[str], None],
                  name: str) -> None:
-        self._path = path
+        self._opener = opener
         self._deliver = deliver
         self._fail = fail
         self._name = name
@@ -64,7 +66,7 @@ class BackgroundRead:
             return
         self._running = self._generation
         try:
-            threading.Thread(target=_run, args=(self._path(), job, self._bridge, self._generation),
+            threading.Thread(target=_run, args=(self._opener, job, self._bridge, self._generation),
                              name=self._name, daemon=True).start()
         except RuntimeError as exc:  # no thread to be had (the interpreter is shutting down): said, not stuck busy
             self._running = None
@@ -79,10 +81,10 @@ class BackgroundRead:
             self._start_next()
 
 
-def _run(path: Path, job: ReadJob, done: ThreadBridge, generation: int) -> None:
+def _run(opener: Opener, job: ReadJob, done: ThreadBridge, generation: int) -> None:
     """In the worker: one read with its own connection; never raises, never touches Qt."""
     try:
-        with closing(connect(path, readonly=True)) as conn:
+        with closing(opener()) as conn:
             result = job(conn)
     except Exception as exc:  # the file went away, is locked, is not a recording: said, not raised
         done.send(generation, False, plain(exc))

@@ -37,8 +37,10 @@ from app.core.filters import FilterError, compile_filter
 from app.store.export_file import FILE_FORMATS, SUFFIXES
 from app.store.export_process import ExportJob, export_in_child
 from app.store.exporters import Cancelled
+from app.store.faults import FileId
 from app.store.geo_export import INSTALL_HINT, missing_library
 from app.store.points import PointFilter
+from app.store.recorder import Recorder
 from app.store.replay import ExportChoices, read_export_choices
 from app.ui.background_read import BackgroundRead
 from app.ui.device_picker import device_item, with_all_none
@@ -60,10 +62,11 @@ def _utc(ts: float) -> QDateTime:
 class ExportDialog(QDialog):
     """Exports one session to a file."""
 
-    def __init__(self, db: Path, session_id: int, parent=None) -> None:
+    def __init__(self, recorder: Recorder, session_id: int, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export session {session_id}")
-        self.db = db
+        self.db = recorder.path
+        self.source: FileId | None = None  # the file the session was read from: the export reads that one
         self.session_id = session_id
         self.title = f"session {session_id}"  # the exported file's title: the session's name, once read
         # The session's devices and span are read in a reader thread (0.6 s for a 3M-message
@@ -137,7 +140,8 @@ class ExportDialog(QDialog):
         self.cancel_event: threading.Event | None = None
         self.thread: threading.Thread | None = None
         self._format_changed("gpx")
-        self._read = BackgroundRead(lambda: self.db, self._session_read, self._read_failed, "trackmon-export-open")
+        self._read = BackgroundRead(recorder.open_reader, self._session_read, self._read_failed,
+                                    "trackmon-export-open")
         reads = self._read
         self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no dialog
         for widget in (self.devices, self.crop):
@@ -150,6 +154,7 @@ class ExportDialog(QDialog):
         return self._read.busy
 
     def _session_read(self, choices: ExportChoices) -> None:
+        self.source = choices.file
         for ident in choices.idents:
             self.devices.addItem(device_item(ident, choices.names.get(ident), True))
         if choices.name:
@@ -205,7 +210,8 @@ class ExportDialog(QDialog):
                        "raw_text": self.raw_text.isChecked()} if fmt == "csv" else {}
         job = ExportJob(fmt, self.point_filter(), Path(self.path.text()).expanduser(), self.title,
                         all_params=self.all_params.isChecked() and fmt == "csv",
-                        points=self.points.isChecked() and fmt == "geojson", where=where, csv_options=csv_options)
+                        points=self.points.isChecked() and fmt == "geojson", where=where, csv_options=csv_options,
+                        source=self.source)
         cancel = self.cancel_event = threading.Event()
         progress_bridge, finished_bridge = ThreadBridge(self._progress), ThreadBridge(self._finished)
         # The worker gets plain values, never the dialog.

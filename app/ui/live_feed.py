@@ -69,7 +69,9 @@ class LiveFeed:
         if self._params is None or recorder.file_generation != self._generation:
             if self._params is not None:
                 self._params.retire()
-            self._params, self._generation = StoredParams(Path(recorder.path)), recorder.file_generation
+            generation = recorder.file_generation  # before the identity: a move between is seen next time
+            self._params = StoredParams(Path(recorder.path), recorder.file_identity)
+            self._generation = generation
         return self._params
 
     def _take(self, frame: Frame) -> None:

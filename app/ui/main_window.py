@@ -52,6 +52,7 @@ from app.server.tunnels import ExternalTunnel, SshTunnel, TunnelState
 from app.store.mbtiles import MBTiles, MBTilesError
 from app.store.queries import raw_message_bytes
 from app.store.recorder import Recorder
+from app.store.schema import NotTheFile, RecordingConnection, connect
 from app.ui.bounded_model import ITEM_ROLE
 from app.ui.chart_panel import ChartPanel
 from app.ui.connection_panel import ConnectionPanel
@@ -143,7 +144,7 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         self.recorder = Recorder(db, on_frame=self.live_feed.receiver)
         self.live_feed.attach(self.recorder, thresholds, settings.trail_length)
         self.live_feed.start(self.recorder.start_session())
-        self.reader = sqlite3.connect(db, check_same_thread=False)
+        self.reader = self.recorder.open_reader()  # the views' reads: charts, raw messages, a replay's source
         self._reader_generation = self.recorder.file_generation  # which file `reader` reads
         self.replay: ReplayController | None = None
         self.mqtt = MqttController(self.recorder, store=store)  # its batches reach the fleet as a POST's do
@@ -693,18 +694,28 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         """Banner on a recorder problem; when the recorder has moved on to another file at the
         path (a restored copy, a new empty file), read that one from now on."""
         problem = self.recorder.problem
-        if problem is None and self.recorder.file_generation != self._reader_generation:
-            # Not closed: a replay or an open dialog may still read through the old connection.
-            self.reader = sqlite3.connect(self.db, check_same_thread=False)
-            if self.replay is not None or self.replay_opening:
-                # Its session was the old file's (its reads, the chart's and the views' would part ways).
-                self.leave_replay()
-                self.statusBar().showMessage("The recording file was replaced by another: the replay was "
-                                             "closed (open the session again to replay it from this file)", 15000)
-            self.chart_panel.set_reader(self.reader)
-            self._reader_generation = self.recorder.file_generation
+        generation = self.recorder.file_generation
+        if problem is None and generation != self._reader_generation:
+            try:  # the file the recorder has moved to (replaced again since: at a later tick)
+                reader = connect(self.db, readonly=True, expect=self.recorder.file_identity)
+            except (NotTheFile, sqlite3.Error) as exc:
+                log.info("the recording file the recorder moved to is not readable yet: %s", exc)
+            else:
+                self._read_new_file(reader, generation)
         self.recording_banner.show_problem(problem, self.recorder.problem_since)
         self.stall_banner.refresh()
+
+    def _read_new_file(self, reader: RecordingConnection, generation: int) -> None:
+        """The recorder has moved to another file: the views read that one from now on."""
+        # The old connection is not closed: a replay or an open dialog may still read through it.
+        self.reader = reader
+        if self.replay is not None or self.replay_opening:
+            # Its session was the old file's (its reads, the chart's and the views' would part ways).
+            self.leave_replay()
+            self.statusBar().showMessage("The recording file was replaced by another: the replay was "
+                                         "closed (open the session again to replay it from this file)", 15000)
+        self.chart_panel.set_reader(self.reader)
+        self._reader_generation = generation
 
     # -- selection ------------------------------------------------------------------------------
     def select_device(self, ident: str | None, *, focus_map: bool = True) -> None:

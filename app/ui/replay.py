@@ -18,7 +18,6 @@ import itertools
 import sqlite3
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
@@ -42,7 +41,7 @@ from app.core.fleet import IGNITION_KEY, Fleet, LogEntry
 from app.core.trips import TripStats
 from app.store.points import TrackPoint
 from app.store.replay import DeviceSnapshot, ReplayedMessage, ReplaySource, seek_trail
-from app.ui.background_read import BackgroundRead
+from app.ui.background_read import BackgroundRead, Opener
 from app.ui.slow_release import SlowRelease
 
 SPEEDS: list[tuple[str, float | None]] = [("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("60×", 60.0),
@@ -64,8 +63,10 @@ class ReplayController(QObject):
 
     seek_failed = Signal(str)  # a seek could not read the file: why
 
-    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, path: Path, releaser: SlowRelease,
+    def __init__(self, source: ReplaySource, fleet: Fleet, trail_length: int, opener: Opener, releaser: SlowRelease,
                  parent: QObject | None = None) -> None:
+        """``opener``: a read-only connection on the file the session was opened from, or an error
+        (seeks and playback read there, never in a file that has replaced it since)."""
         super().__init__(parent)
         self.source = source
         self.fleet = fleet
@@ -76,8 +77,8 @@ class ReplayController(QObject):
         self.where: Predicate | None = None  # only messages matching this are played
         self.trips: dict[str, TripStats] = {}
         self.timer = QTimer(self, interval=TICK_MS, timeout=self._tick)
-        self._reads = BackgroundRead(lambda: path, self._seeded, self._seek_failed, "trackmon-replay-seek")
-        self._stretches = BackgroundRead(lambda: path, self._stretch_read, self._play_failed, "trackmon-replay-play")
+        self._reads = BackgroundRead(opener, self._seeded, self._seek_failed, "trackmon-replay-seek")
+        self._stretches = BackgroundRead(opener, self._stretch_read, self._play_failed, "trackmon-replay-play")
         #: The instant the latest seek being read lands on (None: not known before it is read, a step
         #: back); what play and step back start from while it is read.
         self._target: float | None = None

@@ -56,7 +56,7 @@ class SessionBrowser(QDialog):
         #: What the label says instead of the file's name: an import running, then its summary (until
         #: the user changes a session).
         self._import_note = ""
-        self._read = BackgroundRead(lambda: self.recorder.path, self._show, self._read_failed, "trackmon-sessions")
+        self._read = BackgroundRead(recorder.open_reader, self._show, self._read_failed, "trackmon-sessions")
         reads = self._read
         self.destroyed.connect(lambda *_: reads.drop())  # a read landing later finds no table
         self.file_label.setTextFormat(Qt.TextFormat.PlainText)

@@ -14,6 +14,7 @@ from app.core.fleet import Fleet
 from app.server.replay_sender import replay_session
 from app.server.stream_client import StreamSender
 from app.store.replay import OpenedSession, open_session
+from app.store.schema import connect
 from app.ui.background_read import BackgroundRead
 from app.ui.device_picker import DevicePicker
 from app.ui.export_dialog import ExportDialog
@@ -39,7 +40,7 @@ class SessionsMixin:
     def open_export(self, session_id: int) -> ExportDialog:
         """Show the export dialog for a session (it reads the session itself, off the GUI thread);
         returns it."""
-        dialog = ExportDialog(self.db, session_id, self)
+        dialog = ExportDialog(self.recorder, session_id, self)
         dialog.show()
         return dialog
 
@@ -121,7 +122,7 @@ class SessionsMixin:
 
     @cached_property
     def _replay_opener(self) -> BackgroundRead:
-        opener = BackgroundRead(lambda: self.recorder.path, self._replay_opened, self._replay_open_failed,
+        opener = BackgroundRead(self.recorder.open_reader, self._replay_opened, self._replay_open_failed,
                                 "trackmon-replay-open")
         self.destroyed.connect(lambda *_: opener.drop())  # a session opened after the window is gone is not shown
         return opener
@@ -147,8 +148,9 @@ class SessionsMixin:
         source = opened.source.on(self.reader)
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
-        self.replay = ReplayController(source, fleet, self.settings.trail_length, self.recorder.path,
-                                       self.releaser, self)
+        # Its seeks read the file `reader` is on; one that has replaced it since is never read for it.
+        opener = partial(connect, self.recorder.path, readonly=True, expect=self.reader.file)
+        self.replay = ReplayController(source, fleet, self.settings.trail_length, opener, self.releaser, self)
         self.replay_everyone = opened.everyone
         self.replay.moved.connect(lambda _: self._replay_moved())
         self.replay.seeked.connect(lambda _: self._reset_views())

@@ -4,6 +4,7 @@ a session that can still change is written by one."""
 from __future__ import annotations
 
 import io
+import shutil
 import sqlite3
 
 import orjson
@@ -17,6 +18,7 @@ from app.store.export_file import export_file
 from app.store.exporters import Cancelled, run_export
 from app.store.points import PointFilter
 from app.store.recorder import Recorder
+from app.store.schema import connect
 
 START = 1_767_225_600.0
 
@@ -133,3 +135,23 @@ def test_a_device_subset_longer_than_a_command_line_reaches_the_second_process(f
     conn.close()
     assert target.read_bytes() == serial(fleet_db, f)
     assert writer.written > 0
+
+
+def test_the_second_process_reads_the_first_halfs_file_or_nothing(fleet_db, tmp_path, monkeypatch) -> None:
+    """The first half reads the file it opened; if another file has been put at the path since,
+    the second half must not write that file's points after them: it fails, and says why."""
+    monkeypatch.setattr(export_parts, "PARALLEL_MIN", 1000)
+    conn = connect(fleet_db, readonly=True)
+    f = PointFilter(1)
+    split = export_parts.split_time(conn, f)
+    assert split is not None
+    fleet_db.rename(tmp_path / "moved.sqlite")
+    shutil.copyfile(tmp_path / "moved.sqlite", fleet_db)  # the same bytes, another file
+    second = export_parts.SecondHalf(conn, f, split, tmp_path / "part.csv",
+                                     {"title": "t", "csv_profile": "trackmon", "raw_text": False})
+    try:
+        with pytest.raises(OSError, match="was replaced by another file"):
+            second.finish()
+    finally:
+        second.discard()
+        conn.close()

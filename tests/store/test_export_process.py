@@ -17,6 +17,7 @@ from app.core.simfleet import FleetSimulator
 from app.store.export_file import export_file
 from app.store.export_process import ExportFailed, ExportJob, export_in_child
 from app.store.exporters import Cancelled
+from app.store.faults import file_id
 from app.store.points import PointFilter
 from app.store.recorder import Recorder
 
@@ -165,3 +166,23 @@ def test_a_recording_in_a_folder_with_uri_characters_exports(tmp_path) -> None:
                              lambda: False)
     assert result.written > 0 and (tmp_path / "out.gpx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gpx", "trips?2025 #1"]  # nothing made beside
+
+
+def test_an_export_of_a_recording_since_replaced_reads_nothing_of_the_file_now_at_the_path(small_db, tmp_path) -> None:
+    """The session was chosen in one file (the job names it); another file has been put at the
+    path since. The child exports nothing of it (its session 1 is another session) and says why."""
+    chosen = file_id(small_db)
+    small_db.rename(tmp_path / "moved.sqlite")
+    record(small_db, 1)  # another recording at the same path, with a session 1 of its own
+    target = tmp_path / "out.gpx"
+    with pytest.raises(ExportFailed, match="was replaced by another file"):
+        export_in_child(small_db, ExportJob("gpx", PointFilter(1), target, source=chosen), lambda *_: None,
+                        lambda: False)
+    assert left_beside(small_db, tmp_path) == ["moved.sqlite"]
+    result = export_in_child(small_db, ExportJob("gpx", PointFilter(1), target, source=file_id(small_db)),
+                             lambda *_: None, lambda: False)
+    conn = sqlite3.connect(small_db)
+    try:  # the file at the path, named as such: its one batch, as an export in place writes it
+        assert result.written == export_file(conn, "gpx", PointFilter(1), tmp_path / "here.gpx").written < 2_000 * 3
+    finally:
+        conn.close()

@@ -10,11 +10,13 @@ import resource
 import shutil
 import sqlite3
 import subprocess
+from contextlib import closing
 
 import orjson
 import pytest
 
 from app.store.queries import list_sessions
+from app.store.recorder import Recorder
 from tests.conftest import http, running_listener
 from tests.processes import recorder_process
 from tests.store.faulty import Stream, assert_each_once, batch, names
@@ -188,3 +190,32 @@ def test_writes_failing_in_a_record_process_are_503_until_they_work_again(tmp_pa
         assert http("GET", rec.url + "status").body["recording_problem"] is None
     assert_each_once(db, stream.acked)
     assert len(stream.acked) == 6 * 50
+
+
+def test_a_reader_of_a_file_replaced_before_the_next_batch_reads_that_file_not_the_old_wal(db_path, tmp_path) -> None:
+    """A restored copy is put at the path; no batch has come since, so the recorder has not moved
+    to it and the old file's -wal is still beside it. A reader opening the path would see the old
+    file's sessions as the copy's (SQLite pairs the two). `open_reader` has the recorder move to
+    the copy first: the reader sees the copy's sessions, the old -wal is set aside, and the file
+    moved away keeps everything that was in its -wal."""
+    other = tmp_path / "other.sqlite"
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    copy.close()
+    recorder = Recorder(db_path)
+    try:
+        recorder.rename_session(recorder.start_session(), "field test")
+        assert os.path.getsize(f"{db_path}-wal") > 0  # the old file's newest pages are in its -wal
+        generation = recorder.file_generation
+        db_path.rename(tmp_path / "old.sqlite")
+        other.rename(db_path)
+        with closing(recorder.open_reader()) as conn:
+            seen = [(s.id, s.name) for s in list_sessions(conn)]
+        # The copy's session, and the one the recorder goes on in (the copy does not hold it).
+        assert seen == [(1, "restored copy"), (2, "field test")]
+        assert recorder.file_generation == generation + 1 and recorder.problem is None
+        assert [p.name.split("-")[0] for p in tmp_path.glob("*.orphan-*")] == ["rec.sqlite"] * 2
+    finally:
+        recorder.close()
+    with closing(sqlite3.connect(tmp_path / "old.sqlite")) as old:
+        assert [(s.id, s.name) for s in list_sessions(old)] == [(1, "field test")]

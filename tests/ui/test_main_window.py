@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
+from contextlib import closing
 
 import orjson
 from PySide6.QtCore import Qt
 
+from app.core.fleet import LogEntry
+from app.core.normalize import normalize_batch
+from app.store.faults import file_id
 from app.store.recorder import Recorder
 from app.ui.device_model import COLUMNS
 from tests.ui.conftest import (
@@ -469,10 +474,11 @@ def test_a_recording_file_taken_away_is_shown_and_recording_resumes_when_it_is_b
     run(loop, wait_until(lambda: chunked() == ["before", "while-gone"], what="the session's chunks"))
 
 
-def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when_it_is_back(loop, make_window) -> None:
-    """Fix fields are charted from the recording file (the whole session). With the file moved
-    away before the window first read it, a redraw says why nothing can be charted instead of
-    raising from its timer every few seconds; with the file back, the points come."""
+def test_charts_read_a_recording_moved_away_and_say_why_when_a_read_fails(loop, make_window, tmp_path) -> None:
+    """Fix fields are charted from the recording file (the whole session). The window's reader
+    holds the file it opened, so a file moved away (by mistake) is still charted. When a read does
+    fail (here: a reader of a copy opened cold, the copy then moved away), a redraw says why instead
+    of raising from its timer every few seconds; once the copy is back, the points come."""
     window = make_window()
     url = window.urls()[0]
     track = [FLAT | {"timestamp": 1700000000 + i * 10, "position.speed": float(i)} for i in range(20)]
@@ -487,8 +493,16 @@ def test_charts_say_why_when_the_recording_cannot_be_read_and_read_it_again_when
     panel = window.chart_panel
     with file_moved_away(window):
         panel.tick(["position.speed"])
-        assert panel.note.text().startswith("Could not read the recording") and panel.unreadable
-        assert panel.curves["position.speed"].getData()[1] is None  # nothing plotted
+        assert not panel.unreadable and panel.note.text().startswith("20 points")
+    copy = tmp_path / "copy.sqlite"
+    with closing(sqlite3.connect(window.db)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    panel.set_reader(sqlite3.connect(copy, check_same_thread=False))  # opened, nothing read yet
+    copy.rename(tmp_path / "copy-away.sqlite")
+    window._show_charts(force=True)
+    assert panel.note.text().startswith("Could not read the recording") and panel.unreadable
+    assert panel.curves["position.speed"].getData()[1] is None  # nothing plotted
+    (tmp_path / "copy-away.sqlite").rename(copy)
     window._show_charts(force=True)
     assert not panel.unreadable and panel.note.text().startswith("20 points")
     assert len(panel.curves["position.speed"].getData()[1]) == 20
@@ -559,10 +573,11 @@ def test_a_replay_is_closed_when_the_recording_file_is_replaced_by_another(loop,
     assert list(panel.curves["position.speed"].getData()[1]) == [100.0 + i for i in range(20)]
 
 
-def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) -> None:
-    """The raw view reads the message byte for byte from its stored batch; with the file moved
-    away (before the window's reader first opened it), the button says why instead of raising
-    out of the click and showing nothing. With the file back, the bytes show."""
+def test_raw_json_reads_a_recording_moved_away_and_says_why_when_it_cannot(loop, make_window) -> None:
+    """The raw view reads the message byte for byte from its stored batch, through the window's
+    reader, which holds the file it opened: a file moved away still shows it. A message whose batch
+    cannot be read (here: a batch the file does not hold) makes the button say why, instead of
+    raising out of the click and showing nothing."""
     window = make_window()
 
     async def record() -> None:
@@ -574,7 +589,44 @@ def test_raw_json_says_why_when_the_recording_cannot_be_read(loop, make_window) 
     with file_moved_away(window):
         seen = answer_modal("Close")
         window.inspector.raw_button.click()
-        assert seen and seen[0].text.toPlainText().startswith("Could not read this message from the recording:")
+        assert seen and orjson.loads(seen[0].exact)["ident"] == FLAT["ident"]
+    latest = window.live_fleet.devices[FLAT["ident"]]
+    window.inspector.show_entry(LogEntry(0, latest.last_seen, latest.latest, 10**6, 0), None, "not stored")
     seen = answer_modal("Close")
     window.inspector.raw_button.click()
-    assert seen and orjson.loads(seen[0].exact)["ident"] == FLAT["ident"]
+    assert seen and seen[0].text.toPlainText() == ("Could not read this message from the recording: "
+                                                   "'no batch 1000000'")
+
+
+def test_a_copy_restored_over_the_recording_while_nothing_arrives_is_what_the_dialogs_read(loop, make_window) -> None:
+    """A user restores a copy over the recording file while no stream sends: the old file's -wal is
+    still beside the copy, and a dialog reading the path would list the old file's sessions as the
+    copy's. The sessions dialog lists the copy's; the window moves to the copy at once (its live
+    views start over in it, no red banner), and the export dialog reads the copy and exports from it."""
+    window = make_window()
+    url = window.urls()[0]
+    run(loop, post(url, speed_track(0.0)))
+    run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
+    window.recorder.rename_session(window.recorder.session_id, "field test")
+    other = window.db.with_name("other.sqlite")
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    body = orjson.dumps(speed_track(100.0))
+    now = time.time()
+    copy.write_batch(now, "127.0.0.1", len(body), body, normalize_batch(orjson.loads(body), now, body), 1.0)
+    copy.close()
+    window.db.rename(window.db.with_name("old.sqlite"))
+    other.rename(window.db)
+    browser = window.open_sessions()
+    run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
+    listed = sorted((browser.table.item(r, 0).text(), browser.table.item(r, 1).text())
+                    for r in range(browser.table.rowCount()))
+    assert listed == [("1", "restored copy"), ("2", "field test")]  # the copy's, and the one recording goes on in
+    window.tick()
+    assert window.recorder.problem is None and not window.recording_banner.isVisible()
+    assert window.reader.file == file_id(window.db)
+    dialog = window.open_export(1)
+    run(loop, wait_until(lambda: not dialog.reading, what="the session's devices"))
+    assert dialog.windowTitle() == "Export session 1 · restored copy" and dialog.source == file_id(window.db)
+    browser.close()
+    dialog.close()
