@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from app.store.faults import FileId
+from app.store.faults import FileId, file_id_text, parse_file_id
 from app.store.live_fold import LiveFold, tune_collector
 from app.store.module_process import binary_stdout, read_stdin_line, start_module
 from app.store.schema import NotTheFile, connect
@@ -89,7 +89,7 @@ class DeriverProcess:
                  on_exit: Callable[[DeriverProcess], None] | None = None, file: FileId | None = None) -> None:
         args = [str(path), str(after)] + ([str(max_page_count)] if max_page_count else [])
         if file is not None:
-            args += ["--file", f"{file[0]}:{file[1]}"]
+            args += ["--file", file_id_text(file)]
         if on_frame is not None:
             args += ["--fold", str(fold_session)]
         if background:
@@ -386,10 +386,7 @@ def main(argv: list[str]) -> int:
     if fold_session is not None:
         tune_collector()
     identity, argv = _option(argv, "--file")
-    file: FileId | None = None
-    if identity is not None:
-        device, inode = identity.split(":")
-        file = int(device), int(inode)
+    file = None if identity is None else parse_file_id(identity)
     path, after = Path(argv[0]), int(argv[1])
     max_page_count = int(argv[2]) if len(argv) > 2 else None
     commands, finishing, orphaned = threading.Event(), threading.Event(), threading.Event()

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.store.faults import file_id_text, parse_file_id
 from app.store.module_process import how_it_ended, last_line, read_stdin_line, start_module, wait_for_stdin_end
 from app.store.points import PointFilter, chunk_sizes
 
@@ -74,7 +75,9 @@ class SecondHalf:
         self.path = path
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
         # The file the first half reads, or none (`schema.RecordingConnection`; another file put at the path meanwhile).
-        job = {"filter": dataclasses.asdict(part), "path": str(path), "file": getattr(conn, "file", None), **options}
+        file = getattr(conn, "file", None)
+        job = {"filter": dataclasses.asdict(part), "path": str(path),
+               "file": None if file is None else file_id_text(file), **options}
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in `discard`) a file, not a pipe: never blocks
         try:
             self.child = start_module("app.store.export_parts", db, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -107,6 +110,8 @@ class SecondHalf:
         out = self.child.stdout.read()  # one short line: it fits the pipe, so the child was never held up
         if self.child.returncode != 0:
             why = last_line(self._errors)
+            if self.child.returncode == NOT_THE_FILE:
+                raise OSError(why)
             raise OSError(how_it_ended("second export process", self.child.returncode) + (f": {why}" if why else ""))
         written, skipped = out.split()
         return int(written), int(skipped)
@@ -131,19 +136,26 @@ class SecondHalf:
 
 #: Seconds an orphaned child may take to stop on its own before it exits regardless.
 ORPHAN_GRACE_S = 10.0
+#: The child's exit status when the path leads to another file than the first half's.
+NOT_THE_FILE = 4
 
 
 def main(argv: list[str]) -> int:
     """The child: write one part as a whole CSV (header included) and print its counts; exit 3
-    without a part if the parent goes first."""
+    without a part if the parent goes first, `NOT_THE_FILE` if the path leads to another file
+    than the parent's."""
     from app.store.exporters import Cancelled, drive, make_exporter
-    from app.store.schema import connect
+    from app.store.schema import NotTheFile, connect
 
     db, job = argv[0], orjson.loads(read_stdin_line())
     f = PointFilter.from_plain(job["filter"])
     part = Path(job["path"])
     orphaned = threading.Event()
-    conn = connect(db, readonly=True, expect=None if job.get("file") is None else tuple(job["file"]))
+    try:
+        conn = connect(db, readonly=True, expect=None if job.get("file") is None else parse_file_id(job["file"]))
+    except NotTheFile as exc:  # said as it is (`SecondHalf.finish`)
+        print(f"{exc} during the export: export again", file=sys.stderr)
+        return NOT_THE_FILE
     try:
         try:
             with open(part, "w", encoding="utf-8", newline="") as out:

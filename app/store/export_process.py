@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import orjson
 
-from app.store.faults import FileId
+from app.store.faults import FileId, file_id_text, parse_file_id
 from app.store.module_process import (
     binary_stdout,
     how_it_ended,
@@ -75,14 +75,15 @@ class ExportJob:
     source: FileId | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps({**dataclasses.asdict(self), "target": str(self.target)})
+        source = None if self.source is None else file_id_text(self.source)
+        return orjson.dumps({**dataclasses.asdict(self), "target": str(self.target), "source": source})
 
     @staticmethod
     def from_json(text: bytes) -> ExportJob:
         job = orjson.loads(text)
         source = job.get("source")
         return ExportJob(**{**job, "points_filter": PointFilter.from_plain(job["points_filter"]),
-                            "target": Path(job["target"]), "source": None if source is None else tuple(source)})
+                            "target": Path(job["target"]), "source": None if source is None else parse_file_id(source)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ def main(argv: list[str]) -> int:
     from app.core.filters import compile_filter
     from app.store.export_file import export_file
     from app.store.exporters import Cancelled, collect_param_keys
-    from app.store.schema import connect
+    from app.store.schema import NotTheFile, connect
 
     db = Path(argv[0])
     job = ExportJob.from_json(read_stdin_line())
@@ -223,7 +224,11 @@ def main(argv: list[str]) -> int:
             say({"progress": [done, total]})
 
     try:
-        conn = connect(db, readonly=True, expect=job.source)  # never creates a file moved away
+        try:
+            conn = connect(db, readonly=True, expect=job.source)  # never creates a file moved away
+        except NotTheFile as exc:
+            say({"error": f"{exc} since this session was chosen: open the export from the sessions list again"})
+            return 0
         try:
             f = job.points_filter
             params = collect_param_keys(conn, f) if job.all_params else None

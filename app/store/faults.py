@@ -40,6 +40,18 @@ def file_id(path: Path | str) -> FileId | None:
     return st.st_dev, st.st_ino
 
 
+def file_id_text(file: FileId) -> str:
+    """A file's identity as text, for a child process's command line or job: ``device:inode``
+    (JSON could not carry the 128-bit inode numbers some file systems have)."""
+    return f"{file[0]}:{file[1]}"
+
+
+def parse_file_id(text: str) -> FileId:
+    """The identity `file_id_text` wrote; ValueError if it is not one."""
+    device, inode = text.split(":")
+    return int(device), int(inode)
+
+
 def gone(path: Path) -> str:
     """The problem when nothing is at the recording's path any more."""
     return (f"the recording file {path} was deleted or moved away; nothing is recorded (the stream is "

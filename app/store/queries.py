@@ -50,6 +50,16 @@ class StoredMessage:
     message: Message
 
 
+class MissingBatch(KeyError):
+    """The batch asked for is not in this recording (its session deleted, or another file)."""
+
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(batch_id)
+
+    def __str__(self) -> str:  # KeyError's would be the quoted repr
+        return f"batch {self.args[0]} is not in this recording file"
+
+
 def list_sessions(conn: sqlite3.Connection) -> list[SessionSummary]:
     """Every session, oldest first, with counts and the device-time span of its data (sessions
     still being imported are left out: an import is all or nothing)."""
@@ -125,7 +135,7 @@ def iter_messages(conn: sqlite3.Connection, session_id: int) -> Iterator[StoredM
 def raw_message(conn: sqlite3.Connection, batch_id: int, index: int) -> Any:
     """The JSON value a device sent, parsed, as stored in its batch."""
     if conn.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone() is None:
-        raise KeyError(f"no batch {batch_id}")
+        raise MissingBatch(batch_id)
     return RawCache(conn, size=1).batch(batch_id)[1][index]
 
 
@@ -134,7 +144,7 @@ def raw_message_bytes(conn: sqlite3.Connection, batch_id: int, index: int) -> by
     received): what the inspector shows as "exactly what the device sent"."""
     row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
     if row is None:
-        raise KeyError(f"no batch {batch_id}")
+        raise MissingBatch(batch_id)
     return element_bytes(decompress_body(row[0]), index)
 
 
@@ -143,7 +153,7 @@ def batch_body(conn: sqlite3.Connection, batch_id: int) -> bytes:
     request re-sends)."""
     row = conn.execute("SELECT body FROM batches WHERE id = ?", (batch_id,)).fetchone()
     if row is None:
-        raise KeyError(f"no batch {batch_id}")
+        raise MissingBatch(batch_id)
     return decompress_body(row[0])
 
 

@@ -339,6 +339,9 @@ class Recorder:
                 if lost is not None:
                     self._retire(lost)
                 if now != self._file:
+                    # After a failed write nothing was retired, and a reader of the old file (the
+                    # window's, a deriver) kept its -wal at the path: set aside here too.
+                    self._set_aside_beside()
                     self._take_over_lock()
         if conn is None:
             conn = connect(self.path, sync_full=self.sync_full, create=first)
@@ -347,10 +350,10 @@ class Recorder:
             self._limit_pages()
             with transaction(conn):  # an empty write transaction: cheap, though not a proof the file is writable
                 pass
-            opened = file_id(self.path)
-            if opened != self._file:
+            opened, before = conn.file, self._file
+            self._file = opened  # first: a reader seeing the new generation expects this file
+            if opened != before:
                 self.file_generation += 1  # readers of the old file must open the new one
-            self._file = opened
             if self._deriver is not None and self._deriver_file != opened:
                 self._stop_deriver()  # another file: their work is not this file's
             self._beside = (file_id(f"{self.path}-wal"), file_id(f"{self.path}-shm"))
@@ -383,12 +386,16 @@ class Recorder:
         with suppress(sqlite3.Error):
             conn.execute("PRAGMA busy_timeout = 1000")  # a reader of the old file may hold it up
             conn.execute("PRAGMA wal_checkpoint(FULL)")
+        self._set_aside_beside()
+        with suppress(sqlite3.Error):
+            conn.close()
+
+    def _set_aside_beside(self) -> None:
+        """Rename the -wal and -shm the old file left at the path, if they are still there."""
         for suffix, old in zip(("-wal", "-shm"), self._beside, strict=True):
             moved = set_aside(Path(f"{self.path}{suffix}"), old)
             if moved is not None:
                 log.warning("set aside %s (left by the recording file that was at %s)", moved, self.path)
-        with suppress(sqlite3.Error):
-            conn.close()
 
     def _take_over_lock(self) -> None:
         """The path now leads to another file (a symlink re-pointed): hold that file's lock."""
@@ -440,19 +447,29 @@ class Recorder:
         return self._file
 
     def open_reader(self) -> RecordingConnection:
-        """A read-only connection on the recording; from any thread.
+        """A read-only connection on the recording; from any thread but the writer's.
 
         Another file put at the path (a restored copy) is recorded into from the next batch on,
         and until then the old file's -wal is still beside it: a reader opening the path would
         see the old file's sessions as the new one's (SQLite pairs them). So the reader checks
         that the path leads to the recorder's file, and if it does not, the recorder moves to the
-        file at the path now (setting the old -wal aside) and the reader reads that one. Raises
-        `RecordingUnavailable` (why, in words) when no recording is at the path."""
+        file at the path now, as the next batch would have it do (setting the old -wal aside,
+        migrating the file, going on in a session of its own there), and the reader reads that
+        one. May wait behind a batch being written and that move (seconds on a large file): not
+        for the GUI thread. Raises `RecordingUnavailable` (why, in words) when no recording can
+        be read at the path."""
+        assert not threading.current_thread().name.startswith("trackmon-writer"), "it would wait for itself"
+        if file_id(self.path) is None:
+            raise RecordingUnavailable(f"the recording file {self.path} was deleted or moved away: move it back "
+                                       "to read it")
         try:
             return connect(self.path, readonly=True, expect=self._file)
         except NotTheFile:
             pass
-        self._executor.submit(self._follow_path).result()  # waits behind a batch being written, if one is
+        try:
+            self._executor.submit(self._follow_path).result()
+        except RuntimeError:  # the executor is shut down: closed
+            raise RecordingUnavailable(f"the recording of {self.path} has been closed") from None
         return connect(self.path, readonly=True, expect=self._file)
 
     def _follow_path(self) -> None:
@@ -460,8 +477,14 @@ class Recorder:
             raise RecordingUnavailable(f"the recording of {self.path} has been closed")
         if file_id(self.path) == self._file:  # moved to it meanwhile (or moved back): nothing to follow
             return
+        before = self._problem
         self._writable()  # records into the file at the path from now on (a problem said if it cannot)
-        self._checked()  # it can: what kept the old file from being written is over
+        # Moved: a problem of the path (the old file gone, replaced) is over; any other (a full disk,
+        # failing writes) is only known to be over when a batch is written.
+        self._problem = None if before is None or before.text in self._path_problems() else before
+
+    def _path_problems(self) -> tuple[str, str]:
+        return gone(self.path), f"the recording file {self.path} was replaced by another file"
 
     def _same_file(self) -> bool:
         return self._conn is not None and file_id(self.path) == self._file
@@ -586,8 +609,7 @@ class Recorder:
             if self._lost is not None:
                 self._retire(self._lost)
             self._lost = conn
-        self._set_problem(gone(self.path) if file_id(self.path) is None else
-                          f"the recording file {self.path} was replaced by another file")
+        self._set_problem(self._path_problems()[file_id(self.path) is not None])
 
     def _failed(self, exc: BaseException) -> RecordingUnavailable:
         """A write failed: the connection is not trusted again; the next write reopens. The

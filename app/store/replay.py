@@ -226,6 +226,9 @@ class OpenedSession:
     name: str
     density: list[float]
     start: dict[str, DeviceSnapshot]
+    #: The file it was read from (`schema.RecordingConnection.file`; None: not known): the replay
+    #: goes on reading that one.
+    file: FileId | None = None
 
 
 def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: int, density_bins: int,
@@ -239,7 +242,7 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
         name = session_name(conn, session_id)
         density = source.density(density_bins, tail)
         start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)), tail)
-    return OpenedSession(source, everyone, name, density, start)
+    return OpenedSession(source, everyone, name, density, start, getattr(conn, "file", None))
 
 
 @dataclass(frozen=True, slots=True)

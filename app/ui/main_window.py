@@ -691,19 +691,23 @@ class MainWindow(ReachabilityMixin, SessionsMixin, QMainWindow):
         set_label(self.log_count, f"{self.log_proxy.rowCount():,} shown · last {LOG_CAPACITY:,} kept")
 
     def _show_recording_problem(self) -> None:
-        """Banner on a recorder problem; when the recorder has moved on to another file at the
-        path (a restored copy, a new empty file), read that one from now on."""
-        problem = self.recorder.problem
-        generation = self.recorder.file_generation
-        if problem is None and generation != self._reader_generation:
-            try:  # the file the recorder has moved to (replaced again since: at a later tick)
-                reader = connect(self.db, readonly=True, expect=self.recorder.file_identity)
-            except (NotTheFile, sqlite3.Error) as exc:
-                log.info("the recording file the recorder moved to is not readable yet: %s", exc)
-            else:
-                self._read_new_file(reader, generation)
-        self.recording_banner.show_problem(problem, self.recorder.problem_since)
+        """Banner on a recorder problem; the views read the file the recorder records into."""
+        self.follow_recording_file()
+        self.recording_banner.show_problem(self.recorder.problem, self.recorder.problem_since)
         self.stall_banner.refresh()
+
+    def follow_recording_file(self) -> None:
+        """When the recorder has moved on to another file at the path (a restored copy, a new
+        empty file), the views read that one from now on."""
+        generation = self.recorder.file_generation
+        if generation == self._reader_generation:
+            return
+        try:  # the file the recorder has moved to (replaced again since: at a later tick)
+            reader = connect(self.db, readonly=True, expect=self.recorder.file_identity)
+        except (NotTheFile, sqlite3.Error) as exc:
+            log.debug("the recording file the recorder moved to is not readable yet: %s", exc)
+        else:
+            self._read_new_file(reader, generation)
 
     def _read_new_file(self, reader: RecordingConnection, generation: int) -> None:
         """The recorder has moved to another file: the views read that one from now on."""

@@ -143,12 +143,17 @@ class SessionsMixin:
     def _replay_opened(self, opened: OpenedSession) -> None:
         if self.replay_opening:  # the user asked for another session meanwhile: that one is shown
             return
+        self.follow_recording_file()  # the session may have been read from a file the recorder just moved to
+        if opened.file is not None and opened.file != self.reader.file:
+            self.statusBar().showMessage("The recording file was replaced while the session was being opened: "
+                                         "open it again to replay it from the file now recorded", 15000)
+            return
         self.statusBar().clearMessage()
         self.leave_replay(show_live=False)
         source = opened.source.on(self.reader)
         fleet = Fleet(trail_length=self.settings.trail_length, log_size=self.live_fleet.log.maxlen or 20_000,
                       health=self.live_fleet.health.thresholds)
-        # Its seeks read the file `reader` is on; one that has replaced it since is never read for it.
+        # Its seeks read the file it was opened from (`reader`'s); one that has replaced it since is never read for it.
         opener = partial(connect, self.recorder.path, readonly=True, expect=self.reader.file)
         self.replay = ReplayController(source, fleet, self.settings.trail_length, opener, self.releaser, self)
         self.replay_everyone = opened.everyone

@@ -15,11 +15,13 @@ from contextlib import closing
 import orjson
 import pytest
 
+from app.core.normalize import normalize_batch
+from app.store.faults import RecordingUnavailable
 from app.store.queries import list_sessions
 from app.store.recorder import Recorder
 from tests.conftest import http, running_listener
 from tests.processes import recorder_process
-from tests.store.faulty import Stream, assert_each_once, batch, names
+from tests.store.faulty import T0, Stream, assert_each_once, batch, names
 
 
 def status(served) -> dict:
@@ -219,3 +221,60 @@ def test_a_reader_of_a_file_replaced_before_the_next_batch_reads_that_file_not_t
         recorder.close()
     with closing(sqlite3.connect(tmp_path / "old.sqlite")) as old:
         assert [(s.id, s.name) for s in list_sessions(old)] == [(1, "field test")]
+
+
+def write(recorder: Recorder, number: int) -> None:
+    messages = batch(number, pad=400)
+    body = orjson.dumps(messages)
+    recorder.write_batch(T0 + number, "127.0.0.1", len(body), body, normalize_batch(messages, T0 + number, body), 1.0)
+
+
+def test_after_a_failed_write_a_reader_still_reads_a_restored_copy_not_the_old_wal(db_path, tmp_path) -> None:
+    """A write failed (the disk full), so the recorder let go of its file without retiring it;
+    another reader kept the old file's -wal at the path. A copy is restored there: a reader reads
+    the copy, the -wal is set aside all the same, and the full disk is still said (only a batch
+    written shows it is over)."""
+    other = tmp_path / "other.sqlite"
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    copy.close()
+    recorder = Recorder(db_path)
+    try:
+        recorder.rename_session(recorder.start_session(), "field test")
+        write(recorder, 0)
+        with closing(sqlite3.connect(db_path)) as old_reader:  # the window's, say: keeps the -wal
+            old_reader.execute("SELECT count(*) FROM batches").fetchone()
+            recorder.max_bytes = 1
+            with pytest.raises(RecordingUnavailable, match="disk is full"):
+                write(recorder, 1)
+            db_path.rename(tmp_path / "old.sqlite")
+            other.rename(db_path)
+            with closing(recorder.open_reader()) as conn:
+                seen = [(s.id, s.name) for s in list_sessions(conn)]
+        assert seen == [(1, "restored copy"), (2, "field test")]
+        set_aside = sorted(p.name.split(".")[1] for p in tmp_path.glob("rec.sqlite-*.orphan-*"))
+        assert set_aside == ["sqlite-shm", "sqlite-wal"]
+        assert "disk is full" in (recorder.problem or "")
+        recorder.max_bytes = None
+        write(recorder, 2)
+        assert recorder.problem is None
+    finally:
+        recorder.close()
+
+
+def test_a_closed_recorder_moves_to_no_file(db_path, tmp_path) -> None:
+    """A reader asking after the recording was closed (a dialog's thread, late) is told so; the file
+    put at the path meanwhile is neither opened for writing nor given a session."""
+    other = tmp_path / "other.sqlite"
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    copy.close()
+    recorder = Recorder(db_path)
+    recorder.start_session("field test")
+    recorder.close()
+    db_path.rename(tmp_path / "old.sqlite")
+    other.rename(db_path)
+    with pytest.raises(RecordingUnavailable, match="has been closed"):
+        recorder.open_reader()
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert [(s.id, s.name) for s in list_sessions(conn)] == [(1, "restored copy")]

@@ -63,7 +63,8 @@ def test_the_export_dialog_says_why_it_cannot_read_a_session_and_offers_nothing_
     with file_moved_away(window):
         dialog = open_export(loop, window, 1)
         status = dialog.status.text()
-        assert status.startswith("Could not read the session:") and "unable to open" in status
+        assert status.startswith("Could not read the session:")
+        assert status.endswith("was deleted or moved away: move it back to read it")
         assert not dialog.start_button.isEnabled() and dialog.devices.count() == 0
         dialog.close()
     window.recorder.rename_session(1, "Morning run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import socket
 import sqlite3
 import time
@@ -595,14 +596,16 @@ def test_raw_json_reads_a_recording_moved_away_and_says_why_when_it_cannot(loop,
     seen = answer_modal("Close")
     window.inspector.raw_button.click()
     assert seen and seen[0].text.toPlainText() == ("Could not read this message from the recording: "
-                                                   "'no batch 1000000'")
+                                                   "batch 1000000 is not in this recording file")
 
 
-def test_a_copy_restored_over_the_recording_while_nothing_arrives_is_what_the_dialogs_read(loop, make_window) -> None:
+def test_a_copy_restored_over_the_recording_while_nothing_arrives_is_what_the_dialogs_read(loop, make_window,
+                                                                                          tmp_path) -> None:
     """A user restores a copy over the recording file while no stream sends: the old file's -wal is
-    still beside the copy, and a dialog reading the path would list the old file's sessions as the
-    copy's. The sessions dialog lists the copy's; the window moves to the copy at once (its live
-    views start over in it, no red banner), and the export dialog reads the copy and exports from it."""
+    still beside the copy, and a dialog reading the path would take the old file's sessions for the
+    copy's. The export dialog, the first to read, has the window move to the copy (no red banner),
+    offers the copy's session 1 and exports the copy's points; the sessions dialog lists the copy's
+    sessions and the one recording goes on in."""
     window = make_window()
     url = window.urls()[0]
     run(loop, post(url, speed_track(0.0)))
@@ -617,16 +620,23 @@ def test_a_copy_restored_over_the_recording_while_nothing_arrives_is_what_the_di
     copy.close()
     window.db.rename(window.db.with_name("old.sqlite"))
     other.rename(window.db)
+    dialog = window.open_export(1)
+    run(loop, wait_until(lambda: not dialog.reading, what="the session's devices"))
+    assert dialog.windowTitle() == "Export session 1 · restored copy" and dialog.source == file_id(window.db)
+    window.tick()
+    assert window.recorder.problem is None and not window.recording_banner.isVisible()
+    assert window.reader.file == file_id(window.db)
+    dialog.format.setCurrentText("csv")
+    target = tmp_path / "restored.csv"
+    dialog.path.setText(str(target))
+    dialog.start()
+    run(loop, wait_until(lambda: dialog.thread is None, timeout=30, what="the export"))
+    with open(target, newline="", encoding="utf-8") as exported:
+        assert [float(row["speed_kmh"]) for row in csv.DictReader(exported)] == [100.0 + i for i in range(20)]
     browser = window.open_sessions()
     run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
     listed = sorted((browser.table.item(r, 0).text(), browser.table.item(r, 1).text())
                     for r in range(browser.table.rowCount()))
-    assert listed == [("1", "restored copy"), ("2", "field test")]  # the copy's, and the one recording goes on in
-    window.tick()
-    assert window.recorder.problem is None and not window.recording_banner.isVisible()
-    assert window.reader.file == file_id(window.db)
-    dialog = window.open_export(1)
-    run(loop, wait_until(lambda: not dialog.reading, what="the session's devices"))
-    assert dialog.windowTitle() == "Export session 1 · restored copy" and dialog.source == file_id(window.db)
+    assert listed == [("1", "restored copy"), ("2", "field test")]
     browser.close()
     dialog.close()

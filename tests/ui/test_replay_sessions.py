@@ -421,7 +421,8 @@ def test_a_session_that_cannot_be_read_for_replay_says_why_and_the_window_stays_
         window.enter_replay(1)
         run(loop, wait_until(lambda: not window.replay_opening, what="the read to end"))
         message = window.statusBar().currentMessage()
-        assert message.startswith("Could not open the session for replay:") and "unable to open" in message
+        assert message.startswith("Could not open the session for replay:")
+        assert message.endswith("moved away: move it back to read it")
         assert window.replay is None and window.fleet is window.live_fleet and "REPLAY" not in window.windowTitle()
     enter_replay(loop, window, 1)
     assert window.fleet is window.replay.fleet and set(window.replay.source.idents) == {"a", "b", "c"}
