@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
+from pathlib import Path
 
 import orjson
 import pytest
@@ -194,16 +195,22 @@ def test_writes_failing_in_a_record_process_are_503_until_they_work_again(tmp_pa
     assert len(stream.acked) == 6 * 50
 
 
+def restorable_copy(tmp_path) -> Path:
+    """Another recording, with one session named "restored copy", to be put at the recording's path."""
+    other = tmp_path / "other.sqlite"
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    copy.close()
+    return other
+
+
 def test_a_reader_of_a_file_replaced_before_the_next_batch_reads_that_file_not_the_old_wal(db_path, tmp_path) -> None:
     """A restored copy is put at the path; no batch has come since, so the recorder has not moved
     to it and the old file's -wal is still beside it. A reader opening the path would see the old
     file's sessions as the copy's (SQLite pairs the two). `open_reader` has the recorder move to
     the copy first: the reader sees the copy's sessions, the old -wal is set aside, and the file
     moved away keeps everything that was in its -wal."""
-    other = tmp_path / "other.sqlite"
-    copy = Recorder(other)
-    copy.rename_session(copy.start_session(), "restored copy")
-    copy.close()
+    other = restorable_copy(tmp_path)
     recorder = Recorder(db_path)
     try:
         recorder.rename_session(recorder.start_session(), "field test")
@@ -234,10 +241,7 @@ def test_after_a_failed_write_a_reader_still_reads_a_restored_copy_not_the_old_w
     another reader kept the old file's -wal at the path. A copy is restored there: a reader reads
     the copy, the -wal is set aside all the same, and the full disk is still said (only a batch
     written shows it is over)."""
-    other = tmp_path / "other.sqlite"
-    copy = Recorder(other)
-    copy.rename_session(copy.start_session(), "restored copy")
-    copy.close()
+    other = restorable_copy(tmp_path)
     recorder = Recorder(db_path)
     try:
         recorder.rename_session(recorder.start_session(), "field test")
@@ -265,10 +269,7 @@ def test_after_a_failed_write_a_reader_still_reads_a_restored_copy_not_the_old_w
 def test_a_closed_recorder_moves_to_no_file(db_path, tmp_path) -> None:
     """A reader asking after the recording was closed (a dialog's thread, late) is told so; the file
     put at the path meanwhile is neither opened for writing nor given a session."""
-    other = tmp_path / "other.sqlite"
-    copy = Recorder(other)
-    copy.rename_session(copy.start_session(), "restored copy")
-    copy.close()
+    other = restorable_copy(tmp_path)
     recorder = Recorder(db_path)
     recorder.start_session("field test")
     recorder.close()
