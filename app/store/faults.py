@@ -21,12 +21,19 @@ class RecordingUnavailable(RuntimeError):
     """Nothing can be recorded right now; the message says why."""
 
 
+class FileReplaced(RuntimeError):
+    """A change meant for one recording file was refused: another file is at its path now."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why the recorder refuses data, and since when (Unix time)."""
+    """Why the recorder refuses data, and since when (Unix time); whether a write failed (a full
+    disk, failing or refused writes: only a batch written shows it is over) rather than the
+    file's opening (nothing at the path, not a recording, another file there)."""
 
     text: str
     since: float
+    write_failed: bool = False
 
 
 def file_id(path: Path | str) -> FileId | None:

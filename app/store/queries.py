@@ -17,6 +17,7 @@ import orjson
 from app.core.normalize import Message, normalize
 from app.core.raw_json import element_bytes
 from app.store.codec import decompress_body
+from app.store.faults import FileId
 from app.store.points import PointFilter, RawCache, unchunked
 from app.store.snapshot import read_snapshot
 
@@ -101,10 +102,21 @@ def stored_sizes(conn: sqlite3.Connection) -> dict[int, int]:
     return dict(conn.execute("SELECT session_id, sum(length(body)) FROM batches GROUP BY session_id").fetchall())
 
 
-def read_sessions(conn: sqlite3.Connection) -> tuple[list[SessionSummary], dict[int, int]]:
-    """The session browser's list: every session and its stored size, in one snapshot."""
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    """The session browser's list: every session and its stored size, and the file they were read
+    from (`schema.RecordingConnection.file`; None: not known), where a change to one of them
+    must be made (`Recorder.rename_session(file=…)`)."""
+
+    sessions: list[SessionSummary]
+    sizes: dict[int, int]
+    file: FileId | None
+
+
+def read_sessions(conn: sqlite3.Connection) -> SessionList:
+    """The session browser's list, in one snapshot."""
     with read_snapshot(conn):
-        return list_sessions(conn), stored_sizes(conn)
+        return SessionList(list_sessions(conn), stored_sizes(conn), getattr(conn, "file", None))
 
 
 def latest_session_id(conn: sqlite3.Connection) -> int | None:

@@ -40,7 +40,16 @@ from app.core.normalize import Message, normalize, normalize_batch
 from app.core.raw_json import select_elements
 from app.store.codec import compress_body, decompress_body
 from app.store.deriver import DeriverProcess
-from app.store.faults import FileId, Problem, RecordingUnavailable, describe, file_id, gone, set_aside
+from app.store.faults import (
+    FileId,
+    FileReplaced,
+    Problem,
+    RecordingUnavailable,
+    describe,
+    file_id,
+    gone,
+    set_aside,
+)
 from app.store.live_fold import encode_command
 from app.store.schema import NotTheFile, RecordingConnection, connect, transaction
 from app.store.seen import WINDOW, SeenMessages
@@ -278,6 +287,10 @@ class Recorder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackmon-writer")
         self._conn: sqlite3.Connection | None = None
         self._lost: sqlite3.Connection | None = None  # open on a file no longer at the path
+        #: A connection a write failed on: never written through again, kept open until the next open
+        #: so that, if another file has come to the path meanwhile, the old file can be retired
+        #: (its WAL copied into it, its -wal and -shm, still held, set aside).
+        self._untrusted: sqlite3.Connection | None = None
         self._file: FileId | None = None  # the file the connection has open
         self._beside: tuple[FileId | None, FileId | None] = (None, None)  # its -wal and -shm
         self._pages: tuple[int | None, int] | None = None  # (max_bytes, page size) applied
@@ -315,11 +328,11 @@ class Recorder:
         problem = self._problem
         return None if problem is None else problem.since
 
-    def _set_problem(self, text: str) -> None:
+    def _set_problem(self, text: str, *, write_failed: bool = False) -> None:
         since = self._problem.since if self._problem is not None else time.time()
         if self._problem is None or self._problem.text != text:
             log.warning("recording refused: %s", text)
-        self._problem = Problem(text, since)
+        self._problem = Problem(text, since, write_failed)
 
     # -- the file ---------------------------------------------------------------------------
     def _open(self, first: bool) -> None:
@@ -333,6 +346,16 @@ class Recorder:
             if now is None:
                 raise RecordingUnavailable(gone(self.path))
             lost, self._lost = self._lost, None
+            untrusted, self._untrusted = self._untrusted, None
+            if untrusted is not None:
+                if now != self._file and lost is None:
+                    # Another file: the old one takes its WAL with it (the deriver's reads would hold
+                    # the checkpoint up), and what it left at the path is set aside.
+                    self._stop_deriver()
+                    self._retire(untrusted)
+                else:
+                    with suppress(sqlite3.Error):
+                        untrusted.close()
             if lost is not None and now == self._file:
                 conn = lost  # the very file (still held open, so not an inode number reused), moved back
             else:
@@ -467,9 +490,10 @@ class Recorder:
         except NotTheFile:
             pass
         try:
-            self._executor.submit(self._follow_path).result()
+            future = self._executor.submit(self._follow_path)
         except RuntimeError:  # the executor is shut down: closed
             raise RecordingUnavailable(f"the recording of {self.path} has been closed") from None
+        future.result()
         return connect(self.path, readonly=True, expect=self._file)
 
     def _follow_path(self) -> None:
@@ -479,12 +503,9 @@ class Recorder:
             return
         before = self._problem
         self._writable()  # records into the file at the path from now on (a problem said if it cannot)
-        # Moved: a problem of the path (the old file gone, replaced) is over; any other (a full disk,
+        # Moved: what kept the old file from being opened is over; a failed write (a full disk,
         # failing writes) is only known to be over when a batch is written.
-        self._problem = None if before is None or before.text in self._path_problems() else before
-
-    def _path_problems(self) -> tuple[str, str]:
-        return gone(self.path), f"the recording file {self.path} was replaced by another file"
+        self._problem = before if before is not None and before.write_failed else None
 
     def _same_file(self) -> bool:
         return self._conn is not None and file_id(self.path) == self._file
@@ -609,10 +630,12 @@ class Recorder:
             if self._lost is not None:
                 self._retire(self._lost)
             self._lost = conn
-        self._set_problem(self._path_problems()[file_id(self.path) is not None])
+        self._set_problem(gone(self.path) if file_id(self.path) is None else
+                          f"the recording file {self.path} was replaced by another file")
 
     def _failed(self, exc: BaseException) -> RecordingUnavailable:
-        """A write failed: the connection is not trusted again; the next write reopens. The
+        """A write failed: the connection is not written through again (kept, unused, until the
+        next open: `_untrusted`); the next write reopens. The
         deriver goes on (its own writes wait for the disk as ours do) unless the reopen finds
         another file at the path: starting it again for every refused retry would fold the live
         session again from its start each time."""
@@ -620,9 +643,11 @@ class Recorder:
         conn, self._conn = self._conn, None
         self._forget_memory()
         if conn is not None:
-            with suppress(sqlite3.Error):
-                conn.close()
-        self._set_problem(describe(exc, self.path))
+            if self._untrusted is not None:
+                with suppress(sqlite3.Error):
+                    self._untrusted.close()
+            self._untrusted = conn
+        self._set_problem(describe(exc, self.path), write_failed=True)
         return RecordingUnavailable(self.problem or str(exc))
 
     def _checked(self) -> None:
@@ -645,6 +670,19 @@ class Recorder:
     def _run(self, job: Callable[..., Any], *args: Any) -> Any:
         """Run a write job in the writer thread and wait for it."""
         return self._executor.submit(self._guarded, job, *args).result()
+
+    def _run_in(self, file: FileId | None, job: Callable[..., Any], *args: Any) -> Any:
+        """`_run`, on the file ``file`` names (None: any): a session listed in one file is another
+        session, or none, in a file that has replaced it since (a restored copy), so a change the
+        user chose there is refused (`FileReplaced`) rather than made to the wrong session."""
+        def checked() -> Any:
+            self._writable()  # the recorder moves to the file at the path first, as for any write
+            if file is not None and self._file != file:
+                raise FileReplaced(f"the recording file {self.path} was replaced by another file since the "
+                                   "sessions were listed: nothing was changed; choose again from the list read now")
+            return self._guarded(job, *args)
+
+        return self._executor.submit(checked).result()
 
     def _drop_unfinished_imports(self) -> None:
         """Delete sessions an import left marked as importing (the process died during it):
@@ -857,13 +895,13 @@ class Recorder:
         write_chunks(conn, session_id, self._pending, self._names)
         conn.execute("UPDATE sessions SET indexed_batch = ? WHERE id = ?", (through_batch, session_id))
 
-    def rename_session(self, session_id: int, name: str) -> None:
-        """Give a session a name."""
-        self._run(self._update_session, "name", session_id, name)
+    def rename_session(self, session_id: int, name: str, *, file: FileId | None = None) -> None:
+        """Give a session a name. ``file``: the file the session was listed in (see `_run_in`)."""
+        self._run_in(file, self._update_session, "name", session_id, name)
 
-    def set_note(self, session_id: int, note: str) -> None:
-        """Attach a free-text note to a session."""
-        self._run(self._update_session, "note", session_id, note)
+    def set_note(self, session_id: int, note: str, *, file: FileId | None = None) -> None:
+        """Attach a free-text note to a session (``file``: as for `rename_session`)."""
+        self._run_in(file, self._update_session, "note", session_id, note)
 
     def _update_session(self, column: str, session_id: int, value: str) -> None:
         assert column in ("name", "note")
@@ -1017,9 +1055,9 @@ class Recorder:
         tally.duplicates += len(verdict.duplicates)
         tally.batches += 1
 
-    def delete_session(self, session_id: int) -> None:
-        """Remove a session and everything recorded in it."""
-        self._run(self._delete_session, session_id)
+    def delete_session(self, session_id: int, *, file: FileId | None = None) -> None:
+        """Remove a session and everything recorded in it (``file``: as for `rename_session`)."""
+        self._run_in(file, self._delete_session, session_id)
 
     def _delete_session(self, session_id: int) -> None:
         if session_id == self.session_id:
@@ -1105,6 +1143,12 @@ class Recorder:
             conn = self._conn
             if conn is None:
                 self._stop_deriver()  # one kept after a failed write (the file is not open now)
+                untrusted, self._untrusted = self._untrusted, None
+                if untrusted is not None and file_id(self.path) != self._file:
+                    self._retire(untrusted)  # moved away or replaced meanwhile: it takes its WAL with it
+                elif untrusted is not None:
+                    with suppress(sqlite3.Error):
+                        untrusted.close()
                 return
             try:
                 if self._same_file():

@@ -181,6 +181,8 @@ def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False
     it survive a power cut, at the price of an fsync per batch. ``create=False`` opens only a
     file that exists (the recorder reopening its file must not conjure up an empty one).
     """
+    if expect is not None and file_id(path) is None:  # said as such, and never created
+        raise NotTheFile(f"the recording file {path} was deleted or moved away")
     if readonly:
         uri = Path(path).resolve().as_uri() + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=RecordingConnection)

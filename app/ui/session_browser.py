@@ -8,6 +8,7 @@ to keep drawing the live stream."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.display import utc_text
+from app.store.faults import FileId, FileReplaced, RecordingUnavailable, file_id
 from app.store.importers import ImportError_, import_with
-from app.store.queries import SessionSummary, read_sessions
+from app.store.queries import SessionList, SessionSummary, read_sessions
 from app.store.recorder import Recorder
 from app.ui.background_read import BackgroundRead
 from app.ui.thread_bridge import ThreadBridge
@@ -51,10 +53,11 @@ class SessionBrowser(QDialog):
         self.resize(1100, 460)
         self.recorder = recorder
         self.sessions: list[SessionSummary] = []
+        self.file: FileId | None = None  # the file the list was read from: its session ids are that file's
         self.file_label = QLabel("Reading sessions…")
         self.last_import_summary = ""
-        #: What the label says instead of the file's name: an import running, then its summary (until
-        #: the user changes a session).
+        #: What the label says instead of the file's name: an import running, then its summary, or why
+        #: a change was not made (until the user changes a session).
         self._import_note = ""
         self._read = BackgroundRead(recorder.open_reader, self._show, self._read_failed, "trackmon-sessions")
         reads = self._read
@@ -117,9 +120,9 @@ class SessionBrowser(QDialog):
     def _read_failed(self, error: str) -> None:
         self.file_label.setText(f"Could not read the sessions of {self.recorder.path}: {error}")
 
-    def _show(self, read: tuple[list[SessionSummary], dict[int, int]]) -> None:
+    def _show(self, read: SessionList) -> None:
         selected = self.selected()
-        self.sessions, sizes = read
+        self.sessions, sizes, self.file = read.sessions, read.sizes, read.file
         self.file_label.setText(self._import_note or f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
         # Columns sized to their contents re-measure every row on every cell set: O(rows² × columns),
         # 6 s for 150 sessions. Fill with fixed columns and no repaints, then size once.
@@ -159,42 +162,67 @@ class SessionBrowser(QDialog):
         session_id = int(self.table.item(rows[0].row(), 0).text())
         return next((s for s in self.sessions if s.id == session_id), None)
 
-    def _replay(self) -> None:
+    def chosen(self) -> SessionSummary | None:
+        """The selected session, if the list was read from the file now at the path; else None,
+        and the list is read again (a session id of a file that has been replaced names another
+        session, or none, in the file there now)."""
         session = self.selected()
+        if session is not None and self.file is not None and file_id(self.recorder.path) != self.file:
+            self._refused(f"The recording file {self.recorder.path} was replaced by another file since the "
+                          "sessions were listed: the list was read again; choose again")
+            return None
+        return session
+
+    def _refused(self, why: str) -> None:
+        """Say why a change was not made (instead of the file's name) and read the list again."""
+        self._import_note = why
+        self.file_label.setText(why)
+        self.refresh()
+
+    def _replay(self) -> None:
+        session = self.chosen()
         if session is not None:
             self.replay_requested.emit(session.id)
             self.accept()
 
     def _export(self) -> None:
-        session = self.selected()
+        session = self.chosen()
         if session is not None:
             self.export_requested.emit(session.id)
 
     def _send(self) -> None:
-        session = self.selected()
+        session = self.chosen()
         if session is not None:
             self.send_requested.emit(session.id)
 
     def _rename(self) -> None:
-        session = self.selected()
+        session = self.chosen()
         if session is None:
             return
         name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=session.name)
-        if ok:
-            self.recorder.rename_session(session.id, name.strip())
+        if ok and self._made(lambda: self.recorder.rename_session(session.id, name.strip(), file=self.file)):
             self._changed(session.id, name=name.strip())
 
     def _note(self) -> None:
-        session = self.selected()
+        session = self.chosen()
         if session is None:
             return
         note, ok = QInputDialog.getMultiLineText(self, "Session note", "Note:", session.note)
-        if ok:
-            self.recorder.set_note(session.id, note.strip())
+        if ok and self._made(lambda: self.recorder.set_note(session.id, note.strip(), file=self.file)):
             self._changed(session.id, note=note.strip())
 
+    def _made(self, change: Callable[[], None]) -> bool:
+        """Make a change in the file the list was read from; False (said, the list read again) if
+        it was refused: that file replaced since, or nothing can be written now."""
+        try:
+            change()
+        except (FileReplaced, RecordingUnavailable) as exc:
+            self._refused(f"Not changed: {exc}")
+            return False
+        return True
+
     def _delete(self) -> None:
-        session = self.selected()
+        session = self.chosen()
         if session is None:
             return
         if session.id == self.recorder.session_id:
@@ -204,8 +232,8 @@ class SessionBrowser(QDialog):
         answer = QMessageBox.question(
             self, "Delete session", f"Delete session {session.id} ({session.messages:,} messages)? "
                                     "This cannot be undone.")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.recorder.delete_session(session.id)
+        if answer == QMessageBox.StandardButton.Yes and self._made(
+                lambda: self.recorder.delete_session(session.id, file=self.file)):
             self._changed(session.id)
 
     def _import(self) -> None:

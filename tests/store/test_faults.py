@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from app.core.normalize import normalize_batch
-from app.store.faults import RecordingUnavailable
+from app.store.faults import FileReplaced, RecordingUnavailable
 from app.store.queries import list_sessions
 from app.store.recorder import Recorder
 from tests.conftest import http, running_listener
@@ -237,10 +237,10 @@ def write(recorder: Recorder, number: int) -> None:
 
 
 def test_after_a_failed_write_a_reader_still_reads_a_restored_copy_not_the_old_wal(db_path, tmp_path) -> None:
-    """A write failed (the disk full), so the recorder let go of its file without retiring it;
-    another reader kept the old file's -wal at the path. A copy is restored there: a reader reads
-    the copy, the -wal is set aside all the same, and the full disk is still said (only a batch
-    written shows it is over)."""
+    """A write failed (the disk full); another reader kept the old file's -wal at the path. The file
+    is moved away and a copy restored there: a reader reads the copy, the -wal is set aside, the
+    full disk is still said (only a batch written shows it is over), and the file moved away holds
+    everything acknowledged into it."""
     other = restorable_copy(tmp_path)
     recorder = Recorder(db_path)
     try:
@@ -264,6 +264,10 @@ def test_after_a_failed_write_a_reader_still_reads_a_restored_copy_not_the_old_w
         assert recorder.problem is None
     finally:
         recorder.close()
+    # The file moved away holds what was acknowledged into it, on its own (its WAL copied into it).
+    with closing(sqlite3.connect(f"{(tmp_path / 'old.sqlite').as_uri()}?mode=ro", uri=True)) as old:
+        assert [(s.id, s.name) for s in list_sessions(old)] == [(1, "field test")]
+        assert old.execute("SELECT count(*) FROM batches").fetchone() == (1,)
 
 
 def test_a_closed_recorder_moves_to_no_file(db_path, tmp_path) -> None:
@@ -279,3 +283,44 @@ def test_a_closed_recorder_moves_to_no_file(db_path, tmp_path) -> None:
         recorder.open_reader()
     with closing(sqlite3.connect(db_path)) as conn:
         assert [(s.id, s.name) for s in list_sessions(conn)] == [(1, "restored copy")]
+
+
+def test_a_reader_is_told_why_the_file_now_at_the_path_cannot_be_recorded(db_path, tmp_path) -> None:
+    """Notes put at the path where the recording was: the dialog's reader says what is wrong with
+    them (not that the recording was closed), and they are left untouched."""
+    recorder = Recorder(db_path)
+    try:
+        recorder.start_session("field test")
+        db_path.rename(tmp_path / "old.sqlite")
+        db_path.write_bytes(b"my notes, not a database\n" * 100)
+        with pytest.raises(RecordingUnavailable, match="not a usable trackmon recording"):
+            recorder.open_reader()
+        assert db_path.read_bytes() == b"my notes, not a database\n" * 100
+    finally:
+        recorder.close()
+
+
+def test_a_change_to_a_session_listed_in_a_file_since_replaced_is_refused(db_path, tmp_path) -> None:
+    """The sessions were listed in one file; a copy has been restored over it since, where session 1
+    is another session. Renaming, noting or deleting "session 1" as listed changes nothing there."""
+    other = restorable_copy(tmp_path)
+    recorder = Recorder(db_path)
+    try:
+        recorder.start_session("field test")
+        with closing(recorder.open_reader()) as conn:
+            listed_in = conn.file
+        db_path.rename(tmp_path / "old.sqlite")
+        other.rename(db_path)
+        for change in (lambda: recorder.rename_session(1, "renamed", file=listed_in),
+                       lambda: recorder.set_note(1, "noted", file=listed_in),
+                       lambda: recorder.delete_session(1, file=listed_in)):
+            with pytest.raises(FileReplaced, match="nothing was changed"):
+                change()
+        with closing(recorder.open_reader()) as conn:
+            assert [(s.id, s.name, s.note) for s in list_sessions(conn)] == [(1, "restored copy", ""),
+                                                                              (2, "field test", "")]
+            recorder.rename_session(1, "renamed", file=conn.file)  # listed in the file there now: made
+    finally:
+        recorder.close()
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert [s.name for s in list_sessions(conn)] == ["renamed", "field test"]

@@ -640,3 +640,33 @@ def test_a_copy_restored_over_the_recording_while_nothing_arrives_is_what_the_di
     assert listed == [("1", "restored copy"), ("2", "field test")]
     browser.close()
     dialog.close()
+
+
+def test_the_sessions_dialog_acts_on_no_session_of_a_file_replaced_while_it_is_open(loop, make_window) -> None:
+    """The sessions are listed; then a copy is restored over the recording, where session 1 is
+    another session. Replay, export, rename… on "session 1" as listed would act on the copy's:
+    the dialog says the file was replaced, reads the list again and acts on nothing."""
+    window = make_window()
+    run(loop, post(window.urls()[0], speed_track(0.0)))
+    run(loop, wait_until(lambda: window.live_fleet.total == 20, what="the first file's track"))
+    window.recorder.rename_session(window.recorder.session_id, "field test")
+    browser = window.open_sessions()
+    run(loop, wait_until(lambda: not browser.reading, what="the session list read"))
+    browser.table.selectRow(0)
+    assert browser.chosen() is not None and browser.chosen().name == "field test"
+    other = window.db.with_name("other.sqlite")
+    copy = Recorder(other)
+    copy.rename_session(copy.start_session(), "restored copy")
+    copy.close()
+    window.db.rename(window.db.with_name("old.sqlite"))
+    other.rename(window.db)
+    replays: list[int] = []
+    browser.replay_requested.connect(replays.append)
+    browser.actions["Replay"].click()
+    assert replays == [] and browser.isVisible()
+    assert browser.file_label.text().startswith(f"The recording file {window.db} was replaced by another file")
+    run(loop, wait_until(lambda: not browser.reading, what="the list read again"))
+    listed = sorted((browser.table.item(r, 0).text(), browser.table.item(r, 1).text())
+                    for r in range(browser.table.rowCount()))
+    assert listed == [("1", "restored copy"), ("2", "field test")] and browser.file == file_id(window.db)
+    browser.close()
