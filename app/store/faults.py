@@ -66,6 +66,15 @@ def gone(path: Path) -> str:
             "move it back, or create an empty file there to start a new recording")
 
 
+def write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file could not be written (a full disk, failing writes, a read-only
+    file), rather than that it could not be opened as a recording."""
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY)
+    return isinstance(exc, OSError)
+
+
 def describe(exc: BaseException, path: Path) -> str:
     """A failed write as a problem a user can act on."""
     if isinstance(exc, RecordingUnavailable):

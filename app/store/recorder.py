@@ -10,9 +10,10 @@ Never lose, never double:
 * "committed" means committed to the file at the recorder's path: the path is checked (a stat)
   before and after every write, so a file deleted, moved or replaced while recording is noticed
   and nothing more is acknowledged into it (see `Recorder.problem`, ``store/faults.py``);
-* after a failed write the connection is closed, and the next write reopens the file and
+* after a failed write the connection is never written through again (it is kept, unused, only
+  to retire the file if another one comes to the path), and the next write reopens the file and
   rebuilds what was held in memory (pending chunks, the window of recent messages) from what
-  the file holds; a connection that failed is never trusted again;
+  the file holds;
 * a message already recorded (``core/message_key.py``, ``store/seen.py``) is dropped from a
   batch, so a retry that was re-cut or grew stores only what is new. Imports keep every point.
 """
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from app.store.faults import (
     file_id,
     gone,
     set_aside,
+    write_failure,
 )
 from app.store.live_fold import encode_command
 from app.store.schema import NotTheFile, RecordingConnection, connect, transaction
@@ -347,27 +350,32 @@ class Recorder:
                 raise RecordingUnavailable(gone(self.path))
             lost, self._lost = self._lost, None
             untrusted, self._untrusted = self._untrusted, None
-            if untrusted is not None:
-                if now != self._file and lost is None:
-                    # Another file: the old one takes its WAL with it (the deriver's reads would hold
-                    # the checkpoint up), and what it left at the path is set aside.
-                    self._stop_deriver()
-                    self._retire(untrusted)
-                else:
-                    with suppress(sqlite3.Error):
-                        untrusted.close()
+            if untrusted is not None and now != self._file:
+                # Another file: the old one takes its WAL with it (the deriver's reads would hold
+                # the checkpoint up), and what it left at the path is set aside.
+                self._stop_deriver()
+                self._retire(untrusted)
+                untrusted = None
+            # The same file: the failed write's connection is let go of once this open has worked
+            # (if it fails too, it is kept: it still holds the file for a later retire).
             if lost is not None and now == self._file:
                 conn = lost  # the very file (still held open, so not an inode number reused), moved back
             else:
                 if lost is not None:
                     self._retire(lost)
                 if now != self._file:
-                    # After a failed write nothing was retired, and a reader of the old file (the
-                    # window's, a deriver) kept its -wal at the path: set aside here too.
+                    # What the old file left at the path that no connection of ours held any more
+                    # (a reader of it, the window's or a deriver's, kept it there): set aside too.
                     self._set_aside_beside()
                     self._take_over_lock()
-        if conn is None:
-            conn = connect(self.path, sync_full=self.sync_full, create=first)
+        else:
+            untrusted = None
+        try:
+            if conn is None:
+                conn = connect(self.path, sync_full=self.sync_full, create=first)
+        except BaseException:
+            self._untrusted = untrusted
+            raise
         try:
             self._conn, self._pages = conn, None
             self._limit_pages()
@@ -396,7 +404,11 @@ class Recorder:
         except BaseException:
             self._conn = None
             conn.close()
+            self._untrusted = untrusted
             raise
+        if untrusted is not None:
+            with suppress(sqlite3.Error):
+                untrusted.close()
 
     def _retire(self, conn: sqlite3.Connection) -> None:
         """Let go of a file that is no longer at the path (deleted, moved away or replaced).
@@ -501,11 +513,16 @@ class Recorder:
             raise RecordingUnavailable(f"the recording of {self.path} has been closed")
         if file_id(self.path) == self._file:  # moved to it meanwhile (or moved back): nothing to follow
             return
+        self._writable_here()
+
+    def _writable_here(self) -> sqlite3.Connection:
+        """`_writable`, for a job that is not a batch: on the file at the path (moved to if need
+        be), what kept the old file from being written is over once it is; a failed write's problem
+        stays (a full disk, failing writes: only a batch written shows it is over)."""
         before = self._problem
-        self._writable()  # records into the file at the path from now on (a problem said if it cannot)
-        # Moved: what kept the old file from being opened is over; a failed write (a full disk,
-        # failing writes) is only known to be over when a batch is written.
+        conn = self._writable()
         self._problem = before if before is not None and before.write_failed else None
+        return conn
 
     def _same_file(self) -> bool:
         return self._conn is not None and file_id(self.path) == self._file
@@ -519,7 +536,7 @@ class Recorder:
             try:
                 self._open(first=False)
             except Exception as exc:
-                self._set_problem(describe(exc, self.path))
+                self._set_problem(describe(exc, self.path), write_failed=write_failure(exc))
                 raise RecordingUnavailable(self.problem or str(exc)) from exc
         self._limit_pages()
         assert self._conn is not None
@@ -657,9 +674,16 @@ class Recorder:
             raise RecordingUnavailable(self.problem)
         self._problem = None
 
-    def _guarded(self, job: Callable[..., Any], *args: Any) -> Any:
-        """Run a write job (in the writer thread) on a checked connection; see `_writable`."""
-        self._writable()
+    def _guarded(self, job: Callable[..., Any], *args: Any, file: FileId | None = None) -> Any:
+        """Run a write job (in the writer thread) on a checked connection; see `_writable`. With
+        ``file``, only on that file (`_run_in`)."""
+        if file is None:
+            self._writable()
+        else:
+            self._writable_here()
+            if self._file != file:
+                raise FileReplaced(f"the recording file {self.path} was replaced by another file since the "
+                                   "sessions were listed: nothing was changed; choose again from the list read now")
         try:
             result = job(*args)
         except Exception as exc:
@@ -674,15 +698,9 @@ class Recorder:
     def _run_in(self, file: FileId | None, job: Callable[..., Any], *args: Any) -> Any:
         """`_run`, on the file ``file`` names (None: any): a session listed in one file is another
         session, or none, in a file that has replaced it since (a restored copy), so a change the
-        user chose there is refused (`FileReplaced`) rather than made to the wrong session."""
-        def checked() -> Any:
-            self._writable()  # the recorder moves to the file at the path first, as for any write
-            if file is not None and self._file != file:
-                raise FileReplaced(f"the recording file {self.path} was replaced by another file since the "
-                                   "sessions were listed: nothing was changed; choose again from the list read now")
-            return self._guarded(job, *args)
-
-        return self._executor.submit(checked).result()
+        user chose there is refused (`FileReplaced`) rather than made to the wrong session. The
+        recorder moves to the file at the path first, as for any write."""
+        return self._executor.submit(partial(self._guarded, job, *args, file=file)).result()
 
     def _drop_unfinished_imports(self) -> None:
         """Delete sessions an import left marked as importing (the process died during it):

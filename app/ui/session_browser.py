@@ -167,9 +167,11 @@ class SessionBrowser(QDialog):
         and the list is read again (a session id of a file that has been replaced names another
         session, or none, in the file there now)."""
         session = self.selected()
-        if session is not None and self.file is not None and file_id(self.recorder.path) != self.file:
-            self._refused(f"The recording file {self.recorder.path} was replaced by another file since the "
-                          "sessions were listed: the list was read again; choose again")
+        now = file_id(self.recorder.path)
+        if session is not None and self.file is not None and now != self.file:
+            what = "deleted or moved away" if now is None else "replaced by another file"
+            self._refused(f"The recording file {self.recorder.path} was {what} since the sessions were "
+                          "listed: the list was read again; choose again")
             return None
         return session
 
@@ -196,19 +198,19 @@ class SessionBrowser(QDialog):
             self.send_requested.emit(session.id)
 
     def _rename(self) -> None:
-        session = self.chosen()
+        session, listed_in = self.chosen(), self.file  # the list may be read again while the box is open
         if session is None:
             return
         name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=session.name)
-        if ok and self._made(lambda: self.recorder.rename_session(session.id, name.strip(), file=self.file)):
+        if ok and self._made(lambda: self.recorder.rename_session(session.id, name.strip(), file=listed_in)):
             self._changed(session.id, name=name.strip())
 
     def _note(self) -> None:
-        session = self.chosen()
+        session, listed_in = self.chosen(), self.file
         if session is None:
             return
         note, ok = QInputDialog.getMultiLineText(self, "Session note", "Note:", session.note)
-        if ok and self._made(lambda: self.recorder.set_note(session.id, note.strip(), file=self.file)):
+        if ok and self._made(lambda: self.recorder.set_note(session.id, note.strip(), file=listed_in)):
             self._changed(session.id, note=note.strip())
 
     def _made(self, change: Callable[[], None]) -> bool:
@@ -222,7 +224,7 @@ class SessionBrowser(QDialog):
         return True
 
     def _delete(self) -> None:
-        session = self.chosen()
+        session, listed_in = self.chosen(), self.file
         if session is None:
             return
         if session.id == self.recorder.session_id:
@@ -233,7 +235,7 @@ class SessionBrowser(QDialog):
             self, "Delete session", f"Delete session {session.id} ({session.messages:,} messages)? "
                                     "This cannot be undone.")
         if answer == QMessageBox.StandardButton.Yes and self._made(
-                lambda: self.recorder.delete_session(session.id, file=self.file)):
+                lambda: self.recorder.delete_session(session.id, file=listed_in)):
             self._changed(session.id)
 
     def _import(self) -> None:

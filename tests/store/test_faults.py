@@ -230,8 +230,8 @@ def test_a_reader_of_a_file_replaced_before_the_next_batch_reads_that_file_not_t
         assert [(s.id, s.name) for s in list_sessions(old)] == [(1, "field test")]
 
 
-def write(recorder: Recorder, number: int) -> None:
-    messages = batch(number, pad=400)
+def write(recorder: Recorder, number: int, size: int = 50) -> None:
+    messages = batch(number, size, pad=400)
     body = orjson.dumps(messages)
     recorder.write_batch(T0 + number, "127.0.0.1", len(body), body, normalize_batch(messages, T0 + number, body), 1.0)
 
@@ -316,6 +316,7 @@ def test_a_change_to_a_session_listed_in_a_file_since_replaced_is_refused(db_pat
                        lambda: recorder.delete_session(1, file=listed_in)):
             with pytest.raises(FileReplaced, match="nothing was changed"):
                 change()
+            assert recorder.problem is None  # it records into the copy: no banner saying it refuses
         with closing(recorder.open_reader()) as conn:
             assert [(s.id, s.name, s.note) for s in list_sessions(conn)] == [(1, "restored copy", ""),
                                                                               (2, "field test", "")]
@@ -324,3 +325,31 @@ def test_a_change_to_a_session_listed_in_a_file_since_replaced_is_refused(db_pat
         recorder.close()
     with closing(sqlite3.connect(db_path)) as conn:
         assert [s.name for s in list_sessions(conn)] == ["renamed", "field test"]
+
+
+def test_after_two_failed_writes_the_file_moved_away_still_holds_what_was_acknowledged(db_path, tmp_path) -> None:
+    """A write fails on a full disk, and so does the reopen at the next batch (the chunks it has to
+    write cannot be written either), while another reader holds the file. The file is then moved
+    away and a copy restored: the file moved away holds its batch on its own, and the full disk is
+    still said."""
+    other = restorable_copy(tmp_path)
+    recorder = Recorder(db_path)
+    try:
+        recorder.rename_session(recorder.start_session(), "field test")
+        write(recorder, 0, size=2_000)  # its chunks are written by the next flush, or by a reopen
+        with closing(sqlite3.connect(db_path)) as old_reader:  # the window's, say: keeps the -wal
+            old_reader.execute("SELECT count(*) FROM batches").fetchone()
+            recorder.max_bytes = 1
+            for number in (1, 2):  # the second fails in the reopen: the 2,000 messages' chunks do not fit
+                with pytest.raises(RecordingUnavailable, match="disk is full"):
+                    write(recorder, number, size=2_000)
+            db_path.rename(tmp_path / "old.sqlite")
+            other.rename(db_path)
+            with closing(recorder.open_reader()) as conn:
+                assert [(s.id, s.name) for s in list_sessions(conn)] == [(1, "restored copy"), (2, "field test")]
+        assert "disk is full" in (recorder.problem or "")
+    finally:
+        recorder.close()
+    with closing(sqlite3.connect(f"{(tmp_path / 'old.sqlite').as_uri()}?mode=ro", uri=True)) as old:
+        assert [(s.id, s.name) for s in list_sessions(old)] == [(1, "field test")]
+        assert old.execute("SELECT count(*) FROM batches").fetchone() == (1,)
