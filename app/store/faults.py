@@ -8,6 +8,7 @@ reason as a `Problem` for the window and ``/status``.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -66,13 +67,17 @@ def gone(path: Path) -> str:
             "move it back, or create an empty file there to start a new recording")
 
 
+#: OS errors that say the disk did not take a write (not a process or lock that could not be had).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
 def write_failure(exc: BaseException) -> bool:
     """Whether ``exc`` says the file could not be written (a full disk, failing writes, a read-only
     file), rather than that it could not be opened as a recording."""
     if isinstance(exc, sqlite3.Error):
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
         return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY)
-    return isinstance(exc, OSError)
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
 
 
 def describe(exc: BaseException, path: Path) -> str:

@@ -290,9 +290,9 @@ class Recorder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackmon-writer")
         self._conn: sqlite3.Connection | None = None
         self._lost: sqlite3.Connection | None = None  # open on a file no longer at the path
-        #: A connection a write failed on: never written through again, kept open until the next open
-        #: so that, if another file has come to the path meanwhile, the old file can be retired
-        #: (its WAL copied into it, its -wal and -shm, still held, set aside).
+        #: A connection a write failed on: never written through again, kept open until an open of
+        #: the same file succeeds, or another file has come to the path and the old file is retired
+        #: through it (its WAL copied into it, its -wal and -shm, still held, set aside).
         self._untrusted: sqlite3.Connection | None = None
         self._file: FileId | None = None  # the file the connection has open
         self._beside: tuple[FileId | None, FileId | None] = (None, None)  # its -wal and -shm
@@ -343,13 +343,21 @@ class Recorder:
         date and rebuild the window of recent messages. On a reopen, the file now at the path is
         recorded into: the same file moved back, or another one (a restored copy, a new empty
         file); see "Durability" in docs/architecture.md."""
-        conn = None
+        conn = untrusted = None
+        now: FileId | None = None
         if not first:
             now = file_id(self.path)
             if now is None:
                 raise RecordingUnavailable(gone(self.path))
             lost, self._lost = self._lost, None
             untrusted, self._untrusted = self._untrusted, None
+            if untrusted is not None and untrusted.in_transaction:
+                with suppress(sqlite3.Error):  # it would hold the write lock the open needs
+                    untrusted.execute("ROLLBACK")
+                if untrusted.in_transaction:
+                    with suppress(sqlite3.Error):
+                        untrusted.close()
+                    untrusted = None
             if untrusted is not None and now != self._file:
                 # Another file: the old one takes its WAL with it (the deriver's reads would hold
                 # the checkpoint up), and what it left at the path is set aside.
@@ -368,11 +376,9 @@ class Recorder:
                     # (a reader of it, the window's or a deriver's, kept it there): set aside too.
                     self._set_aside_beside()
                     self._take_over_lock()
-        else:
-            untrusted = None
         try:
-            if conn is None:
-                conn = connect(self.path, sync_full=self.sync_full, create=first)
+            if conn is None:  # the file judged above, or none (replaced again in between: tried again)
+                conn = connect(self.path, sync_full=self.sync_full, create=first, expect=now)
         except BaseException:
             self._untrusted = untrusted
             raise
@@ -403,8 +409,8 @@ class Recorder:
                 self._keep_deriver()  # one that died meanwhile is started again; the other goes on
         except BaseException:
             self._conn = None
-            conn.close()
             self._untrusted = untrusted
+            conn.close()
             raise
         if untrusted is not None:
             with suppress(sqlite3.Error):
@@ -651,8 +657,8 @@ class Recorder:
                           f"the recording file {self.path} was replaced by another file")
 
     def _failed(self, exc: BaseException) -> RecordingUnavailable:
-        """A write failed: the connection is not written through again (kept, unused, until the
-        next open: `_untrusted`); the next write reopens. The
+        """A write failed: the connection is not written through again (kept, unused, as
+        `_untrusted`); the next write reopens. The
         deriver goes on (its own writes wait for the disk as ours do) unless the reopen finds
         another file at the path: starting it again for every refused retry would fold the live
         session again from its start each time."""
