@@ -121,7 +121,8 @@ class SessionBrowser(QDialog):
         self.file_label.setText(f"Could not read the sessions of {self.recorder.path}: {error}")
 
     def _show(self, read: SessionList) -> None:
-        selected = self.selected()
+        # The same session stays selected, unless the list is another file's (its id is another session there).
+        selected = self.selected() if read.file == self.file else None
         self.sessions, sizes, self.file = read.sessions, read.sizes, read.file
         self.file_label.setText(self._import_note or f"{self.recorder.path}  ·  {len(self.sessions)} sessions")
         # Columns sized to their contents re-measure every row on every cell set: O(rows² × columns),

@@ -657,6 +657,7 @@ def test_the_sessions_dialog_acts_on_no_session_of_a_file_replaced_while_it_is_o
     other = window.db.with_name("other.sqlite")
     copy = Recorder(other)
     copy.rename_session(copy.start_session(), "restored copy")
+    copy.rename_session(copy.start_session(), "second copy")
     copy.close()
     window.db.rename(window.db.with_name("old.sqlite"))
     other.rename(window.db)
@@ -668,5 +669,7 @@ def test_the_sessions_dialog_acts_on_no_session_of_a_file_replaced_while_it_is_o
     run(loop, wait_until(lambda: not browser.reading, what="the list read again"))
     listed = sorted((browser.table.item(r, 0).text(), browser.table.item(r, 1).text())
                     for r in range(browser.table.rowCount()))
-    assert listed == [("1", "restored copy"), ("2", "field test")] and browser.file == file_id(window.db)
+    assert listed == [("1", "restored copy"), ("2", "second copy"), ("3", "field test")]
+    assert browser.file == file_id(window.db)
+    assert browser.selected().name == "second copy"  # not "session 1" again: the newest closed one, as at first
     browser.close()
