@@ -35,7 +35,7 @@ from typing import IO
 
 from app.store.faults import FileId, file_id_text, parse_file_id
 from app.store.live_fold import LiveFold, tune_collector
-from app.store.module_process import binary_stdout, read_stdin_line, start_module
+from app.store.module_process import NOT_THE_FILE, binary_stdout, read_stdin_line, start_module
 from app.store.schema import NotTheFile, connect
 from app.store.track_rows import (
     FLUSH_MESSAGES,
@@ -65,11 +65,6 @@ READ_BATCHES = 16
 BACKGROUND_NICE = 19
 #: How long a finishing child may take before it is killed (its work is redone on next open).
 FINISH_SECONDS = 60.0
-#: The child's exit status when the file at its path is no longer the one it was started for
-#: (replaced meanwhile, the old file's -wal and -shm possibly still beside the new one: SQLite
-#: would pair them and, on closing, write the old file's pages into the new one). It opens
-#: nothing; its recorder notices the change at the next batch and starts children for the new file.
-NOT_THE_FILE = 4
 
 
 # -- the parent's side ------------------------------------------------------------------------
@@ -303,7 +298,10 @@ def run(path: Path, after: int, max_page_count: int | None, commands: threading.
         finishing: threading.Event, orphaned: threading.Event, fold_session: int | None = None,
         inbox: queue.SimpleQueue[bytes] | None = None, file: FileId | None = None) -> int:
     """The child's loop; returns its exit status."""
-    try:  # the fold writes nothing; the recorder's file may have been replaced before this process got going
+    # The fold writes nothing. The recorder's file may have been replaced before this process got
+    # going, the old -wal and -shm possibly still beside the new file (SQLite would pair them): then
+    # it opens nothing, and its recorder starts children for the new file once it has moved to it.
+    try:
         conn = connect(path, create=False, readonly=fold_session is not None, expect=file)
     except NotTheFile:
         log.warning("%s is no longer the file this process was started for: nothing read", path)

@@ -31,8 +31,16 @@ import numpy as np
 import orjson
 
 from app.store.faults import file_id_text, parse_file_id
-from app.store.module_process import how_it_ended, last_line, read_stdin_line, start_module, wait_for_stdin_end
+from app.store.module_process import (
+    NOT_THE_FILE,
+    how_it_ended,
+    last_line,
+    read_stdin_line,
+    start_module,
+    wait_for_stdin_end,
+)
 from app.store.points import PointFilter, chunk_sizes
+from app.store.schema import file_of
 
 #: Points below which one process writes the export (starting a second costs ~0.3 s).
 PARALLEL_MIN = 300_000
@@ -75,7 +83,7 @@ class SecondHalf:
         self.path = path
         part = dataclasses.replace(f, t_from=split if f.t_from is None else max(f.t_from, split))
         # The file the first half reads, or none (`schema.RecordingConnection`; another file put at the path meanwhile).
-        file = getattr(conn, "file", None)
+        file = file_of(conn)
         job = {"filter": dataclasses.asdict(part), "path": str(path),
                "file": None if file is None else file_id_text(file), **options}
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in `discard`) a file, not a pipe: never blocks
@@ -136,8 +144,6 @@ class SecondHalf:
 
 #: Seconds an orphaned child may take to stop on its own before it exits regardless.
 ORPHAN_GRACE_S = 10.0
-#: The child's exit status when the path leads to another file than the first half's.
-NOT_THE_FILE = 4
 
 
 def main(argv: list[str]) -> int:

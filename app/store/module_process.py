@@ -12,6 +12,9 @@ from typing import IO, Any, BinaryIO
 
 #: The directory holding the `app` package.
 _ROOT = str(Path(__file__).resolve().parents[2])
+#: A child's exit status when the recording at its path is no longer the file it was started for
+#: (`schema.NotTheFile`): it read nothing; the parent says so in its own words.
+NOT_THE_FILE = 4
 
 
 def start_module(module: str, *args: str, **popen: Any) -> subprocess.Popen[bytes]:

@@ -19,6 +19,7 @@ from app.core.raw_json import element_bytes
 from app.store.codec import decompress_body
 from app.store.faults import FileId
 from app.store.points import PointFilter, RawCache, unchunked
+from app.store.schema import file_of
 from app.store.snapshot import read_snapshot
 
 
@@ -116,7 +117,7 @@ class SessionList:
 def read_sessions(conn: sqlite3.Connection) -> SessionList:
     """The session browser's list, in one snapshot."""
     with read_snapshot(conn):
-        return SessionList(list_sessions(conn), stored_sizes(conn), getattr(conn, "file", None))
+        return SessionList(list_sessions(conn), stored_sizes(conn), file_of(conn))
 
 
 def latest_session_id(conn: sqlite3.Connection) -> int | None:

@@ -699,7 +699,7 @@ class Recorder:
 
     def _run(self, job: Callable[..., Any], *args: Any) -> Any:
         """Run a write job in the writer thread and wait for it."""
-        return self._executor.submit(self._guarded, job, *args).result()
+        return self._run_in(None, job, *args)
 
     def _run_in(self, file: FileId | None, job: Callable[..., Any], *args: Any) -> Any:
         """`_run`, on the file ``file`` names (None: any): a session listed in one file is another

@@ -26,6 +26,7 @@ import orjson
 from app.core.normalize import UNUSABLE_FIX, Message, normalize
 from app.store.faults import FileId
 from app.store.points import PointFilter, RawCache, TrackPoint, iter_points, session_idents, unchunked
+from app.store.schema import file_of
 from app.store.snapshot import read_snapshot
 
 SEEK_TRAIL_BUDGET = 40_000  # trail points restored on a seek, over all devices
@@ -242,7 +243,7 @@ def open_session(session_id: int, idents: tuple[str, ...] | None, trail_length: 
         name = session_name(conn, session_id)
         density = source.density(density_bins, tail)
         start = source.snapshot(source.start, seek_trail(trail_length, len(source.idents)), tail)
-    return OpenedSession(source, everyone, name, density, start, getattr(conn, "file", None))
+    return OpenedSession(source, everyone, name, density, start, file_of(conn))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +270,7 @@ def read_export_choices(session_id: int, conn: sqlite3.Connection) -> ExportChoi
                                   (session_id,)).fetchall())
         names.update({ident: chunk.name for ident, chunk in tail.items() if chunk.name})  # newer than the chunks'
         name = session_name(conn, session_id)
-    return ExportChoices(source.idents, names, source.start, source.end, name, getattr(conn, "file", None))
+    return ExportChoices(source.idents, names, source.start, source.end, name, file_of(conn))
 
 
 def session_name(conn: sqlite3.Connection, session_id: int) -> str:

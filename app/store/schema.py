@@ -166,6 +166,11 @@ class RecordingConnection(sqlite3.Connection):
     file: FileId | None = None
 
 
+def file_of(conn: sqlite3.Connection) -> FileId | None:
+    """The file ``conn`` opened, if `connect` opened it (a plain connection does not say)."""
+    return getattr(conn, "file", None)
+
+
 def connect(path: Path | str, *, sync_full: bool = False, readonly: bool = False,
             create: bool = True, expect: FileId | None = None) -> RecordingConnection:
     """Open (and create or migrate) a recording file with the pragmas trackmon relies on.
